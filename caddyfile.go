@@ -1,0 +1,269 @@
+package oauth2server
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("oauth2_server", parseCaddyfile)
+	// After basic_auth and forward_auth (so user_from can read what they
+	// set), before reverse_proxy: no `order` line is ever needed.
+	httpcaddyfile.RegisterDirectiveOrder("oauth2_server", httpcaddyfile.After, "forward_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	oauth2_server [<matcher>] {
+//	    issuer      <url>
+//	    resource    <url>...
+//	    resource_name <name>
+//	    signing_secret <secret>
+//	    signing_key <pem-file>
+//	    storage     <path>
+//	    sweep_interval <duration>
+//	    scopes      <scope>...
+//	    enforce_scopes <bool>
+//	    access_token_lifetime       <duration>
+//	    refresh_token_lifetime      <duration>
+//	    authorization_code_lifetime <duration>
+//	    clock_skew  <duration>
+//	    user        <name> <hash>
+//	    user_from   <placeholder>
+//	    sign_in_path <path>
+//	    client <id> {
+//	        secret       <secret>
+//	        redirect_uri <uri>...
+//	        scopes       <scope>...
+//	        name         <name>
+//	        public
+//	        trusted
+//	    }
+//	    dynamic_registration [{
+//	        initial_access_token <secret>
+//	        always_return_client_secret
+//	    }]
+//	    client_id_metadata_documents
+//	    public      <path>...
+//	    require_scope <path> <scope>...
+//	}
+//
+// `resource`, `scopes`, `user`, `client`, `public` and `require_scope` may
+// be repeated; every other option may appear once. Durations use Caddy's
+// syntax (90s, 10m, 1h, 30d).
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "resource", "scopes", "user", "client", "public", "require_scope":
+		default:
+			if seen[opt] {
+				return d.Errf("%s already specified", opt)
+			}
+			seen[opt] = true
+		}
+		var err error
+		switch opt {
+		case "issuer":
+			err = oneArg(d, &h.Issuer)
+		case "resource_name":
+			err = oneArg(d, &h.ResourceName)
+		case "signing_secret":
+			err = oneArg(d, &h.SigningSecret)
+		case "signing_key":
+			err = oneArg(d, &h.SigningKey)
+		case "storage":
+			err = oneArg(d, &h.Storage)
+		case "user_from":
+			err = oneArg(d, &h.UserFrom)
+		case "sign_in_path":
+			err = oneArg(d, &h.SignInPath)
+		case "resource":
+			err = someArgs(d, &h.Resources)
+		case "scopes":
+			err = someArgs(d, &h.Scopes)
+		case "public":
+			err = someArgs(d, &h.Public)
+		case "sweep_interval":
+			err = durationArg(d, &h.SweepInterval)
+		case "access_token_lifetime":
+			err = durationArg(d, &h.AccessTokenLifetime)
+		case "refresh_token_lifetime":
+			err = durationArg(d, &h.RefreshTokenLifetime)
+		case "authorization_code_lifetime":
+			err = durationArg(d, &h.AuthorizationCodeLifetime)
+		case "clock_skew":
+			err = durationArg(d, &h.ClockSkew)
+		case "enforce_scopes":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				b, perr := strconv.ParseBool(v)
+				if perr != nil {
+					return d.Errf("enforce_scopes: %q is not a boolean (true or false)", v)
+				}
+				h.EnforceScopes = &b
+			}
+		case "user":
+			var u User
+			if !d.Args(&u.Username, &u.Password) || d.NextArg() {
+				return d.Err("user: expected a user name and a password hash")
+			}
+			h.Users = append(h.Users, u)
+		case "client":
+			err = h.unmarshalClient(d)
+		case "dynamic_registration":
+			err = h.unmarshalDynamicRegistration(d)
+		case "client_id_metadata_documents":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.ClientIDMetadataDocuments = true
+		case "require_scope":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Err("require_scope: expected a path and at least one scope")
+			}
+			h.RequireScope = append(h.RequireScope, ScopeRequirement{Path: args[0], Scopes: args[1:]})
+		default:
+			return d.Errf("unrecognized subdirective %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
+	var c Client
+	if !d.Args(&c.ID) || d.NextArg() {
+		return d.Err("client: expected a client_id followed by a block")
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if opt != "redirect_uri" && opt != "scopes" {
+			if seen[opt] {
+				return d.Errf("client %q: %s already specified", c.ID, opt)
+			}
+			seen[opt] = true
+		}
+		var err error
+		switch opt {
+		case "secret":
+			err = oneArg(d, &c.Secret)
+		case "name":
+			err = oneArg(d, &c.Name)
+		case "redirect_uri":
+			err = someArgs(d, &c.RedirectURIs)
+		case "scopes":
+			err = someArgs(d, &c.Scopes)
+		case "public":
+			err = noArgs(d, &c.Public)
+		case "trusted":
+			err = noArgs(d, &c.Trusted)
+		default:
+			return d.Errf("client %q: unrecognized subdirective %q", c.ID, opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.Clients = append(h.Clients, c)
+	return nil
+}
+
+func (h *Handler) unmarshalDynamicRegistration(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	dr := &DynamicRegistration{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("dynamic_registration: %s already specified", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "initial_access_token":
+			err = oneArg(d, &dr.InitialAccessToken)
+		case "always_return_client_secret":
+			err = noArgs(d, &dr.AlwaysReturnClientSecret)
+		default:
+			return d.Errf("dynamic_registration: unrecognized subdirective %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.DynamicRegistration = dr
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, v *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: expected one value", opt)
+	}
+	*v = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: expected one value, got more", opt)
+	}
+	return nil
+}
+
+func someArgs(d *caddyfile.Dispenser, v *[]string) error {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("%s: expected at least one value", opt)
+	}
+	*v = append(*v, args...)
+	return nil
+}
+
+func noArgs(d *caddyfile.Dispenser, v *bool) error {
+	opt := d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes no value", opt)
+	}
+	*v = true
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, v *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: %q is not a duration (use e.g. 90s, 10m, 1h, 30d)", opt, s)
+	}
+	if dur <= 0 {
+		return d.Errf("%s must be positive (got %s)", opt, s)
+	}
+	*v = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,188 @@
+package endpoints
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// KeySet signs tokens with one active key and knows every key that may
+// still verify one. Asymmetric public keys are published at the JWKS URI.
+type KeySet struct {
+	active jose.SigningKey
+	verify map[string]verifyKey // by kid
+	jwks   []byte
+	alg    jose.SignatureAlgorithm
+	kid    string
+}
+
+type verifyKey struct {
+	alg jose.SignatureAlgorithm
+	key any // []byte for HMAC, a public key otherwise
+}
+
+// NewHMACKeySet returns an HS256 key set for a shared secret (≥ 32 bytes).
+// Its JWKS is empty: a shared secret is never published.
+func NewHMACKeySet(secret []byte) (*KeySet, error) {
+	if len(secret) < 32 {
+		return nil, errors.New("HS256 secret is shorter than 32 bytes")
+	}
+	// The kid names the key without revealing anything usable about it.
+	sum := sha256.Sum256(append([]byte("caddy-oauth2-server kid\x00"), secret...))
+	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(sum[:12])
+	ks := &KeySet{
+		active: jose.SigningKey{Algorithm: jose.HS256, Key: jose.JSONWebKey{Key: secret, KeyID: kid, Algorithm: string(jose.HS256)}},
+		verify: map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
+		alg:    jose.HS256,
+		kid:    kid,
+		jwks:   []byte(`{"keys":[]}`),
+	}
+	return ks, nil
+}
+
+// NewKeySet returns a key set that signs with active and also verifies
+// with others (keys retired by a rotation whose tokens may still be live).
+func NewKeySet(active *storage.SigningKey, others []storage.SigningKey, now time.Time) (*KeySet, error) {
+	ks := &KeySet{verify: map[string]verifyKey{}}
+	var public []jose.JSONWebKey
+	add := func(k *storage.SigningKey) (crypto.Signer, error) {
+		priv, err := x509.ParsePKCS8PrivateKey(k.PKCS8)
+		if err != nil {
+			return nil, fmt.Errorf("decoding signing key %s: %v", k.ID, err)
+		}
+		signer, ok := priv.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("signing key %s cannot sign", k.ID)
+		}
+		alg := jose.SignatureAlgorithm(k.Algorithm)
+		ks.verify[k.ID] = verifyKey{alg: alg, key: signer.Public()}
+		public = append(public, jose.JSONWebKey{Key: signer.Public(), KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
+		return signer, nil
+	}
+	signer, err := add(active)
+	if err != nil {
+		return nil, err
+	}
+	for i := range others {
+		k := &others[i]
+		if k.ID == active.ID || (!k.VerifyUntil.IsZero() && !now.Before(k.VerifyUntil)) {
+			continue
+		}
+		if _, err := add(k); err != nil {
+			return nil, err
+		}
+	}
+	ks.alg = jose.SignatureAlgorithm(active.Algorithm)
+	ks.kid = active.ID
+	ks.active = jose.SigningKey{Algorithm: ks.alg, Key: jose.JSONWebKey{Key: signer, KeyID: active.ID, Algorithm: active.Algorithm}}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: public})
+	if err != nil {
+		return nil, fmt.Errorf("encoding key set: %v", err)
+	}
+	ks.jwks = jwks
+	return ks, nil
+}
+
+// Algorithm is the JWS algorithm of the active key.
+func (ks *KeySet) Algorithm() string { return string(ks.alg) }
+
+// KeyID is the kid of the active key.
+func (ks *KeySet) KeyID() string { return ks.kid }
+
+// JWKS is the public key set document.
+func (ks *KeySet) JWKS() []byte { return ks.jwks }
+
+// Sign serialises claims as a JWT signed with the active key, with the
+// given "typ" header (e.g. "at+jwt") and the key's "kid".
+func (ks *KeySet) Sign(typ string, claims any) (string, error) {
+	signer, err := jose.NewSigner(ks.active, (&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		return "", fmt.Errorf("preparing signer: %v", err)
+	}
+	return jwt.Signed(signer).Claims(claims).Serialize()
+}
+
+// GenerateSigningKey makes a new ES256 key, named by its RFC 7638 thumbprint.
+func GenerateSigningKey(now time.Time) (*storage.SigningKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return signingKeyFrom(priv, now)
+}
+
+// signingKeyFrom wraps an ECDSA P-256 or Ed25519 private key.
+func signingKeyFrom(priv crypto.Signer, now time.Time) (*storage.SigningKey, error) {
+	var alg jose.SignatureAlgorithm
+	switch k := priv.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("EC key is not on curve P-256")
+		}
+		alg = jose.ES256
+	case ed25519.PrivateKey:
+		alg = jose.EdDSA
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", priv)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	thumb, err := (&jose.JSONWebKey{Key: priv.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	return &storage.SigningKey{
+		ID:        base64.RawURLEncoding.EncodeToString(thumb),
+		Algorithm: string(alg),
+		PKCS8:     der,
+		CreatedAt: now,
+	}, nil
+}
+
+// ParseSigningKeyPEM reads an EC P-256 or Ed25519 private key from PEM
+// (PKCS #8 "PRIVATE KEY" or SEC 1 "EC PRIVATE KEY").
+func ParseSigningKeyPEM(data []byte, now time.Time) (*storage.SigningKey, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block found")
+	}
+	var priv any
+	var err error
+	switch block.Type {
+	case "PRIVATE KEY":
+		priv, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		priv, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block is %q, not a private key", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parsing private key: %v", err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported key type %T", priv)
+	}
+	key, err := signingKeyFrom(signer, now)
+	if err != nil {
+		return nil, fmt.Errorf("%v: want an EC P-256 or Ed25519 private key", err)
+	}
+	return key, nil
+}

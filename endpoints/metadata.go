@@ -1,0 +1,128 @@
+package endpoints
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// authorizationServer is the RFC 8414 document. Optional fields are
+// omitted, never null or empty: several MCP clients reject either.
+type authorizationServer struct {
+	Issuer                                     string   `json:"issuer"`
+	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
+	TokenEndpoint                              string   `json:"token_endpoint"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint                      string   `json:"introspection_endpoint"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
+	JWKSURI                                    string   `json:"jwks_uri"`
+	ResponseTypesSupported                     []string `json:"response_types_supported"`
+	ResponseModesSupported                     []string `json:"response_modes_supported"`
+	GrantTypesSupported                        []string `json:"grant_types_supported"`
+	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthMethodsSupported  []string `json:"introspection_endpoint_auth_methods_supported"`
+	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
+	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
+}
+
+// protectedResourceMetadata is the RFC 9728 document.
+type protectedResourceMetadata struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	ResourceName           string   `json:"resource_name,omitempty"`
+}
+
+var (
+	authMethods          = []string{"none", "client_secret_basic", "client_secret_post"}
+	confidentialMethods  = []string{"client_secret_basic", "client_secret_post"}
+	grantTypesSupported  = []string{"authorization_code", "refresh_token", "client_credentials"}
+	codeChallengeMethods = []string{"S256"}
+)
+
+func (s *Server) authorizationServerMetadata() ([]byte, error) {
+	doc := authorizationServer{
+		Issuer:                                     s.cfg.Issuer,
+		AuthorizationEndpoint:                      s.endpoint("/oauth/authorize"),
+		TokenEndpoint:                              s.endpoint("/oauth/token"),
+		RevocationEndpoint:                         s.endpoint("/oauth/revoke"),
+		IntrospectionEndpoint:                      s.endpoint("/oauth/introspect"),
+		JWKSURI:                                    s.endpoint("/.well-known/jwks.json"),
+		ResponseTypesSupported:                     []string{"code"},
+		ResponseModesSupported:                     []string{"query"},
+		GrantTypesSupported:                        grantTypesSupported,
+		CodeChallengeMethodsSupported:              codeChallengeMethods,
+		TokenEndpointAuthMethodsSupported:          authMethods,
+		RevocationEndpointAuthMethodsSupported:     authMethods,
+		IntrospectionEndpointAuthMethodsSupported:  confidentialMethods,
+		ScopesSupported:                            s.cfg.Scopes,
+		AuthorizationResponseIssParameterSupported: true,
+		ClientIDMetadataDocumentSupported:          s.cfg.ClientIDMetadataDocuments,
+	}
+	if s.cfg.DynamicRegistration {
+		doc.RegistrationEndpoint = s.endpoint("/oauth/register")
+	}
+	return json.Marshal(doc)
+}
+
+func (s *Server) protectedResource(id string) (resource, error) {
+	u, err := url.Parse(id)
+	if err != nil {
+		return resource{}, fmt.Errorf("parsing resource %q: %v", id, err)
+	}
+	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	doc, err := json.Marshal(protectedResourceMetadata{
+		Resource:               id,
+		AuthorizationServers:   []string{s.cfg.Issuer},
+		ScopesSupported:        s.cfg.Scopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           s.cfg.ResourceName,
+	})
+	if err != nil {
+		return resource{}, err
+	}
+	return resource{
+		id:           id,
+		path:         path,
+		metadataPath: "/.well-known/oauth-protected-resource" + path,
+		metadata:     doc,
+	}, nil
+}
+
+// MetadataURL is the absolute URL of a resource's RFC 9728 document
+// (the path-inserted form for a resource with a path).
+func (r resource) MetadataURL() string {
+	u, _ := url.Parse(r.id) // validated at load
+	return u.Scheme + "://" + u.Host + r.metadataPath
+}
+
+// serveDocument answers GET/HEAD with a fixed JSON document that any
+// origin may read, and answers CORS preflight.
+func serveDocument(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodOptions:
+			writePreflight(w, "GET, HEAD, OPTIONS")
+			return
+		default:
+			h.Set("Allow", "GET, HEAD, OPTIONS")
+			writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "public, max-age=300")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			w.Write(body)
+		}
+	}
+}

@@ -1,0 +1,391 @@
+// Package oauth2server is an OAuth 2.1 authorization server that runs inside
+// Caddy as one HTTP handler, oauth2_server. It serves discovery, sign-in,
+// consent, token, revocation, registration and introspection endpoints, and
+// protects everything else in its site with audience-bound bearer tokens.
+package oauth2server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/endpoints"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the lifetimes.
+const (
+	DefaultAccessTokenLifetime       = time.Hour
+	DefaultRefreshTokenLifetime      = 30 * 24 * time.Hour
+	DefaultAuthorizationCodeLifetime = 10 * time.Minute
+	DefaultClockSkew                 = 30 * time.Second
+)
+
+// Handler is an OAuth 2.1 authorization server and the bearer-token guard
+// of its site.
+//
+// Requests for its protocol routes (discovery documents under
+// `/.well-known/`, and `/oauth/*` under the issuer's path) are answered by
+// the handler itself and never reach the next handler. Requests for a
+// `public` path pass through unchanged. Every other request needs a valid
+// access token for this site's resource.
+type Handler struct {
+	// The issuer identifier: an absolute https URL without query, fragment
+	// or trailing slash (plain http only for localhost, 127.0.0.0/8 and
+	// [::1]). Published byte for byte in the metadata and in every token.
+	// Required. Placeholders such as {env.ISSUER} are resolved at load.
+	Issuer string `json:"issuer,omitempty"`
+
+	// The protected resources (RFC 8707), the audience of access tokens.
+	// The first is the default when a client names none. `https://host`
+	// and `https://host/` are the same resource. At least one is required.
+	// Placeholders are resolved at load.
+	Resources []string `json:"resources,omitempty"`
+
+	// A human-readable name of the resource, published as `resource_name`
+	// in the protected-resource metadata.
+	ResourceName string `json:"resource_name,omitempty"`
+
+	// An HS256 secret of at least 32 bytes. When absent, tokens are signed
+	// with an asymmetric key (see signing_key) published at the JWKS URI.
+	// Accepts placeholders such as {env.SECRET} or {file./run/secret},
+	// resolved at load; one that does not resolve is a load error.
+	SigningSecret string `json:"signing_secret,omitempty"`
+
+	// A PEM file holding an EC P-256 (ES256) or Ed25519 (EdDSA) private
+	// key. Default: an ES256 key generated on first start and kept in the
+	// storage file, so tokens stay valid across restarts.
+	SigningKey string `json:"signing_key,omitempty"`
+
+	// The bbolt file that keeps clients, codes, refresh tokens, consents,
+	// sessions and generated keys. Default: `oauth2_server/<issuer>.db` in
+	// Caddy's data directory. Several sites may share one file.
+	Storage string `json:"storage,omitempty"`
+
+	// How often expired records are deleted from the storage file. The
+	// first site to open a file sets it. Default: 10m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
+	// The scope catalogue, advertised in the metadata.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Whether requested scopes must be in the catalogue. Default: true.
+	EnforceScopes *bool `json:"enforce_scopes,omitempty"`
+
+	// Lifetime of access tokens. Default: 1h.
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+
+	// Lifetime of each refresh token. Default: 30d.
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+
+	// Lifetime of authorization codes. Default: 10m.
+	AuthorizationCodeLifetime caddy.Duration `json:"authorization_code_lifetime,omitempty"`
+
+	// Leeway allowed on `exp` and `nbf` when verifying tokens. Default: 30s.
+	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+
+	// Built-in accounts for the login page, which is served only when
+	// users exist. Passwords are hashes as printed by `caddy hash-password`
+	// (bcrypt or argon2id).
+	Users []User `json:"users,omitempty"`
+
+	// A placeholder holding the identity an earlier handler established,
+	// e.g. `{http.auth.user.id}` from basic_auth or a header copied by
+	// forward_auth. When non-empty at /oauth/authorize it names the user.
+	UserFrom string `json:"user_from,omitempty"`
+
+	// Where to send a visitor who has no identity, with a return URL.
+	// Without it (and without users) such a visitor gets 401.
+	SignInPath string `json:"sign_in_path,omitempty"`
+
+	// Statically configured clients.
+	Clients []Client `json:"clients,omitempty"`
+
+	// Enables RFC 7591 dynamic client registration at /oauth/register.
+	// Default: off.
+	DynamicRegistration *DynamicRegistration `json:"dynamic_registration,omitempty"`
+
+	// Accept https URLs as client_id (client ID metadata documents).
+	// Default: off.
+	ClientIDMetadataDocuments bool `json:"client_id_metadata_documents,omitempty"`
+
+	// Paths that pass through without a token (Caddy path matcher syntax:
+	// exact, `/prefix/*`, `*.suffix`).
+	Public []string `json:"public,omitempty"`
+
+	// Per-path scope requirements: a token without every listed scope is
+	// refused with 403 insufficient_scope.
+	RequireScope []ScopeRequirement `json:"require_scope,omitempty"`
+
+	server     *endpoints.Server
+	public     caddyhttp.MatchPath
+	storageKey string // set only once this instance holds the storage handle
+	logger     *zap.Logger
+}
+
+// User is a built-in account.
+type User struct {
+	// The user name, also the `sub` of its tokens.
+	Username string `json:"username"`
+	// The password hash, as printed by `caddy hash-password` (bcrypt
+	// `$2a$…` or argon2id `$argon2id$…`).
+	Password string `json:"password"`
+}
+
+// Client is a statically configured OAuth client.
+type Client struct {
+	// The client_id.
+	ID string `json:"client_id"`
+	// The client secret of a confidential client. Placeholders such as
+	// {env.X} are resolved at load. Omit for a public client.
+	Secret string `json:"secret,omitempty"`
+	// The exact redirect URIs the client may use.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// The scopes the client may request. Default: the catalogue.
+	Scopes []string `json:"scopes,omitempty"`
+	// A name shown on the consent screen. Default: the client_id.
+	Name string `json:"name,omitempty"`
+	// A public client (no secret; PKCE only).
+	Public bool `json:"public,omitempty"`
+	// A first-party client: the consent screen is skipped.
+	Trusted bool `json:"trusted,omitempty"`
+}
+
+// DynamicRegistration configures RFC 7591 registration.
+type DynamicRegistration struct {
+	// When set, registration requires `Authorization: Bearer <token>`.
+	// Placeholders are resolved at load.
+	InitialAccessToken string `json:"initial_access_token,omitempty"`
+	// Return `"client_secret": ""` to public clients, for clients that
+	// expect the field.
+	AlwaysReturnClientSecret bool `json:"always_return_client_secret,omitempty"`
+}
+
+// ScopeRequirement gates a path on scopes.
+type ScopeRequirement struct {
+	// The path (Caddy path matcher syntax).
+	Path string `json:"path"`
+	// Every scope a token needs for this path.
+	Scopes []string `json:"scopes"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oauth2_server",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves placeholders, validates the configuration, opens the
+// storage file and prepares the signing keys.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if err := h.resolvePlaceholders(); err != nil {
+		return err
+	}
+	h.setDefaults()
+	if err := h.validate(); err != nil {
+		return err
+	}
+
+	h.public = caddyhttp.MatchPath(h.Public)
+	if err := h.public.Provision(ctx); err != nil {
+		return fmt.Errorf("public: %v", err)
+	}
+
+	key, err := storage.Key(h.Storage)
+	if err != nil {
+		return err
+	}
+	store, err := storage.Acquire(key, storage.Options{
+		SweepInterval: time.Duration(h.SweepInterval),
+		Logger:        h.logger.Named("sweeper"),
+	})
+	if err != nil {
+		return err
+	}
+	h.storageKey = key
+
+	keys, err := h.loadKeys(ctx, store)
+	if err != nil {
+		return err
+	}
+	h.server, err = endpoints.New(endpoints.Config{
+		Issuer:                    h.Issuer,
+		Resources:                 h.Resources,
+		ResourceName:              h.ResourceName,
+		Scopes:                    h.Scopes,
+		EnforceScopes:             *h.EnforceScopes,
+		AccessTokenLifetime:       time.Duration(h.AccessTokenLifetime),
+		RefreshTokenLifetime:      time.Duration(h.RefreshTokenLifetime),
+		AuthorizationCodeLifetime: time.Duration(h.AuthorizationCodeLifetime),
+		ClockSkew:                 time.Duration(h.ClockSkew),
+		DynamicRegistration:       h.DynamicRegistration != nil,
+		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
+		Store:                     store,
+		Keys:                      keys,
+		Logger:                    h.logger,
+	})
+	if err != nil {
+		return err
+	}
+	h.logger.Info("authorization server ready",
+		zap.String("issuer", h.Issuer),
+		zap.Strings("resources", h.Resources),
+		zap.String("storage", key),
+		zap.String("signing_alg", keys.Algorithm()),
+		zap.String("kid", keys.KeyID()))
+	return nil
+}
+
+func (h *Handler) setDefaults() {
+	if h.Storage == "" {
+		h.Storage = filepath.Join(caddy.AppDataDir(), "oauth2_server", storageFileName(h.Issuer))
+	}
+	if h.EnforceScopes == nil {
+		enforce := true
+		h.EnforceScopes = &enforce
+	}
+	setDuration(&h.AccessTokenLifetime, DefaultAccessTokenLifetime)
+	setDuration(&h.RefreshTokenLifetime, DefaultRefreshTokenLifetime)
+	setDuration(&h.AuthorizationCodeLifetime, DefaultAuthorizationCodeLifetime)
+	setDuration(&h.ClockSkew, DefaultClockSkew)
+	setDuration(&h.SweepInterval, storage.DefaultSweepInterval)
+	for i := range h.Resources {
+		h.Resources[i] = canonicalResource(h.Resources[i])
+	}
+}
+
+func setDuration(d *caddy.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = caddy.Duration(def)
+	}
+}
+
+var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9.\-]+`)
+
+// storageFileName names the default file after the issuer, e.g.
+// https://mcp.example.com/t1 -> mcp.example.com_t1.db.
+func storageFileName(issuer string) string {
+	name := issuer
+	if u, err := parseAbsoluteURL(issuer); err == nil {
+		name = u.Host + u.Path
+	}
+	return unsafeFileChars.ReplaceAllString(name, "_") + ".db"
+}
+
+// loadKeys prepares the signing keys: the HS256 secret, the configured key
+// file, or the ES256 key generated once and kept in storage.
+func (h *Handler) loadKeys(ctx context.Context, store storage.Store) (*endpoints.KeySet, error) {
+	now := time.Now()
+	switch {
+	case h.SigningSecret != "":
+		return endpoints.NewHMACKeySet([]byte(h.SigningSecret))
+	case h.SigningKey != "":
+		key, err := readSigningKey(h.SigningKey, now)
+		if err != nil {
+			return nil, err
+		}
+		return endpoints.NewKeySet(key, nil, now)
+	}
+	active, err := store.EnsureSigningKey(ctx, func() (*storage.SigningKey, error) {
+		return endpoints.GenerateSigningKey(now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading signing key: %v", err)
+	}
+	all, err := store.SigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading signing keys: %v", err)
+	}
+	return endpoints.NewKeySet(active, all, now)
+}
+
+func readSigningKey(path string, now time.Time) (*storage.SigningKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing_key: reading %s: %v", path, err)
+	}
+	key, err := endpoints.ParseSigningKeyPEM(data, now)
+	if err != nil {
+		return nil, fmt.Errorf("signing_key %s: %v", path, err)
+	}
+	return key, nil
+}
+
+// Cleanup releases the storage handle if this instance acquired it.
+func (h *Handler) Cleanup() error {
+	if h.storageKey == "" {
+		return nil
+	}
+	err := storage.Release(h.storageKey)
+	h.storageKey = ""
+	return err
+}
+
+// ServeHTTP answers protocol routes, passes public paths on, and guards
+// everything else.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if route := h.server.Route(r.URL.Path); route != nil {
+		route(w, r)
+		return nil
+	}
+	if h.isPublic(r) {
+		setIdentityPlaceholders(r)
+		return next.ServeHTTP(w, r)
+	}
+	h.server.Challenge(w, r)
+	return nil
+}
+
+// identityPlaceholders are set on every request the guard passes on, empty
+// when unknown, so that `header_up X-User {http.auth.user.id}` never sends
+// the literal placeholder text upstream.
+var identityPlaceholders = []string{
+	"http.auth.user.id",
+	"http.oauth2.sub",
+	"http.oauth2.client_id",
+	"http.oauth2.scope",
+	"http.oauth2.aud",
+	"http.oauth2.jti",
+	"http.oauth2.exp",
+}
+
+func setIdentityPlaceholders(r *http.Request) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	for _, k := range identityPlaceholders {
+		repl.Set(k, "")
+	}
+}
+
+// isPublic reports whether the request's cleaned path is a public path.
+func (h *Handler) isPublic(r *http.Request) bool {
+	if len(h.public) == 0 {
+		return false
+	}
+	ok, err := h.public.MatchWithError(r)
+	return err == nil && ok
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,219 @@
+// Package storage keeps the authorization server's state: clients,
+// authorization codes, refresh-token families, consents, revoked access
+// tokens, signing keys and login sessions.
+//
+// Store is written in OAuth terms. Every operation that must be atomic
+// (redeem a code, rotate a refresh token, revoke a family) is one method,
+// so a networked backend can map it onto its own atomic primitive. Secret
+// values (codes, refresh tokens, session ids, client secrets, registration
+// tokens) cross this API in the clear only as method arguments: they are
+// stored as SHA-256 hashes and never returned.
+package storage
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"time"
+)
+
+// Errors returned by Store methods. Callers compare with errors.Is.
+var (
+	// ErrNotFound: no such record, or it has expired.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyUsed: an authorization code was redeemed before.
+	ErrAlreadyUsed = errors.New("already used")
+	// ErrRevoked: the refresh-token family has been revoked.
+	ErrRevoked = errors.New("revoked")
+	// ErrReused: a rotated refresh token was presented outside the grace
+	// window; the family has been revoked as a result.
+	ErrReused = errors.New("refresh token reused")
+	// ErrWrongClient: the token belongs to another client; nothing changed.
+	ErrWrongClient = errors.New("issued to another client")
+)
+
+// Store is the persistence contract of the authorization server.
+type Store interface {
+	// PutClient creates or replaces a registered client.
+	PutClient(ctx context.Context, c *Client) error
+	// GetClient returns a client; ErrNotFound when unknown or expired.
+	GetClient(ctx context.Context, id string) (*Client, error)
+	// DeleteClient removes a client; deleting an unknown client is not an error.
+	DeleteClient(ctx context.Context, id string) error
+
+	// SaveAuthorizationCode stores a new code under the hash of code.
+	SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error
+	// GetAuthorizationCode returns the code's record, used or not;
+	// ErrNotFound when unknown or expired.
+	GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*AuthorizationCode, error)
+	// RedeemAuthorizationCode marks the code used and records what was issued
+	// from it, in one step: of any number of concurrent calls, exactly one
+	// succeeds. A code that was used before gives ErrAlreadyUsed together
+	// with its record, so the caller can revoke what was issued from it.
+	RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance) (*AuthorizationCode, error)
+
+	// CreateRefreshFamily starts a new family with its first token.
+	CreateRefreshFamily(ctx context.Context, f *RefreshFamily, token string, t *RefreshToken) error
+	// RotateRefreshToken exchanges a presented refresh token for a new one
+	// in the same family, in one step (see Rotation for the rules).
+	RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFamily, *RefreshToken, error)
+	// GetRefreshToken returns a token and its family; ErrNotFound when
+	// unknown or expired.
+	GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error)
+	// RevokeRefreshFamily revokes every token of a family at once.
+	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
+	// RefreshFamilyRevoked reports whether a family was revoked; an unknown
+	// family is not revoked.
+	RefreshFamilyRevoked(ctx context.Context, familyID string) (bool, error)
+
+	// RevokeAccessToken denies an access token by its jti until it expires.
+	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// AccessTokenRevoked reports whether the jti was revoked.
+	AccessTokenRevoked(ctx context.Context, jti string) (bool, error)
+
+	// PutConsent records (replacing) what a user granted a client.
+	PutConsent(ctx context.Context, c *Consent) error
+	// GetConsent returns a user's consent for a client; ErrNotFound if none.
+	GetConsent(ctx context.Context, subject, clientID string) (*Consent, error)
+
+	// CreateSession stores a login session under the hash of id.
+	CreateSession(ctx context.Context, id string, s *Session) error
+	// GetSession returns a live session; ErrNotFound when unknown or expired.
+	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)
+	// DeleteSession ends a session; an unknown id is not an error.
+	DeleteSession(ctx context.Context, id string) error
+
+	// SigningKeys returns every stored signing key, newest first.
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// EnsureSigningKey returns the active signing key, calling generate and
+	// storing its result in the same step when there is none.
+	EnsureSigningKey(ctx context.Context, generate func() (*SigningKey, error)) (*SigningKey, error)
+	// RotateSigningKey makes next the active key; the previous active key
+	// keeps verifying until verifyOldUntil and is then swept.
+	RotateSigningKey(ctx context.Context, next *SigningKey, verifyOldUntil time.Time) error
+
+	// DeleteExpired removes every record that can no longer be used and
+	// reports how many it removed.
+	DeleteExpired(ctx context.Context, now time.Time) (int, error)
+}
+
+// Client is a registered OAuth client (RFC 7591 metadata plus bookkeeping).
+type Client struct {
+	ID                      string    `json:"client_id"`
+	SecretHash              []byte    `json:"secret_hash,omitempty"`
+	Name                    string    `json:"client_name,omitempty"`
+	RedirectURIs            []string  `json:"redirect_uris,omitempty"`
+	GrantTypes              []string  `json:"grant_types,omitempty"`
+	ResponseTypes           []string  `json:"response_types,omitempty"`
+	Scope                   string    `json:"scope,omitempty"`
+	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method,omitempty"`
+	ApplicationType         string    `json:"application_type,omitempty"`
+	ClientURI               string    `json:"client_uri,omitempty"`
+	LogoURI                 string    `json:"logo_uri,omitempty"`
+	RegistrationTokenHash   []byte    `json:"registration_token_hash,omitempty"`
+	CreatedAt               time.Time `json:"created_at"`
+	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
+	// ExpiresAt, when set, is when an unused client is removed.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// AuthorizationCode is what a code stands for.
+type AuthorizationCode struct {
+	ClientID      string    `json:"client_id"`
+	RedirectURI   string    `json:"redirect_uri"`
+	CodeChallenge string    `json:"code_challenge"`
+	Scope         string    `json:"scope,omitempty"`
+	Resource      string    `json:"resource"`
+	Subject       string    `json:"sub"`
+	AuthTime      time.Time `json:"auth_time"`
+	IssuedAt      time.Time `json:"issued_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	UsedAt        time.Time `json:"used_at,omitzero"`
+	// Issued records what the redemption produced, for revocation on replay.
+	Issued Issuance `json:"issued,omitzero"`
+}
+
+// Issuance is what one redemption of a code produced.
+type Issuance struct {
+	AccessTokenID        string    `json:"access_token_id,omitempty"`
+	AccessTokenExpiresAt time.Time `json:"access_token_expires_at,omitzero"`
+	RefreshFamilyID      string    `json:"refresh_family_id,omitempty"`
+}
+
+// RefreshFamily is every refresh token descending from one authorization.
+type RefreshFamily struct {
+	ID       string    `json:"id"`
+	ClientID string    `json:"client_id"`
+	Subject  string    `json:"sub"`
+	Scope    string    `json:"scope,omitempty"`
+	Resource string    `json:"resource"`
+	AuthTime time.Time `json:"auth_time"`
+	// CreatedAt and ExpiresAt bound the family: no token of it outlives ExpiresAt.
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// RefreshToken is one token of a family.
+type RefreshToken struct {
+	FamilyID  string    `json:"family_id"`
+	Scope     string    `json:"scope,omitempty"`
+	Resource  string    `json:"resource"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// RotatedAt is set when the token was exchanged for a successor.
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
+	// Successors are the hashes of the tokens issued in exchange for this one.
+	Successors [][]byte `json:"successors,omitempty"`
+}
+
+// Rotation describes one use of a refresh token.
+//
+// A token that was never rotated is rotated. A token that was rotated is
+// accepted again only while now is within Grace of its rotation and none of
+// its successors has been used (a retry after a lost response, or parallel
+// refreshes): Next then becomes one more successor. Otherwise the family is
+// revoked and ErrReused returned. A token of another client gives
+// ErrWrongClient and changes nothing.
+type Rotation struct {
+	Presented string
+	ClientID  string
+	NextToken string
+	Next      RefreshToken
+	Now       time.Time
+	Grace     time.Duration
+}
+
+// Consent is what a user granted a client.
+type Consent struct {
+	Subject   string    `json:"sub"`
+	ClientID  string    `json:"client_id"`
+	Scope     string    `json:"scope,omitempty"`
+	GrantedAt time.Time `json:"granted_at"`
+}
+
+// Session is a built-in login session.
+type Session struct {
+	Subject   string    `json:"sub"`
+	AuthTime  time.Time `json:"auth_time"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SigningKey is a private key that signs (while active) and verifies tokens.
+type SigningKey struct {
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	PKCS8     []byte    `json:"pkcs8"`
+	CreatedAt time.Time `json:"created_at"`
+	// RetiredAt is set when another key took over signing.
+	RetiredAt time.Time `json:"retired_at,omitzero"`
+	// VerifyUntil is when a retired key's last token has expired.
+	VerifyUntil time.Time `json:"verify_until,omitzero"`
+}
+
+// Hash is the SHA-256 of a high-entropy secret, the only form in which
+// codes, tokens, session ids and client secrets are kept.
+func Hash(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}

@@ -1,0 +1,38 @@
+package storage
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// DefaultSweepInterval is how often expired records are deleted by default.
+const DefaultSweepInterval = 10 * time.Minute
+
+// sweep deletes expired records every opts.SweepInterval until ctx ends.
+func sweep(ctx context.Context, s Store, opts Options) {
+	interval := opts.SweepInterval
+	if interval <= 0 {
+		interval = DefaultSweepInterval
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-ticker.C:
+			n, err := s.DeleteExpired(ctx, now)
+			if err != nil {
+				logger.Error("sweeping expired records", zap.Error(err))
+				continue
+			}
+			logger.Debug("swept expired records", zap.Int("deleted", n))
+		}
+	}
+}

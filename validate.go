@@ -1,0 +1,342 @@
+package oauth2server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// resolvePlaceholders expands {env.*}, {file.*} and similar placeholders in
+// the fields that accept them. A placeholder that is unknown or resolves to
+// nothing is a load error: a secret must never silently become empty.
+// Error messages name the field and the placeholder, never a secret value.
+func (h *Handler) resolvePlaceholders() error {
+	repl := caddy.NewReplacer()
+	resolve := func(field string, v *string) error {
+		if *v == "" {
+			return nil
+		}
+		out, err := repl.ReplaceOrErr(*v, true, true)
+		if err != nil {
+			return fmt.Errorf("%s: %v", field, err)
+		}
+		*v = out
+		return nil
+	}
+	if err := resolve("issuer", &h.Issuer); err != nil {
+		return err
+	}
+	for i := range h.Resources {
+		if err := resolve("resource", &h.Resources[i]); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"signing_secret", &h.SigningSecret}, {"signing_key", &h.SigningKey}, {"storage", &h.Storage}} {
+		if err := resolve(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	for i := range h.Clients {
+		if err := resolve(fmt.Sprintf("client %q: secret", h.Clients[i].ID), &h.Clients[i].Secret); err != nil {
+			return err
+		}
+	}
+	if dr := h.DynamicRegistration; dr != nil {
+		if err := resolve("dynamic_registration: initial_access_token", &dr.InitialAccessToken); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validate checks the resolved configuration. Messages name the option and
+// the offending value, except for secrets.
+func (h *Handler) validate() error {
+	if h.Issuer == "" {
+		return errors.New("issuer is required")
+	}
+	if err := checkServerURL("issuer", h.Issuer); err != nil {
+		return err
+	}
+	if strings.HasSuffix(h.Issuer, "/") {
+		return fmt.Errorf("issuer %q: must not end with '/': clients compare the issuer byte for byte", h.Issuer)
+	}
+	if len(h.Resources) == 0 {
+		return errors.New("resource is required: name at least one protected resource URL")
+	}
+	seen := map[string]bool{}
+	for _, r := range h.Resources {
+		if err := checkServerURL("resource", r); err != nil {
+			return err
+		}
+		c := canonicalResource(r)
+		if seen[c] {
+			return fmt.Errorf("resource %q is listed twice", r)
+		}
+		seen[c] = true
+	}
+	if h.SigningSecret != "" && h.SigningKey != "" {
+		return errors.New("signing_secret and signing_key are mutually exclusive")
+	}
+	if h.SigningSecret != "" && len(h.SigningSecret) < 32 {
+		return fmt.Errorf("signing_secret is shorter than 32 bytes (%d bytes): HS256 needs at least 256 bits", len(h.SigningSecret))
+	}
+	if h.SigningKey != "" {
+		if _, err := readSigningKey(h.SigningKey, time.Now()); err != nil {
+			return err
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{
+		{"access_token_lifetime", h.AccessTokenLifetime},
+		{"refresh_token_lifetime", h.RefreshTokenLifetime},
+		{"authorization_code_lifetime", h.AuthorizationCodeLifetime},
+		{"clock_skew", h.ClockSkew},
+		{"sweep_interval", h.SweepInterval},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive (got %s)", d.name, time.Duration(d.v))
+		}
+	}
+	if err := checkScopes("scopes", h.Scopes); err != nil {
+		return err
+	}
+	if err := h.validateUsers(); err != nil {
+		return err
+	}
+	if err := h.validateClients(); err != nil {
+		return err
+	}
+	if h.UserFrom != "" && !(strings.HasPrefix(h.UserFrom, "{") && strings.HasSuffix(h.UserFrom, "}")) {
+		return fmt.Errorf("user_from %q: must be a placeholder such as {http.auth.user.id}", h.UserFrom)
+	}
+	if h.SignInPath != "" && !strings.HasPrefix(h.SignInPath, "/") {
+		return fmt.Errorf("sign_in_path %q: must be a path starting with '/'", h.SignInPath)
+	}
+	for _, p := range h.Public {
+		if err := checkPathPattern("public", p); err != nil {
+			return err
+		}
+	}
+	for _, rs := range h.RequireScope {
+		if err := checkPathPattern("require_scope", rs.Path); err != nil {
+			return err
+		}
+		if len(rs.Scopes) == 0 {
+			return fmt.Errorf("require_scope %q: needs at least one scope", rs.Path)
+		}
+		if err := checkScopes("require_scope "+rs.Path, rs.Scopes); err != nil {
+			return err
+		}
+	}
+	if dr := h.DynamicRegistration; dr != nil && dr.InitialAccessToken != "" && len(dr.InitialAccessToken) < 16 {
+		return errors.New("dynamic_registration: initial_access_token is shorter than 16 bytes")
+	}
+	return nil
+}
+
+func (h *Handler) validateUsers() error {
+	seen := map[string]bool{}
+	for _, u := range h.Users {
+		if u.Username == "" {
+			return errors.New("user: empty user name")
+		}
+		if seen[u.Username] {
+			return fmt.Errorf("user %q is defined twice", u.Username)
+		}
+		seen[u.Username] = true
+		if err := checkPasswordHash(u.Password); err != nil {
+			return fmt.Errorf("user %q: %v", u.Username, err)
+		}
+	}
+	return nil
+}
+
+// checkPasswordHash accepts what `caddy hash-password` prints: bcrypt or argon2id.
+func checkPasswordHash(hash string) error {
+	const hint = "password hash is not a bcrypt or argon2id hash as printed by 'caddy hash-password'"
+	switch {
+	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil || len(hash) != 60 {
+			return errors.New(hint)
+		}
+	case strings.HasPrefix(hash, "$argon2id$"):
+		if _, _, err := caddyauth.DecodeHash([]byte(hash)); err != nil {
+			return fmt.Errorf("%s (%v)", hint, err)
+		}
+	default:
+		return errors.New(hint)
+	}
+	return nil
+}
+
+func (h *Handler) validateClients() error {
+	seen := map[string]bool{}
+	for _, c := range h.Clients {
+		if c.ID == "" {
+			return errors.New("client: empty client_id")
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("client %q is defined twice", c.ID)
+		}
+		seen[c.ID] = true
+		switch {
+		case c.Public && c.Secret != "":
+			return fmt.Errorf("client %q: a public client has no secret", c.ID)
+		case !c.Public && c.Secret == "":
+			return fmt.Errorf("client %q: needs a secret, or 'public' for a client without one", c.ID)
+		}
+		if len(c.RedirectURIs) == 0 {
+			return fmt.Errorf("client %q: needs at least one redirect_uri", c.ID)
+		}
+		for _, u := range c.RedirectURIs {
+			if err := checkRedirectURI(u); err != nil {
+				return fmt.Errorf("client %q: redirect_uri %q: %v", c.ID, u, err)
+			}
+		}
+		if err := checkScopes(fmt.Sprintf("client %q: scopes", c.ID), c.Scopes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRedirectURI accepts https, http on a loopback host, and private-use
+// schemes of native apps; it refuses relative URIs, fragments, userinfo,
+// wildcards and script-bearing schemes.
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() {
+		return errors.New("must be an absolute URI")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return errors.New("must not have a fragment")
+	}
+	if u.User != nil {
+		return errors.New("must not carry user information")
+	}
+	if strings.Contains(raw, "*") {
+		return errors.New("must not contain wildcards")
+	}
+	switch scheme := strings.ToLower(u.Scheme); scheme {
+	case "https":
+		if u.Host == "" {
+			return errors.New("must name a host")
+		}
+	case "http":
+		if !isLoopbackHost(u.Hostname()) {
+			return errors.New("plain http is allowed only for localhost, 127.0.0.0/8 and [::1]")
+		}
+	case "javascript", "data", "file", "blob", "vbscript", "about", "ws", "wss", "ftp":
+		return fmt.Errorf("scheme %q is not allowed", scheme)
+	default:
+		if !privateUseScheme.MatchString(scheme) {
+			return fmt.Errorf("scheme %q is not allowed", scheme)
+		}
+	}
+	return nil
+}
+
+// privateUseScheme is an RFC 3986 scheme of a native app (RFC 8252 §7.1),
+// such as cursor or com.example.app.
+var privateUseScheme = regexp.MustCompile(`^[a-z][a-z0-9+.\-]*$`)
+
+// checkServerURL checks an issuer or resource: absolute https (http only
+// on loopback), with a host and no userinfo, query or fragment.
+func checkServerURL(option, raw string) error {
+	u, err := parseAbsoluteURL(raw)
+	if err != nil {
+		return fmt.Errorf("%s %q: %v", option, raw, err)
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%s %q: must be an https URL", option, raw)
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		return fmt.Errorf("%s %q: must use https (plain http only for localhost, 127.0.0.0/8 or [::1])", option, raw)
+	case u.User != nil:
+		return fmt.Errorf("%s %q: must not carry user information", option, raw)
+	case u.RawQuery != "" || u.ForceQuery:
+		return fmt.Errorf("%s %q: must not have a query", option, raw)
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("%s %q: must not have a fragment", option, raw)
+	}
+	return nil
+}
+
+func parseAbsoluteURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("not a valid URL")
+	}
+	if !u.IsAbs() || u.Host == "" {
+		return nil, errors.New("must be an absolute URL with a host")
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	return u, nil
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// canonicalResource lowercases scheme and host and drops a bare "/" path,
+// so that https://HOST/ and https://host name the same resource.
+func canonicalResource(raw string) string {
+	u, err := parseAbsoluteURL(raw)
+	if err != nil {
+		return raw
+	}
+	u.Host = strings.ToLower(u.Host)
+	if u.Path == "/" && u.RawPath == "" {
+		u.Path = ""
+	}
+	return u.String()
+}
+
+// checkScopes enforces RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func checkScopes(option string, scopes []string) error {
+	for _, s := range scopes {
+		if !validScopeToken(s) {
+			return fmt.Errorf("%s: %q is not a valid scope token (RFC 6749 §3.3 allows printable ASCII except space, '\"' and '\\')", option, s)
+		}
+	}
+	return nil
+}
+
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func checkPathPattern(option, p string) error {
+	if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "*") {
+		return fmt.Errorf("%s %q: must be a path starting with '/'", option, p)
+	}
+	return nil
+}
