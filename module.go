@@ -7,6 +7,7 @@ package oauth2server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -200,6 +201,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validate(); err != nil {
 		return err
 	}
+	for i := range h.Resources {
+		h.Resources[i] = canonicalResource(h.Resources[i])
+	}
 
 	h.public = caddyhttp.MatchPath(h.Public)
 	if err := h.public.Provision(ctx); err != nil {
@@ -264,9 +268,6 @@ func (h *Handler) setDefaults() {
 	setDuration(&h.AuthorizationCodeLifetime, DefaultAuthorizationCodeLifetime)
 	setDuration(&h.ClockSkew, DefaultClockSkew)
 	setDuration(&h.SweepInterval, storage.DefaultSweepInterval)
-	for i := range h.Resources {
-		h.Resources[i] = canonicalResource(h.Resources[i])
-	}
 }
 
 func setDuration(d *caddy.Duration, def time.Duration) {
@@ -315,7 +316,12 @@ func (h *Handler) loadKeys(ctx context.Context, store storage.Store) (*endpoints
 }
 
 func readSigningKey(path string, now time.Time) (*storage.SigningKey, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing_key: reading %s: %v", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10)) // a PEM key is a few hundred bytes
 	if err != nil {
 		return nil, fmt.Errorf("signing_key: reading %s: %v", path, err)
 	}

@@ -75,16 +75,18 @@ func New(cfg Config) (*Server, error) {
 		s.routes[p] = serveAS
 	}
 
-	for i, id := range cfg.Resources {
+	for _, id := range cfg.Resources {
 		r, err := s.protectedResource(id)
 		if err != nil {
 			return nil, err
 		}
 		s.resources = append(s.resources, r)
 		s.routes[r.metadataPath] = serveDocument(r.metadata)
-		if i == 0 {
-			s.routes["/.well-known/oauth-protected-resource"] = serveDocument(r.metadata)
-		}
+	}
+	// Clients probe the root document first; unless an origin resource
+	// owns it, it describes the default resource.
+	if _, taken := s.routes["/.well-known/oauth-protected-resource"]; !taken {
+		s.routes["/.well-known/oauth-protected-resource"] = serveDocument(s.resources[0].metadata)
 	}
 
 	s.routes[issuerPath+"/.well-known/jwks.json"] = serveDocument(cfg.Keys.JWKS())
@@ -95,6 +97,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DynamicRegistration {
 		s.routes[issuerPath+"/oauth/register"] = notImplemented
+	} else {
+		s.routes[issuerPath+"/oauth/register"] = registrationOff
 	}
 	return s, nil
 }
@@ -104,6 +108,12 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Route(path string) http.HandlerFunc {
 	return s.routes[path]
 }
+
+// Store is the server's storage.
+func (s *Server) Store() storage.Store { return s.cfg.Store }
+
+// Keys is the server's signing key set.
+func (s *Server) Keys() *KeySet { return s.cfg.Keys }
 
 // urlPath returns u's path without a trailing slash.
 func urlPath(raw string) (string, error) {
@@ -117,6 +127,12 @@ func urlPath(raw string) (string, error) {
 // endpoint is the absolute URL of a route under the issuer.
 func (s *Server) endpoint(path string) string {
 	return strings.TrimSuffix(s.cfg.Issuer, "/") + path
+}
+
+// registrationOff answers the registration route while dynamic
+// registration is switched off.
+func registrationOff(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "invalid_request", "dynamic client registration is not enabled")
 }
 
 // notImplemented answers routes that a later release implements.

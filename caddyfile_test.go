@@ -1,0 +1,138 @@
+package oauth2server
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+const bcryptHash = "$2a$12$r9YEtrzq11OBGq4dIKqE8ecVZGRwPoNsgqwl4JY2DkWivATF1in7q"
+
+// parse runs the Caddyfile unmarshaller over src without the lexer's
+// log.Fatalf on bad input.
+func parse(src string) (*Handler, error) {
+	tokens, err := caddyfile.Tokenize([]byte(src), "Caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	var h Handler
+	err = h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
+	return &h, err
+}
+
+func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
+	h, err := parse(`oauth2_server {
+		issuer https://mcp.example.com
+		resource https://mcp.example.com/mcp https://mcp.example.com/api
+		resource https://other.example.com
+		resource_name "Example MCP"
+		signing_secret {env.OAUTH2_SECRET}
+		storage /var/lib/oauth.db
+		sweep_interval 5m
+		scopes mcp:read mcp:write
+		scopes mcp:admin
+		enforce_scopes false
+		access_token_lifetime 90s
+		refresh_token_lifetime 30d
+		authorization_code_lifetime 10m
+		clock_skew 1m
+		user alice ` + bcryptHash + `
+		user bob ` + bcryptHash + `
+		user_from {http.auth.user.id}
+		sign_in_path /sign-in
+		client web {
+			secret {env.WEB_SECRET}
+			redirect_uri https://app.example.com/cb https://app.example.com/cb2
+			redirect_uri http://127.0.0.1/cb
+			scopes mcp:read
+			name "Web App"
+			trusted
+		}
+		client cli {
+			public
+			redirect_uri http://localhost/callback
+		}
+		dynamic_registration {
+			initial_access_token {file./run/secrets/iat}
+			always_return_client_secret
+		}
+		client_id_metadata_documents
+		public /healthz /docs/*
+		require_scope /admin/* mcp:admin mcp:write
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enforce := false
+	want := &Handler{
+		Issuer:                    "https://mcp.example.com",
+		Resources:                 []string{"https://mcp.example.com/mcp", "https://mcp.example.com/api", "https://other.example.com"},
+		ResourceName:              "Example MCP",
+		SigningSecret:             "{env.OAUTH2_SECRET}",
+		Storage:                   "/var/lib/oauth.db",
+		SweepInterval:             caddy.Duration(5 * time.Minute),
+		Scopes:                    []string{"mcp:read", "mcp:write", "mcp:admin"},
+		EnforceScopes:             &enforce,
+		AccessTokenLifetime:       caddy.Duration(90 * time.Second),
+		RefreshTokenLifetime:      caddy.Duration(30 * 24 * time.Hour),
+		AuthorizationCodeLifetime: caddy.Duration(10 * time.Minute),
+		ClockSkew:                 caddy.Duration(time.Minute),
+		Users:                     []User{{"alice", bcryptHash}, {"bob", bcryptHash}},
+		UserFrom:                  "{http.auth.user.id}",
+		SignInPath:                "/sign-in",
+		Clients: []Client{
+			{ID: "web", Secret: "{env.WEB_SECRET}", RedirectURIs: []string{"https://app.example.com/cb", "https://app.example.com/cb2", "http://127.0.0.1/cb"}, Scopes: []string{"mcp:read"}, Name: "Web App", Trusted: true},
+			{ID: "cli", Public: true, RedirectURIs: []string{"http://localhost/callback"}},
+		},
+		DynamicRegistration:       &DynamicRegistration{InitialAccessToken: "{file./run/secrets/iat}", AlwaysReturnClientSecret: true},
+		ClientIDMetadataDocuments: true,
+		Public:                    []string{"/healthz", "/docs/*"},
+		RequireScope:              []ScopeRequirement{{Path: "/admin/*", Scopes: []string{"mcp:admin", "mcp:write"}}},
+	}
+	if !reflect.DeepEqual(h, want) {
+		got, _ := json.MarshalIndent(h, "", " ")
+		exp, _ := json.MarshalIndent(want, "", " ")
+		t.Fatalf("parsed:\n%s\nwant:\n%s", got, exp)
+	}
+
+	// signing_key, and dynamic_registration without a block.
+	h, err = parse("oauth2_server {\n signing_key /etc/caddy/oauth.pem\n dynamic_registration\n}")
+	if err != nil || h.SigningKey != "/etc/caddy/oauth.pem" || h.DynamicRegistration == nil || *h.DynamicRegistration != (DynamicRegistration{}) {
+		t.Fatalf("parsed %+v, %v", h, err)
+	}
+}
+
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"oauth2_server inline {\n}", "wrong argument count"},
+		{"oauth2_server {\n isuer https://a.test\n}", `unrecognized subdirective "isuer"`},
+		{"oauth2_server {\n issuer https://a.test\n issuer https://b.test\n}", "issuer already specified"},
+		{"oauth2_server {\n issuer\n}", "issuer: expected one value"},
+		{"oauth2_server {\n issuer https://a.test https://b.test\n}", "issuer: expected one value, got more"},
+		{"oauth2_server {\n resource\n}", "resource: expected at least one value"},
+		{"oauth2_server {\n access_token_lifetime soon\n}", `access_token_lifetime: "soon" is not a duration`},
+		{"oauth2_server {\n refresh_token_lifetime -1h\n}", "refresh_token_lifetime must be positive (got -1h)"},
+		{"oauth2_server {\n authorization_code_lifetime 0s\n}", "authorization_code_lifetime must be positive (got 0s)"},
+		{"oauth2_server {\n clock_skew 1fortnight\n}", `clock_skew: "1fortnight" is not a duration`},
+		{"oauth2_server {\n sweep_interval 0\n}", "sweep_interval must be positive"},
+		{"oauth2_server {\n enforce_scopes maybe\n}", `enforce_scopes: "maybe" is not a boolean`},
+		{"oauth2_server {\n user alice\n}", "user: expected a user name and a password hash"},
+		{"oauth2_server {\n client {\n }\n}", "client: expected a client_id followed by a block"},
+		{"oauth2_server {\n client c1 {\n  sekret x\n }\n}", `client "c1": unrecognized subdirective "sekret"`},
+		{"oauth2_server {\n client c1 {\n  public yes\n }\n}", "public takes no value"},
+		{"oauth2_server {\n client c1 {\n  name a\n  name b\n }\n}", `client "c1": name already specified`},
+		{"oauth2_server {\n dynamic_registration {\n  open\n }\n}", `dynamic_registration: unrecognized subdirective "open"`},
+		{"oauth2_server {\n client_id_metadata_documents on\n}", "wrong argument count"},
+		{"oauth2_server {\n require_scope /admin/*\n}", "require_scope: expected a path and at least one scope"},
+	} {
+		_, err := parse(tc.src)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.src, err, tc.want)
+		}
+	}
+}

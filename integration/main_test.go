@@ -1,0 +1,119 @@
+// Package integration runs the oauth2_server module inside a real Caddy,
+// in process, through caddytest. All caddytest tests live in this one
+// package: caddytest runs one Caddy per test binary, and packages run in
+// parallel.
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/caddy-oauth2/caddy-oauth2-server"
+)
+
+func TestMain(m *testing.M) {
+	// Keep Caddy's data and config out of the developer's home.
+	dir, err := os.MkdirTemp("", "oauth2-integration")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// base is the address of the test site.
+const base = "http://localhost:9080"
+
+// globalOptions must open every config: caddytest finds its Caddy on the
+// admin port, and a config without it would move the admin endpoint away.
+const globalOptions = `{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	persist_config off
+}
+`
+
+// site is a config serving one oauth2_server block at base, with a
+// trivial upstream behind it.
+func site(block string) string {
+	return globalOptions + base + " {\n" + block + "\n\trespond \"upstream\" 200\n}\n"
+}
+
+// start loads config into the shared in-process Caddy.
+func start(t *testing.T, config string) *caddytest.Tester {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tester
+}
+
+func get(t *testing.T, tester *caddytest.Tester, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(t, tester, req)
+}
+
+func do(t *testing.T, tester *caddytest.Tester, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := tester.Client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// noNullsOrEmptyStrings fails if a JSON document holds null or "" anywhere.
+func noNullsOrEmptyStrings(t *testing.T, name string, body []byte) {
+	t.Helper()
+	var doc any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatalf("%s is not JSON: %v", name, err)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case nil:
+			t.Errorf("%s: %s is null", name, path)
+		case string:
+			if v == "" {
+				t.Errorf("%s: %s is an empty string", name, path)
+			}
+		case []any:
+			for i, e := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		case map[string]any:
+			for k, e := range v {
+				walk(path+"."+k, e)
+			}
+		}
+	}
+	walk("$", doc)
+}

@@ -1,0 +1,339 @@
+package oauth2server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+func TestMain(m *testing.M) {
+	// Keep Caddy's data and config (default storage files, autosave) out
+	// of the developer's home.
+	dir, err := os.MkdirTemp("", "oauth2-server-test")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newConfigContext is one loaded config: cancelling it cleans up every
+// module it loaded, as Caddy does when a config is replaced or stopped.
+func newConfigContext(t *testing.T) (caddy.Context, context.CancelFunc) {
+	t.Helper()
+	cfgCtx, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(cfgCtx)
+	t.Cleanup(cancel)
+	return ctx, cancel
+}
+
+// load parses a Caddyfile block, turns it into JSON as `caddy adapt` does,
+// and loads it through a config context (Provision and all).
+func load(t *testing.T, ctx caddy.Context, src string) (*Handler, error) {
+	t.Helper()
+	h, err := parse(src)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := ctx.LoadModuleByID("http.handlers.oauth2_server", raw)
+	if err != nil {
+		return nil, err
+	}
+	return mod.(*Handler), nil
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func pemFile(t *testing.T, key any) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+}
+
+func TestLoadTimeValidation(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef-secret"
+	t.Setenv("OAUTH2_TEST_SHORT_SECRET", "short-secret-value")
+	os.Unsetenv("OAUTH2_TEST_UNSET")
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	dir := t.TempDir()
+
+	base := func(extra string) string {
+		return "oauth2_server {\n issuer https://mcp.example.com\n resource https://mcp.example.com/mcp\n storage " +
+			filepath.Join(dir, "v.db") + "\n" + extra + "\n}"
+	}
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"missing issuer", "oauth2_server {\n resource https://a.test\n}", "issuer is required"},
+		{"missing resource", "oauth2_server {\n issuer https://a.test\n}", "resource is required"},
+		{"http issuer", "oauth2_server {\n issuer http://mcp.example.com\n resource https://mcp.example.com\n}",
+			`issuer "http://mcp.example.com": must use https (plain http only for localhost, 127.0.0.0/8 or [::1])`},
+		{"relative issuer", "oauth2_server {\n issuer /oauth\n resource https://a.test\n}", `issuer "/oauth": must be an absolute URL with a host`},
+		{"issuer query", "oauth2_server {\n issuer https://a.test?x=1\n resource https://a.test\n}", `issuer "https://a.test?x=1": must not have a query`},
+		{"issuer fragment", "oauth2_server {\n issuer https://a.test/#frag\n resource https://a.test\n}", `issuer "https://a.test/#frag": must not have a fragment`},
+		{"issuer trailing slash", "oauth2_server {\n issuer https://a.test/\n resource https://a.test\n}", `issuer "https://a.test/": must not end with '/'`},
+		{"ftp resource", "oauth2_server {\n issuer https://a.test\n resource ftp://a.test/mcp\n}", `resource "ftp://a.test/mcp": must be an https URL`},
+		{"http resource", "oauth2_server {\n issuer https://a.test\n resource http://10.0.0.1/mcp\n}", `resource "http://10.0.0.1/mcp": must use https`},
+		{"resource query", "oauth2_server {\n issuer https://a.test\n resource https://a.test/mcp?v=2\n}", `resource "https://a.test/mcp?v=2": must not have a query`},
+		{"resource fragment", "oauth2_server {\n issuer https://a.test\n resource https://a.test/mcp#x\n}", `resource "https://a.test/mcp#x": must not have a fragment`},
+		{"duplicate resource", "oauth2_server {\n issuer https://a.test\n resource https://a.test https://A.test/\n}", `resource "https://A.test/" is listed twice`},
+		{"unset env", base("signing_secret {env.OAUTH2_TEST_UNSET}"), "signing_secret: evaluated placeholder {env.OAUTH2_TEST_UNSET} is empty"},
+		{"missing file", base("signing_secret {file./nonexistent/oauth2-secret}"), "signing_secret: evaluated placeholder {file./nonexistent/oauth2-secret} is empty"},
+		{"typo placeholder", base("signing_secret {evn.SECRET}"), "signing_secret: unrecognized placeholder {evn.SECRET}"},
+		{"unset issuer env", "oauth2_server {\n issuer {env.OAUTH2_TEST_UNSET}\n resource https://a.test\n}", "issuer: evaluated placeholder {env.OAUTH2_TEST_UNSET} is empty"},
+		{"short secret", base("signing_secret {env.OAUTH2_TEST_SHORT_SECRET}"), "signing_secret is shorter than 32 bytes (18 bytes)"},
+		{"secret and key", base("signing_secret " + secret + "\n signing_key " + pemFile(t, p384)), "signing_secret and signing_key are mutually exclusive"},
+		{"rsa key", base("signing_key " + pemFile(t, rsaKey)), "unsupported key type *rsa.PrivateKey: want an EC P-256 or Ed25519 private key"},
+		{"p384 key", base("signing_key " + pemFile(t, p384)), "EC key is not on curve P-256: want an EC P-256 or Ed25519 private key"},
+		{"not pem", base("signing_key " + writeFile(t, "key.txt", "hello")), "no PEM block found"},
+		{"missing key file", base("signing_key /nonexistent/key.pem"), "signing_key: reading /nonexistent/key.pem"},
+		{"bad bcrypt", base("user alice $2a$12$tooshort"), `user "alice": password hash is not a bcrypt or argon2id hash as printed by 'caddy hash-password'`},
+		{"plain password", base("user alice hunter2"), `user "alice": password hash is not a bcrypt or argon2id hash`},
+		{"bad argon2id", base("user alice $argon2id$v=19$m=abc$salt$key"), `user "alice": password hash is not a bcrypt or argon2id hash`},
+		{"duplicate user", base("user alice " + bcryptHash + "\n user alice " + bcryptHash), `user "alice" is defined twice`},
+		{"duplicate client", base("client c1 {\n public\n redirect_uri https://c.test/cb\n }\n client c1 {\n public\n redirect_uri https://c.test/cb\n }"), `client "c1" is defined twice`},
+		{"client secret unset", base("client c1 {\n secret {env.OAUTH2_TEST_UNSET}\n redirect_uri https://c.test/cb\n }"), `client "c1": secret: evaluated placeholder {env.OAUTH2_TEST_UNSET} is empty`},
+		{"client no secret", base("client c1 {\n redirect_uri https://c.test/cb\n }"), `client "c1": needs a secret, or 'public'`},
+		{"client no redirect", base("client c1 {\n public\n }"), `client "c1": needs at least one redirect_uri`},
+		{"client js redirect", base("client c1 {\n public\n redirect_uri javascript:alert(1)\n }"), `client "c1": redirect_uri "javascript:alert(1)": scheme "javascript" is not allowed`},
+		{"client http redirect", base("client c1 {\n public\n redirect_uri http://c.test/cb\n }"), `plain http is allowed only for localhost`},
+		{"bad scope", base(`scopes "mcp read"`), `scopes: "mcp read" is not a valid scope token`},
+		{"bad scope quote", base(`scopes mcp:"read"`), `scopes: "mcp:\"read\"" is not a valid scope token`},
+		{"bad client scope", base("client c1 {\n public\n redirect_uri https://c.test/cb\n scopes \"x y\"\n }"), `client "c1": scopes: "x y" is not a valid scope token`},
+		{"bad user_from", base("user_from http.auth.user.id"), `user_from "http.auth.user.id": must be a placeholder`},
+		{"bad sign_in_path", base("sign_in_path sign-in"), `sign_in_path "sign-in": must be a path starting with '/'`},
+		{"bad public", base("public healthz"), `public "healthz": must be a path starting with '/'`},
+		{"short initial access token", base("dynamic_registration {\n initial_access_token abc\n }"), "dynamic_registration: initial_access_token is shorter than 16 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, _ := newConfigContext(t)
+			_, err := load(t, ctx, tc.src)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+			for _, s := range []string{secret, "short-secret-value"} {
+				if strings.Contains(err.Error(), s) {
+					t.Fatalf("the error reveals a secret: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadAcceptsGoodConfigs(t *testing.T) {
+	dir := t.TempDir()
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecDER, _ := x509.MarshalECPrivateKey(ec)
+	sec1 := writeFile(t, "ec.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER})))
+	t.Setenv("OAUTH2_TEST_SECRET", "0123456789abcdef0123456789abcdef")
+	secretFile := writeFile(t, "secret", "0123456789abcdef0123456789abcdef\n")
+	argon := "$argon2id$v=19$m=47104,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$8e1LPgTN3Q3IifAkWAVUWVyAW+cNDHkJUuc6l0IJSRE"
+
+	for _, tc := range []struct{ name, extra, alg string }{
+		{"generated ES256", "", "ES256"},
+		{"HS256 from env", "signing_secret {env.OAUTH2_TEST_SECRET}", "HS256"},
+		{"HS256 from file", "signing_secret {file." + secretFile + "}", "HS256"},
+		{"Ed25519 key", "signing_key " + pemFile(t, ed), "EdDSA"},
+		{"SEC1 EC key", "signing_key " + sec1, "ES256"},
+		{"argon2id user", "user carol " + argon, "ES256"},
+		{"loopback http", "", "ES256"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, _ := newConfigContext(t)
+			issuer := "https://mcp.example.com"
+			if tc.name == "loopback http" {
+				issuer = "http://127.0.0.2:8080"
+			}
+			h, err := load(t, ctx, fmt.Sprintf("oauth2_server {\n issuer %s\n resource %s/mcp http://[::1]:9000\n storage %s\n user alice %s\n %s\n}",
+				issuer, issuer, filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".db"), bcryptHash, tc.extra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if alg := h.server.Keys().Algorithm(); alg != tc.alg {
+				t.Fatalf("signing algorithm %s, want %s", alg, tc.alg)
+			}
+		})
+	}
+}
+
+// TestDefaultStorageFile checks the default path: Caddy's data directory,
+// one file per issuer.
+func TestDefaultStorageFile(t *testing.T) {
+	ctx, _ := newConfigContext(t)
+	h, err := load(t, ctx, "oauth2_server {\n issuer https://mcp.example.com/t1\n resource https://mcp.example.com/mcp\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(caddy.AppDataDir(), "oauth2_server", "mcp.example.com_t1.db")
+	if h.Storage != want {
+		t.Fatalf("storage = %s, want %s", h.Storage, want)
+	}
+	if _, err := os.Stat(want); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadSharesStorage provisions a changed config while the old one
+// still holds the file, as a Caddy reload does, then stops the old one.
+func TestReloadSharesStorage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oauth.db")
+	cfg := func(scopes string) string {
+		return "oauth2_server {\n issuer https://mcp.example.com\n resource https://mcp.example.com/mcp\n storage " + path + "\n scopes " + scopes + "\n}"
+	}
+	ctxA, cancelA := newConfigContext(t)
+	a, err := load(t, ctxA, cfg("mcp:read"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := a.server.Store()
+	if err := store.PutClient(context.Background(), &storage.Client{ID: "registered", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	ctxB, cancelB := newConfigContext(t)
+	b, err := load(t, ctxB, cfg("mcp:read mcp:write"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("provisioning the new config took %s", took)
+	}
+	cancelA() // the old config is cleaned up after the new one started
+
+	if _, err := b.server.Store().GetClient(context.Background(), "registered"); err != nil {
+		t.Fatalf("client lost across the reload: %v", err)
+	}
+	if a.server.Keys().KeyID() != b.server.Keys().KeyID() {
+		t.Fatal("the signing key changed across the reload")
+	}
+
+	// A config that fails before it acquires the storage must not release
+	// the running config's reference (Caddy calls Cleanup after a failed
+	// Provision); one that succeeds releases only its own.
+	ctxC, cancelC := newConfigContext(t)
+	if _, err := load(t, ctxC, cfg("mcp:read")+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctxD, cancelD := newConfigContext(t)
+	if _, err := load(t, ctxD, cfg(`"bad scope"`)); err == nil {
+		t.Fatal("a bad config loaded")
+	}
+	cancelD()
+	cancelC()
+	if _, err := b.server.Store().GetClient(context.Background(), "registered"); err != nil {
+		t.Fatalf("a failed config closed the running config's storage: %v", err)
+	}
+
+	cancelB()
+	// Everything released: the file can be opened directly.
+	s, err := storage.OpenBolt(path)
+	if err != nil {
+		t.Fatalf("the file is still held after the last config stopped: %v", err)
+	}
+	s.Close()
+}
+
+// TestStopStartKeepsKeysAndClients stops the server completely and starts
+// it again on the same file.
+func TestStopStartKeepsKeysAndClients(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oauth.db")
+	src := "oauth2_server {\n issuer https://mcp.example.com\n resource https://mcp.example.com/mcp\n storage " + path + "\n}"
+
+	ctx, cancel := newConfigContext(t)
+	h, err := load(t, ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := h.server.Keys().Sign("at+jwt", jwt.Claims{Subject: "alice", Issuer: "https://mcp.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.server.Store().PutClient(context.Background(), &storage.Client{ID: "survivor", Name: "Survivor", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	kid := h.server.Keys().KeyID()
+	cancel()
+
+	ctx, cancel = newConfigContext(t)
+	defer cancel()
+	h, err = load(t, ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.server.Keys().KeyID() != kid {
+		t.Fatalf("kid %s after restart, want %s", h.server.Keys().KeyID(), kid)
+	}
+	if c, err := h.server.Store().GetClient(context.Background(), "survivor"); err != nil || c.Name != "Survivor" {
+		t.Fatalf("client after restart: %+v, %v", c, err)
+	}
+
+	// A token signed before the restart verifies against the JWKS served after it.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "https://mcp.example.com/.well-known/jwks.json", nil)
+	if err := h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(rec.Body.Bytes(), &set); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Headers[0].KeyID != kid || parsed.Headers[0].ExtraHeaders["typ"] != "at+jwt" {
+		t.Fatalf("token header %+v", parsed.Headers[0])
+	}
+	keys := set.Key(kid)
+	if len(keys) != 1 || !keys[0].IsPublic() {
+		t.Fatalf("JWKS has %d public keys named %s", len(keys), kid)
+	}
+	var claims jwt.Claims
+	if err := parsed.Claims(keys[0].Key, &claims); err != nil || claims.Subject != "alice" {
+		t.Fatalf("verifying with the published key: %v", err)
+	}
+}
