@@ -1,8 +1,6 @@
 package oauth2server
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -38,6 +36,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    refresh_token_lifetime      <duration>
 //	    authorization_code_lifetime <duration>
 //	    clock_skew  <duration>
+//	    session_lifetime <duration>
 //	    user        <name> <hash>
 //	    user_from   <placeholder>
 //	    sign_in_path <path>
@@ -56,6 +55,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    client_id_metadata_documents
 //	    public      <path>...
 //	    require_scope <path> <scope>...
+//	    root_aliases <bool>
+//	    templates   <folder>
 //	}
 //
 // `resource`, `scopes`, `user`, `client`, `public` and `require_scope` may
@@ -109,15 +110,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.AuthorizationCodeLifetime)
 		case "clock_skew":
 			err = durationArg(d, &h.ClockSkew)
+		case "session_lifetime":
+			err = durationArg(d, &h.SessionLifetime)
+		case "templates":
+			err = oneArg(d, &h.Templates)
+		case "root_aliases":
+			h.RootAliases, err = boolArg(d)
 		case "enforce_scopes":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				b, perr := strconv.ParseBool(v)
-				if perr != nil {
-					return d.Errf("enforce_scopes: %q is not a boolean (true or false)", v)
-				}
-				h.EnforceScopes = &b
-			}
+			h.EnforceScopes, err = boolArg(d)
 		case "user":
 			var u User
 			if !d.Args(&u.Username, &u.Password) || d.NextArg() {
@@ -246,6 +246,21 @@ func noArgs(d *caddyfile.Dispenser, v *bool) error {
 	}
 	*v = true
 	return nil
+}
+
+func boolArg(d *caddyfile.Dispenser) (*bool, error) {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return nil, err
+	}
+	switch s {
+	case "true", "on":
+		return new(true), nil
+	case "false", "off":
+		return new(false), nil
+	}
+	return nil, d.Errf("%s: %q is not a boolean (true or false)", opt, s)
 }
 
 func durationArg(d *caddyfile.Dispenser, v *caddy.Duration) error {

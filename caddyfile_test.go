@@ -41,6 +41,9 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		refresh_token_lifetime 30d
 		authorization_code_lifetime 10m
 		clock_skew 1m
+		session_lifetime 8h
+		root_aliases off
+		templates /etc/caddy/oauth-pages
 		user alice ` + bcryptHash + `
 		user bob ` + bcryptHash + `
 		user_from {http.auth.user.id}
@@ -82,6 +85,9 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		RefreshTokenLifetime:      caddy.Duration(30 * 24 * time.Hour),
 		AuthorizationCodeLifetime: caddy.Duration(10 * time.Minute),
 		ClockSkew:                 caddy.Duration(time.Minute),
+		SessionLifetime:           caddy.Duration(8 * time.Hour),
+		RootAliases:               new(false),
+		Templates:                 "/etc/caddy/oauth-pages",
 		Users:                     []User{{"alice", bcryptHash}, {"bob", bcryptHash}},
 		UserFrom:                  "{http.auth.user.id}",
 		SignInPath:                "/sign-in",
@@ -121,6 +127,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"oauth2_server {\n clock_skew 1fortnight\n}", `clock_skew: "1fortnight" is not a duration`},
 		{"oauth2_server {\n sweep_interval 0\n}", "sweep_interval must be positive"},
 		{"oauth2_server {\n enforce_scopes maybe\n}", `enforce_scopes: "maybe" is not a boolean`},
+		{"oauth2_server {\n root_aliases 1\n}", `root_aliases: "1" is not a boolean`},
+		{"oauth2_server {\n session_lifetime forever\n}", `session_lifetime: "forever" is not a duration`},
 		{"oauth2_server {\n user alice\n}", "user: expected a user name and a password hash"},
 		{"oauth2_server {\n client {\n }\n}", "client: expected a client_id followed by a block"},
 		{"oauth2_server {\n client c1 {\n  sekret x\n }\n}", `client "c1": unrecognized subdirective "sekret"`},

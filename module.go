@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,6 +33,7 @@ const (
 	DefaultRefreshTokenLifetime      = 30 * 24 * time.Hour
 	DefaultAuthorizationCodeLifetime = 10 * time.Minute
 	DefaultClockSkew                 = 30 * time.Second
+	DefaultSessionLifetime           = 12 * time.Hour
 )
 
 // Handler is an OAuth 2.1 authorization server and the bearer-token guard
@@ -91,6 +93,9 @@ type Handler struct {
 	// Lifetime of each refresh token. Default: 30d.
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 
+	// Lifetime of a built-in login session. Default: 12h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
 	// Lifetime of authorization codes. Default: 10m.
 	AuthorizationCodeLifetime caddy.Duration `json:"authorization_code_lifetime,omitempty"`
 
@@ -121,6 +126,16 @@ type Handler struct {
 	// Accept https URLs as client_id (client ID metadata documents).
 	// Default: off.
 	ClientIDMetadataDocuments bool `json:"client_id_metadata_documents,omitempty"`
+
+	// Also answer /authorize, /token and /register at the site root, as
+	// the /oauth/… routes do (Claude.ai's web client builds these paths
+	// itself). Default: true.
+	RootAliases *bool `json:"root_aliases,omitempty"`
+
+	// A folder with replacements for the built-in pages: any of
+	// login.html, consent.html and error.html (Go html/template; the
+	// built-in "head" and "foot" blocks may be used). Read at load.
+	Templates string `json:"templates,omitempty"`
 
 	// Paths that pass through without a token (Caddy path matcher syntax:
 	// exact, `/prefix/*`, `*.suffix`).
@@ -237,8 +252,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RefreshTokenLifetime:      time.Duration(h.RefreshTokenLifetime),
 		AuthorizationCodeLifetime: time.Duration(h.AuthorizationCodeLifetime),
 		ClockSkew:                 time.Duration(h.ClockSkew),
+		SessionLifetime:           time.Duration(h.SessionLifetime),
 		DynamicRegistration:       h.DynamicRegistration != nil,
 		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
+		Clients:                   h.staticClients(),
+		Users:                     h.userHashes(),
+		UserFrom:                  h.UserFrom,
+		SignInPath:                h.SignInPath,
+		RootAliases:               *h.RootAliases,
+		TemplatesDir:              h.Templates,
 		Store:                     store,
 		Keys:                      keys,
 		Logger:                    h.logger,
@@ -260,13 +282,16 @@ func (h *Handler) setDefaults() {
 		h.Storage = filepath.Join(caddy.AppDataDir(), "oauth2_server", storageFileName(h.Issuer))
 	}
 	if h.EnforceScopes == nil {
-		enforce := true
-		h.EnforceScopes = &enforce
+		h.EnforceScopes = new(true)
+	}
+	if h.RootAliases == nil {
+		h.RootAliases = new(true)
 	}
 	setDuration(&h.AccessTokenLifetime, DefaultAccessTokenLifetime)
 	setDuration(&h.RefreshTokenLifetime, DefaultRefreshTokenLifetime)
 	setDuration(&h.AuthorizationCodeLifetime, DefaultAuthorizationCodeLifetime)
 	setDuration(&h.ClockSkew, DefaultClockSkew)
+	setDuration(&h.SessionLifetime, DefaultSessionLifetime)
 	setDuration(&h.SweepInterval, storage.DefaultSweepInterval)
 }
 
@@ -286,6 +311,38 @@ func storageFileName(issuer string) string {
 		name = u.Host + u.Path
 	}
 	return unsafeFileChars.ReplaceAllString(name, "_") + ".db"
+}
+
+// staticClients turns the configured clients into the stored form, with
+// the secret hashed.
+func (h *Handler) staticClients() []storage.Client {
+	var out []storage.Client
+	for _, c := range h.Clients {
+		sc := storage.Client{
+			ID:           c.ID,
+			Name:         c.Name,
+			RedirectURIs: c.RedirectURIs,
+			Scope:        strings.Join(c.Scopes, " "),
+			Trusted:      c.Trusted,
+			GrantTypes:   []string{"authorization_code", "refresh_token"},
+		}
+		if c.Secret != "" {
+			sc.SecretHash = storage.Hash(c.Secret)
+			sc.TokenEndpointAuthMethod = "client_secret_basic"
+		} else {
+			sc.TokenEndpointAuthMethod = "none"
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+func (h *Handler) userHashes() map[string]string {
+	users := map[string]string{}
+	for _, u := range h.Users {
+		users[u.Username] = u.Password
+	}
+	return users
 }
 
 // loadKeys prepares the signing keys: the HS256 secret, the configured key

@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/endpoints"
 )
 
 // resolvePlaceholders expands {env.*}, {file.*} and similar placeholders in
@@ -42,7 +44,7 @@ func (h *Handler) resolvePlaceholders() error {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"signing_secret", &h.SigningSecret}, {"signing_key", &h.SigningKey}, {"storage", &h.Storage}} {
+	}{{"signing_secret", &h.SigningSecret}, {"signing_key", &h.SigningKey}, {"storage", &h.Storage}, {"templates", &h.Templates}} {
 		if err := resolve(f.name, f.v); err != nil {
 			return err
 		}
@@ -105,6 +107,7 @@ func (h *Handler) validate() error {
 		{"refresh_token_lifetime", h.RefreshTokenLifetime},
 		{"authorization_code_lifetime", h.AuthorizationCodeLifetime},
 		{"clock_skew", h.ClockSkew},
+		{"session_lifetime", h.SessionLifetime},
 		{"sweep_interval", h.SweepInterval},
 	} {
 		if d.v <= 0 {
@@ -314,24 +317,11 @@ func canonicalResource(raw string) string {
 // checkScopes enforces RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 func checkScopes(option string, scopes []string) error {
 	for _, s := range scopes {
-		if !validScopeToken(s) {
+		if !endpoints.ValidScopeToken(s) {
 			return fmt.Errorf("%s: %q is not a valid scope token (RFC 6749 §3.3 allows printable ASCII except space, '\"' and '\\')", option, s)
 		}
 	}
 	return nil
-}
-
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 func checkPathPattern(option, p string) error {

@@ -6,6 +6,7 @@ package endpoints
 
 import (
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,18 +28,34 @@ type Config struct {
 	RefreshTokenLifetime      time.Duration
 	AuthorizationCodeLifetime time.Duration
 	ClockSkew                 time.Duration
+	SessionLifetime           time.Duration
 	DynamicRegistration       bool
 	ClientIDMetadataDocuments bool
-	Store                     storage.Store
-	Keys                      *KeySet
-	Logger                    *zap.Logger
+	// Clients are the statically configured clients (secrets hashed).
+	Clients []storage.Client
+	// Users maps built-in user names to password hashes.
+	Users      map[string]string
+	UserFrom   string
+	SignInPath string
+	// RootAliases also serves /authorize, /token and /register at the root.
+	RootAliases bool
+	// TemplatesDir may hold login.html, consent.html and error.html.
+	TemplatesDir string
+	Store        storage.Store
+	Keys         *KeySet
+	Logger       *zap.Logger
 }
 
 // Server answers the protocol routes.
 type Server struct {
-	cfg       Config
-	routes    map[string]http.HandlerFunc
-	resources []resource
+	cfg           Config
+	routes        map[string]http.HandlerFunc
+	resources     []resource
+	issuerPath    string
+	staticClients map[string]*storage.Client
+	pages         map[string]*template.Template
+	throttle      *loginThrottle
+	decoyHash     string // compared when a user name is unknown
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -54,9 +71,25 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	s := &Server{cfg: cfg, routes: map[string]http.HandlerFunc{}}
 	issuerPath, err := urlPath(cfg.Issuer)
 	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:           cfg,
+		routes:        map[string]http.HandlerFunc{},
+		issuerPath:    issuerPath,
+		staticClients: map[string]*storage.Client{},
+		throttle:      newLoginThrottle(),
+	}
+	for i := range cfg.Clients {
+		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
+	}
+	for _, hash := range cfg.Users {
+		s.decoyHash = hash // any real hash: same algorithm and cost as the users'
+		break
+	}
+	if s.pages, err = loadPages(cfg.TemplatesDir); err != nil {
 		return nil, err
 	}
 
@@ -91,14 +124,26 @@ func New(cfg Config) (*Server, error) {
 
 	s.routes[issuerPath+"/.well-known/jwks.json"] = serveDocument(cfg.Keys.JWKS())
 
-	for _, p := range []string{"/oauth/authorize", "/oauth/login", "/oauth/consent", "/oauth/token",
-		"/oauth/revoke", "/oauth/introspect"} {
+	s.routes[issuerPath+"/oauth/authorize"] = s.authorize
+	s.routes[issuerPath+"/oauth/consent"] = s.consent
+	s.routes[issuerPath+"/oauth/token"] = s.token
+	s.routes[issuerPath+"/oauth/login"] = s.login
+	if len(cfg.Users) == 0 {
+		s.routes[issuerPath+"/oauth/login"] = s.noLogin
+	}
+	for _, p := range []string{"/oauth/revoke", "/oauth/introspect"} {
 		s.routes[issuerPath+p] = notImplemented
 	}
+	register := registrationOff
 	if cfg.DynamicRegistration {
-		s.routes[issuerPath+"/oauth/register"] = notImplemented
-	} else {
-		s.routes[issuerPath+"/oauth/register"] = registrationOff
+		register = notImplemented
+	}
+	s.routes[issuerPath+"/oauth/register"] = register
+	if cfg.RootAliases {
+		// Claude.ai's web client builds these paths at the MCP origin itself.
+		s.routes["/authorize"] = s.authorize
+		s.routes["/token"] = s.token
+		s.routes["/register"] = register
 	}
 	return s, nil
 }
@@ -127,6 +172,11 @@ func urlPath(raw string) (string, error) {
 // endpoint is the absolute URL of a route under the issuer.
 func (s *Server) endpoint(path string) string {
 	return strings.TrimSuffix(s.cfg.Issuer, "/") + path
+}
+
+// noLogin answers the login route when there are no built-in users.
+func (s *Server) noLogin(w http.ResponseWriter, r *http.Request) {
+	s.renderError(w, http.StatusNotFound, "No sign-in page", "This server has no built-in accounts.")
 }
 
 // registrationOff answers the registration route while dynamic

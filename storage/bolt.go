@@ -28,10 +28,11 @@ var (
 	bucketRevokedAccess = []byte("revoked_access_tokens")
 	bucketConsents      = []byte("consents")
 	bucketSessions      = []byte("sessions")
+	bucketPending       = []byte("pending_authorizations")
 	bucketKeys          = []byte("signing_keys")
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
-		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketKeys}
+		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys}
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -391,6 +392,32 @@ func (s *Bolt) GetConsent(ctx context.Context, subject, clientID string) (*Conse
 	return &c, nil
 }
 
+// SavePendingAuthorization implements Store.
+func (s *Bolt) SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return put(tx, bucketPending, Hash(id), p)
+	})
+}
+
+// TakePendingAuthorization implements Store.
+func (s *Bolt) TakePendingAuthorization(ctx context.Context, id string, now time.Time) (*PendingAuthorization, error) {
+	var p PendingAuthorization
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		key := Hash(id)
+		if err := get(tx, bucketPending, key, &p); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).Delete(key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(p.ExpiresAt, now) {
+		return nil, ErrNotFound
+	}
+	return &p, nil
+}
+
 // CreateSession implements Store.
 func (s *Bolt) CreateSession(ctx context.Context, id string, sess *Session) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
@@ -519,6 +546,10 @@ func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 			{bucketFamilies, func(raw []byte) bool { var f RefreshFamily; return decodes(raw, &f) && expired(f.ExpiresAt, now) }},
 			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }},
 			{bucketSessions, func(raw []byte) bool { var s Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }},
+			{bucketPending, func(raw []byte) bool {
+				var p PendingAuthorization
+				return decodes(raw, &p) && expired(p.ExpiresAt, now)
+			}},
 			{bucketKeys, func(raw []byte) bool { var k SigningKey; return decodes(raw, &k) && expired(k.VerifyUntil, now) }},
 		}
 		for _, sw := range sweeps {

@@ -409,3 +409,32 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("PutClient with a cancelled context: %v", err)
 	}
 }
+
+func TestPendingAuthorizationIsSingleUse(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	if err := s.SavePendingAuthorization(ctx, "pid", &PendingAuthorization{ClientID: "c1", Subject: "alice", ExpiresAt: t0.Add(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if p, err := s.TakePendingAuthorization(ctx, "pid", t0); err == nil && p.Subject == "alice" {
+				wins.Add(1)
+			} else if !errors.Is(err, ErrNotFound) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d takers got the pending request, want 1", wins.Load())
+	}
+	if err := s.SavePendingAuthorization(ctx, "old", &PendingAuthorization{ExpiresAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakePendingAuthorization(ctx, "old", t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired pending request: %v", err)
+	}
+}

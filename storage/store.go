@@ -76,6 +76,14 @@ type Store interface {
 	// GetConsent returns a user's consent for a client; ErrNotFound if none.
 	GetConsent(ctx context.Context, subject, clientID string) (*Consent, error)
 
+	// SavePendingAuthorization stores an authorization request waiting for
+	// the user's consent, under the hash of id.
+	SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error
+	// TakePendingAuthorization returns and deletes a pending request in one
+	// step, so it can be answered only once; ErrNotFound when unknown,
+	// taken or expired.
+	TakePendingAuthorization(ctx context.Context, id string, now time.Time) (*PendingAuthorization, error)
+
 	// CreateSession stores a login session under the hash of id.
 	CreateSession(ctx context.Context, id string, s *Session) error
 	// GetSession returns a live session; ErrNotFound when unknown or expired.
@@ -99,36 +107,41 @@ type Store interface {
 
 // Client is a registered OAuth client (RFC 7591 metadata plus bookkeeping).
 type Client struct {
-	ID                      string    `json:"client_id"`
-	SecretHash              []byte    `json:"secret_hash,omitempty"`
-	Name                    string    `json:"client_name,omitempty"`
-	RedirectURIs            []string  `json:"redirect_uris,omitempty"`
-	GrantTypes              []string  `json:"grant_types,omitempty"`
-	ResponseTypes           []string  `json:"response_types,omitempty"`
-	Scope                   string    `json:"scope,omitempty"`
-	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method,omitempty"`
-	ApplicationType         string    `json:"application_type,omitempty"`
-	ClientURI               string    `json:"client_uri,omitempty"`
-	LogoURI                 string    `json:"logo_uri,omitempty"`
-	RegistrationTokenHash   []byte    `json:"registration_token_hash,omitempty"`
-	CreatedAt               time.Time `json:"created_at"`
-	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
+	ID                      string   `json:"client_id"`
+	SecretHash              []byte   `json:"secret_hash,omitempty"`
+	Name                    string   `json:"client_name,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris,omitempty"`
+	GrantTypes              []string `json:"grant_types,omitempty"`
+	ResponseTypes           []string `json:"response_types,omitempty"`
+	Scope                   string   `json:"scope,omitempty"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method,omitempty"`
+	ApplicationType         string   `json:"application_type,omitempty"`
+	ClientURI               string   `json:"client_uri,omitempty"`
+	LogoURI                 string   `json:"logo_uri,omitempty"`
+	RegistrationTokenHash   []byte   `json:"registration_token_hash,omitempty"`
+	// Trusted (first-party) clients skip the consent screen.
+	Trusted    bool      `json:"trusted,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 	// ExpiresAt, when set, is when an unused client is removed.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // AuthorizationCode is what a code stands for.
 type AuthorizationCode struct {
-	ClientID      string    `json:"client_id"`
-	RedirectURI   string    `json:"redirect_uri"`
-	CodeChallenge string    `json:"code_challenge"`
-	Scope         string    `json:"scope,omitempty"`
-	Resource      string    `json:"resource"`
-	Subject       string    `json:"sub"`
-	AuthTime      time.Time `json:"auth_time"`
-	IssuedAt      time.Time `json:"issued_at"`
-	ExpiresAt     time.Time `json:"expires_at"`
-	UsedAt        time.Time `json:"used_at,omitzero"`
+	ClientID    string `json:"client_id"`
+	RedirectURI string `json:"redirect_uri"`
+	// RedirectURIGiven records whether the authorization request named the
+	// redirect URI; the token request must then repeat it.
+	RedirectURIGiven bool      `json:"redirect_uri_given,omitempty"`
+	CodeChallenge    string    `json:"code_challenge"`
+	Scope            string    `json:"scope,omitempty"`
+	Resource         string    `json:"resource"`
+	Subject          string    `json:"sub"`
+	AuthTime         time.Time `json:"auth_time"`
+	IssuedAt         time.Time `json:"issued_at"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	UsedAt           time.Time `json:"used_at,omitzero"`
 	// Issued records what the redemption produced, for revocation on replay.
 	Issued Issuance `json:"issued,omitzero"`
 }
@@ -182,6 +195,24 @@ type Rotation struct {
 	Next      RefreshToken
 	Now       time.Time
 	Grace     time.Duration
+}
+
+// PendingAuthorization is a validated authorization request shown on the
+// consent screen, bound to the user and to the form's CSRF token.
+type PendingAuthorization struct {
+	ClientID    string `json:"client_id"`
+	RedirectURI string `json:"redirect_uri"`
+	// RedirectURIGiven records whether the request named the redirect URI
+	// (the token request must then repeat it).
+	RedirectURIGiven bool      `json:"redirect_uri_given,omitempty"`
+	State            string    `json:"state,omitempty"`
+	CodeChallenge    string    `json:"code_challenge"`
+	Scope            string    `json:"scope,omitempty"`
+	Resource         string    `json:"resource"`
+	Subject          string    `json:"sub"`
+	AuthTime         time.Time `json:"auth_time"`
+	CSRFHash         []byte    `json:"csrf_hash"`
+	ExpiresAt        time.Time `json:"expires_at"`
 }
 
 // Consent is what a user granted a client.

@@ -1,0 +1,334 @@
+package endpoints
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// maxStateLength caps the state parameter, which is echoed back verbatim.
+const maxStateLength = 2048
+
+// authorizeRequest is a validated authorization request.
+type authorizeRequest struct {
+	client        *storage.Client
+	redirectURI   string
+	redirectGiven bool
+	state         string
+	challenge     string
+	scope         string
+	resource      string
+}
+
+// authorizeError is a refused authorization request. Before the client
+// and redirect URI are known to be good it is shown to the user (page);
+// after, it is sent to the client's redirect URI.
+type authorizeError struct {
+	page        bool
+	code        string
+	description string
+}
+
+func (e *authorizeError) Error() string { return e.code + ": " + e.description }
+
+func pageError(description string) *authorizeError {
+	return &authorizeError{page: true, code: "invalid_request", description: description}
+}
+
+func redirectError(code, description string) *authorizeError {
+	return &authorizeError{code: code, description: description}
+}
+
+// parseAuthorizeRequest validates an authorization request's query, in the
+// order that decides between an error page and an error redirect.
+func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*authorizeRequest, *authorizeError) {
+	for _, name := range []string{"client_id", "redirect_uri"} {
+		if len(q[name]) > 1 {
+			return nil, pageError("The " + name + " parameter is repeated.")
+		}
+	}
+	clientID := q.Get("client_id")
+	if clientID == "" {
+		return nil, pageError("The request names no client (client_id is missing).")
+	}
+	client, err := s.lookupClient(ctx, clientID)
+	if err != nil {
+		return nil, pageError("The application that sent you here is not registered with this server.")
+	}
+	req := &authorizeRequest{client: client}
+	if uris := q["redirect_uri"]; len(uris) == 1 {
+		if !matchRedirectURI(client.RedirectURIs, uris[0]) {
+			return nil, pageError("The application asked to send you to an address it has not registered.")
+		}
+		req.redirectURI, req.redirectGiven = uris[0], true
+	} else if len(client.RedirectURIs) == 1 {
+		req.redirectURI = client.RedirectURIs[0]
+	} else {
+		return nil, pageError("The request does not say where to send you back (redirect_uri is missing).")
+	}
+
+	// From here on, errors go back to the client.
+	if state, ok := q["state"]; ok {
+		if len(state) > 1 {
+			return req, redirectError("invalid_request", "state is repeated")
+		}
+		if len(state[0]) > maxStateLength {
+			return req, redirectError("invalid_request", "state is longer than 2048 bytes")
+		}
+		req.state = state[0]
+	}
+	for name, vals := range q {
+		if len(vals) > 1 && name != "resource" {
+			return req, redirectError("invalid_request", name+" is repeated")
+		}
+	}
+	switch rt := q.Get("response_type"); {
+	case rt == "":
+		return req, redirectError("invalid_request", "response_type is missing")
+	case rt != "code":
+		return req, redirectError("unsupported_response_type", "only response_type=code is supported")
+	}
+	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
+	switch {
+	case challenge == "":
+		return req, redirectError("invalid_request", "code_challenge is required (PKCE with S256)")
+	case method == "" || method == "plain":
+		return req, redirectError("invalid_request", "code_challenge_method must be S256; plain is not allowed")
+	case method != "S256":
+		return req, redirectError("invalid_request", "code_challenge_method must be S256")
+	case !validChallenge(challenge):
+		return req, redirectError("invalid_request", "code_challenge must be 43 base64url characters (S256)")
+	}
+	req.challenge = challenge
+
+	scope, aerr := s.requestedScope(client, q)
+	if aerr != nil {
+		return req, aerr
+	}
+	req.scope = scope
+
+	resource, aerr := s.requestedResource(q["resource"])
+	if aerr != nil {
+		return req, aerr
+	}
+	req.resource = resource
+	return req, nil
+}
+
+// requestedScope returns the scope to grant: the request's, checked
+// against the catalogue and the client's registration, or by default the
+// client's registered scopes (or the catalogue).
+func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *authorizeError) {
+	raw, given := q["scope"]
+	if !given {
+		if client.Scope != "" {
+			return client.Scope, nil
+		}
+		return strings.Join(s.cfg.Scopes, " "), nil
+	}
+	requested := splitScope(raw[0])
+	for _, sc := range requested {
+		if !ValidScopeToken(sc) {
+			return "", redirectError("invalid_scope", "scope contains an invalid token")
+		}
+		if s.cfg.EnforceScopes && !contains(s.cfg.Scopes, sc) {
+			return "", redirectError("invalid_scope", "unknown scope: "+sc)
+		}
+		if client.Scope != "" && !contains(strings.Fields(client.Scope), sc) {
+			return "", redirectError("invalid_scope", "scope not allowed for this client: "+sc)
+		}
+	}
+	return strings.Join(dedupe(requested), " "), nil
+}
+
+// requestedResource returns the resource (RFC 8707) the token will be
+// for: the one requested, or the default.
+func (s *Server) requestedResource(values []string) (string, *authorizeError) {
+	switch len(values) {
+	case 0:
+		return s.resources[0].id, nil
+	case 1:
+	default:
+		return "", redirectError("invalid_target", "only one resource may be requested")
+	}
+	res, ok := s.matchResource(values[0])
+	if !ok {
+		return "", redirectError("invalid_target", "resource is not served by this authorization server")
+	}
+	return res, nil
+}
+
+// matchResource returns the configured resource that raw names: an
+// absolute URI without fragment, compared with scheme and host
+// case-insensitive and https://host ≡ https://host/.
+func (s *Server) matchResource(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") {
+		return "", false
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	if u.Path == "/" && u.RawPath == "" {
+		u.Path = ""
+	}
+	canonical := u.String()
+	for _, r := range s.resources {
+		if r.id == canonical {
+			return r.id, true
+		}
+	}
+	return "", false
+}
+
+// authorize serves GET /oauth/authorize.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address with GET.")
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.renderError(w, http.StatusBadRequest, "Invalid request", "The authorization request is malformed.")
+		return
+	}
+	req, aerr := s.parseAuthorizeRequest(r.Context(), q)
+	if aerr != nil {
+		s.refuseAuthorization(w, r, req, aerr)
+		return
+	}
+	user, ok := s.identify(w, r)
+	if !ok {
+		return
+	}
+	log := s.cfg.Logger.With(zap.String("client_id", req.client.ID), zap.String("resource", req.resource), zap.String("sub", user.subject))
+	if s.needsConsent(r.Context(), req, user.subject) {
+		s.showConsent(w, r, req, user)
+		log.Info("authorize: consent requested", zap.String("scope", req.scope))
+		return
+	}
+	if err := s.issueCode(w, r, req, user); err != nil {
+		log.Error("authorize: issuing code", zap.Error(err))
+		return
+	}
+	log.Info("authorize: code issued without consent screen", zap.String("scope", req.scope))
+}
+
+// refuseAuthorization shows a page or redirects, as aerr says.
+func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, req *authorizeRequest, aerr *authorizeError) {
+	fields := []zap.Field{zap.String("error", aerr.code), zap.String("description", aerr.description)}
+	if req != nil {
+		fields = append(fields, zap.String("client_id", req.client.ID))
+	}
+	s.cfg.Logger.Info("authorize: refused", fields...)
+	if aerr.page {
+		s.renderError(w, http.StatusBadRequest, "This sign-in request cannot be completed", aerr.description)
+		return
+	}
+	s.redirectToClient(w, r, req, url.Values{"error": {aerr.code}, "error_description": {aerr.description}})
+}
+
+// redirectToClient sends the browser back to the client with params, the
+// state and the issuer (RFC 9207).
+func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, req *authorizeRequest, params url.Values) {
+	if req.state != "" {
+		params.Set("state", req.state)
+	}
+	params.Set("iss", s.cfg.Issuer)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, withParams(req.redirectURI, params), http.StatusFound)
+}
+
+// needsConsent reports whether the user must see the consent screen.
+func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subject string) bool {
+	if req.client.Trusted {
+		return false
+	}
+	c, err := s.cfg.Store.GetConsent(ctx, subject, req.client.ID)
+	if err != nil {
+		return true
+	}
+	granted := strings.Fields(c.Scope)
+	for _, sc := range strings.Fields(req.scope) {
+		if !contains(granted, sc) {
+			return true
+		}
+	}
+	return false
+}
+
+// issueCode stores a new authorization code and redirects to the client.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity) error {
+	code := randomToken()
+	now := time.Now()
+	err := s.cfg.Store.SaveAuthorizationCode(r.Context(), code, &storage.AuthorizationCode{
+		ClientID:         req.client.ID,
+		RedirectURI:      req.redirectURI,
+		RedirectURIGiven: req.redirectGiven,
+		CodeChallenge:    req.challenge,
+		Scope:            req.scope,
+		Resource:         req.resource,
+		Subject:          user.subject,
+		AuthTime:         user.authTime,
+		IssuedAt:         now,
+		ExpiresAt:        now.Add(s.cfg.AuthorizationCodeLifetime),
+	})
+	if err != nil {
+		s.redirectToClient(w, r, req, url.Values{"error": {"server_error"}, "error_description": {"the authorization code could not be stored"}})
+		return err
+	}
+	s.redirectToClient(w, r, req, url.Values{"code": {code}})
+	return nil
+}
+
+// splitScope splits a scope parameter on spaces (RFC 6749 §3.3).
+func splitScope(scope string) []string {
+	var out []string
+	for _, s := range strings.Split(scope, " ") {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ValidScopeToken enforces RFC 6749 §3.3:
+// scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func ValidScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, v string) bool {
+	for _, e := range list {
+		if e == v {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupe(list []string) []string {
+	var out []string
+	for _, e := range list {
+		if !contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,198 @@
+package endpoints
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// identity is who is signing in.
+type identity struct {
+	subject  string
+	authTime time.Time
+}
+
+// Cookie names; the __Host- prefix (https only) pins a cookie to this host.
+const (
+	sessionCookie   = "oauth2_session"
+	loginCSRFCookie = "oauth2_login_csrf"
+)
+
+func cookieName(r *http.Request, name string) string {
+	if r.TLS != nil {
+		return "__Host-" + name
+	}
+	return name
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     cookieName(r, name),
+		Value:    value,
+		Path:     "/",
+		MaxAge:   int(maxAge / time.Second),
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// currentUser returns the signed-in user: a live built-in session, or the
+// identity an earlier handler put in the user_from placeholder.
+func (s *Server) currentUser(r *http.Request) (identity, bool) {
+	if c, err := r.Cookie(cookieName(r, sessionCookie)); err == nil && c.Value != "" {
+		if sess, err := s.cfg.Store.GetSession(r.Context(), c.Value, time.Now()); err == nil {
+			return identity{subject: sess.Subject, authTime: sess.AuthTime}, true
+		}
+	}
+	if s.cfg.UserFrom != "" {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			// The placeholder comes from the config, never from the request.
+			if sub := repl.ReplaceKnown(s.cfg.UserFrom, ""); sub != "" && sub != s.cfg.UserFrom {
+				return identity{subject: sub, authTime: time.Now()}, true
+			}
+		}
+	}
+	return identity{}, false
+}
+
+// identify returns the signed-in user, or answers the request by sending
+// the browser to sign in (or with 401) and returns false.
+func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, bool) {
+	if user, ok := s.currentUser(r); ok {
+		return user, true
+	}
+	back := r.URL.EscapedPath() + "?" + r.URL.RawQuery
+	switch {
+	case s.cfg.SignInPath != "":
+		http.Redirect(w, r, s.cfg.SignInPath+"?"+url.Values{"return_to": {back}}.Encode(), http.StatusSeeOther)
+	case len(s.cfg.Users) > 0:
+		http.Redirect(w, r, s.issuerPath+"/oauth/login?"+url.Values{"return_to": {back}}.Encode(), http.StatusSeeOther)
+	default:
+		s.renderError(w, http.StatusUnauthorized, "Sign-in required", "You are not signed in, and this server has no sign-in page configured.")
+	}
+	return identity{}, false
+}
+
+// safeReturnTo accepts only a same-origin path back to the authorization
+// endpoint, so the login page is no open redirector.
+func (s *Server) safeReturnTo(v string) string {
+	for _, prefix := range []string{s.issuerPath + "/oauth/authorize?", "/authorize?"} {
+		if strings.HasPrefix(v, prefix) && !strings.ContainsAny(v, "\\\r\n") {
+			return v
+		}
+	}
+	return ""
+}
+
+// loginPage is the data of login.html.
+type loginPage struct {
+	Title, Action, CSRF, ReturnTo, Username, Error string
+}
+
+// login serves GET and POST /oauth/login.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.showLogin(w, r, http.StatusOK, s.safeReturnTo(r.URL.Query().Get("return_to")), "", "")
+	case http.MethodPost:
+		s.postLogin(w, r)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		s.renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "Use the sign-in form.")
+	}
+}
+
+func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, returnTo, username, msg string) {
+	// Double-submit CSRF token: a cross-site form cannot read or send the
+	// cookie (SameSite=Lax, HttpOnly), so it cannot match the field.
+	csrf := randomToken()
+	s.setCookie(w, r, loginCSRFCookie, csrf, time.Hour)
+	s.renderPage(w, status, "login.html", loginPage{
+		Title: "Sign in", Action: s.issuerPath + "/oauth/login", CSRF: csrf,
+		ReturnTo: returnTo, Username: username, Error: msg,
+	})
+}
+
+// badCredentials is the one message for every failed sign-in.
+const badCredentials = "The user name or password is incorrect."
+
+func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
+	form, ok := s.parseForm(w, r)
+	if !ok {
+		s.renderError(w, http.StatusBadRequest, "Invalid request", "The sign-in form could not be read.")
+		return
+	}
+	returnTo := s.safeReturnTo(form.Get("return_to"))
+	username := form.Get("username")
+	cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
+	if err != nil || form.Get("csrf_token") == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(form.Get("csrf_token"))) != 1 {
+		s.cfg.Logger.Info("login: refused, CSRF token missing or wrong")
+		s.showLogin(w, r, http.StatusBadRequest, returnTo, "", "Your sign-in form expired. Please try again.")
+		return
+	}
+	ip := clientIP(r)
+	if wait := s.throttle.wait(username, ip); wait > 0 {
+		s.cfg.Logger.Warn("login: throttled", zap.String("user", username), zap.String("client_ip", ip))
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		s.renderError(w, http.StatusTooManyRequests, "Too many attempts", "Too many failed sign-in attempts. Wait a few minutes and try again.")
+		return
+	}
+	if !s.checkPassword(username, form.Get("password")) {
+		s.throttle.fail(username, ip)
+		s.cfg.Logger.Info("login: failed", zap.String("user", username), zap.String("client_ip", ip))
+		s.showLogin(w, r, http.StatusUnauthorized, returnTo, username, badCredentials)
+		return
+	}
+	id := randomToken()
+	now := time.Now()
+	if err := s.cfg.Store.CreateSession(r.Context(), id, &storage.Session{Subject: username, AuthTime: now, ExpiresAt: now.Add(s.cfg.SessionLifetime)}); err != nil {
+		s.cfg.Logger.Error("login: storing session", zap.Error(err))
+		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The session could not be stored. Please try again.")
+		return
+	}
+	s.setCookie(w, r, sessionCookie, id, s.cfg.SessionLifetime)
+	s.setCookie(w, r, loginCSRFCookie, "", -time.Second)
+	s.cfg.Logger.Info("login: signed in", zap.String("user", username))
+	if returnTo == "" {
+		s.renderError(w, http.StatusOK, "Signed in", "You are signed in. Return to the application to continue.")
+		return
+	}
+	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// checkPassword compares in about the same time whether or not the user
+// exists: an unknown user is checked against a real hash and always fails.
+func (s *Server) checkPassword(username, password string) bool {
+	hash, known := s.cfg.Users[username]
+	if !known {
+		hash = s.decoyHash
+	}
+	var ok bool
+	var err error
+	if strings.HasPrefix(hash, "$argon2id$") {
+		ok, err = caddyauth.Argon2idHash{}.Compare([]byte(hash), []byte(password))
+	} else {
+		ok, err = caddyauth.BcryptHash{}.Compare([]byte(hash), []byte(password))
+	}
+	return known && ok && err == nil
+}
+
+// clientIP is Caddy's resolved client address (honouring trusted_proxies,
+// so a spoofed X-Forwarded-For from an untrusted peer changes nothing).
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	return r.RemoteAddr
+}

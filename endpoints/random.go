@@ -1,0 +1,22 @@
+package endpoints
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+)
+
+// randomToken returns 256 bits from crypto/rand, base64url-encoded (43
+// characters): authorization codes, refresh tokens, session ids, CSRF
+// tokens and pending-request ids.
+func randomToken() string {
+	var b [32]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// randomID returns 128 bits, for token ids (jti) and family ids.
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,158 @@
+package endpoints
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// tokenResponse is the RFC 6749 §5.1 success body.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// allowCORS lets browser-hosted clients call an endpoint from any origin,
+// without credentials, and read the WWW-Authenticate header.
+func allowCORS(w http.ResponseWriter) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Access-Control-Expose-Headers", corsExposeHeaders)
+}
+
+// token serves POST /oauth/token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	allowCORS(w)
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		writePreflight(w, "POST, OPTIONS")
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return
+	}
+	form, ok := s.parseForm(w, r)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded, at most 64 KiB")
+		return
+	}
+	for name, vals := range form {
+		if len(vals) > 1 && name != "resource" {
+			writeError(w, http.StatusBadRequest, "invalid_request", name+" is repeated")
+			return
+		}
+	}
+	client, ok := s.authenticateClient(w, r, form)
+	if !ok {
+		return
+	}
+	switch grant := form.Get("grant_type"); grant {
+	case "authorization_code":
+		s.exchangeCode(w, r, client, form)
+	case "":
+		writeError(w, http.StatusBadRequest, "invalid_request", "grant_type is missing")
+	default:
+		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type "+grant+" is not supported")
+	}
+}
+
+// exchangeCode is the authorization_code grant.
+func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+	ctx := r.Context()
+	now := time.Now()
+	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "authorization_code"))
+	invalidGrant := func(description string) {
+		log.Info("token: refused", zap.String("error", "invalid_grant"), zap.String("description", description))
+		writeError(w, http.StatusBadRequest, "invalid_grant", description)
+	}
+	code := form.Get("code")
+	if code == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "code is missing")
+		return
+	}
+	ac, err := s.cfg.Store.GetAuthorizationCode(ctx, code, now)
+	if err != nil {
+		invalidGrant("the authorization code is unknown or expired")
+		return
+	}
+	if ac.ClientID != client.ID {
+		invalidGrant("the authorization code was issued to another client")
+		return
+	}
+	if !ac.UsedAt.IsZero() {
+		s.revokeIssuance(r, ac, log)
+		invalidGrant("the authorization code was already used")
+		return
+	}
+	redirectURI, given := form["redirect_uri"]
+	if (ac.RedirectURIGiven || given) && (len(redirectURI) != 1 || redirectURI[0] != ac.RedirectURI) {
+		invalidGrant("redirect_uri does not match the authorization request")
+		return
+	}
+	if !verifyPKCE(form.Get("code_verifier"), ac.CodeChallenge) {
+		invalidGrant("code_verifier is missing or does not match the code_challenge")
+		return
+	}
+	if res := form["resource"]; len(res) > 0 {
+		if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != ac.Resource {
+			log.Info("token: refused", zap.String("error", "invalid_target"))
+			writeError(w, http.StatusBadRequest, "invalid_target", "resource does not match the authorization request")
+			return
+		}
+	}
+
+	jti := randomID()
+	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenLifetime)}
+	redeemed, err := s.cfg.Store.RedeemAuthorizationCode(ctx, code, now, issued)
+	switch {
+	case errors.Is(err, storage.ErrAlreadyUsed):
+		s.revokeIssuance(r, redeemed, log)
+		invalidGrant("the authorization code was already used")
+		return
+	case err != nil:
+		invalidGrant("the authorization code is unknown or expired")
+		return
+	}
+	at, err := s.mintAccessToken(jti, client.ID, ac.Subject, ac.Scope, ac.Resource, ac.AuthTime, now)
+	if err != nil {
+		log.Error("token: signing", zap.Error(err))
+		writeError(w, http.StatusInternalServerError, "server_error", "the access token could not be signed")
+		return
+	}
+	log.Info("token: issued", zap.String("resource", ac.Resource), zap.String("sub", ac.Subject), zap.String("scope", ac.Scope))
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: at.token,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(s.cfg.AccessTokenLifetime / time.Second),
+		Scope:       ac.Scope,
+	})
+}
+
+// revokeIssuance revokes every token issued from a replayed code.
+func (s *Server) revokeIssuance(r *http.Request, ac *storage.AuthorizationCode, log *zap.Logger) {
+	if ac == nil {
+		return
+	}
+	now := time.Now()
+	if id := ac.Issued.AccessTokenID; id != "" {
+		if err := s.cfg.Store.RevokeAccessToken(r.Context(), id, ac.Issued.AccessTokenExpiresAt); err != nil {
+			log.Error("revoking access token of a replayed code", zap.Error(err))
+		}
+	}
+	if fam := ac.Issued.RefreshFamilyID; fam != "" {
+		if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam, now); err != nil {
+			log.Error("revoking refresh family of a replayed code", zap.Error(err))
+		}
+	}
+	log.Warn("token: authorization code replayed; tokens issued from it revoked",
+		zap.String("access_token_id", ac.Issued.AccessTokenID), zap.String("family_id", ac.Issued.RefreshFamilyID))
+}
