@@ -1,0 +1,200 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
+)
+
+const confSecret = "conf-secret-0123456789abcdef"
+
+// flowServer starts an authorization server with alice as a built-in user
+// and the clients of the security checklist. It returns the storage and
+// log file paths.
+func flowServer(t *testing.T, extra string) (storagePath, logPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	storagePath, logPath = filepath.Join(dir, "oauth.db"), filepath.Join(dir, "caddy.log")
+	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}", 1) +
+		base + ` {
+	oauth2_server {
+		issuer ` + base + `
+		resource ` + base + `/mcp ` + base + `/api
+		scopes mcp:read mcp:write
+		storage ` + storagePath + `
+		user alice ` + aliceHash + `
+		client pub1 {
+			public
+			name "Public One"
+			redirect_uri https://client.test/cb
+		}
+		client pub2 {
+			public
+			redirect_uri https://client.test/cb
+		}
+		client nat {
+			public
+			redirect_uri http://127.0.0.1/callback cursor://anysphere.cursor-mcp/oauth/callback
+		}
+		client conf {
+			secret ` + confSecret + `
+			redirect_uri https://conf.test/cb
+		}
+		client multi {
+			public
+			redirect_uri https://m.test/a https://m.test/b
+		}
+		client withquery {
+			public
+			redirect_uri "https://q.test/cb?tenant=1"
+		}
+		client first {
+			public
+			trusted
+			redirect_uri https://first.test/cb
+		}
+		` + extra + `
+	}
+	respond "upstream" 200
+}
+`
+	start(t, config)
+	return storagePath, logPath
+}
+
+// TestAuthorizationCodeFlowWithOAuth2Client drives the whole flow with
+// golang.org/x/oauth2 on the client side and a cookie-keeping browser for
+// sign-in and consent, then checks every claim of the access token.
+func TestAuthorizationCodeFlowWithOAuth2Client(t *testing.T) {
+	_, logPath := flowServer(t, "")
+	conf := &oauth2.Config{
+		ClientID:    "pub1",
+		Endpoint:    oauth2.Endpoint{AuthURL: base + "/oauth/authorize", TokenURL: base + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL: "https://client.test/cb",
+		Scopes:      []string{"mcp:read"},
+	}
+	verifier := oauth2.GenerateVerifier()
+	authURL := conf.AuthCodeURL("state-123", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", base+"/mcp"))
+
+	b := newBrowser(t)
+	toLogin := b.get(authURL)
+	if toLogin.resp.StatusCode != http.StatusSeeOther || toLogin.location() == nil || toLogin.location().Path != "/oauth/login" {
+		t.Fatalf("no session: want 303 to the login page, got %d %v", toLogin.resp.StatusCode, toLogin.resp.Header)
+	}
+	loginForm := b.get(toLogin.location().String())
+	signedIn := b.post("/oauth/login", map[string][]string{
+		"username": {"alice"}, "password": {alicePassword},
+		"csrf_token": {loginForm.field("csrf_token")}, "return_to": {loginForm.field("return_to")},
+	})
+	if signedIn.resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(signedIn.resp.Header.Get("Location"), "/oauth/authorize?") {
+		t.Fatalf("after sign-in: want 303 back to the request, got %d %v %s", signedIn.resp.StatusCode, signedIn.resp.Header, signedIn.body)
+	}
+	var sessionCookie *http.Cookie
+	for _, c := range signedIn.resp.Cookies() {
+		if c.Name == "oauth2_session" {
+			sessionCookie = c
+		}
+	}
+	if sessionCookie == nil || !sessionCookie.HttpOnly || sessionCookie.SameSite != http.SameSiteLaxMode || sessionCookie.Path != "/" || sessionCookie.MaxAge != 12*3600 {
+		t.Fatalf("session cookie %+v", sessionCookie)
+	}
+
+	consent := b.get(signedIn.resp.Header.Get("Location"))
+	for _, want := range []string{"Public One", "client.test", "mcp:read", "alice"} {
+		if !strings.Contains(consent.body, want) {
+			t.Errorf("consent page does not show %q", want)
+		}
+	}
+	code := codeFrom(t, b.approve(consent, "allow"), "https://client.test/cb", "state-123")
+
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: caddytest.CreateTestingTransport()})
+	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", base+"/mcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.TokenType != "Bearer" || tok.Extra("scope") != "mcp:read" || tok.Expiry.Before(time.Now().Add(59*time.Minute)) {
+		t.Fatalf("token response %+v scope=%v", tok, tok.Extra("scope"))
+	}
+
+	claims := verifyAccessToken(t, tok.AccessToken)
+	now := time.Now().Unix()
+	checks := map[string]bool{
+		"iss":       claims["iss"] == base,
+		"sub":       claims["sub"] == "alice",
+		"aud":       claims["aud"] == base+"/mcp",
+		"client_id": claims["client_id"] == "pub1",
+		"scope":     claims["scope"] == "mcp:read",
+		"jti":       len(claims["jti"].(string)) >= 16,
+		"exp":       int64(claims["exp"].(float64))-int64(claims["iat"].(float64)) == 3600,
+		"iat":       abs(int64(claims["iat"].(float64))-now) < 60,
+		"nbf":       claims["nbf"] == claims["iat"],
+		"auth_time": abs(int64(claims["auth_time"].(float64))-now) < 60,
+	}
+	for claim, ok := range checks {
+		if !ok {
+			t.Errorf("claim %s wrong in %v", claim, claims)
+		}
+	}
+
+	// Nothing secret reaches the log.
+	logs, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, secret := range map[string]string{"code": code, "access token": tok.AccessToken, "password": alicePassword,
+		"session": sessionCookie.Value, "verifier": verifier, "csrf": loginForm.field("csrf_token")} {
+		if strings.Contains(string(logs), secret) {
+			t.Errorf("the %s appears in the log", name)
+		}
+	}
+	for _, step := range []string{"login: signed in", "authorize: consent requested", "consent: allowed, code issued", "token: issued"} {
+		if !strings.Contains(string(logs), step) {
+			t.Errorf("the log has no %q line", step)
+		}
+	}
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// verifyAccessToken checks an access token's header and signature against
+// the published JWKS and returns its claims.
+func verifyAccessToken(t *testing.T, token string) map[string]any {
+	t.Helper()
+	b := newBrowser(t)
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(b.get("/.well-known/jwks.json").body), &set); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := parsed.Headers[0]
+	if h.ExtraHeaders["typ"] != "at+jwt" || h.KeyID == "" || h.Algorithm != "ES256" {
+		t.Fatalf("token header %+v", h)
+	}
+	keys := set.Key(h.KeyID)
+	if len(keys) != 1 {
+		t.Fatalf("kid %s not in the JWKS", h.KeyID)
+	}
+	var claims map[string]any
+	if err := parsed.Claims(keys[0].Key, &claims); err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	return claims
+}
