@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
@@ -186,6 +187,23 @@ func (s *Server) checkPassword(username, password string) bool {
 		ok, err = caddyauth.BcryptHash{}.Compare([]byte(hash), []byte(password))
 	}
 	return known && ok && err == nil
+}
+
+// costliestHash picks the hash an unknown user's password is compared
+// with: the costliest bcrypt hash (else any argon2id hash), so that an
+// unknown name is never answered faster than a known one.
+func costliestHash(users map[string]string) string {
+	best, bestCost := "", -1
+	for _, h := range users {
+		cost, err := bcrypt.Cost([]byte(h))
+		if err != nil {
+			cost = 0 // argon2id: taken only when there is no bcrypt hash
+		}
+		if cost > bestCost || (cost == bestCost && h < best) {
+			best, bestCost = h, cost
+		}
+	}
+	return best
 }
 
 // clientIP is Caddy's resolved client address (honouring trusted_proxies,

@@ -85,10 +85,7 @@ func New(cfg Config) (*Server, error) {
 	for i := range cfg.Clients {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
 	}
-	for _, hash := range cfg.Users {
-		s.decoyHash = hash // any real hash: same algorithm and cost as the users'
-		break
-	}
+	s.decoyHash = costliestHash(cfg.Users)
 	if s.pages, err = loadPages(cfg.TemplatesDir); err != nil {
 		return nil, err
 	}

@@ -23,10 +23,24 @@ const confSecret = "conf-secret-0123456789abcdef"
 // log file paths.
 func flowServer(t *testing.T, extra string) (storagePath, logPath string) {
 	t.Helper()
+	return flowServerWith(t, "", extra)
+}
+
+// flowServerWith is flowServer with extra global options.
+func flowServerWith(t *testing.T, global, extra string) (storagePath, logPath string) {
+	t.Helper()
 	dir := t.TempDir()
 	storagePath, logPath = filepath.Join(dir, "oauth.db"), filepath.Join(dir, "caddy.log")
-	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}", 1) +
+	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}\n\t"+global, 1) +
 		base + ` {
+	log {
+		output file ` + filepath.Join(dir, "access.log") + `
+		format filter {
+			resp_headers>Location query {
+				delete code
+			}
+		}
+	}
 	oauth2_server {
 		issuer ` + base + `
 		resource ` + base + `/mcp ` + base + `/api
@@ -146,11 +160,17 @@ func TestAuthorizationCodeFlowWithOAuth2Client(t *testing.T) {
 		}
 	}
 
-	// Nothing secret reaches the log.
+	// Nothing secret reaches the log, nor the access log with the README's
+	// filter (which removes the code from Location headers).
 	logs, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	accessLog, err := os.ReadFile(filepath.Join(filepath.Dir(logPath), "access.log"))
+	if err != nil || !strings.Contains(string(accessLog), "/oauth/consent") {
+		t.Fatalf("no access log: %v", err)
+	}
+	logs = append(logs, accessLog...)
 	for name, secret := range map[string]string{"code": code, "access token": tok.AccessToken, "password": alicePassword,
 		"session": sessionCookie.Value, "verifier": verifier, "csrf": loginForm.field("csrf_token")} {
 		if strings.Contains(string(logs), secret) {
