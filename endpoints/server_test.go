@@ -55,28 +55,28 @@ func newTestServer(t testing.TB, mutate ...func(*Config)) *Server {
 func TestMatchRedirectURI(t *testing.T) {
 	reg := []string{"https://client.test/cb", "http://127.0.0.1/callback", "http://[::1]:8080/cb?a=1", "http://localhost/cb", "cursor://anysphere.cursor-mcp/oauth/callback"}
 	for presented, want := range map[string]bool{
-		"https://client.test/cb":                       true,
-		"https://client.test/cb/":                      false,
-		"https://client.test:443/cb":                   false,
-		"https://client.test/cb?x=1":                   false,
-		"https://client.test/cb#f":                     false,
-		"http://client.test/cb":                        false,
-		"http://127.0.0.1/callback":                    true,
-		"http://127.0.0.1:51000/callback":              true,
-		"http://127.0.0.1:51000/callback?x":            false,
-		"http://127.0.0.1:51000/other":                 false,
-		"http://127.0.0.1:51000/callback#frag":         false,
-		"http://user@127.0.0.1:51000/callback":         false,
-		"https://127.0.0.1:51000/callback":             false,
-		"http://127.0.0.2:51000/callback":              false,
-		"http://[::1]:9999/cb?a=1":                     true,
-		"http://[::1]:9999/cb":                         false,
-		"http://localhost:3000/cb":                     true,
-		"http://LOCALHOST:3000/cb":                     false,
-		"http://127.0.0.1:abc/callback":                false,
-		"cursor://anysphere.cursor-mcp/oauth/callback": true,
+		"https://client.test/cb":                        true,
+		"https://client.test/cb/":                       false,
+		"https://client.test:443/cb":                    false,
+		"https://client.test/cb?x=1":                    false,
+		"https://client.test/cb#f":                      false,
+		"http://client.test/cb":                         false,
+		"http://127.0.0.1/callback":                     true,
+		"http://127.0.0.1:51000/callback":               true,
+		"http://127.0.0.1:51000/callback?x":             false,
+		"http://127.0.0.1:51000/other":                  false,
+		"http://127.0.0.1:51000/callback#frag":          false,
+		"http://user@127.0.0.1:51000/callback":          false,
+		"https://127.0.0.1:51000/callback":              false,
+		"http://127.0.0.2:51000/callback":               false,
+		"http://[::1]:9999/cb?a=1":                      true,
+		"http://[::1]:9999/cb":                          false,
+		"http://localhost:3000/cb":                      true,
+		"http://LOCALHOST:3000/cb":                      false,
+		"http://127.0.0.1:abc/callback":                 false,
+		"cursor://anysphere.cursor-mcp/oauth/callback":  true,
 		"cursor://anysphere.cursor-mcp/oauth/callback2": false,
-		"CURSOR://anysphere.cursor-mcp/oauth/callback": false,
+		"CURSOR://anysphere.cursor-mcp/oauth/callback":  false,
 	} {
 		if got := matchRedirectURI(reg, presented); got != want {
 			t.Errorf("matchRedirectURI(%q) = %v, want %v", presented, got, want)
@@ -118,7 +118,9 @@ func TestPKCE(t *testing.T) {
 // TestSessionCookieOnHTTPS: on https the session and CSRF cookies carry
 // the __Host- prefix and Secure.
 func TestSessionCookieOnHTTPS(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"} })
+	s := newTestServer(t, func(c *Config) {
+		c.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"}
+	})
 	r := httptest.NewRequest(http.MethodGet, "https://auth.test/oauth/login", nil)
 	w := httptest.NewRecorder()
 	s.login(w, r)
@@ -170,4 +172,3 @@ func TestRedirectHost(t *testing.T) {
 		}
 	}
 }
-
