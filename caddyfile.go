@@ -37,6 +37,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    authorization_code_lifetime <duration>
 //	    clock_skew  <duration>
 //	    session_lifetime <duration>
+//	    refresh_reuse_grace <duration>
+//	    refresh_family_lifetime <duration>
 //	    user        <name> <hash>
 //	    user_from   <placeholder>
 //	    sign_in_path <path>
@@ -45,8 +47,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        redirect_uri <uri>...
 //	        scopes       <scope>...
 //	        name         <name>
+//	        grant_types  <type>...
 //	        public
 //	        trusted
+//	        introspect
 //	    }
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
@@ -56,6 +60,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    public      <path>...
 //	    require_scope <path> <scope>...
 //	    root_aliases <bool>
+//	    pass_token
+//	    cors        <bool>
 //	    templates   <folder>
 //	}
 //
@@ -112,10 +118,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.ClockSkew)
 		case "session_lifetime":
 			err = durationArg(d, &h.SessionLifetime)
+		case "refresh_family_lifetime":
+			err = durationArg(d, &h.RefreshFamilyLifetime)
+		case "refresh_reuse_grace":
+			var grace caddy.Duration
+			grace, err = parseDuration(d, true)
+			h.RefreshReuseGrace = &grace
 		case "templates":
 			err = oneArg(d, &h.Templates)
 		case "root_aliases":
 			h.RootAliases, err = boolArg(d)
+		case "cors":
+			h.CORS, err = boolArg(d)
+		case "pass_token":
+			err = noArgs(d, &h.PassToken)
 		case "enforce_scopes":
 			h.EnforceScopes, err = boolArg(d)
 		case "user":
@@ -157,7 +173,7 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if opt != "redirect_uri" && opt != "scopes" {
+		if opt != "redirect_uri" && opt != "scopes" && opt != "grant_types" {
 			if seen[opt] {
 				return d.Errf("client %q: %s already specified", c.ID, opt)
 			}
@@ -173,6 +189,10 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 			err = someArgs(d, &c.RedirectURIs)
 		case "scopes":
 			err = someArgs(d, &c.Scopes)
+		case "grant_types":
+			err = someArgs(d, &c.GrantTypes)
+		case "introspect":
+			err = noArgs(d, &c.Introspect)
 		case "public":
 			err = noArgs(d, &c.Public)
 		case "trusted":
@@ -264,20 +284,27 @@ func boolArg(d *caddyfile.Dispenser) (*bool, error) {
 }
 
 func durationArg(d *caddyfile.Dispenser, v *caddy.Duration) error {
+	dur, err := parseDuration(d, false)
+	*v = dur
+	return err
+}
+
+// parseDuration reads one Caddy duration; zero is accepted only when
+// zeroOK (refresh_reuse_grace 0 means strict rotation).
+func parseDuration(d *caddyfile.Dispenser, zeroOK bool) (caddy.Duration, error) {
 	opt := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
-		return err
+		return 0, err
 	}
 	dur, err := caddy.ParseDuration(s)
 	if err != nil {
-		return d.Errf("%s: %q is not a duration (use e.g. 90s, 10m, 1h, 30d)", opt, s)
+		return 0, d.Errf("%s: %q is not a duration (use e.g. 90s, 10m, 1h, 30d)", opt, s)
 	}
-	if dur <= 0 {
-		return d.Errf("%s must be positive (got %s)", opt, s)
+	if dur < 0 || dur == 0 && !zeroOK {
+		return 0, d.Errf("%s must be positive (got %s)", opt, s)
 	}
-	*v = caddy.Duration(dur)
-	return nil
+	return caddy.Duration(dur), nil
 }
 
 // Interface guard

@@ -34,6 +34,8 @@ const (
 	DefaultAuthorizationCodeLifetime = 10 * time.Minute
 	DefaultClockSkew                 = 30 * time.Second
 	DefaultSessionLifetime           = 12 * time.Hour
+	DefaultRefreshReuseGrace         = 30 * time.Second
+	DefaultRefreshFamilyLifetime     = 90 * 24 * time.Hour
 )
 
 // Handler is an OAuth 2.1 authorization server and the bearer-token guard
@@ -96,6 +98,17 @@ type Handler struct {
 	// Lifetime of a built-in login session. Default: 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 
+	// How long a refresh token that was just rotated may be presented
+	// again and still succeed, as long as its successor was never used: a
+	// retry after a lost response, or parallel refreshes by one client. 0
+	// makes rotation strict (any second use revokes the family).
+	// Default: 30s.
+	RefreshReuseGrace *caddy.Duration `json:"refresh_reuse_grace,omitempty"`
+
+	// The longest a refresh-token family lives, however often it rotates;
+	// then the user signs in again. Default: 90d.
+	RefreshFamilyLifetime caddy.Duration `json:"refresh_family_lifetime,omitempty"`
+
 	// Lifetime of authorization codes. Default: 10m.
 	AuthorizationCodeLifetime caddy.Duration `json:"authorization_code_lifetime,omitempty"`
 
@@ -145,6 +158,16 @@ type Handler struct {
 	// refused with 403 insufficient_scope.
 	RequireScope []ScopeRequirement `json:"require_scope,omitempty"`
 
+	// Keep the Authorization header when passing a request upstream. By
+	// default the guard removes it: the token is bound to this gateway and
+	// the upstream learns the identity from placeholders.
+	PassToken bool `json:"pass_token,omitempty"`
+
+	// Answer CORS preflight on protected paths without a token and let any
+	// origin read the guard's answers (browser-hosted MCP clients need
+	// this). Default: true.
+	CORS *bool `json:"cors,omitempty"`
+
 	server     *endpoints.Server
 	public     caddyhttp.MatchPath
 	storageKey string // set only once this instance holds the storage handle
@@ -177,6 +200,13 @@ type Client struct {
 	Public bool `json:"public,omitempty"`
 	// A first-party client: the consent screen is skipped.
 	Trusted bool `json:"trusted,omitempty"`
+	// The grant types the client may use: authorization_code,
+	// refresh_token, and (confidential clients only) client_credentials.
+	// Default: authorization_code refresh_token.
+	GrantTypes []string `json:"grant_types,omitempty"`
+	// A confidential client (a resource server) that may introspect every
+	// token, not only its own.
+	Introspect bool `json:"introspect,omitempty"`
 }
 
 // DynamicRegistration configures RFC 7591 registration.
@@ -242,6 +272,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	var rules []endpoints.ScopeRule
+	for _, rs := range h.RequireScope {
+		m := caddyhttp.MatchPath{rs.Path}
+		if err := m.Provision(ctx); err != nil {
+			return fmt.Errorf("require_scope %s: %v", rs.Path, err)
+		}
+		rules = append(rules, endpoints.ScopeRule{Paths: m, Scopes: rs.Scopes})
+	}
 	h.server, err = endpoints.New(endpoints.Config{
 		Issuer:                    h.Issuer,
 		Resources:                 h.Resources,
@@ -250,6 +288,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		EnforceScopes:             *h.EnforceScopes,
 		AccessTokenLifetime:       time.Duration(h.AccessTokenLifetime),
 		RefreshTokenLifetime:      time.Duration(h.RefreshTokenLifetime),
+		RefreshFamilyLifetime:     time.Duration(h.RefreshFamilyLifetime),
+		RefreshReuseGrace:         time.Duration(*h.RefreshReuseGrace),
 		AuthorizationCodeLifetime: time.Duration(h.AuthorizationCodeLifetime),
 		ClockSkew:                 time.Duration(h.ClockSkew),
 		SessionLifetime:           time.Duration(h.SessionLifetime),
@@ -260,6 +300,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		UserFrom:                  h.UserFrom,
 		SignInPath:                h.SignInPath,
 		RootAliases:               *h.RootAliases,
+		RequireScope:              rules,
+		PassToken:                 h.PassToken,
+		GuardCORS:                 *h.CORS,
 		TemplatesDir:              h.Templates,
 		Store:                     store,
 		Keys:                      keys,
@@ -287,11 +330,19 @@ func (h *Handler) setDefaults() {
 	if h.RootAliases == nil {
 		h.RootAliases = new(true)
 	}
+	if h.CORS == nil {
+		h.CORS = new(true)
+	}
 	setDuration(&h.AccessTokenLifetime, DefaultAccessTokenLifetime)
 	setDuration(&h.RefreshTokenLifetime, DefaultRefreshTokenLifetime)
 	setDuration(&h.AuthorizationCodeLifetime, DefaultAuthorizationCodeLifetime)
 	setDuration(&h.ClockSkew, DefaultClockSkew)
 	setDuration(&h.SessionLifetime, DefaultSessionLifetime)
+	setDuration(&h.RefreshFamilyLifetime, DefaultRefreshFamilyLifetime)
+	if h.RefreshReuseGrace == nil {
+		grace := caddy.Duration(DefaultRefreshReuseGrace)
+		h.RefreshReuseGrace = &grace
+	}
 	setDuration(&h.SweepInterval, storage.DefaultSweepInterval)
 }
 
@@ -319,12 +370,16 @@ func (h *Handler) staticClients() []storage.Client {
 	var out []storage.Client
 	for _, c := range h.Clients {
 		sc := storage.Client{
-			ID:           c.ID,
-			Name:         c.Name,
-			RedirectURIs: c.RedirectURIs,
-			Scope:        strings.Join(c.Scopes, " "),
-			Trusted:      c.Trusted,
-			GrantTypes:   []string{"authorization_code", "refresh_token"},
+			ID:            c.ID,
+			Name:          c.Name,
+			RedirectURIs:  c.RedirectURIs,
+			Scope:         strings.Join(c.Scopes, " "),
+			Trusted:       c.Trusted,
+			GrantTypes:    c.GrantTypes,
+			IntrospectAll: c.Introspect,
+		}
+		if len(sc.GrantTypes) == 0 {
+			sc.GrantTypes = []string{"authorization_code", "refresh_token"}
 		}
 		if c.Secret != "" {
 			sc.SecretHash = storage.Hash(c.Secret)
@@ -407,34 +462,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	if h.isPublic(r) {
-		setIdentityPlaceholders(r)
+		endpoints.ClearIdentity(r)
 		return next.ServeHTTP(w, r)
 	}
-	h.server.Challenge(w, r)
-	return nil
-}
-
-// identityPlaceholders are set on every request the guard passes on, empty
-// when unknown, so that `header_up X-User {http.auth.user.id}` never sends
-// the literal placeholder text upstream.
-var identityPlaceholders = []string{
-	"http.auth.user.id",
-	"http.oauth2.sub",
-	"http.oauth2.client_id",
-	"http.oauth2.scope",
-	"http.oauth2.aud",
-	"http.oauth2.jti",
-	"http.oauth2.exp",
-}
-
-func setIdentityPlaceholders(r *http.Request) {
-	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return
-	}
-	for _, k := range identityPlaceholders {
-		repl.Set(k, "")
-	}
+	return h.server.Guard(w, r, next)
 }
 
 // isPublic reports whether the request's cleaned path is a public path.

@@ -108,11 +108,15 @@ func (h *Handler) validate() error {
 		{"authorization_code_lifetime", h.AuthorizationCodeLifetime},
 		{"clock_skew", h.ClockSkew},
 		{"session_lifetime", h.SessionLifetime},
+		{"refresh_family_lifetime", h.RefreshFamilyLifetime},
 		{"sweep_interval", h.SweepInterval},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s must be positive (got %s)", d.name, time.Duration(d.v))
 		}
+	}
+	if *h.RefreshReuseGrace < 0 {
+		return fmt.Errorf("refresh_reuse_grace must not be negative (got %s)", time.Duration(*h.RefreshReuseGrace))
 	}
 	if err := checkScopes("scopes", h.Scopes); err != nil {
 		return err
@@ -202,7 +206,7 @@ func (h *Handler) validateClients() error {
 		case !c.Public && c.Secret == "":
 			return fmt.Errorf("client %q: needs a secret, or 'public' for a client without one", c.ID)
 		}
-		if len(c.RedirectURIs) == 0 {
+		if len(c.RedirectURIs) == 0 && (len(c.GrantTypes) == 0 || contains(c.GrantTypes, "authorization_code")) {
 			return fmt.Errorf("client %q: needs at least one redirect_uri", c.ID)
 		}
 		for _, u := range c.RedirectURIs {
@@ -212,6 +216,17 @@ func (h *Handler) validateClients() error {
 		}
 		if err := checkScopes(fmt.Sprintf("client %q: scopes", c.ID), c.Scopes); err != nil {
 			return err
+		}
+		for _, g := range c.GrantTypes {
+			switch {
+			case g == "client_credentials" && c.Public:
+				return fmt.Errorf("client %q: grant_types: a public client cannot use client_credentials", c.ID)
+			case g != "authorization_code" && g != "refresh_token" && g != "client_credentials":
+				return fmt.Errorf("client %q: grant_types: %q is not supported (authorization_code, refresh_token, client_credentials)", c.ID, g)
+			}
+		}
+		if c.Introspect && c.Public {
+			return fmt.Errorf("client %q: introspect needs a confidential client (with a secret)", c.ID)
 		}
 	}
 	return nil
@@ -322,6 +337,15 @@ func checkScopes(option string, scopes []string) error {
 		}
 	}
 	return nil
+}
+
+func contains(list []string, v string) bool {
+	for _, e := range list {
+		if e == v {
+			return true
+		}
+	}
+	return false
 }
 
 func checkPathPattern(option, p string) error {

@@ -1,17 +1,28 @@
 package endpoints
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// accessTokenClaims are the claims of an RFC 9068 access token.
+// accessTokenClaims are the claims of an RFC 9068 access token. `sid`
+// names the refresh-token family the token was issued from, so revoking
+// the family denies the token at once.
 type accessTokenClaims struct {
 	jwt.Claims
 	ClientID string `json:"client_id"`
 	Scope    string `json:"scope,omitempty"`
 	AuthTime int64  `json:"auth_time,omitempty"`
+	FamilyID string `json:"sid,omitempty"`
+}
+
+// grant is what an access token is issued for.
+type grant struct {
+	clientID, subject, scope, resource, familyID string
+	authTime                                     time.Time
 }
 
 // accessToken is a signed access token and what the response says of it.
@@ -21,26 +32,79 @@ type accessToken struct {
 	expiresAt time.Time
 }
 
-// mintAccessToken signs an access token for subject, audience-bound to
-// resource.
-func (s *Server) mintAccessToken(jti, clientID, subject, scope, resource string, authTime, now time.Time) (accessToken, error) {
+// mintAccessToken signs an access token for g, audience-bound to its resource.
+func (s *Server) mintAccessToken(jti string, g grant, now time.Time) (accessToken, error) {
 	exp := now.Add(s.cfg.AccessTokenLifetime)
 	claims := accessTokenClaims{
 		Claims: jwt.Claims{
 			Issuer:    s.cfg.Issuer,
-			Subject:   subject,
-			Audience:  jwt.Audience{resource},
+			Subject:   g.subject,
+			Audience:  jwt.Audience{g.resource},
 			Expiry:    jwt.NewNumericDate(exp),
 			NotBefore: jwt.NewNumericDate(now),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        jti,
 		},
-		ClientID: clientID,
-		Scope:    scope,
+		ClientID: g.clientID,
+		Scope:    g.scope,
+		FamilyID: g.familyID,
 	}
-	if !authTime.IsZero() {
-		claims.AuthTime = authTime.Unix()
+	if !g.authTime.IsZero() {
+		claims.AuthTime = g.authTime.Unix()
 	}
 	token, err := s.cfg.Keys.Sign("at+jwt", claims)
 	return accessToken{token: token, id: jti, expiresAt: exp}, err
+}
+
+// Reasons an access token is refused; their texts go into challenges.
+var (
+	errTokenMalformed = errors.New("the access token is malformed or its signature is invalid")
+	errTokenExpired   = errors.New("the access token has expired")
+	errTokenNotYet    = errors.New("the access token is not valid yet")
+	errTokenIssuer    = errors.New("the access token was issued by another server")
+	errTokenRevoked   = errors.New("the access token has been revoked")
+)
+
+// verifyAccessToken checks an access token's signature and header (see
+// KeySet.Verify), its issuer, expiry and not-before (with clock_skew), and
+// that neither it nor its refresh family was revoked. The audience is the
+// caller's to check.
+func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Time) (*accessTokenClaims, error) {
+	var c accessTokenClaims
+	if err := s.cfg.Keys.Verify(raw, &c); err != nil {
+		return nil, errTokenMalformed
+	}
+	if c.Issuer != s.cfg.Issuer {
+		return nil, errTokenIssuer
+	}
+	if c.ID == "" || c.Expiry == nil || c.Subject == "" {
+		return nil, errTokenMalformed
+	}
+	err := c.Claims.ValidateWithLeeway(jwt.Expected{Time: now}, s.cfg.ClockSkew)
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return nil, errTokenExpired
+	case errors.Is(err, jwt.ErrNotValidYet), errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return nil, errTokenNotYet
+	case err != nil:
+		return nil, errTokenMalformed
+	}
+	if err := s.checkRevocation(ctx, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkRevocation refuses a token revoked by its jti or through its
+// refresh family. A storage error refuses too: fail closed.
+func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) error {
+	if revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, c.ID); err != nil || revoked {
+		return errTokenRevoked
+	}
+	if c.FamilyID != "" {
+		if revoked, err := s.cfg.Store.RefreshFamilyRevoked(ctx, c.FamilyID); err != nil || revoked {
+			return errTokenRevoked
+		}
+	}
+	return nil
 }

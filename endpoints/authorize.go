@@ -144,7 +144,12 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 			return "", redirectError("invalid_scope", "scope not allowed for this client: "+sc)
 		}
 	}
-	return strings.Join(dedupe(requested), " "), nil
+	return joinScope(requested), nil
+}
+
+// joinScope is the scope parameter for a list of scopes, without repeats.
+func joinScope(scopes []string) string {
+	return strings.Join(dedupe(scopes), " ")
 }
 
 // requestedResource returns the resource (RFC 8707) the token will be

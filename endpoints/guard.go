@@ -1,33 +1,203 @@
 package endpoints
 
 import (
+	"errors"
 	"net/http"
+	"path"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
-// Challenge answers a request for a protected path with 401 and an
-// RFC 6750 / RFC 9728 challenge naming the resource's metadata URL.
-//
-// Bearer verification is not implemented yet, so every protected request
-// is refused: secure by default until then.
-func (s *Server) Challenge(w http.ResponseWriter, r *http.Request) {
-	res := s.resourceFor(r.URL.Path)
-	h := w.Header()
-	h.Set("WWW-Authenticate", `Bearer resource_metadata="`+res.MetadataURL()+`"`)
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
-	writeError(w, http.StatusUnauthorized, "unauthorized", "an access token is required")
+// ScopeRule requires scopes on the paths its matcher matches.
+type ScopeRule struct {
+	Paths  caddyhttp.MatchPath
+	Scopes []string
 }
 
-// resourceFor returns the resource whose path is the longest prefix of
-// path on a segment boundary, or the default resource.
-func (s *Server) resourceFor(path string) resource {
-	best := s.resources[0]
-	bestLen := -1
-	for _, r := range s.resources {
-		if (path == r.path || strings.HasPrefix(path, r.path+"/") || r.path == "") && len(r.path) > bestLen {
-			best, bestLen = r, len(r.path)
+// identityPlaceholders are set on every request passed on, empty when
+// unknown, so `header_up X-User {http.auth.user.id}` never sends the
+// literal placeholder text upstream.
+var identityPlaceholders = []string{
+	"http.auth.user.id",
+	"http.oauth2.sub",
+	"http.oauth2.client_id",
+	"http.oauth2.scope",
+	"http.oauth2.aud",
+	"http.oauth2.jti",
+	"http.oauth2.exp",
+}
+
+// ClearIdentity sets every identity placeholder to "" (public paths).
+func ClearIdentity(r *http.Request) {
+	setIdentity(r, nil)
+}
+
+func setIdentity(r *http.Request, c *accessTokenClaims) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	values := make([]string, len(identityPlaceholders))
+	if c != nil {
+		values = []string{c.Subject, c.Subject, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10)}
+	}
+	for i, k := range identityPlaceholders {
+		repl.Set(k, values[i])
+	}
+}
+
+// guardAllowMethods are the methods a preflight may ask for.
+const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// Guard serves a request for a protected path: it needs a valid access
+// token for the resource the path belongs to, with the scopes the path
+// requires. The upstream then sees the identity in placeholders, and (by
+// default) no Authorization header.
+func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if s.cfg.GuardCORS {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Expose-Headers", corsExposeHeaders)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			writePreflight(w, guardAllowMethods)
+			return nil
 		}
 	}
-	return best
+	res, inResource := s.resourceForPath(r.URL.Path)
+	required := s.requiredScopes(r)
+	raw, err := bearerToken(r.Header)
+	if err != nil {
+		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
+		return nil
+	}
+	if raw == "" {
+		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
+		return nil
+	}
+	claims, err := s.verifyCached(r, raw)
+	if err == nil && (!inResource || !contains(claims.Audience, res.id)) {
+		err = errors.New("the access token is not valid for this resource")
+	}
+	if err != nil {
+		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
+		s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
+		return nil
+	}
+	granted := splitScope(claims.Scope)
+	for _, sc := range required {
+		if !contains(granted, sc) {
+			s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
+			s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
+			return nil
+		}
+	}
+	setIdentity(r, claims)
+	if !s.cfg.PassToken {
+		r.Header.Del("Authorization")
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// bearerToken returns the token of an `Authorization: Bearer` header; ""
+// when there is none. Tokens in the query string or a form body are never
+// looked at.
+func bearerToken(h http.Header) (string, error) {
+	values := h.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", errors.New("more than one Authorization header")
+	}
+	scheme, token, found := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", nil // another scheme: no bearer token
+	}
+	token = strings.TrimLeft(token, " ")
+	if !found || token == "" || !validTokenSyntax(token) {
+		return "", errors.New("the Authorization header is malformed")
+	}
+	return token, nil
+}
+
+// validTokenSyntax checks RFC 6750 §2.1 b64token characters.
+func validTokenSyntax(t string) bool {
+	end := len(t)
+	for end > 0 && t[end-1] == '=' {
+		end--
+	}
+	for i := 0; i < end; i++ {
+		c := t[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return end > 0
+}
+
+// challenge answers 401/403 with an RFC 6750 + RFC 9728 challenge and a
+// JSON body; errCode "" is the no-token case (no error attribute).
+func (s *Server) challenge(w http.ResponseWriter, status int, res resource, required []string, errCode, description string) {
+	v := `Bearer resource_metadata="` + res.MetadataURL() + `"`
+	if len(required) > 0 {
+		v += `, scope="` + strings.Join(required, " ") + `"`
+	}
+	if errCode != "" {
+		v += `, error="` + errCode + `", error_description="` + description + `"`
+	}
+	w.Header().Set("WWW-Authenticate", v)
+	if errCode == "" {
+		errCode, description = "invalid_token", "an access token is required"
+	}
+	writeError(w, status, errCode, description)
+}
+
+// resourceForPath returns the resource whose path is the longest
+// segment-wise prefix of the (cleaned) request path. When none is, it
+// returns the default resource and false.
+func (s *Server) resourceForPath(p string) (resource, bool) {
+	p = path.Clean("/" + p)
+	best, found := s.resources[0], false
+	for _, r := range s.resources {
+		if (r.path == "" || p == r.path || strings.HasPrefix(p, r.path+"/")) && (!found || len(r.path) > len(best.path)) {
+			best, found = r, true
+		}
+	}
+	return best, found
+}
+
+// requiredScopes is every scope the require_scope rules matching r demand.
+func (s *Server) requiredScopes(r *http.Request) []string {
+	var out []string
+	for _, rule := range s.cfg.RequireScope {
+		if ok, err := rule.Paths.MatchWithError(r); ok && err == nil {
+			out = append(out, rule.Scopes...)
+		}
+	}
+	return dedupe(out)
+}
+
+// verifyCached verifies a token, running the signature check once per
+// token: verified claims are cached until the token expires. Revocation is
+// looked up on every request, so it takes effect at once.
+func (s *Server) verifyCached(r *http.Request, raw string) (*accessTokenClaims, error) {
+	now := time.Now()
+	if c, ok := s.tokens.get(raw, now); ok {
+		if err := s.checkRevocation(r.Context(), c); err != nil {
+			s.tokens.drop(raw)
+			return nil, err
+		}
+		return c, nil
+	}
+	c, err := s.verifyAccessToken(r.Context(), raw, now)
+	if err != nil {
+		return nil, err
+	}
+	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew))
+	return c, nil
 }

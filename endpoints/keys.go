@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -115,6 +116,63 @@ func (ks *KeySet) Sign(typ string, claims any) (string, error) {
 		return "", fmt.Errorf("preparing signer: %v", err)
 	}
 	return jwt.Signed(signer).Claims(claims).Serialize()
+}
+
+// Verify checks a compact JWS signed by one of this set's keys and decodes
+// its claims into v. The header must name a known kid, use exactly that
+// key's algorithm (so alg=none and HS/ES confusion fail), carry no
+// embedded or remote keys (jwk, jku, x5u, x5c) and have typ at+jwt.
+func (ks *KeySet) Verify(raw string, v any) error {
+	if err := checkHeaderMembers(raw); err != nil {
+		return err
+	}
+	algs := make([]jose.SignatureAlgorithm, 0, len(ks.verify))
+	for _, k := range ks.verify {
+		algs = append(algs, k.alg)
+	}
+	tok, err := jwt.ParseSigned(raw, algs)
+	if err != nil {
+		return err
+	}
+	if len(tok.Headers) != 1 {
+		return errors.New("want exactly one signature")
+	}
+	h := tok.Headers[0]
+	key, ok := ks.verify[h.KeyID]
+	switch {
+	case !ok:
+		return errors.New("unknown kid")
+	case jose.SignatureAlgorithm(h.Algorithm) != key.alg:
+		return errors.New("algorithm does not match the key")
+	}
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" && typ != "application/at+jwt" {
+		return errors.New("typ is not at+jwt")
+	}
+	return tok.Claims(key.key, v)
+}
+
+// checkHeaderMembers refuses a JWS whose protected header embeds or points
+// at keys (jwk, jku, x5u, x5c) or marks extensions critical: this server
+// verifies only with its own keys.
+func checkHeaderMembers(raw string) error {
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return errors.New("not a compact JWS")
+	}
+	decoded, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return errors.New("header is not base64url")
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(decoded, &members); err != nil {
+		return errors.New("header is not a JSON object")
+	}
+	for _, name := range []string{"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit"} {
+		if _, present := members[name]; present {
+			return fmt.Errorf("header member %q is not accepted", name)
+		}
+	}
+	return nil
 }
 
 // GenerateSigningKey makes a new ES256 key, named by its RFC 7638 thumbprint.

@@ -19,13 +19,17 @@ import (
 
 // Config is everything the endpoints need, resolved and validated.
 type Config struct {
-	Issuer                    string
-	Resources                 []string // canonical; the first is the default
-	ResourceName              string
-	Scopes                    []string
-	EnforceScopes             bool
-	AccessTokenLifetime       time.Duration
-	RefreshTokenLifetime      time.Duration
+	Issuer                string
+	Resources             []string // canonical; the first is the default
+	ResourceName          string
+	Scopes                []string
+	EnforceScopes         bool
+	AccessTokenLifetime   time.Duration
+	RefreshTokenLifetime  time.Duration
+	RefreshFamilyLifetime time.Duration
+	// RefreshReuseGrace is how long a rotated refresh token may be
+	// presented again (retries, parallel refreshes); 0 is strict.
+	RefreshReuseGrace         time.Duration
 	AuthorizationCodeLifetime time.Duration
 	ClockSkew                 time.Duration
 	SessionLifetime           time.Duration
@@ -41,9 +45,16 @@ type Config struct {
 	RootAliases bool
 	// TemplatesDir may hold login.html, consent.html and error.html.
 	TemplatesDir string
-	Store        storage.Store
-	Keys         *KeySet
-	Logger       *zap.Logger
+	// RequireScope gates paths on scopes.
+	RequireScope []ScopeRule
+	// PassToken keeps the Authorization header for the upstream.
+	PassToken bool
+	// GuardCORS answers preflight on protected paths and lets any origin
+	// read the guard's answers.
+	GuardCORS bool
+	Store     storage.Store
+	Keys      *KeySet
+	Logger    *zap.Logger
 }
 
 // Server answers the protocol routes.
@@ -56,6 +67,7 @@ type Server struct {
 	pages         map[string]*template.Template
 	throttle      *loginThrottle
 	decoyHash     string // compared when a user name is unknown
+	tokens        *tokenCache
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -81,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 		issuerPath:    issuerPath,
 		staticClients: map[string]*storage.Client{},
 		throttle:      newLoginThrottle(),
+		tokens:        newTokenCache(),
 	}
 	for i := range cfg.Clients {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
@@ -128,9 +141,8 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Users) == 0 {
 		s.routes[issuerPath+"/oauth/login"] = s.noLogin
 	}
-	for _, p := range []string{"/oauth/revoke", "/oauth/introspect"} {
-		s.routes[issuerPath+p] = notImplemented
-	}
+	s.routes[issuerPath+"/oauth/revoke"] = s.revoke
+	s.routes[issuerPath+"/oauth/introspect"] = s.introspect
 	register := registrationOff
 	if cfg.DynamicRegistration {
 		register = notImplemented

@@ -58,6 +58,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch grant := form.Get("grant_type"); grant {
 	case "authorization_code":
 		s.exchangeCode(w, r, client, form)
+	case "refresh_token":
+		s.refreshGrant(w, r, client, form)
+	case "client_credentials":
+		s.clientCredentials(w, r, client, form)
 	case "":
 		writeError(w, http.StatusBadRequest, "invalid_request", "grant_type is missing")
 	default:
@@ -110,9 +114,15 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 		}
 	}
 
+	g := grant{clientID: client.ID, subject: ac.Subject, scope: ac.Scope, resource: ac.Resource, authTime: ac.AuthTime}
+	var refresh *storage.NewRefreshFamily
+	if allowsGrant(client, "refresh_token") {
+		refresh = s.newRefreshFamily(g, now)
+		g.familyID = refresh.Family.ID
+	}
 	jti := randomID()
 	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenLifetime)}
-	redeemed, err := s.cfg.Store.RedeemAuthorizationCode(ctx, code, now, issued)
+	redeemed, err := s.cfg.Store.RedeemAuthorizationCode(ctx, code, now, issued, refresh)
 	switch {
 	case errors.Is(err, storage.ErrAlreadyUsed):
 		s.revokeIssuance(r, redeemed, log)
@@ -122,19 +132,48 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 		invalidGrant("the authorization code is unknown or expired")
 		return
 	}
-	at, err := s.mintAccessToken(jti, client.ID, ac.Subject, ac.Scope, ac.Resource, ac.AuthTime, now)
+	refreshToken := ""
+	if refresh != nil {
+		refreshToken = refresh.Token
+	}
+	s.respondWithTokens(w, log, jti, g, refreshToken, now)
+}
+
+// respondWithTokens signs the access token for g and answers with it
+// (and with refreshToken, when there is one).
+func (s *Server) respondWithTokens(w http.ResponseWriter, log *zap.Logger, jti string, g grant, refreshToken string, now time.Time) {
+	at, err := s.mintAccessToken(jti, g, now)
 	if err != nil {
 		log.Error("token: signing", zap.Error(err))
 		writeError(w, http.StatusInternalServerError, "server_error", "the access token could not be signed")
 		return
 	}
-	log.Info("token: issued", zap.String("resource", ac.Resource), zap.String("sub", ac.Subject), zap.String("scope", ac.Scope))
+	log.Info("token: issued", zap.String("resource", g.resource), zap.String("sub", g.subject), zap.String("scope", g.scope),
+		zap.String("family_id", g.familyID), zap.Bool("refresh_token", refreshToken != ""))
 	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: at.token,
-		TokenType:   "Bearer",
-		ExpiresIn:   int64(s.cfg.AccessTokenLifetime / time.Second),
-		Scope:       ac.Scope,
+		AccessToken:  at.token,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(s.cfg.AccessTokenLifetime / time.Second),
+		Scope:        g.scope,
+		RefreshToken: refreshToken,
 	})
+}
+
+// newRefreshFamily prepares the family started by a code redemption.
+func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFamily {
+	return &storage.NewRefreshFamily{
+		Family: storage.RefreshFamily{
+			ID: randomID(), ClientID: g.clientID, Subject: g.subject, Scope: g.scope, Resource: g.resource,
+			AuthTime: g.authTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshFamilyLifetime),
+		},
+		Token: randomToken(),
+		First: storage.RefreshToken{Scope: g.scope, Resource: g.resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
+	}
+}
+
+// allowsGrant reports whether a client may use a grant type.
+func allowsGrant(c *storage.Client, grantType string) bool {
+	return contains(c.GrantTypes, grantType)
 }
 
 // revokeIssuance revokes every token issued from a replayed code.

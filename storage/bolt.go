@@ -187,7 +187,7 @@ func (s *Bolt) GetAuthorizationCode(ctx context.Context, code string, now time.T
 }
 
 // RedeemAuthorizationCode implements Store.
-func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance) (*AuthorizationCode, error) {
+func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error) {
 	var c AuthorizationCode
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		key := Hash(code)
@@ -202,6 +202,12 @@ func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now tim
 		}
 		c.UsedAt = now
 		c.Issued = issued
+		if refresh != nil {
+			if err := createFamily(tx, refresh); err != nil {
+				return err
+			}
+			c.Issued.RefreshFamilyID = refresh.Family.ID
+		}
 		return put(tx, bucketCodes, key, &c)
 	})
 	if err != nil && !errors.Is(err, ErrAlreadyUsed) {
@@ -210,22 +216,22 @@ func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now tim
 	return &c, err
 }
 
-// CreateRefreshFamily implements Store.
-func (s *Bolt) CreateRefreshFamily(ctx context.Context, f *RefreshFamily, token string, t *RefreshToken) error {
+// createFamily stores a new family and its first token.
+func createFamily(tx *bolt.Tx, n *NewRefreshFamily) error {
+	f := &n.Family
 	if f.ID == "" {
 		return errors.New("storing refresh family: empty id")
 	}
-	t.FamilyID = f.ID
-	t.ExpiresAt = earliest(t.ExpiresAt, f.ExpiresAt)
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketFamilies).Get([]byte(f.ID)) != nil {
-			return fmt.Errorf("storing refresh family: id %s exists", f.ID)
-		}
-		if err := put(tx, bucketFamilies, []byte(f.ID), f); err != nil {
-			return err
-		}
-		return put(tx, bucketRefresh, Hash(token), t)
-	})
+	if tx.Bucket(bucketFamilies).Get([]byte(f.ID)) != nil {
+		return fmt.Errorf("storing refresh family: id %s exists", f.ID)
+	}
+	first := n.First
+	first.FamilyID = f.ID
+	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
+	if err := put(tx, bucketFamilies, []byte(f.ID), f); err != nil {
+		return err
+	}
+	return put(tx, bucketRefresh, Hash(n.Token), &first)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -589,3 +595,41 @@ func deleteWhere(b *bolt.Bucket, dead func(raw []byte) bool) (int, error) {
 
 // Interface guard
 var _ Store = (*Bolt)(nil)
+
+// CheckConsistency verifies the links between records: every refresh
+// token belongs to a stored family, every rotated token's successors are
+// stored, and every family issued from a code exists. It is how the crash
+// test proves that no transaction was half applied.
+func (s *Bolt) CheckConsistency(ctx context.Context) error {
+	return s.view(ctx, func(tx *bolt.Tx) error {
+		families, tokens := tx.Bucket(bucketFamilies), tx.Bucket(bucketRefresh)
+		err := tokens.ForEach(func(k, v []byte) error {
+			var t RefreshToken
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("refresh token %x: %v", k[:4], err)
+			}
+			if families.Get([]byte(t.FamilyID)) == nil {
+				return fmt.Errorf("refresh token %x: family %s is missing", k[:4], t.FamilyID)
+			}
+			for _, next := range t.Successors {
+				if tokens.Get(next) == nil {
+					return fmt.Errorf("refresh token %x: successor %x is missing", k[:4], next[:4])
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketCodes).ForEach(func(k, v []byte) error {
+			var c AuthorizationCode
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("authorization code %x: %v", k[:4], err)
+			}
+			if id := c.Issued.RefreshFamilyID; id != "" && families.Get([]byte(id)) == nil {
+				return fmt.Errorf("authorization code %x: family %s is missing", k[:4], id)
+			}
+			return nil
+		})
+	})
+}

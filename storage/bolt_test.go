@@ -64,7 +64,7 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			_, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(time.Minute), Issuance{AccessTokenID: fmt.Sprint("jti-", i)})
+			_, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(time.Minute), Issuance{AccessTokenID: fmt.Sprint("jti-", i)}, nil)
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -81,7 +81,7 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 	}
 
 	// A replay reports what the winning redemption issued.
-	c, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(2*time.Minute), Issuance{AccessTokenID: "late"})
+	c, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(2*time.Minute), Issuance{AccessTokenID: "late"}, nil)
 	if !errors.Is(err, ErrAlreadyUsed) || c == nil || !strings.HasPrefix(c.Issued.AccessTokenID, "jti-") {
 		t.Fatalf("replay = %+v, %v", c, err)
 	}
@@ -89,19 +89,30 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 	if _, err := s.GetAuthorizationCode(ctx, code, t0.Add(10*time.Minute)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expired code: %v", err)
 	}
-	if _, err := s.RedeemAuthorizationCode(ctx, "unknown", t0, Issuance{}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.RedeemAuthorizationCode(ctx, "unknown", t0, Issuance{}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown code: %v", err)
+	}
+}
+
+// startFamily starts a refresh family the way a code redemption does.
+func startFamily(t *testing.T, s *Bolt, f RefreshFamily, token string, first RefreshToken) {
+	t.Helper()
+	ctx := context.Background()
+	code := "code-for-" + f.ID
+	if err := s.SaveAuthorizationCode(ctx, code, &AuthorizationCode{ClientID: f.ClientID, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.RedeemAuthorizationCode(ctx, code, t0, Issuance{AccessTokenID: "jti-" + f.ID}, &NewRefreshFamily{Family: f, Token: token, First: first})
+	if err != nil || c.Issued.RefreshFamilyID != f.ID {
+		t.Fatalf("redeeming with a new family: %+v, %v", c, err)
 	}
 }
 
 func newFamily(t *testing.T, s *Bolt, id, token string) {
 	t.Helper()
-	err := s.CreateRefreshFamily(context.Background(),
-		&RefreshFamily{ID: id, ClientID: "c1", Subject: "alice", Scope: "mcp:read", Resource: "https://r.test", CreatedAt: t0, ExpiresAt: t0.Add(90 * 24 * time.Hour)},
-		token, &RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	startFamily(t, s,
+		RefreshFamily{ID: id, ClientID: "c1", Subject: "alice", Scope: "mcp:read", Resource: "https://r.test", CreatedAt: t0, ExpiresAt: t0.Add(90 * 24 * time.Hour)},
+		token, RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
 }
 
 func rotate(s *Bolt, presented, next string, at time.Time) (*RefreshFamily, *RefreshToken, error) {
@@ -185,12 +196,8 @@ func TestParallelRotationsWithinGrace(t *testing.T) {
 
 func TestFamilyLifetimeCapsTokens(t *testing.T) {
 	s := openTemp(t)
-	ctx := context.Background()
-	err := s.CreateRefreshFamily(ctx, &RefreshFamily{ID: "short", ClientID: "c1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
-		"s0", &RefreshToken{IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	startFamily(t, s, RefreshFamily{ID: "short", ClientID: "c1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		"s0", RefreshToken{IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
 	_, next, err := rotate(s, "s0", "s1", t0.Add(time.Minute))
 	if err != nil || !next.ExpiresAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("successor expiry = %v, %v; want the family's", next, err)
@@ -313,13 +320,14 @@ func TestDeleteExpired(t *testing.T) {
 	must(s.CreateSession(ctx, "old-sid", &Session{ExpiresAt: t0.Add(time.Minute)}))
 	must(s.RevokeAccessToken(ctx, "old-jti", t0.Add(time.Minute)))
 	must(s.RevokeAccessToken(ctx, "new-jti", t0.Add(3*time.Hour)))
-	must(s.CreateRefreshFamily(ctx, &RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", &RefreshToken{ExpiresAt: t0.Add(time.Hour)}))
+	startFamily(t, s, RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", RefreshToken{ExpiresAt: t0.Add(time.Hour)})
 
 	n, err := s.DeleteExpired(ctx, t0.Add(2*time.Hour))
 	must(err)
-	// unused client, old code, old session, old jti, refresh token, family
-	if n != 6 {
-		t.Fatalf("deleted %d records, want 6", n)
+	// unused client, old code, the family's code, old session, old jti,
+	// refresh token, family
+	if n != 7 {
+		t.Fatalf("deleted %d records, want 7", n)
 	}
 	if _, err := s.GetClient(ctx, "kept"); err != nil {
 		t.Fatal("a client without expiry was swept")
@@ -347,9 +355,7 @@ func TestSecretsAreStoredHashed(t *testing.T) {
 	if err := s.SaveAuthorizationCode(ctx, code, &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateRefreshFamily(ctx, &RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, refresh, &RefreshToken{}); err != nil {
-		t.Fatal(err)
-	}
+	startFamily(t, s, RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, refresh, RefreshToken{})
 	if err := s.CreateSession(ctx, sid, &Session{Subject: "alice"}); err != nil {
 		t.Fatal(err)
 	}

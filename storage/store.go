@@ -46,14 +46,13 @@ type Store interface {
 	// GetAuthorizationCode returns the code's record, used or not;
 	// ErrNotFound when unknown or expired.
 	GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*AuthorizationCode, error)
-	// RedeemAuthorizationCode marks the code used and records what was issued
-	// from it, in one step: of any number of concurrent calls, exactly one
-	// succeeds. A code that was used before gives ErrAlreadyUsed together
-	// with its record, so the caller can revoke what was issued from it.
-	RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance) (*AuthorizationCode, error)
-
-	// CreateRefreshFamily starts a new family with its first token.
-	CreateRefreshFamily(ctx context.Context, f *RefreshFamily, token string, t *RefreshToken) error
+	// RedeemAuthorizationCode marks the code used, records what was issued
+	// from it and, when refresh is not nil, starts the refresh-token family
+	// with its first token, all in one step: of any number of concurrent
+	// calls, exactly one succeeds. A code that was used before gives
+	// ErrAlreadyUsed together with its record, so the caller can revoke
+	// what was issued from it.
+	RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error)
 	// RotateRefreshToken exchanges a presented refresh token for a new one
 	// in the same family, in one step (see Rotation for the rules).
 	RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFamily, *RefreshToken, error)
@@ -120,9 +119,12 @@ type Client struct {
 	LogoURI                 string   `json:"logo_uri,omitempty"`
 	RegistrationTokenHash   []byte   `json:"registration_token_hash,omitempty"`
 	// Trusted (first-party) clients skip the consent screen.
-	Trusted    bool      `json:"trusted,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	Trusted bool `json:"trusted,omitempty"`
+	// IntrospectAll lets a confidential client (a resource server)
+	// introspect every token, not only its own.
+	IntrospectAll bool      `json:"introspect_all,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
 	// ExpiresAt, when set, is when an unused client is removed.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
@@ -165,6 +167,13 @@ type RefreshFamily struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// NewRefreshFamily is a family to start, with its first token.
+type NewRefreshFamily struct {
+	Family RefreshFamily
+	Token  string
+	First  RefreshToken
 }
 
 // RefreshToken is one token of a family.

@@ -1,0 +1,70 @@
+package endpoints
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// introspection is the RFC 7662 response.
+type introspection struct {
+	Active    bool   `json:"active"`
+	Scope     string `json:"scope,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Subject   string `json:"sub,omitempty"`
+	Audience  string `json:"aud,omitempty"`
+	Issuer    string `json:"iss,omitempty"`
+	Expiry    int64  `json:"exp,omitempty"`
+	IssuedAt  int64  `json:"iat,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+}
+
+var inactive = introspection{Active: false}
+
+// introspect serves POST /oauth/introspect (RFC 7662) for confidential
+// clients: their own tokens, or every token for a client allowed to
+// introspect all (a resource server). Anything expired, revoked, unknown,
+// malformed or not the caller's is {"active":false}.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	client, form, ok := s.tokenForm(w, r)
+	if !ok {
+		return
+	}
+	if !confidential(client) {
+		writeError(w, http.StatusUnauthorized, "invalid_client", "only confidential clients may introspect tokens")
+		return
+	}
+	token := form.Get("token")
+	result := s.introspectAccessToken(r, token)
+	if !result.Active {
+		result = s.introspectRefreshToken(r, token)
+	}
+	if result.Active && result.ClientID != client.ID && !client.IntrospectAll {
+		result = inactive
+	}
+	s.cfg.Logger.Debug("introspect", zap.String("client_id", client.ID), zap.Bool("active", result.Active), zap.String("token_type", result.TokenType))
+	writeJSON(w, http.StatusOK, result)
+}
+
+func (s *Server) introspectAccessToken(r *http.Request, token string) introspection {
+	c, err := s.verifyAccessToken(r.Context(), token, time.Now())
+	if err != nil || len(c.Audience) == 0 {
+		return inactive
+	}
+	return introspection{
+		Active: true, Scope: c.Scope, ClientID: c.ClientID, Subject: c.Subject, Audience: c.Audience[0],
+		Issuer: c.Issuer, Expiry: c.Expiry.Time().Unix(), IssuedAt: c.IssuedAt.Time().Unix(), TokenType: "Bearer",
+	}
+}
+
+func (s *Server) introspectRefreshToken(r *http.Request, token string) introspection {
+	fam, t, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
+	if err != nil || !fam.RevokedAt.IsZero() || !t.RotatedAt.IsZero() {
+		return inactive
+	}
+	return introspection{
+		Active: true, Scope: t.Scope, ClientID: fam.ClientID, Subject: fam.Subject, Audience: fam.Resource,
+		Issuer: s.cfg.Issuer, Expiry: t.ExpiresAt.Unix(), IssuedAt: t.IssuedAt.Unix(), TokenType: "refresh_token",
+	}
+}

@@ -1,0 +1,115 @@
+package endpoints
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// refreshGrant is the refresh_token grant: every use rotates the token.
+func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+	ctx := r.Context()
+	now := time.Now()
+	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "refresh_token"))
+	invalidGrant := func(description string) {
+		log.Info("token: refused", zap.String("error", "invalid_grant"), zap.String("description", description))
+		writeError(w, http.StatusBadRequest, "invalid_grant", description)
+	}
+	presented := form.Get("refresh_token")
+	if presented == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "refresh_token is missing")
+		return
+	}
+	if !allowsGrant(client, "refresh_token") {
+		writeError(w, http.StatusBadRequest, "unauthorized_client", "this client may not use refresh tokens")
+		return
+	}
+	fam, _, err := s.cfg.Store.GetRefreshToken(ctx, presented, now)
+	switch {
+	case err != nil:
+		invalidGrant("the refresh token is unknown or expired")
+		return
+	case fam.ClientID != client.ID:
+		log.Warn("token: refresh token presented by another client", zap.String("family_id", fam.ID), zap.String("owner", fam.ClientID))
+		invalidGrant("the refresh token was issued to another client")
+		return
+	case !fam.RevokedAt.IsZero():
+		invalidGrant("the refresh token has been revoked")
+		return
+	}
+	// Check what is asked for before rotating, so a bad request does not
+	// use the token up.
+	scope := fam.Scope
+	if requested, given := form["scope"]; given {
+		for _, sc := range splitScope(requested[0]) {
+			if !contains(splitScope(fam.Scope), sc) {
+				writeError(w, http.StatusBadRequest, "invalid_scope", "scope exceeds what was granted: "+sc)
+				return
+			}
+		}
+		scope = joinScope(splitScope(requested[0]))
+	}
+	if res := form["resource"]; len(res) > 0 {
+		if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != fam.Resource {
+			writeError(w, http.StatusBadRequest, "invalid_target", "resource is not the one this refresh token was granted for")
+			return
+		}
+	}
+
+	next := randomToken()
+	fam, _, err = s.cfg.Store.RotateRefreshToken(ctx, storage.Rotation{
+		Presented: presented,
+		ClientID:  client.ID,
+		NextToken: next,
+		Next:      storage.RefreshToken{Scope: scope, Resource: fam.Resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
+		Now:       now,
+		Grace:     s.cfg.RefreshReuseGrace,
+	})
+	switch {
+	case errors.Is(err, storage.ErrReused):
+		log.Warn("token: refresh token reused; family revoked", zap.String("family_id", fam.ID), zap.String("sub", fam.Subject))
+		invalidGrant("the refresh token was already used")
+		return
+	case err != nil:
+		invalidGrant("the refresh token is unknown, expired or revoked")
+		return
+	}
+	g := grant{clientID: client.ID, subject: fam.Subject, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
+	s.respondWithTokens(w, log, randomID(), g, next, now)
+}
+
+// clientCredentials is the client_credentials grant: a confidential client
+// acting on its own behalf. No refresh token.
+func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "client_credentials"))
+	if !confidential(client) || !allowsGrant(client, "client_credentials") {
+		log.Info("token: refused", zap.String("error", "unauthorized_client"))
+		writeError(w, http.StatusBadRequest, "unauthorized_client", "this client may not use client_credentials")
+		return
+	}
+	allowed := splitScope(client.Scope)
+	if client.Scope == "" {
+		allowed = s.cfg.Scopes
+	}
+	scope := joinScope(allowed)
+	if requested, given := form["scope"]; given {
+		for _, sc := range splitScope(requested[0]) {
+			if !contains(allowed, sc) {
+				writeError(w, http.StatusBadRequest, "invalid_scope", "scope not allowed for this client: "+sc)
+				return
+			}
+		}
+		scope = joinScope(splitScope(requested[0]))
+	}
+	resource, aerr := s.requestedResource(form["resource"])
+	if aerr != nil {
+		writeError(w, http.StatusBadRequest, aerr.code, aerr.description)
+		return
+	}
+	s.respondWithTokens(w, log, randomID(), grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource}, "", time.Now())
+}

@@ -1,0 +1,110 @@
+package endpoints
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// tokenForm starts the revocation and introspection endpoints: CORS,
+// preflight, POST only, a form body, client authentication and a token.
+func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (*storage.Client, url.Values, bool) {
+	allowCORS(w)
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		writePreflight(w, "POST, OPTIONS")
+		return nil, nil, false
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return nil, nil, false
+	}
+	form, ok := s.parseForm(w, r)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded, at most 64 KiB")
+		return nil, nil, false
+	}
+	client, ok := s.authenticateClient(w, r, form)
+	if !ok {
+		return nil, nil, false
+	}
+	if form.Get("token") == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "token is missing")
+		return nil, nil, false
+	}
+	return client, form, true
+}
+
+// revoke serves POST /oauth/revoke (RFC 7009). It answers 200 whether or
+// not anything was revoked, so it tells nobody whether a token exists or
+// whose it is. token_type_hint only decides which kind is tried first.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	client, form, ok := s.tokenForm(w, r)
+	if !ok {
+		return
+	}
+	token := form.Get("token")
+	kinds := []func() bool{
+		func() bool { return s.revokeRefreshToken(r, client, token) },
+		func() bool { return s.revokeAccessToken(r, client, token) },
+	}
+	if form.Get("token_type_hint") == "access_token" {
+		kinds[0], kinds[1] = kinds[1], kinds[0]
+	}
+	for _, try := range kinds {
+		if try() {
+			break
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+// revokeRefreshToken revokes the family of a refresh token of this
+// client; it reports whether the token was a refresh token at all.
+func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, token string) bool {
+	fam, _, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
+	if err != nil {
+		return false
+	}
+	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("family_id", fam.ID))
+	if fam.ClientID != client.ID {
+		log.Warn("revoke: refresh token of another client; not revoked", zap.String("owner", fam.ClientID))
+		return true
+	}
+	if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam.ID, time.Now()); err != nil {
+		log.Error("revoke: refresh family", zap.Error(err))
+		return true
+	}
+	log.Info("revoke: refresh family revoked")
+	return true
+}
+
+// revokeAccessToken denies an access token of this client until it
+// expires; it reports whether the token was one of our access tokens.
+func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, token string) bool {
+	var c accessTokenClaims
+	if err := s.cfg.Keys.Verify(token, &c); err != nil || c.ID == "" || c.Expiry == nil {
+		return false
+	}
+	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("jti", c.ID))
+	switch {
+	case c.ClientID != client.ID:
+		log.Warn("revoke: access token of another client; not revoked", zap.String("owner", c.ClientID))
+	case !c.Expiry.Time().After(time.Now()):
+		// Expired: nothing left to deny.
+	default:
+		if err := s.cfg.Store.RevokeAccessToken(r.Context(), c.ID, c.Expiry.Time().Add(s.cfg.ClockSkew)); err != nil {
+			log.Error("revoke: access token", zap.Error(err))
+			return true
+		}
+		log.Info("revoke: access token revoked")
+	}
+	return true
+}
