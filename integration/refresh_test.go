@@ -1,0 +1,217 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tokensFor runs the code flow for pub1 (or the client in overrides) and
+// returns the token response.
+func tokensFor(t *testing.T, b *browser, overrides map[string]string, extra ...string) map[string]any {
+	t.Helper()
+	p := newPKCE()
+	code := codeFor(t, b, p, overrides)
+	resp, body := tokenRequest(t, redeemForm(code, p, extra...))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("redeem: %d %v", resp.StatusCode, body)
+	}
+	return body
+}
+
+func refreshForm(refreshToken string, extra ...string) url.Values {
+	f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {"pub1"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		f.Set(extra[i], extra[i+1])
+	}
+	return f
+}
+
+// callAPI calls a protected path of the site with a bearer token.
+func callAPI(t *testing.T, token, path string) page {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return newBrowser(t).do(req)
+}
+
+func signedIn(t *testing.T) *browser {
+	t.Helper()
+	b := newBrowser(t)
+	if p := b.signIn("alice", alicePassword); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in: %d", p.resp.StatusCode)
+	}
+	return b
+}
+
+func TestRefreshRotation(t *testing.T) {
+	flowServer(t, "")
+	first := tokensFor(t, signedIn(t), nil)
+	rt0 := first["refresh_token"].(string)
+	if rt0 == "" || len(rt0) < 43 {
+		t.Fatalf("no refresh token with the code exchange: %v", first)
+	}
+	resp, body := tokenRequest(t, refreshForm(rt0))
+	if resp.StatusCode != http.StatusOK || body["refresh_token"] == rt0 || body["refresh_token"] == "" || body["access_token"] == first["access_token"] {
+		t.Fatalf("refresh: %d %v", resp.StatusCode, body)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || body["scope"] != "mcp:read" || body["token_type"] != "Bearer" {
+		t.Fatalf("refresh response %v %v", resp.Header, body)
+	}
+	claims := verifyAccessToken(t, body["access_token"].(string))
+	if claims["sub"] != "alice" || claims["aud"] != base+"/mcp" || claims["client_id"] != "pub1" || claims["sid"] == "" {
+		t.Fatalf("refreshed token claims %v", claims)
+	}
+	if p := callAPI(t, body["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("refreshed token at the guard: %d %s", p.resp.StatusCode, p.body)
+	}
+}
+
+func TestRefreshGraceRetryAndReuse(t *testing.T) {
+	flowServer(t, "")
+	first := tokensFor(t, signedIn(t), nil)
+	rt0 := first["refresh_token"].(string)
+	_, a := tokenRequest(t, refreshForm(rt0))
+	// The response was "lost": the client retries with rt0 within the
+	// grace window, before using the successor. That works.
+	resp, b := tokenRequest(t, refreshForm(rt0))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("retry within grace: %d %v", resp.StatusCode, b)
+	}
+	// Now a successor is used; presenting rt0 again is theft.
+	if resp, body := tokenRequest(t, refreshForm(b["refresh_token"].(string))); resp.StatusCode != http.StatusOK {
+		t.Fatalf("using the successor: %d %v", resp.StatusCode, body)
+	}
+	resp, body := tokenRequest(t, refreshForm(rt0))
+	wantError(t, "reuse after successor used", resp, body, 400, "invalid_grant")
+
+	// The whole family is dead: every refresh token and access token of it.
+	resp, body = tokenRequest(t, refreshForm(a["refresh_token"].(string)))
+	wantError(t, "sibling after family revocation", resp, body, 400, "invalid_grant")
+	for name, at := range map[string]any{"first": first["access_token"], "second": a["access_token"], "third": b["access_token"]} {
+		p := callAPI(t, at.(string), "/mcp")
+		if p.resp.StatusCode != http.StatusUnauthorized ||
+			p.resp.Header.Get("WWW-Authenticate") != `Bearer resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp", error="invalid_token", error_description="the access token has been revoked"` {
+			t.Errorf("%s access token after family revocation: %d %q", name, p.resp.StatusCode, p.resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+}
+
+func TestRefreshStrictWithoutGrace(t *testing.T) {
+	flowServer(t, "refresh_reuse_grace 0")
+	rt0 := tokensFor(t, signedIn(t), nil)["refresh_token"].(string)
+	if resp, _ := tokenRequest(t, refreshForm(rt0)); resp.StatusCode != http.StatusOK {
+		t.Fatal("first refresh failed")
+	}
+	resp, body := tokenRequest(t, refreshForm(rt0))
+	wantError(t, "second use with grace 0", resp, body, 400, "invalid_grant")
+}
+
+func TestRefreshAfterGraceRevokes(t *testing.T) {
+	flowServer(t, "refresh_reuse_grace 1s")
+	tok := tokensFor(t, signedIn(t), nil)
+	rt0 := tok["refresh_token"].(string)
+	_, a := tokenRequest(t, refreshForm(rt0))
+	time.Sleep(1100 * time.Millisecond)
+	resp, body := tokenRequest(t, refreshForm(rt0))
+	wantError(t, "reuse after the grace window", resp, body, 400, "invalid_grant")
+	resp, body = tokenRequest(t, refreshForm(a["refresh_token"].(string)))
+	wantError(t, "successor after revocation", resp, body, 400, "invalid_grant")
+}
+
+// TestParallelRefreshes: an MCP host firing 10 refreshes at once with one
+// token must not be logged out.
+func TestParallelRefreshes(t *testing.T) {
+	flowServer(t, "")
+	rt0 := tokensFor(t, signedIn(t), nil)["refresh_token"].(string)
+	var wg sync.WaitGroup
+	results := make([]map[string]any, 10)
+	for i := range results {
+		wg.Go(func() {
+			pg := newBrowser(t).post("/oauth/token", refreshForm(rt0))
+			if pg.resp.StatusCode != http.StatusOK {
+				t.Errorf("parallel refresh %d: %d %s", i, pg.resp.StatusCode, pg.body)
+				return
+			}
+			if err := json.Unmarshal([]byte(pg.body), &results[i]); err != nil {
+				t.Errorf("parallel refresh %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// The family is alive: each returned pair works.
+	for i, r := range results {
+		if p := callAPI(t, r["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+			t.Fatalf("access token %d after parallel refreshes: %d", i, p.resp.StatusCode)
+		}
+	}
+	if resp, body := tokenRequest(t, refreshForm(results[3]["refresh_token"].(string))); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh token after parallel refreshes: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestRefreshScopeResourceAndClient(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	tok := tokensFor(t, b, map[string]string{"scope": "mcp:read mcp:write"})
+	rt := tok["refresh_token"].(string)
+
+	// Narrowing works, widening does not, and a refused request does not
+	// use the token up.
+	resp, body := tokenRequest(t, refreshForm(rt, "scope", "mcp:read mcp:admin"))
+	wantError(t, "widening", resp, body, 400, "invalid_scope")
+	resp, body = tokenRequest(t, refreshForm(rt, "resource", base+"/api"))
+	wantError(t, "other resource", resp, body, 400, "invalid_target")
+	resp, body = tokenRequest(t, refreshForm(rt, "client_id", "pub2"))
+	wantError(t, "another client", resp, body, 400, "invalid_grant")
+	resp, body = tokenRequest(t, refreshForm(rt, "scope", "mcp:read", "resource", base+"/mcp"))
+	if resp.StatusCode != http.StatusOK || body["scope"] != "mcp:read" || verifyAccessToken(t, body["access_token"].(string))["scope"] != "mcp:read" {
+		t.Fatalf("narrowing: %d %v", resp.StatusCode, body)
+	}
+	// The original grant bounds later refreshes, not the narrowed one.
+	resp, body = tokenRequest(t, refreshForm(body["refresh_token"].(string), "scope", "mcp:write"))
+	if resp.StatusCode != http.StatusOK || body["scope"] != "mcp:write" {
+		t.Fatalf("back within the original grant: %d %v", resp.StatusCode, body)
+	}
+	resp, body = tokenRequest(t, refreshForm("nonsense"))
+	wantError(t, "unknown token", resp, body, 400, "invalid_grant")
+	resp, body = tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "client_id": {"pub1"}})
+	wantError(t, "missing token", resp, body, 400, "invalid_request")
+}
+
+func TestRefreshFamilyLifetime(t *testing.T) {
+	flowServer(t, "refresh_family_lifetime 2s\n refresh_token_lifetime 1h")
+	rt := tokensFor(t, signedIn(t), nil)["refresh_token"].(string)
+	_, body := tokenRequest(t, refreshForm(rt))
+	time.Sleep(2100 * time.Millisecond)
+	resp, body := tokenRequest(t, refreshForm(body["refresh_token"].(string)))
+	wantError(t, "family past its lifetime", resp, body, 400, "invalid_grant")
+}
+
+// TestCodeReplayRevokesFamily: replaying a code kills the refresh family
+// issued from it, and its access tokens.
+func TestCodeReplayRevokesFamily(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	p := newPKCE()
+	code := codeFor(t, b, p, nil)
+	_, tok := tokenRequest(t, redeemForm(code, p))
+	_, refreshed := tokenRequest(t, refreshForm(tok["refresh_token"].(string)))
+	resp, body := tokenRequest(t, redeemForm(code, p))
+	wantError(t, "replay", resp, body, 400, "invalid_grant")
+	resp, body = tokenRequest(t, refreshForm(refreshed["refresh_token"].(string)))
+	wantError(t, "refresh after code replay", resp, body, 400, "invalid_grant")
+	for _, at := range []any{tok["access_token"], refreshed["access_token"]} {
+		if p := callAPI(t, at.(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("access token after code replay: %d", p.resp.StatusCode)
+		}
+	}
+}
