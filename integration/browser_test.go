@@ -36,11 +36,12 @@ func mustHash(pw string, cost int) string {
 type browser struct {
 	t      *testing.T
 	client *http.Client
+	origin string // where relative paths go; base unless a test says otherwise
 }
 
 func newBrowser(t *testing.T) *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, client: &http.Client{
+	return &browser{t: t, origin: base, client: &http.Client{
 		Transport:     caddytest.CreateTestingTransport(),
 		Jar:           jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -83,7 +84,7 @@ func (b *browser) do(req *http.Request) page {
 func (b *browser) get(rawURL string) page {
 	b.t.Helper()
 	if strings.HasPrefix(rawURL, "/") {
-		rawURL = base + rawURL
+		rawURL = b.origin + rawURL
 	}
 	req, _ := http.NewRequest(http.MethodGet, rawURL, nil)
 	return b.do(req)
@@ -91,7 +92,7 @@ func (b *browser) get(rawURL string) page {
 
 func (b *browser) post(path string, form url.Values, header ...string) page {
 	b.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, b.origin+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

@@ -14,11 +14,18 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	_ "github.com/caddy-oauth2/caddy-oauth2-server"
 )
 
 func TestMain(m *testing.M) {
+	// The crash test runs this binary again as a stand-alone Caddy.
+	if config := os.Getenv("OAUTH2_CHILD_CADDYFILE"); config != "" {
+		os.Args = []string{"caddy", "run", "--config", config, "--adapter", "caddyfile"}
+		caddycmd.Main()
+		return
+	}
 	// Keep Caddy's data and config out of the developer's home.
 	dir, err := os.MkdirTemp("", "oauth2-integration")
 	if err != nil {

@@ -1,0 +1,129 @@
+package endpoints
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// Benchmarks of the token endpoint through its HTTP handler, with a real
+// bbolt file (fsync on) and ES256 signing:
+//
+//	go test ./endpoints -run '^$' -bench 'Exchange|Refresh' -benchmem
+
+func benchServer(b *testing.B) *Server {
+	return newTestServer(b, func(c *Config) {
+		c.RefreshTokenLifetime = 24 * time.Hour
+		c.RefreshFamilyLifetime = 90 * 24 * time.Hour
+		c.RefreshReuseGrace = 30 * time.Second
+		c.Clients[0].GrantTypes = []string{"authorization_code", "refresh_token"}
+		key, err := GenerateSigningKey(time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c.Keys, err = NewKeySet(key, nil, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+func postToken(s *Server, form url.Values) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	s.token(w, r)
+	return w
+}
+
+const benchVerifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+const benchChallenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+func saveCode(b *testing.B, s *Server) string {
+	code := randomToken()
+	now := time.Now()
+	err := s.cfg.Store.SaveAuthorizationCode(context.Background(), code, &storage.AuthorizationCode{
+		ClientID: "pub1", RedirectURI: "https://client.test/cb", CodeChallenge: benchChallenge, Scope: "mcp:read",
+		Resource: "https://auth.test/mcp", Subject: "alice", AuthTime: now, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return code
+}
+
+func exchange(b *testing.B, s *Server, code string) string {
+	w := postToken(s, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {benchVerifier},
+		"client_id": {"pub1"}, "redirect_uri": {"https://client.test/cb"}})
+	if w.Code != http.StatusOK {
+		b.Fatalf("exchange: %d %s", w.Code, w.Body)
+	}
+	var resp tokenResponse
+	json.Unmarshal(w.Body.Bytes(), &resp)
+	return resp.RefreshToken
+}
+
+func refresh(b *testing.B, s *Server, token string) string {
+	w := postToken(s, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {"pub1"}})
+	if w.Code != http.StatusOK {
+		b.Fatalf("refresh: %d %s", w.Code, w.Body)
+	}
+	var resp tokenResponse
+	json.Unmarshal(w.Body.Bytes(), &resp)
+	return resp.RefreshToken
+}
+
+// BenchmarkAuthorizationCodeExchange: redeem a code for an access token and
+// a new refresh family.
+func BenchmarkAuthorizationCodeExchange(b *testing.B) {
+	s := benchServer(b)
+	codes := make([]string, b.N)
+	for i := range codes {
+		codes[i] = saveCode(b, s)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		exchange(b, s, codes[i])
+	}
+}
+
+// BenchmarkRefreshRotation: one client rotating its refresh token.
+func BenchmarkRefreshRotation(b *testing.B) {
+	s := benchServer(b)
+	token := exchange(b, s, saveCode(b, s))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		token = refresh(b, s, token)
+	}
+}
+
+// BenchmarkRefreshRotationParallel: 32 clients rotating at once, each its
+// own family; reports rotations/s.
+func BenchmarkRefreshRotationParallel(b *testing.B) {
+	s := benchServer(b)
+	var families []string
+	for range 64 {
+		families = append(families, exchange(b, s, saveCode(b, s)))
+	}
+	var next atomic.Int64
+	b.SetParallelism(16) // × GOMAXPROCS (2 here) = 32 concurrent clients
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		token := families[next.Add(1)-1]
+		for pb.Next() {
+			token = refresh(b, s, token)
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rotations/s")
+}
