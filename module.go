@@ -48,7 +48,7 @@ const (
 // access token for this site's resource.
 type Handler struct {
 	// The issuer identifier: an absolute https URL without query, fragment
-	// or trailing slash (plain http only for localhost, 127.0.0.0/8 and
+	// or trailing slash (plain http only for localhost, *.localhost, 127.0.0.0/8 and
 	// [::1]). Published byte for byte in the metadata and in every token.
 	// Required. Placeholders such as {env.ISSUER} are resolved at load.
 	Issuer string `json:"issuer,omitempty"`
@@ -169,7 +169,6 @@ type Handler struct {
 	CORS *bool `json:"cors,omitempty"`
 
 	server     *endpoints.Server
-	public     caddyhttp.MatchPath
 	storageKey string // set only once this instance holds the storage handle
 	logger     *zap.Logger
 }
@@ -250,8 +249,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Resources[i] = canonicalResource(h.Resources[i])
 	}
 
-	h.public = caddyhttp.MatchPath(h.Public)
-	if err := h.public.Provision(ctx); err != nil {
+	public := caddyhttp.MatchPath(h.Public)
+	if err := public.Provision(ctx); err != nil {
 		return fmt.Errorf("public: %v", err)
 	}
 
@@ -300,6 +299,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		UserFrom:                  h.UserFrom,
 		SignInPath:                h.SignInPath,
 		RootAliases:               *h.RootAliases,
+		Public:                    public,
 		RequireScope:              rules,
 		PassToken:                 h.PassToken,
 		GuardCORS:                 *h.CORS,
@@ -461,20 +461,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		route(w, r)
 		return nil
 	}
-	if h.isPublic(r) {
+	if h.server.IsPublic(r) {
 		endpoints.ClearIdentity(r)
 		return next.ServeHTTP(w, r)
 	}
 	return h.server.Guard(w, r, next)
-}
-
-// isPublic reports whether the request's cleaned path is a public path.
-func (h *Handler) isPublic(r *http.Request) bool {
-	if len(h.public) == 0 {
-		return false
-	}
-	ok, err := h.public.MatchWithError(r)
-	return err == nil && ok
 }
 
 // Interface guards

@@ -109,7 +109,7 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"missing issuer", "oauth2_server {\n resource https://a.test\n}", "issuer is required"},
 		{"missing resource", "oauth2_server {\n issuer https://a.test\n}", "resource is required"},
 		{"http issuer", "oauth2_server {\n issuer http://mcp.example.com\n resource https://mcp.example.com\n}",
-			`issuer "http://mcp.example.com": must use https (plain http only for localhost, 127.0.0.0/8 or [::1])`},
+			`issuer "http://mcp.example.com": must use https (plain http only for localhost, *.localhost, 127.0.0.0/8 or [::1])`},
 		{"relative issuer", "oauth2_server {\n issuer /oauth\n resource https://a.test\n}", `issuer "/oauth": must be an absolute URL with a host`},
 		{"issuer query", "oauth2_server {\n issuer https://a.test?x=1\n resource https://a.test\n}", `issuer "https://a.test?x=1": must not have a query`},
 		{"issuer fragment", "oauth2_server {\n issuer https://a.test/#frag\n resource https://a.test\n}", `issuer "https://a.test/#frag": must not have a fragment`},

@@ -256,7 +256,7 @@ func checkRedirectURI(raw string) error {
 		}
 	case "http":
 		if !isLoopbackHost(u.Hostname()) {
-			return errors.New("plain http is allowed only for localhost, 127.0.0.0/8 and [::1]")
+			return errors.New("plain http is allowed only for localhost, *.localhost, 127.0.0.0/8 and [::1]")
 		}
 	case "javascript", "data", "file", "blob", "vbscript", "about", "ws", "wss", "ftp":
 		return fmt.Errorf("scheme %q is not allowed", scheme)
@@ -283,7 +283,7 @@ func checkServerURL(option, raw string) error {
 	case u.Scheme != "https" && u.Scheme != "http":
 		return fmt.Errorf("%s %q: must be an https URL", option, raw)
 	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
-		return fmt.Errorf("%s %q: must use https (plain http only for localhost, 127.0.0.0/8 or [::1])", option, raw)
+		return fmt.Errorf("%s %q: must use https (plain http only for localhost, *.localhost, 127.0.0.0/8 or [::1])", option, raw)
 	case u.User != nil:
 		return fmt.Errorf("%s %q: must not carry user information", option, raw)
 	case u.RawQuery != "" || u.ForceQuery:
@@ -306,9 +306,11 @@ func parseAbsoluteURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// isLoopbackHost reports whether host is localhost or a loopback IP.
+// isLoopbackHost reports whether host is localhost (or a name under
+// .localhost, RFC 6761) or a loopback IP.
 func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
+	host = strings.ToLower(host)
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

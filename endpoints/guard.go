@@ -67,8 +67,9 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 			return nil
 		}
 	}
-	res, inResource := s.resourceForPath(r.URL.Path)
-	required := s.requiredScopes(r)
+	view := pathView(r)
+	res, inResource := s.resourceForPath(view.URL.Path)
+	required := s.requiredScopes(view)
 	raw, err := bearerToken(r.Header)
 	if err != nil {
 		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
@@ -100,6 +101,35 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		r.Header.Del("Authorization")
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// IsPublic reports whether the request's path is one of the public paths.
+// Caddy's path matcher cleans the path (dot segments, doubled or encoded
+// slashes); pathView also drops ";parameters" from segments first, so
+// /docs/..;/mcp is judged as /mcp, as Tomcat-style upstreams would read it.
+func (s *Server) IsPublic(r *http.Request) bool {
+	if len(s.cfg.Public) == 0 {
+		return false
+	}
+	ok, err := s.cfg.Public.MatchWithError(pathView(r))
+	return err == nil && ok
+}
+
+// pathView is r as the guard judges its path: ";parameters" are removed
+// from every segment. The request passed upstream is not changed.
+func pathView(r *http.Request) *http.Request {
+	if !strings.Contains(r.URL.Path, ";") {
+		return r
+	}
+	segments := strings.Split(r.URL.Path, "/")
+	for i, seg := range segments {
+		segments[i], _, _ = strings.Cut(seg, ";")
+	}
+	u := *r.URL
+	u.Path, u.RawPath = strings.Join(segments, "/"), ""
+	view := r.WithContext(r.Context())
+	view.URL = &u
+	return view
 }
 
 // bearerToken returns the token of an `Authorization: Bearer` header; ""

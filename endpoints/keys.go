@@ -105,6 +105,14 @@ func (ks *KeySet) Algorithm() string { return string(ks.alg) }
 // KeyID is the kid of the active key.
 func (ks *KeySet) KeyID() string { return ks.kid }
 
+// PublicKey is the active key's public key (nil for HS256).
+func (ks *KeySet) PublicKey() any {
+	if k, ok := ks.verify[ks.kid].key.([]byte); ok && k != nil {
+		return nil
+	}
+	return ks.verify[ks.kid].key
+}
+
 // JWKS is the public key set document.
 func (ks *KeySet) JWKS() []byte { return ks.jwks }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
@@ -45,6 +46,8 @@ type Config struct {
 	RootAliases bool
 	// TemplatesDir may hold login.html, consent.html and error.html.
 	TemplatesDir string
+	// Public paths pass without a token.
+	Public caddyhttp.MatchPath
 	// RequireScope gates paths on scopes.
 	RequireScope []ScopeRule
 	// PassToken keeps the Authorization header for the upstream.

@@ -29,6 +29,12 @@ func flowServer(t *testing.T, extra string) (storagePath, logPath string) {
 // flowServerWith is flowServer with extra global options.
 func flowServerWith(t *testing.T, global, extra string) (storagePath, logPath string) {
 	t.Helper()
+	return flowServerUpstream(t, global, extra, `respond "upstream" 200`)
+}
+
+// flowServerUpstream is flowServerWith with the site's upstream handler.
+func flowServerUpstream(t *testing.T, global, extra, upstream string) (storagePath, logPath string) {
+	t.Helper()
 	dir := t.TempDir()
 	storagePath, logPath = filepath.Join(dir, "oauth.db"), filepath.Join(dir, "caddy.log")
 	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}\n\t"+global, 1) +
@@ -79,7 +85,7 @@ func flowServerWith(t *testing.T, global, extra string) (storagePath, logPath st
 		}
 		` + extra + `
 	}
-	respond "upstream" 200
+	` + upstream + `
 }
 `
 	start(t, config)
