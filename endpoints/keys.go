@@ -47,7 +47,7 @@ func NewHMACKeySet(secret []byte) (*KeySet, error) {
 	sum := sha256.Sum256(append([]byte("caddy-oauth2-server kid\x00"), secret...))
 	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(sum[:12])
 	ks := &KeySet{
-		active: jose.SigningKey{Algorithm: jose.HS256, Key: jose.JSONWebKey{Key: secret, KeyID: kid, Algorithm: string(jose.HS256)}},
+		active: jose.SigningKey{Algorithm: jose.HS256, Key: secret},
 		verify: map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
 		alg:    jose.HS256,
 		kid:    kid,
@@ -119,7 +119,12 @@ func (ks *KeySet) JWKS() []byte { return ks.jwks }
 // Sign serialises claims as a JWT signed with the active key, with the
 // given "typ" header (e.g. "at+jwt") and the key's "kid".
 func (ks *KeySet) Sign(typ string, claims any) (string, error) {
-	signer, err := jose.NewSigner(ks.active, (&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	if _, hmac := ks.active.Key.([]byte); hmac {
+		// go-jose names asymmetric keys from their JSONWebKey, not secrets.
+		opts = opts.WithHeader("kid", ks.kid)
+	}
+	signer, err := jose.NewSigner(ks.active, opts)
 	if err != nil {
 		return "", fmt.Errorf("preparing signer: %v", err)
 	}

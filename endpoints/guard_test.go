@@ -1,0 +1,141 @@
+package endpoints
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func TestBearerToken(t *testing.T) {
+	for header, want := range map[string]string{
+		"Bearer abc.def-_~+/=": "abc.def-_~+/=",
+		"bearer abc":           "abc",
+		"BEARER   abc":         "abc",
+		"Basic YWxpY2U6eA==":   "",
+		"Bearer":               "error",
+		"Bearer ":              "error",
+		"Bearer a b":           "error",
+		"Bearer a\tb":          "error",
+		"Bearer ==":            "error",
+		"Bearer abc==":         "abc==",
+		"Bearer a=b":           "error",
+		"Bearerabc":            "",
+		"Bearer \u00e9":        "error",
+		"Bearer <script>":      "error",
+		"Bearer abc\r\nX-Y: z": "error",
+	} {
+		h := http.Header{}
+		h.Set("Authorization", header)
+		got, err := bearerToken(h)
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("bearerToken(%q) = %q, want %q", header, got, want)
+		}
+	}
+}
+
+// FuzzBearerToken: whatever the Authorization header, the parser returns
+// a syntactically valid b64token, nothing, or an error.
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer abc")
+	f.Add("bearer   a.b.c")
+	f.Add("Basic x")
+	f.Fuzz(func(t *testing.T, header string) {
+		h := http.Header{"Authorization": {header}}
+		token, err := bearerToken(h)
+		if err != nil || token == "" {
+			return
+		}
+		if !validTokenSyntax(token) || strings.ContainsAny(token, " \t\r\n") {
+			t.Fatalf("returned %q for %q", token, header)
+		}
+		if scheme, _, _ := strings.Cut(strings.TrimSpace(header), " "); !strings.EqualFold(scheme, "Bearer") {
+			t.Fatalf("returned a token for scheme %q", scheme)
+		}
+	})
+}
+
+// guardRequest is a request as Caddy hands it to the handler.
+func guardRequest(token string) (*httptest.ResponseRecorder, *http.Request) {
+	r := httptest.NewRequest(http.MethodGet, "https://auth.test/mcp/tools", nil)
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	return w, caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, nil)
+}
+
+var okNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+})
+
+func benchToken(b *testing.B, s *Server, i int) string {
+	at, err := s.mintAccessToken(randomID(), grant{clientID: "pub1", subject: "alice", scope: "mcp:read", resource: "https://auth.test/mcp"}, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return at.token
+}
+
+// Guard benchmarks (ES256, real bbolt file for the revocation lookups):
+//
+//	go test ./endpoints -run '^$' -bench Guard -benchmem
+func BenchmarkGuardCachedToken(b *testing.B) {
+	s := benchServer(b)
+	token := benchToken(b, s, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w, r := guardRequest(token)
+		s.Guard(w, r, okNext)
+		if w.Code != http.StatusNoContent {
+			b.Fatalf("guard: %d %s", w.Code, w.Body)
+		}
+	}
+}
+
+func BenchmarkGuardUncachedToken(b *testing.B) {
+	s := benchServer(b)
+	tokens := make([]string, b.N)
+	for i := range tokens {
+		tokens[i] = benchToken(b, s, i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w, r := guardRequest(tokens[i])
+		s.Guard(w, r, okNext)
+		if w.Code != http.StatusNoContent {
+			b.Fatalf("guard: %d %s", w.Code, w.Body)
+		}
+	}
+}
+
+// TestGuardCacheDropsRevoked: a cached token that is revoked is refused
+// and leaves the cache.
+func TestGuardCacheDropsRevoked(t *testing.T) {
+	s := newTestServer(t)
+	at, err := s.mintAccessToken("jti-1", grant{clientID: "pub1", subject: "alice", resource: "https://auth.test/mcp"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, r := guardRequest(at.token)
+	s.Guard(w, r, okNext)
+	if w.Code != http.StatusNoContent || s.tokens.len() != 1 {
+		t.Fatalf("first use: %d, %d cached: %s", w.Code, s.tokens.len(), w.Body)
+	}
+	if err := s.cfg.Store.RevokeAccessToken(r.Context(), "jti-1", at.expiresAt); err != nil {
+		t.Fatal(err)
+	}
+	w, r = guardRequest(at.token)
+	s.Guard(w, r, okNext)
+	if w.Code != http.StatusUnauthorized || s.tokens.len() != 0 {
+		t.Fatalf("after revocation: %d, %d cached", w.Code, s.tokens.len())
+	}
+}
