@@ -98,7 +98,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	setIdentity(r, claims)
 	if !s.cfg.PassToken {
-		r.Header.Del("Authorization")
+		delete(r.Header, "Authorization")
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -155,15 +155,23 @@ func bearerToken(h http.Header) (string, error) {
 	return token, nil
 }
 
-// validTokenSyntax checks RFC 6750 §2.1 b64token characters.
+// b64tokenChars are the characters of an RFC 6750 §2.1 b64token
+// (before its trailing '=' padding).
+var b64tokenChars = func() (set [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") {
+		set[c] = true
+	}
+	return set
+}()
+
+// validTokenSyntax checks RFC 6750 §2.1 b64token syntax.
 func validTokenSyntax(t string) bool {
 	end := len(t)
 	for end > 0 && t[end-1] == '=' {
 		end--
 	}
 	for i := 0; i < end; i++ {
-		c := t[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+		if !b64tokenChars[t[i]] {
 			return false
 		}
 	}
@@ -191,7 +199,10 @@ func (s *Server) challenge(w http.ResponseWriter, status int, res resource, requ
 // segment-wise prefix of the (cleaned) request path. When none is, it
 // returns the default resource and false.
 func (s *Server) resourceForPath(p string) (resource, bool) {
-	p = path.Clean("/" + p)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	p = path.Clean(p)
 	best, found := s.resources[0], false
 	for _, r := range s.resources {
 		if (r.path == "" || p == r.path || strings.HasPrefix(p, r.path+"/")) && (!found || len(r.path) > len(best.path)) {
@@ -213,21 +224,27 @@ func (s *Server) requiredScopes(r *http.Request) []string {
 }
 
 // verifyCached verifies a token, running the signature check once per
-// token: verified claims are cached until the token expires. Revocation is
-// looked up on every request, so it takes effect at once.
+// token: verified claims are cached until the token expires. Revocation
+// takes effect at once: whenever the storage's revocation counter has
+// moved since a cached token was last checked, it is looked up again.
 func (s *Server) verifyCached(r *http.Request, raw string) (*accessTokenClaims, error) {
 	now := time.Now()
-	if c, ok := s.tokens.get(raw, now); ok {
-		if err := s.checkRevocation(r.Context(), c); err != nil {
+	epoch := s.cfg.Store.Revocations() // read before any lookup
+	if e, ok := s.tokens.get(raw, now); ok {
+		if e.checked.Load() == epoch {
+			return e.claims, nil
+		}
+		if err := s.checkRevocation(r.Context(), e.claims); err != nil {
 			s.tokens.drop(raw)
 			return nil, err
 		}
-		return c, nil
+		e.checked.Store(epoch)
+		return e.claims, nil
 	}
 	c, err := s.verifyAccessToken(r.Context(), raw, now)
 	if err != nil {
 		return nil, err
 	}
-	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew))
+	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch)
 	return c, nil
 }

@@ -3,6 +3,7 @@ package endpoints
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,19 +14,22 @@ const maxCachedTokens = 10_000
 // token, until they expire, so each token's signature is checked once.
 type tokenCache struct {
 	mu      sync.RWMutex
-	entries map[[32]byte]cachedToken
+	entries map[[32]byte]*cachedToken
 }
 
+// cachedToken is a verified token. checked is the storage's revocation
+// counter when the token was last found unrevoked.
 type cachedToken struct {
-	claims *accessTokenClaims
-	until  time.Time
+	claims  *accessTokenClaims
+	until   time.Time
+	checked atomic.Uint64
 }
 
 func newTokenCache() *tokenCache {
-	return &tokenCache{entries: map[[32]byte]cachedToken{}}
+	return &tokenCache{entries: map[[32]byte]*cachedToken{}}
 }
 
-func (c *tokenCache) get(raw string, now time.Time) (*accessTokenClaims, bool) {
+func (c *tokenCache) get(raw string, now time.Time) (*cachedToken, bool) {
 	key := sha256.Sum256([]byte(raw))
 	c.mu.RLock()
 	e, ok := c.entries[key]
@@ -33,17 +37,19 @@ func (c *tokenCache) get(raw string, now time.Time) (*accessTokenClaims, bool) {
 	if !ok || !now.Before(e.until) {
 		return nil, false
 	}
-	return e.claims, true
+	return e, true
 }
 
-func (c *tokenCache) put(raw string, claims *accessTokenClaims, until time.Time) {
+func (c *tokenCache) put(raw string, claims *accessTokenClaims, until time.Time, checked uint64) {
 	key := sha256.Sum256([]byte(raw))
+	e := &cachedToken{claims: claims, until: until}
+	e.checked.Store(checked)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxCachedTokens {
 		c.evict(time.Now())
 	}
-	c.entries[key] = cachedToken{claims: claims, until: until}
+	c.entries[key] = e
 }
 
 func (c *tokenCache) drop(raw string) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,7 +44,8 @@ const lockTimeout = 5 * time.Second
 
 // Bolt is the Store kept in one bbolt file.
 type Bolt struct {
-	db *bolt.DB
+	db          *bolt.DB
+	revocations atomic.Uint64
 }
 
 // OpenBolt opens (creating if needed) the bbolt file at path and checks its
@@ -301,6 +303,7 @@ func (s *Bolt) RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFami
 	case err != nil:
 		return nil, nil, err
 	case reused:
+		s.revocations.Add(1)
 		return &fam, nil, ErrReused
 	}
 	return &fam, &next, nil
@@ -335,8 +338,13 @@ func (s *Bolt) GetRefreshToken(ctx context.Context, token string, now time.Time)
 	return &fam, &t, nil
 }
 
+// Revocations implements Store. It counts the revocations committed
+// through this handle, which every site of the process shares.
+func (s *Bolt) Revocations() uint64 { return s.revocations.Load() }
+
 // RevokeRefreshFamily implements Store.
 func (s *Bolt) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
+	defer s.revocations.Add(1)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		var fam RefreshFamily
 		if err := get(tx, bucketFamilies, []byte(familyID), &fam); err != nil {
@@ -372,6 +380,7 @@ func (s *Bolt) RevokeAccessToken(ctx context.Context, jti string, expiresAt time
 	if jti == "" {
 		return errors.New("revoking access token: empty jti")
 	}
+	defer s.revocations.Add(1)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return put(tx, bucketRevokedAccess, []byte(jti), revokedAccessToken{ExpiresAt: expiresAt})
 	})

@@ -65,6 +65,12 @@ type Store interface {
 	// family is not revoked.
 	RefreshFamilyRevoked(ctx context.Context, familyID string) (bool, error)
 
+	// Revocations is a counter that changes whenever a revocation is
+	// committed (an access token, a family, a reuse). A caller that has
+	// checked a token may skip the lookups while it stays the same. A
+	// backend that cannot tell must return a different value every time.
+	Revocations() uint64
+
 	// RevokeAccessToken denies an access token by its jti until it expires.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
 	// AccessTokenRevoked reports whether the jti was revoked.
