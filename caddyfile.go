@@ -1,6 +1,8 @@
 package oauth2server
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -55,7 +57,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
 //	        always_return_client_secret
+//	        rate_limit <events> <window> | off
 //	    }]
+//	    unused_client_ttl <duration>
 //	    client_id_metadata_documents
 //	    public      <path>...
 //	    require_scope <path> <scope>...
@@ -120,6 +124,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.SessionLifetime)
 		case "refresh_family_lifetime":
 			err = durationArg(d, &h.RefreshFamilyLifetime)
+		case "unused_client_ttl":
+			err = durationArg(d, &h.UnusedClientTTL)
 		case "refresh_reuse_grace":
 			var grace caddy.Duration
 			grace, err = parseDuration(d, true)
@@ -226,6 +232,8 @@ func (h *Handler) unmarshalDynamicRegistration(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &dr.InitialAccessToken)
 		case "always_return_client_secret":
 			err = noArgs(d, &dr.AlwaysReturnClientSecret)
+		case "rate_limit":
+			dr.RateLimit, err = rateLimitArgs(d)
 		default:
 			return d.Errf("dynamic_registration: unrecognized subdirective %q", opt)
 		}
@@ -266,6 +274,26 @@ func noArgs(d *caddyfile.Dispenser, v *bool) error {
 	}
 	*v = true
 	return nil
+}
+
+// rateLimitArgs reads `rate_limit <events> <window>` or `rate_limit off`.
+func rateLimitArgs(d *caddyfile.Dispenser) (*RateLimit, error) {
+	args := d.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		return &RateLimit{Events: 0}, nil
+	}
+	if len(args) != 2 {
+		return nil, d.Err("rate_limit: expected <events> <window> (e.g. 20 1h) or off")
+	}
+	events, err := strconv.Atoi(args[0])
+	if err != nil || events < 1 {
+		return nil, d.Errf("rate_limit: %q is not a positive number of events", args[0])
+	}
+	window, err := caddy.ParseDuration(args[1])
+	if err != nil || window <= 0 {
+		return nil, d.Errf("rate_limit: %q is not a positive duration", args[1])
+	}
+	return &RateLimit{Events: events, Window: caddy.Duration(window)}, nil
 }
 
 func boolArg(d *caddyfile.Dispenser) (*bool, error) {

@@ -63,7 +63,9 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		dynamic_registration {
 			initial_access_token {file./run/secrets/iat}
 			always_return_client_secret
+			rate_limit 5 10m
 		}
+		unused_client_ttl 48h
 		client_id_metadata_documents
 		public /healthz /docs/*
 		require_scope /admin/* mcp:admin mcp:write
@@ -95,7 +97,8 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 			{ID: "web", Secret: "{env.WEB_SECRET}", RedirectURIs: []string{"https://app.example.com/cb", "https://app.example.com/cb2", "http://127.0.0.1/cb"}, Scopes: []string{"mcp:read"}, Name: "Web App", Trusted: true},
 			{ID: "cli", Public: true, RedirectURIs: []string{"http://localhost/callback"}},
 		},
-		DynamicRegistration:       &DynamicRegistration{InitialAccessToken: "{file./run/secrets/iat}", AlwaysReturnClientSecret: true},
+		DynamicRegistration:       &DynamicRegistration{InitialAccessToken: "{file./run/secrets/iat}", AlwaysReturnClientSecret: true, RateLimit: &RateLimit{Events: 5, Window: caddy.Duration(10 * time.Minute)}},
+		UnusedClientTTL:           caddy.Duration(48 * time.Hour),
 		ClientIDMetadataDocuments: true,
 		Public:                    []string{"/healthz", "/docs/*"},
 		RequireScope:              []ScopeRequirement{{Path: "/admin/*", Scopes: []string{"mcp:admin", "mcp:write"}}},
@@ -135,6 +138,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"oauth2_server {\n client c1 {\n  public yes\n }\n}", "public takes no value"},
 		{"oauth2_server {\n client c1 {\n  name a\n  name b\n }\n}", `client "c1": name already specified`},
 		{"oauth2_server {\n dynamic_registration {\n  open\n }\n}", `dynamic_registration: unrecognized subdirective "open"`},
+		{"oauth2_server {\n dynamic_registration {\n  rate_limit 20\n }\n}", `rate_limit: expected <events> <window>`},
+		{"oauth2_server {\n dynamic_registration {\n  rate_limit many 1h\n }\n}", `rate_limit: "many" is not a positive number`},
 		{"oauth2_server {\n client_id_metadata_documents on\n}", "wrong argument count"},
 		{"oauth2_server {\n require_scope /admin/*\n}", "require_scope: expected a path and at least one scope"},
 	} {

@@ -36,6 +36,9 @@ const (
 	DefaultSessionLifetime           = 12 * time.Hour
 	DefaultRefreshReuseGrace         = 30 * time.Second
 	DefaultRefreshFamilyLifetime     = 90 * 24 * time.Hour
+	DefaultUnusedClientTTL           = 24 * time.Hour
+	DefaultRegistrationRateLimit     = 20
+	DefaultRegistrationRateWindow    = time.Hour
 )
 
 // Handler is an OAuth 2.1 authorization server and the bearer-token guard
@@ -132,6 +135,10 @@ type Handler struct {
 	// Statically configured clients.
 	Clients []Client `json:"clients,omitempty"`
 
+	// How long a dynamically registered client that never obtained a
+	// token is kept. Default: 24h.
+	UnusedClientTTL caddy.Duration `json:"unused_client_ttl,omitempty"`
+
 	// Enables RFC 7591 dynamic client registration at /oauth/register.
 	// Default: off.
 	DynamicRegistration *DynamicRegistration `json:"dynamic_registration,omitempty"`
@@ -216,6 +223,17 @@ type DynamicRegistration struct {
 	// Return `"client_secret": ""` to public clients, for clients that
 	// expect the field.
 	AlwaysReturnClientSecret bool `json:"always_return_client_secret,omitempty"`
+	// Registrations allowed per client IP (Caddy's resolved client IP).
+	// Default: 20 per hour.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// RateLimit is a number of events per window, per client IP.
+type RateLimit struct {
+	// Events per window; 0 switches the limit off.
+	Events int `json:"events"`
+	// The window. Default: 1h.
+	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // ScopeRequirement gates a path on scopes.
@@ -279,7 +297,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		rules = append(rules, endpoints.ScopeRule{Paths: m, Scopes: rs.Scopes})
 	}
-	h.server, err = endpoints.New(endpoints.Config{
+	cfg := endpoints.Config{
 		Issuer:                    h.Issuer,
 		Resources:                 h.Resources,
 		ResourceName:              h.ResourceName,
@@ -293,6 +311,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClockSkew:                 time.Duration(h.ClockSkew),
 		SessionLifetime:           time.Duration(h.SessionLifetime),
 		DynamicRegistration:       h.DynamicRegistration != nil,
+		UnusedClientTTL:           time.Duration(h.UnusedClientTTL),
 		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
 		Clients:                   h.staticClients(),
 		Users:                     h.userHashes(),
@@ -307,8 +326,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Store:                     store,
 		Keys:                      keys,
 		Logger:                    h.logger,
-	})
-	if err != nil {
+	}
+	if dr := h.DynamicRegistration; dr != nil {
+		cfg.InitialAccessToken = dr.InitialAccessToken
+		cfg.AlwaysReturnClientSecret = dr.AlwaysReturnClientSecret
+		cfg.RegistrationRateLimit = dr.RateLimit.Events
+		cfg.RegistrationRateWindow = time.Duration(dr.RateLimit.Window)
+	}
+	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
 	}
 	h.logger.Info("authorization server ready",
@@ -339,6 +364,13 @@ func (h *Handler) setDefaults() {
 	setDuration(&h.ClockSkew, DefaultClockSkew)
 	setDuration(&h.SessionLifetime, DefaultSessionLifetime)
 	setDuration(&h.RefreshFamilyLifetime, DefaultRefreshFamilyLifetime)
+	setDuration(&h.UnusedClientTTL, DefaultUnusedClientTTL)
+	if dr := h.DynamicRegistration; dr != nil {
+		if dr.RateLimit == nil {
+			dr.RateLimit = &RateLimit{Events: DefaultRegistrationRateLimit}
+		}
+		setDuration(&dr.RateLimit.Window, DefaultRegistrationRateWindow)
+	}
 	if h.RefreshReuseGrace == nil {
 		grace := caddy.Duration(DefaultRefreshReuseGrace)
 		h.RefreshReuseGrace = &grace

@@ -3,9 +3,7 @@ package oauth2server
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -109,6 +107,7 @@ func (h *Handler) validate() error {
 		{"clock_skew", h.ClockSkew},
 		{"session_lifetime", h.SessionLifetime},
 		{"refresh_family_lifetime", h.RefreshFamilyLifetime},
+		{"unused_client_ttl", h.UnusedClientTTL},
 		{"sweep_interval", h.SweepInterval},
 	} {
 		if d.v <= 0 {
@@ -149,8 +148,13 @@ func (h *Handler) validate() error {
 			return err
 		}
 	}
-	if dr := h.DynamicRegistration; dr != nil && dr.InitialAccessToken != "" && len(dr.InitialAccessToken) < 16 {
-		return errors.New("dynamic_registration: initial_access_token is shorter than 16 bytes")
+	if dr := h.DynamicRegistration; dr != nil {
+		if dr.InitialAccessToken != "" && len(dr.InitialAccessToken) < 16 {
+			return errors.New("dynamic_registration: initial_access_token is shorter than 16 bytes")
+		}
+		if rl := dr.RateLimit; rl.Events < 0 || rl.Window <= 0 {
+			return fmt.Errorf("dynamic_registration: rate_limit must be a non-negative number of events per positive window (got %d per %s)", rl.Events, time.Duration(rl.Window))
+		}
 	}
 	return nil
 }
@@ -210,7 +214,7 @@ func (h *Handler) validateClients() error {
 			return fmt.Errorf("client %q: needs at least one redirect_uri", c.ID)
 		}
 		for _, u := range c.RedirectURIs {
-			if err := checkRedirectURI(u); err != nil {
+			if err := endpoints.ValidateRedirectURI(u); err != nil {
 				return fmt.Errorf("client %q: redirect_uri %q: %v", c.ID, u, err)
 			}
 		}
@@ -232,46 +236,6 @@ func (h *Handler) validateClients() error {
 	return nil
 }
 
-// checkRedirectURI accepts https, http on a loopback host, and private-use
-// schemes of native apps; it refuses relative URIs, fragments, userinfo,
-// wildcards and script-bearing schemes.
-func checkRedirectURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() {
-		return errors.New("must be an absolute URI")
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return errors.New("must not have a fragment")
-	}
-	if u.User != nil {
-		return errors.New("must not carry user information")
-	}
-	if strings.Contains(raw, "*") {
-		return errors.New("must not contain wildcards")
-	}
-	switch scheme := strings.ToLower(u.Scheme); scheme {
-	case "https":
-		if u.Host == "" {
-			return errors.New("must name a host")
-		}
-	case "http":
-		if !isLoopbackHost(u.Hostname()) {
-			return errors.New("plain http is allowed only for localhost, *.localhost, 127.0.0.0/8 and [::1]")
-		}
-	case "javascript", "data", "file", "blob", "vbscript", "about", "ws", "wss", "ftp":
-		return fmt.Errorf("scheme %q is not allowed", scheme)
-	default:
-		if !privateUseScheme.MatchString(scheme) {
-			return fmt.Errorf("scheme %q is not allowed", scheme)
-		}
-	}
-	return nil
-}
-
-// privateUseScheme is an RFC 3986 scheme of a native app (RFC 8252 §7.1),
-// such as cursor or com.example.app.
-var privateUseScheme = regexp.MustCompile(`^[a-z][a-z0-9+.\-]*$`)
-
 // checkServerURL checks an issuer or resource: absolute https (http only
 // on loopback), with a host and no userinfo, query or fragment.
 func checkServerURL(option, raw string) error {
@@ -282,7 +246,7 @@ func checkServerURL(option, raw string) error {
 	switch {
 	case u.Scheme != "https" && u.Scheme != "http":
 		return fmt.Errorf("%s %q: must be an https URL", option, raw)
-	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && !endpoints.IsLoopbackHost(u.Hostname()):
 		return fmt.Errorf("%s %q: must use https (plain http only for localhost, *.localhost, 127.0.0.0/8 or [::1])", option, raw)
 	case u.User != nil:
 		return fmt.Errorf("%s %q: must not carry user information", option, raw)
@@ -304,17 +268,6 @@ func parseAbsoluteURL(raw string) (*url.URL, error) {
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	return u, nil
-}
-
-// isLoopbackHost reports whether host is localhost (or a name under
-// .localhost, RFC 6761) or a loopback IP.
-func isLoopbackHost(host string) bool {
-	host = strings.ToLower(host)
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // canonicalResource lowercases scheme and host and drops a bare "/" path,

@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -143,14 +142,14 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := clientIP(r)
-	if wait := s.throttle.wait(username, ip); wait > 0 {
+	if wait := s.loginLimit.wait("user:"+username, "ip:"+ip); wait > 0 {
 		s.cfg.Logger.Warn("login: throttled", zap.String("user", username), zap.String("client_ip", ip))
-		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", retryAfter(wait))
 		s.renderError(w, http.StatusTooManyRequests, "Too many attempts", "Too many failed sign-in attempts. Wait a few minutes and try again.")
 		return
 	}
 	if !s.checkPassword(username, form.Get("password")) {
-		s.throttle.fail(username, ip)
+		s.loginLimit.take("user:"+username, "ip:"+ip)
 		s.cfg.Logger.Info("login: failed", zap.String("user", username), zap.String("client_ip", ip))
 		s.showLogin(w, r, http.StatusUnauthorized, returnTo, username, badCredentials)
 		return

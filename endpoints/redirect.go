@@ -1,7 +1,11 @@
 package endpoints
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -35,6 +39,19 @@ func loopbackMatch(registered, presented string) bool {
 		pu.RawQuery == ru.RawQuery && pu.ForceQuery == ru.ForceQuery
 }
 
+// IsLoopbackHost reports whether host is localhost, a name under
+// .localhost (RFC 6761) or a loopback IP address.
+func IsLoopbackHost(host string) bool {
+	host = strings.ToLower(host)
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isLoopbackHostname is where a registered loopback redirect URI may vary
+// its port (RFC 8252 §7.3).
 func isLoopbackHostname(h string) bool {
 	return h == "127.0.0.1" || h == "::1" || h == "localhost"
 }
@@ -77,3 +94,43 @@ func redirectHost(redirectURI string) string {
 		return u.Scheme + ":"
 	}
 }
+
+// ValidateRedirectURI accepts https, http on a loopback host, and private-use
+// schemes of native apps; it refuses relative URIs, fragments, userinfo,
+// wildcards and script-bearing schemes.
+func ValidateRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() {
+		return errors.New("must be an absolute URI")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return errors.New("must not have a fragment")
+	}
+	if u.User != nil {
+		return errors.New("must not carry user information")
+	}
+	if strings.Contains(raw, "*") {
+		return errors.New("must not contain wildcards")
+	}
+	switch scheme := strings.ToLower(u.Scheme); scheme {
+	case "https":
+		if u.Host == "" {
+			return errors.New("must name a host")
+		}
+	case "http":
+		if !IsLoopbackHost(u.Hostname()) {
+			return errors.New("plain http is allowed only for localhost, *.localhost, 127.0.0.0/8 and [::1]")
+		}
+	case "javascript", "data", "file", "blob", "vbscript", "about", "ws", "wss", "ftp":
+		return fmt.Errorf("scheme %q is not allowed", scheme)
+	default:
+		if !privateUseScheme.MatchString(scheme) {
+			return fmt.Errorf("scheme %q is not allowed", scheme)
+		}
+	}
+	return nil
+}
+
+// privateUseScheme is an RFC 3986 scheme of a native app (RFC 8252 §7.1),
+// such as cursor or com.example.app.
+var privateUseScheme = regexp.MustCompile(`^[a-z][a-z0-9+.\-]*$`)

@@ -111,5 +111,7 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 		writeError(w, http.StatusBadRequest, aerr.code, aerr.description)
 		return
 	}
-	s.respondWithTokens(w, log, randomID(), grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource}, "", time.Now())
+	now := time.Now()
+	s.markUsed(r, client, now, log)
+	s.respondWithTokens(w, log, randomID(), grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource}, "", now)
 }

@@ -35,6 +35,16 @@ type Config struct {
 	ClockSkew                 time.Duration
 	SessionLifetime           time.Duration
 	DynamicRegistration       bool
+	// InitialAccessToken, when set, is required to register.
+	InitialAccessToken string
+	// AlwaysReturnClientSecret adds "client_secret": "" for public clients.
+	AlwaysReturnClientSecret bool
+	// RegistrationRateLimit is registrations per client IP per
+	// RegistrationRateWindow; 0 switches the limit off.
+	RegistrationRateLimit  int
+	RegistrationRateWindow time.Duration
+	// UnusedClientTTL removes registered clients never used for a token.
+	UnusedClientTTL           time.Duration
 	ClientIDMetadataDocuments bool
 	// Clients are the statically configured clients (secrets hashed).
 	Clients []storage.Client
@@ -68,8 +78,9 @@ type Server struct {
 	issuerPath    string
 	staticClients map[string]*storage.Client
 	pages         map[string]*template.Template
-	throttle      *loginThrottle
-	decoyHash     string // compared when a user name is unknown
+	loginLimit    *keyedLimiter // failed sign-ins per account and per IP
+	registerLimit *keyedLimiter // registrations per IP; nil when off
+	decoyHash     string        // compared when a user name is unknown
 	tokens        *tokenCache
 }
 
@@ -95,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		routes:        map[string]http.HandlerFunc{},
 		issuerPath:    issuerPath,
 		staticClients: map[string]*storage.Client{},
-		throttle:      newLoginThrottle(),
+		loginLimit:    newKeyedLimiter(5, 15*time.Minute),
 		tokens:        newTokenCache(),
 	}
 	for i := range cfg.Clients {
@@ -148,7 +159,10 @@ func New(cfg Config) (*Server, error) {
 	s.routes[issuerPath+"/oauth/introspect"] = s.introspect
 	register := registrationOff
 	if cfg.DynamicRegistration {
-		register = notImplemented
+		register = s.register
+		if cfg.RegistrationRateLimit > 0 {
+			s.registerLimit = newKeyedLimiter(cfg.RegistrationRateLimit, cfg.RegistrationRateWindow)
+		}
 	}
 	s.routes[issuerPath+"/oauth/register"] = register
 	if cfg.RootAliases {
@@ -163,7 +177,13 @@ func New(cfg Config) (*Server, error) {
 // Route returns the handler of a protocol path, or nil when the path is
 // not one of the server's.
 func (s *Server) Route(path string) http.HandlerFunc {
-	return s.routes[path]
+	if h, ok := s.routes[path]; ok {
+		return h
+	}
+	if id, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/register/"); ok && s.cfg.DynamicRegistration && id != "" && !strings.Contains(id, "/") {
+		return func(w http.ResponseWriter, r *http.Request) { s.registrationClient(w, r, id) }
+	}
+	return nil
 }
 
 // Store is the server's storage.
@@ -195,9 +215,4 @@ func (s *Server) noLogin(w http.ResponseWriter, r *http.Request) {
 // registration is switched off.
 func registrationOff(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "invalid_request", "dynamic client registration is not enabled")
-}
-
-// notImplemented answers routes that a later release implements.
-func notImplemented(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotImplemented, "temporarily_unavailable", "this endpoint is not implemented yet")
 }

@@ -136,7 +136,19 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 	if refresh != nil {
 		refreshToken = refresh.Token
 	}
+	s.markUsed(r, client, now, log)
 	s.respondWithTokens(w, log, jti, g, refreshToken, now)
+}
+
+// markUsed keeps a registered client that got a token from being removed
+// as unused.
+func (s *Server) markUsed(r *http.Request, client *storage.Client, now time.Time, log *zap.Logger) {
+	if client.ExpiresAt.IsZero() {
+		return
+	}
+	if err := s.cfg.Store.MarkClientUsed(r.Context(), client.ID, now); err != nil {
+		log.Error("token: marking the client used", zap.Error(err))
+	}
 }
 
 // respondWithTokens signs the access token for g and answers with it

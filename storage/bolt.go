@@ -172,6 +172,18 @@ func (s *Bolt) GetClient(ctx context.Context, id string) (*Client, error) {
 	return &c, nil
 }
 
+// MarkClientUsed implements Store.
+func (s *Bolt) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		var c Client
+		if err := get(tx, bucketClients, []byte(id), &c); err != nil {
+			return err
+		}
+		c.LastUsedAt, c.ExpiresAt = now, time.Time{}
+		return put(tx, bucketClients, []byte(id), &c)
+	})
+}
+
 // DeleteClient implements Store.
 func (s *Bolt) DeleteClient(ctx context.Context, id string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {

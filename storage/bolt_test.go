@@ -39,6 +39,25 @@ func TestClientRoundTrip(t *testing.T) {
 	if err != nil || got.Name != "Demo" || got.RedirectURIs[0] != "https://a.test/cb" || !bytes.Equal(got.SecretHash, Hash("s3cret")) {
 		t.Fatalf("GetClient = %+v, %v", got, err)
 	}
+	// An unused client expires; one marked used stays.
+	if err := s.PutClient(ctx, &Client{ID: "fresh", CreatedAt: t0, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkClientUsed(ctx, "fresh", t0); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.GetClient(ctx, "fresh"); err != nil || !c.ExpiresAt.IsZero() || !c.LastUsedAt.Equal(t0) {
+		t.Fatalf("after MarkClientUsed: %+v, %v", c, err)
+	}
+	if err := s.PutClient(ctx, &Client{ID: "stale", CreatedAt: t0, ExpiresAt: time.Now().Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetClient(ctx, "stale"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired client: %v", err)
+	}
+	if err := s.MarkClientUsed(ctx, "nobody", t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("MarkClientUsed of an unknown client: %v", err)
+	}
 	if err := s.DeleteClient(ctx, "c1"); err != nil {
 		t.Fatal(err)
 	}

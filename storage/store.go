@@ -38,6 +38,9 @@ type Store interface {
 	PutClient(ctx context.Context, c *Client) error
 	// GetClient returns a client; ErrNotFound when unknown or expired.
 	GetClient(ctx context.Context, id string) (*Client, error)
+	// MarkClientUsed records a successful token request: the client is no
+	// longer removed as unused.
+	MarkClientUsed(ctx context.Context, id string, now time.Time) error
 	// DeleteClient removes a client; deleting an unknown client is not an error.
 	DeleteClient(ctx context.Context, id string) error
 
