@@ -57,8 +57,12 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 	if clientID == "" {
 		return nil, pageError("The request names no client (client_id is missing).")
 	}
-	client, err := s.lookupClient(ctx, clientID)
+	client, err := s.resolveClient(ctx, clientID)
 	if err != nil {
+		if isMetadataDocumentURL(clientID) && s.fetcher != nil {
+			s.cfg.Logger.Info("authorize: client ID metadata document refused", zap.String("client_id", clientID), zap.Error(err))
+			return nil, pageError("The application's metadata document cannot be used: " + err.Error())
+		}
 		return nil, pageError("The application that sent you here is not registered with this server.")
 	}
 	req := &authorizeRequest{client: client}

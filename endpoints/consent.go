@@ -16,6 +16,7 @@ import (
 type consentPage struct {
 	Title, Action, RequestID, CSRF     string
 	ClientName, ClientID, RedirectHost string
+	ClientHost                         string // host of a metadata document
 	Resource, ResourceName, Subject    string
 	Scopes                             []string
 }
@@ -56,6 +57,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 		ClientName:   name,
 		ClientID:     req.client.ID,
 		RedirectHost: redirectHost(req.redirectURI),
+		ClientHost:   documentHost(req.client),
 		Resource:     req.resource,
 		ResourceName: s.cfg.ResourceName,
 		Subject:      user.subject,

@@ -82,6 +82,7 @@ type Server struct {
 	registerLimit *keyedLimiter // registrations per IP; nil when off
 	decoyHash     string        // compared when a user name is unknown
 	tokens        *tokenCache
+	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -115,6 +116,9 @@ func New(cfg Config) (*Server, error) {
 	s.decoyHash = costliestHash(cfg.Users)
 	if s.pages, err = loadPages(cfg.TemplatesDir); err != nil {
 		return nil, err
+	}
+	if cfg.ClientIDMetadataDocuments {
+		s.fetcher = newMetadataFetcher(testAllowedHosts, testRootCAs)
 	}
 
 	asMetadata, err := s.authorizationServerMetadata()
