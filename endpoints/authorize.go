@@ -126,8 +126,10 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 }
 
 // requestedScope returns the scope to grant: the request's, checked
-// against the catalogue and the client's registration, or by default the
-// client's registered scopes (or the catalogue).
+// against the catalogue (and, for a client configured in the Caddyfile,
+// its `scopes`), or by default the client's scopes (or the catalogue).
+// A registered client's `scope` is not a ceiling: MCP clients register
+// with the scope of their first challenge and step up later.
 func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *authorizeError) {
 	raw, given := q["scope"]
 	if !given {
@@ -144,7 +146,7 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 		if s.cfg.EnforceScopes && !contains(s.cfg.Scopes, sc) {
 			return "", redirectError("invalid_scope", "unknown scope: "+sc)
 		}
-		if client.Scope != "" && !contains(strings.Fields(client.Scope), sc) {
+		if _, static := s.staticClients[client.ID]; static && client.Scope != "" && !contains(splitScope(client.Scope), sc) {
 			return "", redirectError("invalid_scope", "scope not allowed for this client: "+sc)
 		}
 	}

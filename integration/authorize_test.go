@@ -145,6 +145,11 @@ func TestPagesAreHardened(t *testing.T) {
 		if !strings.Contains(p.body, "<title>") || !strings.Contains(p.body, `name="viewport"`) {
 			t.Errorf("%s page lacks a title or viewport", name)
 		}
+		// No favicon request: at a guarded site it would be a 401 in the
+		// browser console (found by the e2e browser checks).
+		if !strings.Contains(p.body, `<link rel="icon" href="data:,">`) {
+			t.Errorf("%s page lets the browser fetch /favicon.ico", name)
+		}
 	}
 	if !strings.Contains(login.body, `<label for="username">`) || !strings.Contains(login.body, `<label for="password">`) {
 		t.Error("login inputs are not labelled")

@@ -295,3 +295,23 @@ func TestConsentIsPerRegisteredClient(t *testing.T) {
 		t.Fatalf("the look-alike client skipped consent: %d", p.resp.StatusCode)
 	}
 }
+
+// TestRegisteredScopeIsNotACeiling: MCP clients register with the scope of
+// their first challenge and later step up within the catalogue (the MCP
+// SDK does exactly this); a registered client may ask for more.
+func TestRegisteredScopeIsNotACeiling(t *testing.T) {
+	flowServer(t, dcr)
+	_, out := registerJSON(t, `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"none","scope":"mcp:read"}`)
+	b := signedIn(t)
+	p := newPKCE()
+	code := codeFor(t, b, p, map[string]string{"client_id": out["client_id"].(string), "scope": "mcp:read mcp:write"})
+	resp, body := tokenRequest(t, redeemForm(code, p, "client_id", out["client_id"].(string)))
+	if resp.StatusCode != http.StatusOK || body["scope"] != "mcp:read mcp:write" {
+		t.Fatalf("step-up for a registered client: %d %v", resp.StatusCode, body)
+	}
+	// Outside the catalogue stays refused.
+	got := b.get(authorizeQuery(p, map[string]string{"client_id": out["client_id"].(string), "scope": "admin"}))
+	if loc := got.location(); loc == nil || loc.Query().Get("error") != "invalid_scope" {
+		t.Fatalf("scope outside the catalogue: %d %v", got.resp.StatusCode, got.resp.Header)
+	}
+}

@@ -1,0 +1,186 @@
+// End-to-end scenarios: the MCP TypeScript SDK's OAuth client, headless
+// Chromium for sign-in and consent, and a real MCP server behind Caddy's
+// oauth2_server guard. Run by e2e/run, which starts everything.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { ARTIFACTS, BASE, MCP_URL, REDIRECT, MemoryProvider, Browser, callbacks, newClient } from './harness.js';
+
+let browser;
+before(async () => { await callbacks.start(); browser = await Browser.launch(); });
+after(async () => { await browser?.close(); await callbacks.stop(); });
+
+// connect runs the SDK's connection, completing an authorization in the
+// browser when the SDK asks for one, and returns the connected client.
+async function connect(provider, { decision = 'allow', shots } = {}) {
+  let { client, transport } = newClient(provider);
+  try {
+    await client.connect(transport);
+    return client;
+  } catch (err) {
+    assert.ok(err instanceof UnauthorizedError, `connect failed with ${err}, want UnauthorizedError (an authorization to run)`);
+  }
+  assert.ok(provider.authorizationUrl, 'the SDK asked for no authorization');
+  const { callback, consentText } = await browser.authorize(provider.authorizationUrl, { decision, shots });
+  provider.lastConsent = consentText;
+  if (decision === 'deny') return callback;
+  const code = callback.searchParams.get('code');
+  assert.ok(code, `the callback carries no code: ${callback}`);
+  assert.equal(callback.searchParams.get('iss'), BASE, 'the callback carries the issuer (RFC 9207)');
+  await transport.finishAuth(code);
+  ({ client, transport } = newClient(provider));
+  await client.connect(transport);
+  return client;
+}
+
+async function whoami(client) {
+  const result = await client.callTool({ name: 'whoami', arguments: {} });
+  return JSON.parse(result.content[0].text);
+}
+
+const main = new MemoryProvider({ name: 'E2E Main Client' });
+let mainClient;
+
+test('MCP client, first connection: 401, discovery, registration, sign-in, consent, tools', async () => {
+  mainClient = await connect(main, { shots: 'first-connection' });
+  assert.ok(main.clientInformation()?.client_id, 'the client registered dynamically');
+  assert.equal(main.clientInformation().client_secret, undefined, 'a none client got a secret');
+  const url = main.authorizationUrl;
+  assert.equal(url.origin + url.pathname, `${BASE}/oauth/authorize`);
+  assert.equal(url.searchParams.get('code_challenge_method'), 'S256');
+  assert.equal(url.searchParams.get('resource'), MCP_URL.href);
+  assert.match(main.lastConsent, /E2E Main Client/, 'the consent page names the client');
+  assert.match(main.lastConsent, /127\.0\.0\.1:9712/, 'the consent page shows the redirect host');
+  assert.match(main.lastConsent, /mcp:read/, 'the consent page lists the scopes');
+
+  const tools = await mainClient.listTools();
+  assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['whoami', 'write_note']);
+  const me = await whoami(mainClient);
+  assert.equal(me.user, 'alice', 'whoami returns the signed-in user');
+  assert.equal(me.authorizationHeader, false, 'the guard passed the Authorization header upstream');
+  assert.deepEqual(me.scopes, ['mcp:read']);
+});
+
+test('refresh: the client keeps working across token expiry, even with a burst of parallel calls', async () => {
+  const before = main.savedTokens.length;
+  const authorizationUrl = main.authorizationUrl;
+  await new Promise((r) => setTimeout(r, 5500)); // access_token_lifetime 4s + clock_skew 1s
+  const results = await Promise.all(Array.from({ length: 6 }, () => whoami(mainClient)));
+  for (const me of results) assert.equal(me.user, 'alice');
+  assert.ok(main.savedTokens.length > before, 'no refresh happened');
+  assert.equal(main.authorizationUrl, authorizationUrl, 'the client was sent to authorize again: logged out by the burst');
+  assert.equal((await whoami(mainClient)).user, 'alice');
+});
+
+test('revocation: after revoking the refresh token the next call needs a new authorization', async () => {
+  const refreshToken = main.tokens().refresh_token;
+  const resp = await fetch(`${BASE}/oauth/revoke`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token', client_id: main.clientInformation().client_id }),
+  });
+  assert.equal(resp.status, 200);
+  const previous = main.authorizationUrl;
+  await assert.rejects(whoami(mainClient), (err) => err instanceof UnauthorizedError,
+    'the call after revocation did not fail with UnauthorizedError');
+  assert.notEqual(main.authorizationUrl, previous, 'the SDK did not start a new authorization');
+});
+
+test('scope step-up: a read-only token meets 403 insufficient_scope, the SDK re-authorizes with mcp:write', async () => {
+  // A client without refresh tokens: SDK 1.32 answers insufficient_scope
+  // by refreshing when it has a refresh token, which cannot widen the
+  // scope; without one it starts a new authorization for the wider scope.
+  const provider = new MemoryProvider({ name: 'E2E Step-up Client', grantTypes: ['authorization_code'] });
+  const client = await connect(provider);
+  assert.deepEqual((await whoami(client)).scopes, ['mcp:read']);
+  assert.equal(provider.tokens().refresh_token, undefined);
+
+  const firstURL = provider.authorizationUrl;
+  await assert.rejects(client.callTool({ name: 'write_note', arguments: { text: 'hi' } }),
+    (err) => err instanceof UnauthorizedError, 'write_note with a read-only token did not ask for authorization');
+  assert.notEqual(provider.authorizationUrl, firstURL);
+  assert.equal(provider.authorizationUrl.searchParams.get('scope'), 'mcp:read mcp:write', 'the SDK did not ask for the wider scope');
+
+  const { callback, consentText } = await browser.authorize(provider.authorizationUrl);
+  assert.match(consentText, /mcp:write/);
+  const { transport } = newClient(provider);
+  await transport.finishAuth(callback.searchParams.get('code'));
+  const result = await client.callTool({ name: 'write_note', arguments: { text: 'hi' } });
+  assert.equal(result.content[0].text, 'saved: hi');
+});
+
+test('denied consent: Deny surfaces access_denied to the client', async () => {
+  const provider = new MemoryProvider({ name: 'E2E Denied Client' });
+  const callback = await connect(provider, { decision: 'deny' });
+  assert.equal(callback.searchParams.get('error'), 'access_denied');
+  assert.equal(callback.searchParams.get('iss'), BASE);
+  assert.equal(callback.searchParams.get('code'), null);
+  assert.ok(callback.searchParams.get('state'), 'the state was not echoed');
+});
+
+test('client ID metadata document: the client presents an https URL as its client_id', async () => {
+  const docURL = process.env.E2E_CIMD_URL;
+  assert.ok(docURL, 'E2E_CIMD_URL is not set');
+  const provider = new MemoryProvider({ name: 'unused', clientMetadataUrl: docURL });
+  const client = await connect(provider);
+  assert.equal(provider.clientInformation().client_id, docURL, 'the SDK registered instead of using the document URL');
+  assert.match(provider.lastConsent, /E2E Metadata Client/);
+  assert.match(provider.lastConsent, new RegExp(new URL(docURL).host.replace(/[.]/g, '\\.')), 'the consent page does not show the document host');
+  assert.equal((await whoami(client)).user, 'alice');
+});
+
+test('browser checks: keyboard-only sign-in and consent, titles, labels, no console errors, screenshots', async () => {
+  const context = await browser.browser.newContext(); // signed out
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
+  page.on('pageerror', (err) => errors.push(err.message));
+
+  // Register a client by hand so this test controls the request.
+  const reg = await (await fetch(`${BASE}/oauth/register`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ client_name: 'Keyboard Client', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' }),
+  })).json();
+  callbacks.take();
+  const authURL = new URL(`${BASE}/oauth/authorize`);
+  authURL.search = new URLSearchParams({
+    response_type: 'code', client_id: reg.client_id, redirect_uri: REDIRECT, state: 'kb',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', scope: 'mcp:read',
+  }).toString();
+  await page.goto(authURL.href);
+
+  assert.equal(await page.title(), 'Sign in');
+  assert.equal(await page.locator('label[for=username]').count(), 1);
+  assert.equal(await page.locator('label[for=password]').count(), 1);
+  await page.screenshot({ path: `${ARTIFACTS}/login.png`, fullPage: true });
+  // The user name field has focus; type, Tab, type, Enter.
+  await page.keyboard.type('alice');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('e2e-password');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('button[name=decision]');
+  assert.match(await page.title(), /Allow Keyboard Client\?/);
+  const text = await page.locator('main').innerText();
+  assert.match(text, /Keyboard Client/);
+  assert.match(text, /127\.0\.0\.1:9712/);
+  assert.match(text, /mcp:read/);
+  await page.screenshot({ path: `${ARTIFACTS}/consent.png`, fullPage: true });
+  // Tab to Deny, then to Allow, and press Enter.
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.value), 'allow', 'Tab does not reach the Allow button');
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(REDIRECT)), page.keyboard.press('Enter')]);
+  const callback = callbacks.take();
+  assert.ok(callback?.searchParams.get('code'), 'keyboard consent did not return a code');
+
+  assert.deepEqual(errors, [], `console errors on the login and consent pages: ${errors}`);
+
+  // The error page: its own 400 status is the only thing Chromium reports.
+  await page.goto(`${BASE}/oauth/authorize?client_id=nobody`);
+  assert.ok((await page.title()).length > 0);
+  await page.screenshot({ path: `${ARTIFACTS}/error.png`, fullPage: true });
+  assert.ok(errors.every((e) => e.includes('status of 400')), `console errors on the error page: ${errors}`);
+
+  await context.close();
+  assert.deepEqual(browser.consoleErrors, [], 'console errors during the flows');
+});
