@@ -17,3 +17,27 @@ func writePreflight(w http.ResponseWriter, methods string) {
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// acceptPOST starts an API endpoint that browser-hosted clients call: it
+// allows any origin, answers preflight, and refuses methods other than
+// POST. It reports whether the request should be handled.
+func acceptPOST(w http.ResponseWriter, r *http.Request) bool {
+	allowCORS(w)
+	switch r.Method {
+	case http.MethodPost:
+		return true
+	case http.MethodOptions:
+		writePreflight(w, "POST, OPTIONS")
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	}
+	return false
+}
+
+// allowCORS lets browser-hosted clients call an endpoint from any origin,
+// without credentials, and read the WWW-Authenticate header.
+func allowCORS(w http.ResponseWriter) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Access-Control-Expose-Headers", corsExposeHeaders)
+}

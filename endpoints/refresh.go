@@ -11,15 +11,19 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
+// refreshBurst is how long after a rotation the rotated token is still
+// taken as part of the same burst of parallel refreshes even when one of
+// them already used a successor: an MCP host whose calls all hit an
+// expired token refreshes once per call, each with the token it read,
+// and their requests interleave.
+const refreshBurst = 2 * time.Second
+
 // refreshGrant is the refresh_token grant: every use rotates the token.
 func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	ctx := r.Context()
 	now := time.Now()
 	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "refresh_token"))
-	invalidGrant := func(description string) {
-		log.Info("token: refused", zap.String("error", "invalid_grant"), zap.String("description", description))
-		writeError(w, http.StatusBadRequest, "invalid_grant", description)
-	}
+	invalidGrant := func(description string) { refuseGrant(w, log, description) }
 	presented := form.Get("refresh_token")
 	if presented == "" {
 		writeError(w, http.StatusBadRequest, "invalid_request", "refresh_token is missing")
@@ -69,6 +73,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		Next:      storage.RefreshToken{Scope: scope, Resource: fam.Resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
 		Now:       now,
 		Grace:     s.cfg.RefreshReuseGrace,
+		Burst:     min(refreshBurst, s.cfg.RefreshReuseGrace),
 	})
 	switch {
 	case errors.Is(err, storage.ErrReused):

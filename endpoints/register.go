@@ -75,15 +75,7 @@ func badMetadata(format string, args ...any) *metadataError {
 
 // register serves POST /oauth/register (RFC 7591).
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
-	allowCORS(w)
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		writePreflight(w, "POST, OPTIONS")
-		return
-	default:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	if !acceptPOST(w, r) {
 		return
 	}
 	ip := clientIP(r)

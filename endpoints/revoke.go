@@ -13,15 +13,7 @@ import (
 // tokenForm starts the revocation and introspection endpoints: CORS,
 // preflight, POST only, a form body, client authentication and a token.
 func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (*storage.Client, url.Values, bool) {
-	allowCORS(w)
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		writePreflight(w, "POST, OPTIONS")
-		return nil, nil, false
-	default:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	if !acceptPOST(w, r) {
 		return nil, nil, false
 	}
 	form, ok := s.parseForm(w, r)

@@ -20,24 +20,9 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
-// allowCORS lets browser-hosted clients call an endpoint from any origin,
-// without credentials, and read the WWW-Authenticate header.
-func allowCORS(w http.ResponseWriter) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("Access-Control-Expose-Headers", corsExposeHeaders)
-}
-
 // token serves POST /oauth/token.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	allowCORS(w)
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		writePreflight(w, "POST, OPTIONS")
-		return
-	default:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	if !acceptPOST(w, r) {
 		return
 	}
 	form, ok := s.parseForm(w, r)
@@ -74,10 +59,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 	ctx := r.Context()
 	now := time.Now()
 	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "authorization_code"))
-	invalidGrant := func(description string) {
-		log.Info("token: refused", zap.String("error", "invalid_grant"), zap.String("description", description))
-		writeError(w, http.StatusBadRequest, "invalid_grant", description)
-	}
+	invalidGrant := func(description string) { refuseGrant(w, log, description) }
 	code := form.Get("code")
 	if code == "" {
 		writeError(w, http.StatusBadRequest, "invalid_request", "code is missing")
@@ -181,6 +163,13 @@ func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFam
 		Token: randomToken(),
 		First: storage.RefreshToken{Scope: g.scope, Resource: g.resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
 	}
+}
+
+// refuseGrant answers invalid_grant, which clients take as "authorize
+// again", and logs why.
+func refuseGrant(w http.ResponseWriter, log *zap.Logger, description string) {
+	log.Info("token: refused", zap.String("error", "invalid_grant"), zap.String("description", description))
+	writeError(w, http.StatusBadRequest, "invalid_grant", description)
 }
 
 // allowsGrant reports whether a client may use a grant type.

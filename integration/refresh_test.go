@@ -83,10 +83,12 @@ func TestRefreshGraceRetryAndReuse(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("retry within grace: %d %v", resp.StatusCode, b)
 	}
-	// Now a successor is used; presenting rt0 again is theft.
+	// Now a successor is used; presenting rt0 again, once the burst of
+	// concurrent refreshes is over (2s), is theft.
 	if resp, body := tokenRequest(t, refreshForm(b["refresh_token"].(string))); resp.StatusCode != http.StatusOK {
 		t.Fatalf("using the successor: %d %v", resp.StatusCode, body)
 	}
+	time.Sleep(2100 * time.Millisecond)
 	resp, body := tokenRequest(t, refreshForm(rt0))
 	wantError(t, "reuse after successor used", resp, body, 400, "invalid_grant")
 
@@ -99,6 +101,26 @@ func TestRefreshGraceRetryAndReuse(t *testing.T) {
 			p.resp.Header.Get("WWW-Authenticate") != `Bearer resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp", error="invalid_token", error_description="the access token has been revoked"` {
 			t.Errorf("%s access token after family revocation: %d %q", name, p.resp.StatusCode, p.resp.Header.Get("WWW-Authenticate"))
 		}
+	}
+}
+
+// TestInterleavedBurstOfRefreshes is what an MCP host does when all its
+// parallel calls meet an expired token: one request rotates rt0, another
+// already refreshes the result, and a third, slower one still presents
+// rt0. Within the 2s burst window that is not theft.
+func TestInterleavedBurstOfRefreshes(t *testing.T) {
+	flowServer(t, "")
+	rt0 := tokensFor(t, signedIn(t), nil)["refresh_token"].(string)
+	_, a := tokenRequest(t, refreshForm(rt0))
+	if resp, body := tokenRequest(t, refreshForm(a["refresh_token"].(string))); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refreshing the successor: %d %v", resp.StatusCode, body)
+	}
+	resp, body := tokenRequest(t, refreshForm(rt0))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the slow sibling was refused: %d %v", resp.StatusCode, body)
+	}
+	if p := callAPI(t, body["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the family was revoked: %d", p.resp.StatusCode)
 	}
 }
 

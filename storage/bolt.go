@@ -293,7 +293,8 @@ func (s *Bolt) RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFami
 			return ErrNotFound
 		}
 		if !cur.RotatedAt.IsZero() {
-			if r.Now.Sub(cur.RotatedAt) > r.Grace || anySuccessorUsed(tx, cur.Successors) {
+			since := r.Now.Sub(cur.RotatedAt)
+			if since > r.Grace || since > r.Burst && anySuccessorUsed(tx, cur.Successors) {
 				// Commit the revocation: returning an error would roll it back.
 				reused = true
 				fam.RevokedAt = r.Now

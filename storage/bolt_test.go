@@ -463,3 +463,31 @@ func TestPendingAuthorizationIsSingleUse(t *testing.T) {
 		t.Fatalf("expired pending request: %v", err)
 	}
 }
+
+// TestRotateBurstToleratesUsedSuccessor: within Burst of the rotation a
+// rotated token is accepted even though a sibling request already used a
+// successor (interleaved parallel refreshes); after Burst, that is reuse.
+func TestRotateBurstToleratesUsedSuccessor(t *testing.T) {
+	s := openTemp(t)
+	newFamily(t, s, "burst", "b0")
+	at := func(d time.Duration, presented, next string) error {
+		_, _, err := s.RotateRefreshToken(context.Background(), Rotation{
+			Presented: presented, ClientID: "c1", NextToken: next,
+			Next: RefreshToken{IssuedAt: t0.Add(d), ExpiresAt: t0.Add(d + time.Hour)},
+			Now:  t0.Add(d), Grace: 30 * time.Second, Burst: 2 * time.Second,
+		})
+		return err
+	}
+	if err := at(0, "b0", "b1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := at(100*time.Millisecond, "b1", "b2"); err != nil { // a sibling uses the successor
+		t.Fatal(err)
+	}
+	if err := at(200*time.Millisecond, "b0", "b1x"); err != nil { // a slower sibling still holds b0
+		t.Fatalf("reuse within the burst window: %v", err)
+	}
+	if err := at(3*time.Second, "b0", "b1y"); !errors.Is(err, ErrReused) {
+		t.Fatalf("reuse after the burst window with a used successor: %v", err)
+	}
+}

@@ -201,11 +201,13 @@ type RefreshToken struct {
 // Rotation describes one use of a refresh token.
 //
 // A token that was never rotated is rotated. A token that was rotated is
-// accepted again only while now is within Grace of its rotation and none of
-// its successors has been used (a retry after a lost response, or parallel
-// refreshes): Next then becomes one more successor. Otherwise the family is
-// revoked and ErrReused returned. A token of another client gives
-// ErrWrongClient and changes nothing.
+// accepted again while now is within Burst of its rotation (requests of
+// one concurrent burst, some of which may already have used a successor),
+// or within Grace of it as long as none of its successors has been used (a
+// retry after a lost response): Next then becomes one more successor.
+// Otherwise the family is revoked and ErrReused returned. A token of
+// another client gives ErrWrongClient and changes nothing. Burst should
+// not exceed Grace.
 type Rotation struct {
 	Presented string
 	ClientID  string
@@ -213,6 +215,7 @@ type Rotation struct {
 	Next      RefreshToken
 	Now       time.Time
 	Grace     time.Duration
+	Burst     time.Duration
 }
 
 // PendingAuthorization is a validated authorization request shown on the
