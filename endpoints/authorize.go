@@ -199,8 +199,8 @@ func (s *Server) matchResource(raw string) (string, bool) {
 
 // authorize serves GET /oauth/authorize.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+	if r.Method != http.MethodGet { // not even HEAD: a prefetch must not issue codes
+		w.Header().Set("Allow", "GET")
 		s.renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address with GET.")
 		return
 	}
