@@ -48,7 +48,19 @@ const (
 // `/.well-known/`, and `/oauth/*` under the issuer's path) are answered by
 // the handler itself and never reach the next handler. Requests for a
 // `public` path pass through unchanged. Every other request needs a valid
-// access token for this site's resource.
+// access token for this site's resource; the guard then removes the
+// Authorization header (unless pass_token) and sets these placeholders,
+// which are empty on public paths:
+//
+// Placeholder | Description
+// ------------|-------------
+// `{http.auth.user.id}` | The token's subject (`sub`)
+// `{http.oauth2.sub}` | The token's subject
+// `{http.oauth2.client_id}` | The client the token was issued to
+// `{http.oauth2.scope}` | The granted scopes, space-separated
+// `{http.oauth2.aud}` | The token's audience (the resource)
+// `{http.oauth2.jti}` | The token's id
+// `{http.oauth2.exp}` | The token's expiry, in Unix seconds
 type Handler struct {
 	// The issuer identifier: an absolute https URL without query, fragment
 	// or trailing slash (plain http only for localhost, *.localhost, 127.0.0.0/8 and
