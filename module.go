@@ -276,7 +276,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	for i := range h.Resources {
-		h.Resources[i] = canonicalResource(h.Resources[i])
+		h.Resources[i], _ = endpoints.CanonicalResource(h.Resources[i]) // validated above
 	}
 
 	public := caddyhttp.MatchPath(h.Public)

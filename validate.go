@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,7 +81,7 @@ func (h *Handler) validate() error {
 		if err := checkServerURL("resource", r); err != nil {
 			return err
 		}
-		c := canonicalResource(r)
+		c, _ := endpoints.CanonicalResource(r)
 		if seen[c] {
 			return fmt.Errorf("resource %q is listed twice", r)
 		}
@@ -210,7 +211,7 @@ func (h *Handler) validateClients() error {
 		case !c.Public && c.Secret == "":
 			return fmt.Errorf("client %q: needs a secret, or 'public' for a client without one", c.ID)
 		}
-		if len(c.RedirectURIs) == 0 && (len(c.GrantTypes) == 0 || contains(c.GrantTypes, "authorization_code")) {
+		if len(c.RedirectURIs) == 0 && (len(c.GrantTypes) == 0 || slices.Contains(c.GrantTypes, "authorization_code")) {
 			return fmt.Errorf("client %q: needs at least one redirect_uri", c.ID)
 		}
 		for _, u := range c.RedirectURIs {
@@ -270,20 +271,6 @@ func parseAbsoluteURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// canonicalResource lowercases scheme and host and drops a bare "/" path,
-// so that https://HOST/ and https://host name the same resource.
-func canonicalResource(raw string) string {
-	u, err := parseAbsoluteURL(raw)
-	if err != nil {
-		return raw
-	}
-	u.Host = strings.ToLower(u.Host)
-	if u.Path == "/" && u.RawPath == "" {
-		u.Path = ""
-	}
-	return u.String()
-}
-
 // checkScopes enforces RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 func checkScopes(option string, scopes []string) error {
 	for _, s := range scopes {
@@ -292,15 +279,6 @@ func checkScopes(option string, scopes []string) error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, v string) bool {
-	for _, e := range list {
-		if e == v {
-			return true
-		}
-	}
-	return false
 }
 
 func checkPathPattern(option, p string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -143,10 +144,10 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 		if !ValidScopeToken(sc) {
 			return "", redirectError("invalid_scope", "scope contains an invalid token")
 		}
-		if s.cfg.EnforceScopes && !contains(s.cfg.Scopes, sc) {
+		if s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {
 			return "", redirectError("invalid_scope", "unknown scope: "+sc)
 		}
-		if _, static := s.staticClients[client.ID]; static && client.Scope != "" && !contains(splitScope(client.Scope), sc) {
+		if _, static := s.staticClients[client.ID]; static && client.Scope != "" && !slices.Contains(splitScope(client.Scope), sc) {
 			return "", redirectError("invalid_scope", "scope not allowed for this client: "+sc)
 		}
 	}
@@ -179,6 +180,23 @@ func (s *Server) requestedResource(values []string) (string, *authorizeError) {
 // absolute URI without fragment, compared with scheme and host
 // case-insensitive and https://host ≡ https://host/.
 func (s *Server) matchResource(raw string) (string, bool) {
+	canonical, ok := CanonicalResource(raw)
+	if !ok {
+		return "", false
+	}
+	for _, r := range s.resources {
+		if r.id == canonical {
+			return r.id, true
+		}
+	}
+	return "", false
+}
+
+// CanonicalResource is the form in which resources are configured and
+// compared: scheme and host lowercased and a bare "/" path dropped, so
+// https://HOST/ and https://host name the same resource. It reports false
+// for anything but an absolute URI with a host and without a fragment.
+func CanonicalResource(raw string) (string, bool) {
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") {
 		return "", false
@@ -188,13 +206,7 @@ func (s *Server) matchResource(raw string) (string, bool) {
 	if u.Path == "/" && u.RawPath == "" {
 		u.Path = ""
 	}
-	canonical := u.String()
-	for _, r := range s.resources {
-		if r.id == canonical {
-			return r.id, true
-		}
-	}
-	return "", false
+	return u.String(), true
 }
 
 // authorize serves GET /oauth/authorize.
@@ -268,7 +280,7 @@ func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subjec
 	}
 	granted := strings.Fields(c.Scope)
 	for _, sc := range strings.Fields(req.scope) {
-		if !contains(granted, sc) {
+		if !slices.Contains(granted, sc) {
 			return true
 		}
 	}
@@ -325,19 +337,10 @@ func ValidScopeToken(s string) bool {
 	return true
 }
 
-func contains(list []string, v string) bool {
-	for _, e := range list {
-		if e == v {
-			return true
-		}
-	}
-	return false
-}
-
 func dedupe(list []string) []string {
 	var out []string
 	for _, e := range list {
-		if !contains(out, e) {
+		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}
 	}

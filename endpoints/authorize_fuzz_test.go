@@ -3,6 +3,7 @@ package endpoints
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,11 +36,11 @@ func FuzzParseAuthorizeRequest(f *testing.F) {
 		if !validChallenge(req.challenge) {
 			t.Fatalf("accepted challenge %q", req.challenge)
 		}
-		if !contains(s.cfg.Resources, req.resource) {
+		if !slices.Contains(s.cfg.Resources, req.resource) {
 			t.Fatalf("accepted resource %q", req.resource)
 		}
 		for _, sc := range splitScope(req.scope) {
-			if !contains(s.cfg.Scopes, sc) {
+			if !slices.Contains(s.cfg.Scopes, sc) {
 				t.Fatalf("accepted scope %q", sc)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,7 +267,7 @@ func (s *Server) clientFromDocument(id string, body []byte, now time.Time) (*sto
 	// client, so it must be able to act as a public client.
 	switch {
 	case doc.TokenEndpointAuthMethod == "" || doc.TokenEndpointAuthMethod == "none",
-		contains(doc.TokenEndpointAuthMethodsSupported, "none"):
+		slices.Contains(doc.TokenEndpointAuthMethodsSupported, "none"):
 		doc.TokenEndpointAuthMethod = "none"
 	default:
 		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata documents (none)", doc.TokenEndpointAuthMethod)

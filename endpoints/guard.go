@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,7 +81,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		return nil
 	}
 	claims, err := s.verifyCached(r, raw)
-	if err == nil && (!inResource || !contains(claims.Audience, res.id)) {
+	if err == nil && (!inResource || !slices.Contains(claims.Audience, res.id)) {
 		err = errors.New("the access token is not valid for this resource")
 	}
 	if err != nil {
@@ -90,7 +91,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	granted := splitScope(claims.Scope)
 	for _, sc := range required {
-		if !contains(granted, sc) {
+		if !slices.Contains(granted, sc) {
 			s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
 			s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
 			return nil

@@ -107,7 +107,7 @@ func (ks *KeySet) KeyID() string { return ks.kid }
 
 // PublicKey is the active key's public key (nil for HS256).
 func (ks *KeySet) PublicKey() any {
-	if k, ok := ks.verify[ks.kid].key.([]byte); ok && k != nil {
+	if ks.alg == jose.HS256 {
 		return nil
 	}
 	return ks.verify[ks.kid].key

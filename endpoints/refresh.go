@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,7 +52,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	scope := fam.Scope
 	if requested, given := form["scope"]; given {
 		for _, sc := range splitScope(requested[0]) {
-			if !contains(splitScope(fam.Scope), sc) {
+			if !slices.Contains(splitScope(fam.Scope), sc) {
 				writeError(w, http.StatusBadRequest, "invalid_scope", "scope exceeds what was granted: "+sc)
 				return
 			}
@@ -104,7 +105,7 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 	scope := joinScope(allowed)
 	if requested, given := form["scope"]; given {
 		for _, sc := range splitScope(requested[0]) {
-			if !contains(allowed, sc) {
+			if !slices.Contains(allowed, sc) {
 				writeError(w, http.StatusBadRequest, "invalid_scope", "scope not allowed for this client: "+sc)
 				return
 			}

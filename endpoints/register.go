@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -239,7 +240,7 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 		}
 	}
 	md.ResponseTypes = dedupe(md.ResponseTypes)
-	if contains(md.GrantTypes, "authorization_code") != contains(md.ResponseTypes, "code") {
+	if slices.Contains(md.GrantTypes, "authorization_code") != slices.Contains(md.ResponseTypes, "code") {
 		return badMetadata("grant_types and response_types disagree (RFC 7591 §2.1)")
 	}
 
@@ -247,7 +248,7 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 		md.Scope = joinScope(s.cfg.Scopes)
 	}
 	for _, sc := range splitScope(md.Scope) {
-		if !ValidScopeToken(sc) || s.cfg.EnforceScopes && !contains(s.cfg.Scopes, sc) {
+		if !ValidScopeToken(sc) || s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {
 			return &metadataError{"invalid_client_metadata", fmt.Sprintf("scope %q is not offered by this server", sc)}
 		}
 	}

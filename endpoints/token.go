@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -174,7 +175,7 @@ func refuseGrant(w http.ResponseWriter, log *zap.Logger, description string) {
 
 // allowsGrant reports whether a client may use a grant type.
 func allowsGrant(c *storage.Client, grantType string) bool {
-	return contains(c.GrantTypes, grantType)
+	return slices.Contains(c.GrantTypes, grantType)
 }
 
 // revokeIssuance revokes every token issued from a replayed code.
