@@ -53,6 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        public
 //	        trusted
 //	        introspect
+//	        token_endpoint_auth_method client_secret_basic|client_secret_post
 //	    }
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
@@ -203,6 +204,8 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 			err = noArgs(d, &c.Public)
 		case "trusted":
 			err = noArgs(d, &c.Trusted)
+		case "token_endpoint_auth_method":
+			err = oneArg(d, &c.TokenEndpointAuthMethod)
 		default:
 			return d.Errf("client %q: unrecognized subdirective %q", c.ID, opt)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,8 +55,9 @@ const (
 //
 // Placeholder | Description
 // ------------|-------------
-// `{http.auth.user.id}` | The token's subject (`sub`)
-// `{http.oauth2.sub}` | The token's subject
+// `{http.auth.user.id}` | The signed-in user (`sub`); empty for a client-credentials token
+// `{http.oauth2.sub}` | The token's subject: the user, or the client id of a client-credentials token
+// `{http.oauth2.subject_type}` | `user`, or `client` for a client-credentials token
 // `{http.oauth2.client_id}` | The client the token was issued to
 // `{http.oauth2.scope}` | The granted scopes, space-separated
 // `{http.oauth2.aud}` | The token's audience (the resource)
@@ -225,6 +227,10 @@ type Client struct {
 	// A confidential client (a resource server) that may introspect every
 	// token, not only its own.
 	Introspect bool `json:"introspect,omitempty"`
+	// How a confidential client authenticates at the token, revocation and
+	// introspection endpoints: client_secret_basic or client_secret_post.
+	// Default: either (one per request). A public client uses none.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
 }
 
 // DynamicRegistration configures RFC 7591 registration.
@@ -288,14 +294,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	store, err := storage.Acquire(key, storage.Options{
+	file, err := storage.Acquire(key, storage.Options{
 		SweepInterval: time.Duration(h.SweepInterval),
-		Logger:        h.logger.Named("sweeper"),
+		Logger:        h.logger.Named("storage"),
 	})
 	if err != nil {
 		return err
 	}
 	h.storageKey = key
+	store := file.ForIssuer(h.Issuer)
+	if slices.Contains(h.Scopes, "offline_access") {
+		h.logger.Warn("scopes: offline_access is not a permission of the resource; it is accepted at /oauth/authorize without being listed, " +
+			"never advertised in protected-resource metadata or challenges, and refresh tokens follow each client's grant_types")
+	}
 
 	keys, err := h.loadKeys(ctx, store)
 	if err != nil {
@@ -427,7 +438,7 @@ func (h *Handler) staticClients() []storage.Client {
 		}
 		if c.Secret != "" {
 			sc.SecretHash = storage.Hash(c.Secret)
-			sc.TokenEndpointAuthMethod = "client_secret_basic"
+			sc.TokenEndpointAuthMethod = c.TokenEndpointAuthMethod // "" accepts basic and post
 		} else {
 			sc.TokenEndpointAuthMethod = "none"
 		}

@@ -146,6 +146,12 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"bad sign_in_path", base("sign_in_path sign-in"), `sign_in_path "sign-in": must be a path starting with '/'`},
 		{"bad public", base("public healthz"), `public "healthz": must be a path starting with '/'`},
 		{"short initial access token", base("dynamic_registration {\n initial_access_token abc\n }"), "dynamic_registration: initial_access_token is shorter than 16 bytes"},
+		{"client named like a user", base("user alice " + bcryptHash + "\n client alice {\n secret " + secret + "\n grant_types client_credentials\n }"),
+			`client "alice": the client_id is also the name of a user`},
+		{"public client with secret method", base("client c1 {\n public\n redirect_uri https://c.test/cb\n token_endpoint_auth_method client_secret_post\n }"),
+			`client "c1": token_endpoint_auth_method "client_secret_post": a public client uses none`},
+		{"unknown auth method", base("client c1 {\n secret " + secret + "\n redirect_uri https://c.test/cb\n token_endpoint_auth_method private_key_jwt\n }"),
+			`client "c1": token_endpoint_auth_method "private_key_jwt" is not supported (client_secret_basic, client_secret_post)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, _ := newConfigContext(t)

@@ -233,6 +233,16 @@ func (h *Handler) validateClients() error {
 		if c.Introspect && c.Public {
 			return fmt.Errorf("client %q: introspect needs a confidential client (with a secret)", c.ID)
 		}
+		switch m := c.TokenEndpointAuthMethod; {
+		case m == "", c.Public && m == "none", !c.Public && (m == "client_secret_basic" || m == "client_secret_post"):
+		case c.Public:
+			return fmt.Errorf("client %q: token_endpoint_auth_method %q: a public client uses none", c.ID, m)
+		default:
+			return fmt.Errorf("client %q: token_endpoint_auth_method %q is not supported (client_secret_basic, client_secret_post)", c.ID, m)
+		}
+		if slices.ContainsFunc(h.Users, func(u User) bool { return u.Username == c.ID }) {
+			return fmt.Errorf("client %q: the client_id is also the name of a user: tokens of the one would be taken for the other's", c.ID)
+		}
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // A small MCP server (Streamable HTTP, stateless) for the end-to-end
 // tests. It trusts the identity the oauth2_server guard put in X-User and
 // X-Scopes, and asks for mcp:write itself (403 insufficient_scope) before
-// running the write_note tool.
+// running the write_note tool. Like many SDK-based servers it sends its
+// own CORS headers (any origin, Mcp-Session-Id exposed).
 import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -32,6 +33,8 @@ function mcpServer(identity) {
 }
 
 http.createServer(async (req, res) => {
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  res.setHeader('Access-Control-Expose-Headers', 'Mcp-Session-Id');
   try {
     if (!req.url.startsWith('/mcp')) {
       res.writeHead(404).end();

@@ -6,23 +6,35 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
 // accessTokenClaims are the claims of an RFC 9068 access token. `sid`
 // names the refresh-token family the token was issued from, so revoking
-// the family denies the token at once.
+// the family denies the token at once. `gty` is "client_credentials" on
+// a token a client obtained for itself, whose `sub` is the client id
+// (RFC 9068 §2.2), so that it is never taken for a user's.
 type accessTokenClaims struct {
 	jwt.Claims
-	ClientID string `json:"client_id"`
-	Scope    string `json:"scope,omitempty"`
-	AuthTime int64  `json:"auth_time,omitempty"`
-	FamilyID string `json:"sid,omitempty"`
+	ClientID  string `json:"client_id"`
+	Scope     string `json:"scope,omitempty"`
+	AuthTime  int64  `json:"auth_time,omitempty"`
+	FamilyID  string `json:"sid,omitempty"`
+	GrantType string `json:"gty,omitempty"`
 }
+
+// forClient reports whether the token's subject is its client itself.
+func (c *accessTokenClaims) forClient() bool { return c.GrantType == grantClientCredentials }
+
+const grantClientCredentials = "client_credentials"
 
 // grant is what an access token is issued for.
 type grant struct {
 	clientID, subject, scope, resource, familyID string
 	authTime                                     time.Time
+	// clientCredentials marks a client acting on its own behalf.
+	clientCredentials bool
 }
 
 // accessToken is a signed access token and what the response says of it.
@@ -48,6 +60,9 @@ func (s *Server) mintAccessToken(jti string, g grant, now time.Time) (accessToke
 		ClientID: g.clientID,
 		Scope:    g.scope,
 		FamilyID: g.familyID,
+	}
+	if g.clientCredentials {
+		claims.GrantType = grantClientCredentials
 	}
 	if !g.authTime.IsZero() {
 		claims.AuthTime = g.authTime.Unix()
@@ -95,16 +110,16 @@ func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 	return &c, nil
 }
 
-// checkRevocation refuses a token revoked by its jti or through its
-// refresh family. A storage error refuses too: fail closed.
+// checkRevocation refuses a token revoked by its jti, through its refresh
+// family, or by the deletion of its client. A storage error refuses too:
+// fail closed.
 func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) error {
-	if revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, c.ID); err != nil || revoked {
-		return errTokenRevoked
+	ref := storage.AccessTokenRef{ID: c.ID, FamilyID: c.FamilyID, ClientID: c.ClientID}
+	if c.IssuedAt != nil {
+		ref.IssuedAt = c.IssuedAt.Time()
 	}
-	if c.FamilyID != "" {
-		if revoked, err := s.cfg.Store.RefreshFamilyRevoked(ctx, c.FamilyID); err != nil || revoked {
-			return errTokenRevoked
-		}
+	if revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, ref); err != nil || revoked {
+		return errTokenRevoked
 	}
 	return nil
 }

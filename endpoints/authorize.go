@@ -139,19 +139,49 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 		}
 		return strings.Join(s.cfg.Scopes, " "), nil
 	}
-	requested := splitScope(raw[0])
-	for _, sc := range requested {
+	var granted []string
+	for _, sc := range splitScope(raw[0]) {
 		if !ValidScopeToken(sc) {
 			return "", redirectError("invalid_scope", "scope contains an invalid token")
+		}
+		if s.uncataloguedOfflineAccess(sc) {
+			continue // accepted, not granted: refresh tokens follow the client's grant_types
 		}
 		if s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {
 			return "", redirectError("invalid_scope", "unknown scope: "+sc)
 		}
-		if _, static := s.staticClients[client.ID]; static && client.Scope != "" && !slices.Contains(splitScope(client.Scope), sc) {
+		if s.configuredClient(client) && client.Scope != "" && !slices.Contains(splitScope(client.Scope), sc) {
 			return "", redirectError("invalid_scope", "scope not allowed for this client: "+sc)
 		}
+		granted = append(granted, sc)
 	}
-	return joinScope(requested), nil
+	return joinScope(granted), nil
+}
+
+// offlineAccess is the OpenID Connect scope that asks for a refresh token.
+// MCP clients add it to their requests; it is no permission of the
+// resource.
+const offlineAccess = "offline_access"
+
+// uncataloguedOfflineAccess reports whether sc is offline_access while
+// the catalogue does not list it: accepted in requests, left out of the
+// grant.
+func (s *Server) uncataloguedOfflineAccess(sc string) bool {
+	return sc == offlineAccess && !slices.Contains(s.cfg.Scopes, sc)
+}
+
+// resourceScopes drops offline_access from scopes the resource publishes
+// or asks for (protected-resource metadata, challenges).
+func resourceScopes(scopes []string) []string {
+	return slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return sc == offlineAccess })
+}
+
+// configuredClient reports whether a client comes from the Caddyfile:
+// vetted by the operator, unlike a registered or metadata-document client,
+// which anyone could have created.
+func (s *Server) configuredClient(c *storage.Client) bool {
+	_, ok := s.staticClients[c.ID]
+	return ok
 }
 
 // joinScope is the scope parameter for a list of scopes, without repeats.
@@ -223,6 +253,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	req, aerr := s.parseAuthorizeRequest(r.Context(), q)
 	if aerr != nil {
+		// Anyone could have registered this client and its redirect URI:
+		// the browser is sent there only once the user has signed in here
+		// (RFC 9700 §4.11.2), never straight from a link.
+		if !aerr.page && !s.configuredClient(req.client) {
+			if _, ok := s.identify(w, r); !ok {
+				return
+			}
+		}
 		s.refuseAuthorization(w, r, req, aerr)
 		return
 	}
@@ -236,7 +274,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		log.Info("authorize: consent requested", zap.String("scope", req.scope))
 		return
 	}
-	if err := s.issueCode(w, r, req, user); err != nil {
+	if err := s.issueCode(w, r, req, user, randomToken()); err != nil {
 		log.Error("authorize: issuing code", zap.Error(err))
 		return
 	}
@@ -269,12 +307,20 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, req *a
 	http.Redirect(w, r, withParams(req.redirectURI, params), http.StatusFound)
 }
 
-// needsConsent reports whether the user must see the consent screen.
+// needsConsent reports whether the user must see the consent screen:
+// unless the client is trusted, when the user has not yet granted it the
+// requested scopes for this resource, and always for a public client that
+// anyone could have registered with loopback or private-use redirect URIs
+// (RFC 8252 §8.6: any program on the user's computer could be listening
+// there).
 func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subject string) bool {
 	if req.client.Trusted {
 		return false
 	}
-	c, err := s.cfg.Store.GetConsent(ctx, subject, req.client.ID)
+	if !confidential(req.client) && !s.configuredClient(req.client) && nativeRedirects(req.client.RedirectURIs) {
+		return true
+	}
+	c, err := s.cfg.Store.GetConsent(ctx, subject, req.client.ID, req.resource)
 	if err != nil {
 		return true
 	}
@@ -287,9 +333,8 @@ func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subjec
 	return false
 }
 
-// issueCode stores a new authorization code and redirects to the client.
-func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity) error {
-	code := randomToken()
+// issueCode stores the authorization code and redirects to the client.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity, code string) error {
 	now := time.Now()
 	err := s.cfg.Store.SaveAuthorizationCode(r.Context(), code, &storage.AuthorizationCode{
 		ClientID:         req.client.ID,

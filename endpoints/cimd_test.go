@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -237,5 +238,55 @@ func TestConsentShowsDocumentHost(t *testing.T) {
 	host := strings.TrimPrefix(f.srv.URL, "https://")
 	if !strings.Contains(w.Body.String(), "Example Agent") || !strings.Contains(w.Body.String(), host) || !strings.Contains(w.Body.String(), "agent.test") {
 		t.Fatalf("consent page: %s", w.Body.String())
+	}
+}
+
+// TestMetadataDocumentLoopbackPort: the RFC 8252 rule holds for metadata
+// document clients too: a registered loopback redirect URI matches on any
+// port, everything else exactly.
+func TestMetadataDocumentLoopbackPort(t *testing.T) {
+	f := newFixture(t)
+	s := cimdServer(t, f)
+	id := f.document("/cli.json", "", func(id string) string {
+		return `{"client_id":"` + id + `","client_name":"CLI","redirect_uris":["http://localhost/callback","http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`
+	})
+	for redirect, want := range map[string]bool{
+		"http://localhost:43661/callback":  true,
+		"http://localhost/callback":        true,
+		"http://127.0.0.1:5000/cb":         true,
+		"http://localhost:43661/other":     false,
+		"http://127.0.0.1:5000/callback":   false,
+		"https://localhost:43661/callback": false,
+	} {
+		q := url.Values{"client_id": {id}, "redirect_uri": {redirect}, "response_type": {"code"},
+			"code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}}
+		req, aerr := s.parseAuthorizeRequest(context.Background(), q)
+		if got := aerr == nil; got != want {
+			t.Errorf("%s: accepted %v, want %v (%v)", redirect, got, want, aerr)
+			continue
+		}
+		if want && req.redirectURI != redirect {
+			t.Errorf("%s: redirect URI %q", redirect, req.redirectURI)
+		}
+	}
+}
+
+// TestMetadataDocumentClientIsNotRedirectedToBeforeSignIn: a client ID
+// metadata document is something anyone can publish; an authorization
+// error for it sends an anonymous browser to sign in, never to the
+// document's redirect URI.
+func TestMetadataDocumentClientIsNotRedirectedToBeforeSignIn(t *testing.T) {
+	f := newFixture(t)
+	s := cimdServer(t, f)
+	s.cfg.Users = map[string]string{"alice": "$2a$04$0000000000000000000000000000000000000000000000000000"}
+	id := f.document("/phish.json", "", func(id string) string {
+		return strings.Replace(goodDocument(id), "https://agent.test/callback", "https://phish.example/x", 1)
+	})
+	q := url.Values{"client_id": {id}, "redirect_uri": {"https://phish.example/x"}, "response_type": {"token"}}
+	w := httptest.NewRecorder()
+	s.authorize(w, httptest.NewRequest(http.MethodGet, "https://auth.test/oauth/authorize?"+q.Encode(), nil))
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusSeeOther || loc.Host != "" || loc.Path != "/oauth/login" {
+		t.Fatalf("anonymous error for a metadata-document client: %d to %q", w.Code, w.Header().Get("Location"))
 	}
 }

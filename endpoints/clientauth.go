@@ -12,9 +12,12 @@ import (
 
 // authenticateClient identifies the client of a token-endpoint style
 // request by client_secret_basic, client_secret_post or, for public
-// clients, client_id alone (none). On failure it answers 401
-// invalid_client (real MCP clients take that as "register again") and
-// returns false.
+// clients, client_id alone (none). A confidential client must use the
+// method it registered (a Caddyfile client without
+// token_endpoint_auth_method may use either), and only one per request:
+// a secret both in Basic and in the body is 400 invalid_request (RFC 6749
+// §2.3). Any other failure answers 401 invalid_client (real MCP clients
+// take that as "register again"). It returns false when it answered.
 func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, bool) {
 	id, secret, basic := r.BasicAuth()
 	fail := func(description string) (*storage.Client, bool) {
@@ -34,7 +37,9 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 			return fail("malformed Basic credentials")
 		}
 		if form.Get("client_secret") != "" {
-			return fail("use one client authentication method, not two")
+			s.cfg.Logger.Info("client authentication refused: two methods", zap.String("client_id", id))
+			writeError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method per request, not Basic and client_secret both")
+			return nil, false
 		}
 		if formID := form.Get("client_id"); formID != "" && formID != id {
 			return fail("client_id does not match the Basic credentials")
@@ -52,6 +57,13 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 	if confidential(client) {
 		if secret == "" {
 			return fail("this client must authenticate with its secret")
+		}
+		used := "client_secret_post"
+		if basic {
+			used = "client_secret_basic"
+		}
+		if m := client.TokenEndpointAuthMethod; m != "" && m != used {
+			return fail("this client authenticates with " + m + ", not " + used)
 		}
 		if subtle.ConstantTimeCompare(storage.Hash(secret), client.SecretHash) != 1 {
 			return fail("wrong client secret")

@@ -1,7 +1,9 @@
 package endpoints
 
 import (
-	"crypto/subtle"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,6 +21,10 @@ type consentPage struct {
 	ClientHost                         string // host of a metadata document
 	Resource, ResourceName, Subject    string
 	Scopes                             []string
+	// LoopbackHost is host:port of the redirect URI when every redirect
+	// URI of the client is on loopback: the application runs on the
+	// user's own computer.
+	LoopbackHost string
 }
 
 // showConsent keeps the validated request server-side, bound to the user
@@ -49,7 +55,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 	if name == "" {
 		name = req.client.ID
 	}
-	s.renderPage(w, http.StatusOK, "consent.html", consentPage{
+	page := consentPage{
 		Title:        "Allow " + name + "?",
 		Action:       s.issuerPath + "/oauth/consent",
 		RequestID:    id,
@@ -62,8 +68,17 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 		ResourceName: s.cfg.ResourceName,
 		Subject:      user.subject,
 		Scopes:       splitScope(req.scope),
-	})
+	}
+	if loopbackRedirects(req.client.RedirectURIs) {
+		page.LoopbackHost = redirectHost(req.redirectURI)
+	}
+	s.renderPage(w, http.StatusOK, "consent.html", page)
 }
+
+// consentReplayWindow is how long after answering a consent form its
+// user may submit it again (a double click, a client's "Reconnect" button)
+// and be sent where the first answer sent them.
+const consentReplayWindow = 2 * time.Minute
 
 // consent serves POST /oauth/consent: the user's Allow or Deny.
 func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
@@ -82,23 +97,21 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, http.StatusBadRequest, "This request cannot be completed",
 			"The consent form expired, was already answered, or was not sent by this page. Start again from the application.")
 	}
-	id := form.Get("request_id")
-	if id == "" {
+	id, csrf, decision := form.Get("request_id"), form.Get("csrf_token"), form.Get("decision")
+	switch {
+	case id == "":
 		refuse("no request id")
 		return
+	case decision != "allow" && decision != "deny":
+		refuse("no decision")
+		return
 	}
-	pending, err := s.cfg.Store.TakePendingAuthorization(r.Context(), id, time.Now())
+	user, _ := s.currentUser(r)
+	pending, repeated, err := s.cfg.Store.AnswerPendingAuthorization(r.Context(), id, storage.ConsentAnswer{
+		CSRF: csrf, Subject: user.subject, Decision: decision, Now: time.Now(), ReplayWindow: consentReplayWindow,
+	})
 	if err != nil {
-		refuse("unknown, answered or expired request")
-		return
-	}
-	if subtle.ConstantTimeCompare(storage.Hash(form.Get("csrf_token")), pending.CSRFHash) != 1 {
-		refuse("CSRF token mismatch")
-		return
-	}
-	user, ok := s.currentUser(r)
-	if !ok || user.subject != pending.Subject {
-		refuse("not the user the request was shown to")
+		refuse("unknown, expired or already answered request, a wrong CSRF token, or not the user it was shown to")
 		return
 	}
 	client, err := s.lookupClient(r.Context(), pending.ClientID)
@@ -110,34 +123,46 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		client: client, redirectURI: pending.RedirectURI, redirectGiven: pending.RedirectURIGiven,
 		state: pending.State, challenge: pending.CodeChallenge, scope: pending.Scope, resource: pending.Resource,
 	}
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("resource", req.resource), zap.String("sub", user.subject))
-	switch form.Get("decision") {
-	case "allow":
-	case "deny":
-		log.Info("consent: denied")
+	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("resource", req.resource), zap.String("sub", pending.Subject))
+	code := consentCode(csrf, id)
+	switch {
+	case pending.Decision == "deny":
+		log.Info("consent: denied", zap.Bool("repeated", repeated))
 		s.redirectToClient(w, r, req, url.Values{"error": {"access_denied"}, "error_description": {"the user denied the request"}})
-		return
+	case repeated:
+		// The same form again: the same answer, and the code already stored.
+		log.Info("consent: repeated submit answered as before")
+		s.redirectToClient(w, r, req, url.Values{"code": {code}})
 	default:
-		refuse("no decision")
-		return
+		if err := s.rememberConsent(r, pending.Subject, client.ID, req.resource, req.scope); err != nil {
+			log.Error("consent: storing", zap.Error(err))
+		}
+		if err := s.issueCode(w, r, req, identity{subject: pending.Subject, authTime: pending.AuthTime}, code); err != nil {
+			log.Error("consent: issuing code", zap.Error(err))
+			return
+		}
+		log.Info("consent: allowed, code issued", zap.String("scope", req.scope))
 	}
-	if err := s.rememberConsent(r, user.subject, client.ID, req.scope); err != nil {
-		log.Error("consent: storing", zap.Error(err))
-	}
-	if err := s.issueCode(w, r, req, identity{subject: pending.Subject, authTime: pending.AuthTime}); err != nil {
-		log.Error("consent: issuing code", zap.Error(err))
-		return
-	}
-	log.Info("consent: allowed, code issued", zap.String("scope", req.scope))
 }
 
-// rememberConsent adds scope to what the user has granted the client.
-func (s *Server) rememberConsent(r *http.Request, subject, clientID, scope string) error {
+// consentCode is the authorization code of an allowed consent form,
+// derived from the form's one-time CSRF token (256 random bits only the
+// user's browser holds; the server keeps its hash): a repeated submit of
+// the form gets the same code, and the code is never stored in the clear.
+func consentCode(csrf, requestID string) string {
+	mac := hmac.New(sha256.New, []byte(csrf))
+	mac.Write([]byte("authorization code\x00" + requestID))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// rememberConsent adds scope to what the user has granted the client for
+// the resource.
+func (s *Server) rememberConsent(r *http.Request, subject, clientID, resource, scope string) error {
 	granted := splitScope(scope)
-	if old, err := s.cfg.Store.GetConsent(r.Context(), subject, clientID); err == nil {
+	if old, err := s.cfg.Store.GetConsent(r.Context(), subject, clientID, resource); err == nil {
 		granted = dedupe(append(splitScope(old.Scope), granted...))
 	}
 	return s.cfg.Store.PutConsent(r.Context(), &storage.Consent{
-		Subject: subject, ClientID: clientID, Scope: strings.Join(granted, " "), GrantedAt: time.Now(),
+		Subject: subject, ClientID: clientID, Resource: resource, Scope: strings.Join(granted, " "), GrantedAt: time.Now(),
 	})
 }

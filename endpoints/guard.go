@@ -26,6 +26,7 @@ type ScopeRule struct {
 var identityPlaceholders = []string{
 	"http.auth.user.id",
 	"http.oauth2.sub",
+	"http.oauth2.subject_type",
 	"http.oauth2.client_id",
 	"http.oauth2.scope",
 	"http.oauth2.aud",
@@ -45,7 +46,12 @@ func setIdentity(r *http.Request, c *accessTokenClaims) {
 	}
 	values := make([]string, len(identityPlaceholders))
 	if c != nil {
-		values = []string{c.Subject, c.Subject, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10)}
+		user, kind := c.Subject, "user"
+		if c.forClient() {
+			// A machine client is nobody's user, whatever its id.
+			user, kind = "", "client"
+		}
+		values = []string{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10)}
 	}
 	for i, k := range identityPlaceholders {
 		repl.Set(k, values[i])
@@ -59,14 +65,15 @@ const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 // token for the resource the path belongs to, with the scopes the path
 // requires. The upstream then sees the identity in placeholders, and (by
 // default) no Authorization header.
+//
+// With CORS on, the guard's own answers let any origin read them; on a
+// passed-on request the upstream's Access-Control-Allow-Origin, when it
+// sends one, is the only one (see corsWriter).
 func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if s.cfg.GuardCORS {
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		w.Header().Set("Access-Control-Expose-Headers", corsExposeHeaders)
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			writePreflight(w, guardAllowMethods)
-			return nil
-		}
+	if s.cfg.GuardCORS && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		allowCORS(w)
+		writePreflight(w, r, guardAllowMethods)
+		return nil
 	}
 	view := pathView(r)
 	res, inResource := s.resourceForPath(view.URL.Path)
@@ -101,13 +108,17 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if !s.cfg.PassToken {
 		delete(r.Header, "Authorization")
 	}
+	if s.cfg.GuardCORS {
+		w = newCORSWriter(w)
+	}
 	return next.ServeHTTP(w, r)
 }
 
 // IsPublic reports whether the request's path is one of the public paths.
 // Caddy's path matcher cleans the path (dot segments, doubled or encoded
-// slashes); pathView also drops ";parameters" from segments first, so
-// /docs/..;/mcp is judged as /mcp, as Tomcat-style upstreams would read it.
+// slashes); pathView first reads a backslash as a slash and drops
+// ";parameters" from segments, so /docs/..\mcp and /docs/..;/mcp are judged
+// as /mcp, as Windows-minded and Tomcat-style upstreams would read them.
 func (s *Server) IsPublic(r *http.Request) bool {
 	if len(s.cfg.Public) == 0 {
 		return false
@@ -116,13 +127,14 @@ func (s *Server) IsPublic(r *http.Request) bool {
 	return err == nil && ok
 }
 
-// pathView is r as the guard judges its path: ";parameters" are removed
-// from every segment. The request passed upstream is not changed.
+// pathView is r as the guard judges its path: a backslash (raw or %5C)
+// separates segments, and ";parameters" are removed from every segment.
+// The request passed upstream is not changed.
 func pathView(r *http.Request) *http.Request {
-	if !strings.Contains(r.URL.Path, ";") {
+	if !strings.ContainsAny(r.URL.Path, ";\\") {
 		return r
 	}
-	segments := strings.Split(r.URL.Path, "/")
+	segments := strings.Split(strings.ReplaceAll(r.URL.Path, "\\", "/"), "/")
 	for i, seg := range segments {
 		segments[i], _, _ = strings.Cut(seg, ";")
 	}
@@ -180,11 +192,16 @@ func validTokenSyntax(t string) bool {
 }
 
 // challenge answers 401/403 with an RFC 6750 + RFC 9728 challenge and a
-// JSON body; errCode "" is the no-token case (no error attribute).
+// JSON body; errCode "" is the no-token case (no error attribute). The
+// body of a 403 names the required scopes too, as the header does.
 func (s *Server) challenge(w http.ResponseWriter, status int, res resource, required []string, errCode, description string) {
+	if s.cfg.GuardCORS {
+		allowCORS(w)
+	}
+	scope := strings.Join(required, " ")
 	v := `Bearer resource_metadata="` + res.MetadataURL() + `"`
-	if len(required) > 0 {
-		v += `, scope="` + strings.Join(required, " ") + `"`
+	if scope != "" {
+		v += `, scope="` + scope + `"`
 	}
 	if errCode != "" {
 		v += `, error="` + errCode + `", error_description="` + description + `"`
@@ -193,7 +210,17 @@ func (s *Server) challenge(w http.ResponseWriter, status int, res resource, requ
 	if errCode == "" {
 		errCode, description = "invalid_token", "an access token is required"
 	}
+	if status == http.StatusForbidden {
+		writeJSON(w, status, scopeError{oauthError{Error: errCode, Description: description}, scope})
+		return
+	}
 	writeError(w, status, errCode, description)
+}
+
+// scopeError is the body of a 403 insufficient_scope answer.
+type scopeError struct {
+	oauthError
+	Scope string `json:"scope,omitempty"`
 }
 
 // resourceForPath returns the resource whose path is the longest
@@ -213,7 +240,8 @@ func (s *Server) resourceForPath(p string) (resource, bool) {
 	return best, found
 }
 
-// requiredScopes is every scope the require_scope rules matching r demand.
+// requiredScopes is every scope the require_scope rules matching r demand
+// (offline_access is no permission of the resource: never).
 func (s *Server) requiredScopes(r *http.Request) []string {
 	var out []string
 	for _, rule := range s.cfg.RequireScope {
@@ -221,7 +249,7 @@ func (s *Server) requiredScopes(r *http.Request) []string {
 			out = append(out, rule.Scopes...)
 		}
 	}
-	return dedupe(out)
+	return resourceScopes(dedupe(out))
 }
 
 // verifyCached verifies a token, running the signature check once per

@@ -142,14 +142,18 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := clientIP(r)
-	if wait := s.loginLimit.wait("user:"+username, "ip:"+ip); wait > 0 {
+	// The attempt takes its place in the throttle before the password is
+	// compared, so parallel guesses cannot all be evaluated.
+	try, wait := s.loginLimit.admit("user:"+username, "ip:"+ip)
+	if try == nil {
 		s.cfg.Logger.Warn("login: throttled", zap.String("user", username), zap.String("client_ip", ip))
 		w.Header().Set("Retry-After", retryAfter(wait))
 		s.renderError(w, http.StatusTooManyRequests, "Too many attempts", "Too many failed sign-in attempts. Wait a few minutes and try again.")
 		return
 	}
-	if !s.checkPassword(username, form.Get("password")) {
-		s.loginLimit.take("user:"+username, "ip:"+ip)
+	valid := s.checkPassword(username, form.Get("password"))
+	try.settle(!valid) // failures count, a success gives its place back
+	if !valid {
 		s.cfg.Logger.Info("login: failed", zap.String("user", username), zap.String("client_ip", ip))
 		s.showLogin(w, r, http.StatusUnauthorized, returnTo, username, badCredentials)
 		return

@@ -80,7 +80,7 @@ func (s *Server) protectedResource(id string) (resource, error) {
 	doc, err := json.Marshal(protectedResourceMetadata{
 		Resource:               id,
 		AuthorizationServers:   []string{s.cfg.Issuer},
-		ScopesSupported:        s.cfg.Scopes,
+		ScopesSupported:        resourceScopes(s.cfg.Scopes),
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           s.cfg.ResourceName,
 	})
@@ -111,7 +111,7 @@ func serveDocument(body []byte) http.HandlerFunc {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 		case http.MethodOptions:
-			writePreflight(w, "GET, HEAD, OPTIONS")
+			writePreflight(w, r, "GET, HEAD, OPTIONS")
 			return
 		default:
 			h.Set("Allow", "GET, HEAD, OPTIONS")

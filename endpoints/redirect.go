@@ -65,6 +65,31 @@ func allDigits(s string) bool {
 	return true
 }
 
+// nativeRedirects reports whether every redirect URI is on a loopback
+// host or uses a private-use scheme: the client runs on the user's
+// device, where any program could claim the port or the scheme.
+func nativeRedirects(uris []string) bool {
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme == "http" || u.Scheme == "https") && !IsLoopbackHost(u.Hostname()) {
+			return false
+		}
+	}
+	return len(uris) > 0
+}
+
+// loopbackRedirects reports whether every redirect URI is http(s) on a
+// loopback host.
+func loopbackRedirects(uris []string) bool {
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" && u.Scheme != "https" || !IsLoopbackHost(u.Hostname()) {
+			return false
+		}
+	}
+	return len(uris) > 0
+}
+
 // withParams appends params to a redirect URI that may already carry a
 // query (RFC 6749 §3.1.2: its query component must be kept).
 func withParams(redirectURI string, params url.Values) string {

@@ -119,5 +119,6 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 	}
 	now := time.Now()
 	s.markUsed(r, client, now, log)
-	s.respondWithTokens(w, log, randomID(), grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource}, "", now)
+	g := grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource, clientCredentials: true}
+	s.respondWithTokens(w, log, randomID(), g, "", now)
 }

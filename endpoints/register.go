@@ -90,13 +90,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.registerLimit != nil {
-		if wait := s.registerLimit.wait("ip:" + ip); wait > 0 {
+		try, wait := s.registerLimit.admit("ip:" + ip)
+		if try == nil {
 			s.cfg.Logger.Warn("register: rate limited", zap.String("client_ip", ip))
 			w.Header().Set("Retry-After", retryAfter(wait))
 			writeError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many registrations from this address; retry later")
 			return
 		}
-		s.registerLimit.take("ip:" + ip)
+		try.settle(true) // every attempt counts, valid or not
 	}
 	md, merr := readClientMetadata(w, r)
 	if merr == nil {
@@ -247,12 +248,17 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 	if md.Scope == "" {
 		md.Scope = joinScope(s.cfg.Scopes)
 	}
+	var scopes []string
 	for _, sc := range splitScope(md.Scope) {
+		if s.uncataloguedOfflineAccess(sc) {
+			continue
+		}
 		if !ValidScopeToken(sc) || s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {
 			return &metadataError{"invalid_client_metadata", fmt.Sprintf("scope %q is not offered by this server", sc)}
 		}
+		scopes = append(scopes, sc)
 	}
-	md.Scope = joinScope(splitScope(md.Scope))
+	md.Scope = joinScope(scopes)
 
 	switch md.ApplicationType {
 	case "", "web", "native":
@@ -282,7 +288,7 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 	switch r.Method {
 	case http.MethodGet, http.MethodDelete:
 	case http.MethodOptions:
-		writePreflight(w, "GET, DELETE, OPTIONS")
+		writePreflight(w, r, "GET, DELETE, OPTIONS")
 		return
 	default:
 		w.Header().Set("Allow", "GET, DELETE, OPTIONS")
@@ -298,7 +304,9 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 		return
 	}
 	if r.Method == http.MethodDelete {
-		if err := s.cfg.Store.DeleteClient(r.Context(), clientID); err != nil {
+		// Its refresh families and live access tokens go with it.
+		now := time.Now()
+		if err := s.cfg.Store.DeleteClient(r.Context(), clientID, now, now.Add(s.cfg.AccessTokenLifetime+s.cfg.ClockSkew)); err != nil {
 			writeError(w, http.StatusInternalServerError, "server_error", "the client could not be deleted")
 			return
 		}

@@ -39,7 +39,7 @@ func newTestServer(t testing.TB, mutate ...func(*Config)) *Server {
 		},
 		Users:       map[string]string{},
 		RootAliases: true,
-		Store:       store,
+		Store:       store.ForIssuer("https://auth.test"),
 		Keys:        keys,
 	}
 	for _, m := range mutate {

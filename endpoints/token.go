@@ -71,13 +71,13 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 		invalidGrant("the authorization code is unknown or expired")
 		return
 	}
+	// Everything that proves the caller is the client the code was issued
+	// to is checked before "already used": only a replay that would have
+	// succeeded revokes what the code produced (one that would fail, a
+	// wrong verifier say, must not let anyone holding a used code sign
+	// its user out).
 	if ac.ClientID != client.ID {
 		invalidGrant("the authorization code was issued to another client")
-		return
-	}
-	if !ac.UsedAt.IsZero() {
-		s.revokeIssuance(r, ac, log)
-		invalidGrant("the authorization code was already used")
 		return
 	}
 	redirectURI, given := form["redirect_uri"]
@@ -95,6 +95,11 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 			writeError(w, http.StatusBadRequest, "invalid_target", "resource does not match the authorization request")
 			return
 		}
+	}
+	if !ac.UsedAt.IsZero() {
+		s.revokeIssuance(r, ac, log)
+		invalidGrant("the authorization code was already used")
+		return
 	}
 
 	g := grant{clientID: client.ID, subject: ac.Subject, scope: ac.Scope, resource: ac.Resource, authTime: ac.AuthTime}

@@ -169,7 +169,8 @@ func codeFrom(t *testing.T, p page, wantRedirect, wantState string) string {
 	return q.Get("code")
 }
 
-// sharedStore opens, in this process, the storage the running Caddy holds.
+// sharedStore opens, in this process, the storage the running Caddy
+// holds, as the site at base sees it.
 func sharedStore(t *testing.T, path string) storage.Store {
 	t.Helper()
 	key, err := storage.Key(path)
@@ -181,5 +182,5 @@ func sharedStore(t *testing.T, path string) storage.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { storage.Release(key) })
-	return s
+	return s.ForIssuer(base)
 }

@@ -132,7 +132,7 @@ func TestCrashDuringRefreshBurst(t *testing.T) {
 		t.Fatalf("inconsistent after the crash: %v", err)
 	}
 	for i, token := range current {
-		fam, _, err := s.GetRefreshToken(context.Background(), token, time.Now())
+		fam, _, err := s.ForIssuer(crashBase).GetRefreshToken(context.Background(), token, time.Now())
 		if err != nil {
 			t.Errorf("client %d: its last refresh token is lost: %v", i, err)
 			continue

@@ -45,7 +45,7 @@ func TestGuardChallenges(t *testing.T) {
 		{"other resource", read, "/api/x", 401, `Bearer resource_metadata="` + base + `/.well-known/oauth-protected-resource/api", error="invalid_token", error_description="the access token is not valid for this resource"`,
 			`{"error":"invalid_token","error_description":"the access token is not valid for this resource"}`},
 		{"insufficient scope", read, "/mcp/admin/x", 403, `Bearer resource_metadata="` + prmMCP + `", scope="mcp:write mcp:read", error="insufficient_scope", error_description="the access token lacks a required scope"`,
-			`{"error":"insufficient_scope","error_description":"the access token lacks a required scope"}`},
+			`{"error":"insufficient_scope","error_description":"the access token lacks a required scope","scope":"mcp:write mcp:read"}`},
 	} {
 		p := callAPI(t, tc.token, tc.path)
 		h := p.resp.Header

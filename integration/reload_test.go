@@ -37,11 +37,12 @@ func TestReloadWithChangedConfigKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := storage.Acquire(key, storage.Options{})
+	file, err := storage.Acquire(key, storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer storage.Release(key)
+	store := file.ForIssuer("https://mcp.example.com")
 	if err := store.PutClient(context.Background(), &storage.Client{ID: "registered-before-reload", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
 // codeFor runs the browser part of the flow for a client and returns the
@@ -148,7 +150,7 @@ func TestTokenCodeChecks(t *testing.T) {
 	resp, body = tokenRequest(t, redeemForm(code, p))
 	wantError(t, "replay", resp, body, 400, "invalid_grant")
 	jti := verifyAccessToken(t, firstToken)["jti"].(string)
-	if revoked, err := sharedStore(t, storagePath).AccessTokenRevoked(context.Background(), jti); err != nil || !revoked {
+	if revoked, err := sharedStore(t, storagePath).AccessTokenRevoked(context.Background(), storage.AccessTokenRef{ID: jti}); err != nil || !revoked {
 		t.Fatalf("the access token of a replayed code is not revoked: %v %v", revoked, err)
 	}
 }
@@ -189,7 +191,7 @@ func TestTokenConfidentialClient(t *testing.T) {
 	resp, body = tokenRequest(t, redeemForm(code, p, "client_id", "conf", "client_secret", "wrong", "redirect_uri", "https://conf.test/cb"))
 	wantError(t, "wrong client_secret_post", resp, body, 401, "invalid_client")
 	resp, body = tokenRequest(t, redeemForm(code, p, "client_secret", confSecret, "redirect_uri", "https://conf.test/cb"), "Authorization", basicAuth("conf", confSecret))
-	wantError(t, "two methods", resp, body, 401, "invalid_client")
+	wantError(t, "two methods", resp, body, 400, "invalid_request")
 
 	// client_secret_basic.
 	resp, body = tokenRequest(t, form(code), "Authorization", basicAuth("conf", confSecret))

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +20,9 @@ import (
 )
 
 // SchemaVersion is the layout of the file this build writes. A file with a
-// newer version is refused rather than rewritten.
-const SchemaVersion = 1
+// newer version is refused rather than rewritten. Version 2 binds every
+// record to its issuer; see upgradeSchema for version 1 files.
+const SchemaVersion = 2
 
 var (
 	bucketMeta          = []byte("meta")
@@ -32,9 +35,20 @@ var (
 	bucketSessions      = []byte("sessions")
 	bucketPending       = []byte("pending_authorizations")
 	bucketKeys          = []byte("signing_keys")
+	// bucketClientFamilies indexes refresh families by client: keys are
+	// issuer NUL client NUL family id, values empty.
+	bucketClientFamilies = []byte("client_families")
+	// bucketDeletedClients remembers deleted clients (issuer NUL client
+	// id) until their last access token has expired.
+	bucketDeletedClients = []byte("deleted_clients")
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
-		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys}
+		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys,
+		bucketClientFamilies, bucketDeletedClients}
+
+	// issuerBuckets hold records that name their issuer; a version 1
+	// file's records in them could not, and are removed on upgrade.
+	issuerBuckets = [][]byte{bucketClients, bucketCodes, bucketFamilies, bucketRefresh, bucketConsents, bucketSessions, bucketPending}
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -42,10 +56,13 @@ var (
 // lockTimeout bounds how long Open waits for another process's lock on the file.
 const lockTimeout = 5 * time.Second
 
-// Bolt is the Store kept in one bbolt file.
+// Bolt is one bbolt file holding the state of one or more authorization
+// servers; ForIssuer gives the Store of each.
 type Bolt struct {
 	db          *bolt.DB
 	revocations atomic.Uint64
+	// upgraded describes what opening the file changed, for the log.
+	upgraded string
 }
 
 // OpenBolt opens (creating if needed) the bbolt file at path and checks its
@@ -65,25 +82,31 @@ func OpenBolt(path string) (*Bolt, error) {
 	// A short group-commit window: the default 10ms would add 10ms to
 	// every write of a lone client.
 	db.MaxBatchDelay = time.Millisecond
-	if err := db.Update(initSchema); err != nil {
+	s := &Bolt{db: db}
+	if err := db.Update(s.initSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
-	return &Bolt{db: db}, nil
+	return s, nil
 }
 
-func initSchema(tx *bolt.Tx) error {
+func (s *Bolt) initSchema(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
 		return err
 	}
+	version := SchemaVersion // a new file
 	if v := meta.Get(keySchemaVersion); v != nil {
-		n, err := strconv.Atoi(string(v))
-		if err != nil {
+		if version, err = strconv.Atoi(string(v)); err != nil {
 			return fmt.Errorf("unreadable schema version %q", v)
 		}
-		if n > SchemaVersion {
-			return fmt.Errorf("schema version %d is newer than this build understands (%d): upgrade caddy-oauth2-server or use another storage file", n, SchemaVersion)
+		if version > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this build understands (%d): upgrade caddy-oauth2-server or use another storage file", version, SchemaVersion)
+		}
+	}
+	if version == 1 {
+		if err := s.upgradeSchema(tx); err != nil {
+			return fmt.Errorf("upgrading schema 1 to %d: %v", SchemaVersion, err)
 		}
 	}
 	for _, b := range allBuckets {
@@ -93,6 +116,28 @@ func initSchema(tx *bolt.Tx) error {
 	}
 	return meta.Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion)))
 }
+
+// upgradeSchema turns a version 1 file into version 2. Version 1 records
+// did not name their issuer, and a file may be shared by several issuers,
+// so no record of those buckets can be given to one safely: they are
+// removed (registered clients register again, users sign in again). The
+// signing keys and the revoked access tokens are kept.
+func (s *Bolt) upgradeSchema(tx *bolt.Tx) error {
+	removed := 0
+	for _, name := range issuerBuckets {
+		if b := tx.Bucket(name); b != nil {
+			removed += b.Stats().KeyN
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+	}
+	s.upgraded = fmt.Sprintf("schema 1 upgraded to %d: %d records that did not name their issuer were removed (clients register again, users sign in again)", SchemaVersion, removed)
+	return nil
+}
+
+// Upgraded says what opening the file changed, or "" when nothing did.
+func (s *Bolt) Upgraded() string { return s.upgraded }
 
 // Close closes the file.
 func (s *Bolt) Close() error { return s.db.Close() }
@@ -147,82 +192,152 @@ func expired(deadline, now time.Time) bool {
 	return !deadline.IsZero() && !now.Before(deadline)
 }
 
+// ForIssuer is the Store of the authorization server with this issuer.
+// Every record it writes names the issuer, and records of other issuers
+// are invisible to it.
+func (s *Bolt) ForIssuer(issuer string) Store {
+	return &issuerStore{Bolt: s, issuer: issuer}
+}
+
+// issuerStore is one issuer's view of a file. The signing keys, the
+// revocation counter and the sweeper are the file's, shared by its
+// issuers.
+type issuerStore struct {
+	*Bolt
+	issuer string
+}
+
+// scopedKey is the key of an issuer's record named by parts; none of
+// them can contain NUL (issuers, client ids, subjects and resources are
+// text).
+func scopedKey(issuer string, parts ...string) []byte {
+	return []byte(issuer + "\x00" + strings.Join(parts, "\x00"))
+}
+
+func (s *issuerStore) scopedKey(parts ...string) []byte { return scopedKey(s.issuer, parts...) }
+
 // PutClient implements Store.
-func (s *Bolt) PutClient(ctx context.Context, c *Client) error {
+func (s *issuerStore) PutClient(ctx context.Context, c *Client) error {
 	if c.ID == "" {
 		return errors.New("storing client: empty client_id")
 	}
+	c.Issuer = s.issuer
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return put(tx, bucketClients, []byte(c.ID), c)
+		return put(tx, bucketClients, s.scopedKey(c.ID), c)
 	})
 }
 
 // GetClient implements Store.
-func (s *Bolt) GetClient(ctx context.Context, id string) (*Client, error) {
+func (s *issuerStore) GetClient(ctx context.Context, id string) (*Client, error) {
 	var c Client
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return get(tx, bucketClients, []byte(id), &c)
+		return get(tx, bucketClients, s.scopedKey(id), &c)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if expired(c.ExpiresAt, time.Now()) {
+	if c.Issuer != s.issuer || expired(c.ExpiresAt, time.Now()) {
 		return nil, ErrNotFound
 	}
 	return &c, nil
 }
 
 // MarkClientUsed implements Store.
-func (s *Bolt) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
+func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		var c Client
-		if err := get(tx, bucketClients, []byte(id), &c); err != nil {
+		if err := get(tx, bucketClients, s.scopedKey(id), &c); err != nil {
 			return err
 		}
 		c.LastUsedAt, c.ExpiresAt = now, time.Time{}
-		return put(tx, bucketClients, []byte(id), &c)
+		return put(tx, bucketClients, s.scopedKey(id), &c)
 	})
+}
+
+// deletedClient is the record of a deleted client, kept until the last
+// access token issued to it has expired.
+type deletedClient struct {
+	DeletedAt time.Time `json:"deleted_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // DeleteClient implements Store.
-func (s *Bolt) DeleteClient(ctx context.Context, id string) error {
+func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
+	defer s.revocations.Add(1)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketClients).Delete([]byte(id))
+		if err := tx.Bucket(bucketClients).Delete(s.scopedKey(id)); err != nil {
+			return err
+		}
+		if err := revokeClientFamilies(tx, s.issuer, id, now); err != nil {
+			return err
+		}
+		if !tokensExpireBy.After(now) {
+			return nil
+		}
+		return put(tx, bucketDeletedClients, s.scopedKey(id), deletedClient{DeletedAt: now, ExpiresAt: tokensExpireBy})
 	})
 }
 
+// revokeClientFamilies revokes every family of a client, found through
+// the client index.
+func revokeClientFamilies(tx *bolt.Tx, issuer, clientID string, now time.Time) error {
+	prefix := scopedKey(issuer, clientID, "")
+	c := tx.Bucket(bucketClientFamilies).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		id := k[len(prefix):]
+		var fam RefreshFamily
+		if err := get(tx, bucketFamilies, id, &fam); errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if fam.RevokedAt.IsZero() {
+			fam.RevokedAt = now
+			if err := put(tx, bucketFamilies, id, &fam); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // SaveAuthorizationCode implements Store.
-func (s *Bolt) SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error {
+func (s *issuerStore) SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error {
+	c.Issuer = s.issuer
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return put(tx, bucketCodes, Hash(code), c)
 	})
 }
 
+// getCode reads a live code of this issuer.
+func (s *issuerStore) getCode(tx *bolt.Tx, code string, now time.Time, c *AuthorizationCode) error {
+	if err := get(tx, bucketCodes, Hash(code), c); err != nil {
+		return err
+	}
+	if c.Issuer != s.issuer || expired(c.ExpiresAt, now) {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // GetAuthorizationCode implements Store.
-func (s *Bolt) GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*AuthorizationCode, error) {
+func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*AuthorizationCode, error) {
 	var c AuthorizationCode
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return get(tx, bucketCodes, Hash(code), &c)
+		return s.getCode(tx, code, now, &c)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if expired(c.ExpiresAt, now) {
-		return nil, ErrNotFound
 	}
 	return &c, nil
 }
 
 // RedeemAuthorizationCode implements Store.
-func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error) {
+func (s *issuerStore) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error) {
 	var c AuthorizationCode
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		key := Hash(code)
-		if err := get(tx, bucketCodes, key, &c); err != nil {
+		if err := s.getCode(tx, code, now, &c); err != nil {
 			return err
-		}
-		if expired(c.ExpiresAt, now) {
-			return ErrNotFound
 		}
 		if !c.UsedAt.IsZero() {
 			return ErrAlreadyUsed
@@ -230,12 +345,12 @@ func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now tim
 		c.UsedAt = now
 		c.Issued = issued
 		if refresh != nil {
-			if err := createFamily(tx, refresh); err != nil {
+			if err := s.createFamily(tx, refresh); err != nil {
 				return err
 			}
 			c.Issued.RefreshFamilyID = refresh.Family.ID
 		}
-		return put(tx, bucketCodes, key, &c)
+		return put(tx, bucketCodes, Hash(code), &c)
 	})
 	if err != nil && !errors.Is(err, ErrAlreadyUsed) {
 		return nil, err
@@ -243,19 +358,23 @@ func (s *Bolt) RedeemAuthorizationCode(ctx context.Context, code string, now tim
 	return &c, err
 }
 
-// createFamily stores a new family and its first token.
-func createFamily(tx *bolt.Tx, n *NewRefreshFamily) error {
-	f := &n.Family
+// createFamily stores a new family, its index entry and its first token.
+func (s *issuerStore) createFamily(tx *bolt.Tx, n *NewRefreshFamily) error {
+	f := n.Family
 	if f.ID == "" {
 		return errors.New("storing refresh family: empty id")
 	}
 	if tx.Bucket(bucketFamilies).Get([]byte(f.ID)) != nil {
 		return fmt.Errorf("storing refresh family: id %s exists", f.ID)
 	}
+	f.Issuer = s.issuer
 	first := n.First
 	first.FamilyID = f.ID
 	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
-	if err := put(tx, bucketFamilies, []byte(f.ID), f); err != nil {
+	if err := put(tx, bucketFamilies, []byte(f.ID), &f); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketClientFamilies).Put(s.scopedKey(f.ClientID, f.ID), nil); err != nil {
 		return err
 	}
 	return put(tx, bucketRefresh, Hash(n.Token), &first)
@@ -268,8 +387,22 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+// getRefreshToken reads a refresh token and its family, of this issuer.
+func (s *issuerStore) getRefreshToken(tx *bolt.Tx, key []byte, t *RefreshToken, fam *RefreshFamily) error {
+	if err := get(tx, bucketRefresh, key, t); err != nil {
+		return err
+	}
+	if err := get(tx, bucketFamilies, []byte(t.FamilyID), fam); err != nil {
+		return err
+	}
+	if fam.Issuer != s.issuer {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // RotateRefreshToken implements Store.
-func (s *Bolt) RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFamily, *RefreshToken, error) {
+func (s *issuerStore) RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFamily, *RefreshToken, error) {
 	var fam RefreshFamily
 	next := r.Next
 	reused := false
@@ -277,10 +410,7 @@ func (s *Bolt) RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFami
 		reused = false
 		key := Hash(r.Presented)
 		var cur RefreshToken
-		if err := get(tx, bucketRefresh, key, &cur); err != nil {
-			return err
-		}
-		if err := get(tx, bucketFamilies, []byte(cur.FamilyID), &fam); err != nil {
+		if err := s.getRefreshToken(tx, key, &cur, &fam); err != nil {
 			return err
 		}
 		if fam.ClientID != r.ClientID {
@@ -333,14 +463,11 @@ func anySuccessorUsed(tx *bolt.Tx, successors [][]byte) bool {
 }
 
 // GetRefreshToken implements Store.
-func (s *Bolt) GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error) {
+func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error) {
 	var fam RefreshFamily
 	var t RefreshToken
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		if err := get(tx, bucketRefresh, Hash(token), &t); err != nil {
-			return err
-		}
-		return get(tx, bucketFamilies, []byte(t.FamilyID), &fam)
+		return s.getRefreshToken(tx, Hash(token), &t, &fam)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -352,16 +479,19 @@ func (s *Bolt) GetRefreshToken(ctx context.Context, token string, now time.Time)
 }
 
 // Revocations implements Store. It counts the revocations committed
-// through this handle, which every site of the process shares.
+// through this file, which every site of the process shares.
 func (s *Bolt) Revocations() uint64 { return s.revocations.Load() }
 
 // RevokeRefreshFamily implements Store.
-func (s *Bolt) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
+func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
 	defer s.revocations.Add(1)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		var fam RefreshFamily
 		if err := get(tx, bucketFamilies, []byte(familyID), &fam); err != nil {
 			return err
+		}
+		if fam.Issuer != s.issuer {
+			return ErrNotFound
 		}
 		if !fam.RevokedAt.IsZero() {
 			return nil
@@ -371,25 +501,13 @@ func (s *Bolt) RevokeRefreshFamily(ctx context.Context, familyID string, now tim
 	})
 }
 
-// RefreshFamilyRevoked implements Store.
-func (s *Bolt) RefreshFamilyRevoked(ctx context.Context, familyID string) (bool, error) {
-	var fam RefreshFamily
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return get(tx, bucketFamilies, []byte(familyID), &fam)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil && !fam.RevokedAt.IsZero(), err
-}
-
 // revokedAccessToken is the denylist record of one access token.
 type revokedAccessToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // RevokeAccessToken implements Store.
-func (s *Bolt) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
 	if jti == "" {
 		return errors.New("revoking access token: empty jti")
 	}
@@ -399,33 +517,51 @@ func (s *Bolt) RevokeAccessToken(ctx context.Context, jti string, expiresAt time
 	})
 }
 
-// AccessTokenRevoked implements Store.
-func (s *Bolt) AccessTokenRevoked(ctx context.Context, jti string) (bool, error) {
-	var found bool
+// AccessTokenRevoked implements Store, in one read transaction.
+func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) (bool, error) {
+	var revoked bool
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		found = tx.Bucket(bucketRevokedAccess).Get([]byte(jti)) != nil
+		if tx.Bucket(bucketRevokedAccess).Get([]byte(t.ID)) != nil {
+			revoked = true
+			return nil
+		}
+		if t.FamilyID != "" {
+			var fam RefreshFamily
+			switch err := get(tx, bucketFamilies, []byte(t.FamilyID), &fam); {
+			case err == nil:
+				if fam.Issuer == s.issuer && !fam.RevokedAt.IsZero() {
+					revoked = true
+					return nil
+				}
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+		}
+		var d deletedClient
+		switch err := get(tx, bucketDeletedClients, s.scopedKey(t.ClientID), &d); {
+		case err == nil:
+			revoked = !t.IssuedAt.After(d.DeletedAt)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
 		return nil
 	})
-	return found, err
-}
-
-func consentKey(subject, clientID string) []byte {
-	// NUL cannot occur in either part: subjects and client ids are text.
-	return []byte(subject + "\x00" + clientID)
+	return revoked, err
 }
 
 // PutConsent implements Store.
-func (s *Bolt) PutConsent(ctx context.Context, c *Consent) error {
+func (s *issuerStore) PutConsent(ctx context.Context, c *Consent) error {
+	c.Issuer = s.issuer
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return put(tx, bucketConsents, consentKey(c.Subject, c.ClientID), c)
+		return put(tx, bucketConsents, s.scopedKey(c.Subject, c.ClientID, c.Resource), c)
 	})
 }
 
 // GetConsent implements Store.
-func (s *Bolt) GetConsent(ctx context.Context, subject, clientID string) (*Consent, error) {
+func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resource string) (*Consent, error) {
 	var c Consent
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return get(tx, bucketConsents, consentKey(subject, clientID), &c)
+		return get(tx, bucketConsents, s.scopedKey(subject, clientID, resource), &c)
 	})
 	if err != nil {
 		return nil, err
@@ -434,40 +570,58 @@ func (s *Bolt) GetConsent(ctx context.Context, subject, clientID string) (*Conse
 }
 
 // SavePendingAuthorization implements Store.
-func (s *Bolt) SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error {
+func (s *issuerStore) SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error {
+	p.Issuer = s.issuer
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return put(tx, bucketPending, Hash(id), p)
 	})
 }
 
-// TakePendingAuthorization implements Store.
-func (s *Bolt) TakePendingAuthorization(ctx context.Context, id string, now time.Time) (*PendingAuthorization, error) {
+// AnswerPendingAuthorization implements Store.
+func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string, a ConsentAnswer) (*PendingAuthorization, bool, error) {
 	var p PendingAuthorization
+	var repeated, refused bool
 	err := s.update(ctx, func(tx *bolt.Tx) error {
+		repeated, refused = false, false
 		key := Hash(id)
 		if err := get(tx, bucketPending, key, &p); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketPending).Delete(key)
+		if p.Issuer != s.issuer || expired(p.ExpiresAt, a.Now) {
+			return ErrNotFound
+		}
+		if subtle.ConstantTimeCompare(Hash(a.CSRF), p.CSRFHash) != 1 || a.Subject == "" || a.Subject != p.Subject {
+			// Commit the deletion: a guessed form is used up.
+			refused = true
+			return tx.Bucket(bucketPending).Delete(key)
+		}
+		if !p.AnsweredAt.IsZero() {
+			repeated = true
+			return nil
+		}
+		p.Decision, p.AnsweredAt = a.Decision, a.Now
+		p.ExpiresAt = a.Now.Add(a.ReplayWindow)
+		return put(tx, bucketPending, key, &p)
 	})
+	if err == nil && refused {
+		err = ErrNotFound
+	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if expired(p.ExpiresAt, now) {
-		return nil, ErrNotFound
-	}
-	return &p, nil
+	return &p, repeated, nil
 }
 
 // CreateSession implements Store.
-func (s *Bolt) CreateSession(ctx context.Context, id string, sess *Session) error {
+func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *Session) error {
+	sess.Issuer = s.issuer
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return put(tx, bucketSessions, Hash(id), sess)
 	})
 }
 
 // GetSession implements Store.
-func (s *Bolt) GetSession(ctx context.Context, id string, now time.Time) (*Session, error) {
+func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) (*Session, error) {
 	var sess Session
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return get(tx, bucketSessions, Hash(id), &sess)
@@ -475,15 +629,19 @@ func (s *Bolt) GetSession(ctx context.Context, id string, now time.Time) (*Sessi
 	if err != nil {
 		return nil, err
 	}
-	if expired(sess.ExpiresAt, now) {
+	if sess.Issuer != s.issuer || expired(sess.ExpiresAt, now) {
 		return nil, ErrNotFound
 	}
 	return &sess, nil
 }
 
 // DeleteSession implements Store.
-func (s *Bolt) DeleteSession(ctx context.Context, id string) error {
+func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
+		var sess Session
+		if err := get(tx, bucketSessions, Hash(id), &sess); err != nil || sess.Issuer != s.issuer {
+			return nil
+		}
 		return tx.Bucket(bucketSessions).Delete(Hash(id))
 	})
 }
@@ -572,29 +730,44 @@ func (s *Bolt) RotateSigningKey(ctx context.Context, next *SigningKey, verifyOld
 // DeleteExpired implements Store. A used authorization code is kept until it
 // expires, so a replay is still recognised; a rotated refresh token is kept
 // as long as it could be presented (its own expiry), so reuse is still
-// detected; a family is kept until its own expiry.
+// detected; a family is kept until its own expiry. An unused registered
+// client that expires has its families (if any) revoked; it never got an
+// access token, so none needs denying.
 func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
-	deleted := 0
+	deleted, revoked := 0, false
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		deleted = 0
+		deleted, revoked = 0, false
 		sweeps := []struct {
 			bucket []byte
 			dead   func(raw []byte) bool
+			then   func(key, raw []byte) error
 		}{
-			{bucketClients, func(raw []byte) bool { var c Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) }},
-			{bucketCodes, func(raw []byte) bool { var c AuthorizationCode; return decodes(raw, &c) && expired(c.ExpiresAt, now) }},
-			{bucketRefresh, func(raw []byte) bool { var t RefreshToken; return decodes(raw, &t) && expired(t.ExpiresAt, now) }},
-			{bucketFamilies, func(raw []byte) bool { var f RefreshFamily; return decodes(raw, &f) && expired(f.ExpiresAt, now) }},
-			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }},
-			{bucketSessions, func(raw []byte) bool { var s Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }},
+			{bucketClients, func(raw []byte) bool { var c Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
+				func(key, raw []byte) error {
+					var c Client
+					json.Unmarshal(raw, &c)
+					revoked = true
+					return revokeClientFamilies(tx, c.Issuer, c.ID, now)
+				}},
+			{bucketCodes, func(raw []byte) bool { var c AuthorizationCode; return decodes(raw, &c) && expired(c.ExpiresAt, now) }, nil},
+			{bucketRefresh, func(raw []byte) bool { var t RefreshToken; return decodes(raw, &t) && expired(t.ExpiresAt, now) }, nil},
+			{bucketFamilies, func(raw []byte) bool { var f RefreshFamily; return decodes(raw, &f) && expired(f.ExpiresAt, now) },
+				func(key, raw []byte) error {
+					var f RefreshFamily
+					json.Unmarshal(raw, &f)
+					return tx.Bucket(bucketClientFamilies).Delete(scopedKey(f.Issuer, f.ClientID, f.ID))
+				}},
+			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
+			{bucketDeletedClients, func(raw []byte) bool { var d deletedClient; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
+			{bucketSessions, func(raw []byte) bool { var s Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
 			{bucketPending, func(raw []byte) bool {
 				var p PendingAuthorization
 				return decodes(raw, &p) && expired(p.ExpiresAt, now)
-			}},
-			{bucketKeys, func(raw []byte) bool { var k SigningKey; return decodes(raw, &k) && expired(k.VerifyUntil, now) }},
+			}, nil},
+			{bucketKeys, func(raw []byte) bool { var k SigningKey; return decodes(raw, &k) && expired(k.VerifyUntil, now) }, nil},
 		}
 		for _, sw := range sweeps {
-			n, err := deleteWhere(tx.Bucket(sw.bucket), sw.dead)
+			n, err := deleteWhere(tx.Bucket(sw.bucket), sw.dead, sw.then)
 			if err != nil {
 				return fmt.Errorf("sweeping %s: %v", sw.bucket, err)
 			}
@@ -602,6 +775,9 @@ func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 		}
 		return nil
 	})
+	if revoked {
+		s.revocations.Add(1)
+	}
 	return deleted, err
 }
 
@@ -609,19 +785,27 @@ func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 // left alone rather than guessed about.
 func decodes(raw []byte, v any) bool { return json.Unmarshal(raw, v) == nil }
 
-func deleteWhere(b *bolt.Bucket, dead func(raw []byte) bool) (int, error) {
-	var doomed [][]byte
+// deleteWhere deletes the records of b that are dead, calling then (when
+// not nil) with each one first.
+func deleteWhere(b *bolt.Bucket, dead func(raw []byte) bool, then func(key, raw []byte) error) (int, error) {
+	type record struct{ key, raw []byte }
+	var doomed []record
 	err := b.ForEach(func(k, v []byte) error {
 		if v != nil && dead(v) {
-			doomed = append(doomed, bytes.Clone(k))
+			doomed = append(doomed, record{bytes.Clone(k), bytes.Clone(v)})
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	for _, k := range doomed {
-		if err := b.Delete(k); err != nil {
+	for _, r := range doomed {
+		if then != nil {
+			if err := then(r.key, r.raw); err != nil {
+				return 0, err
+			}
+		}
+		if err := b.Delete(r.key); err != nil {
 			return 0, err
 		}
 	}
@@ -629,7 +813,7 @@ func deleteWhere(b *bolt.Bucket, dead func(raw []byte) bool) (int, error) {
 }
 
 // Interface guard
-var _ Store = (*Bolt)(nil)
+var _ Store = (*issuerStore)(nil)
 
 // CheckConsistency verifies the links between records: every refresh
 // token belongs to a stored family, every rotated token's successors are

@@ -18,7 +18,9 @@ import (
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-func openTemp(t *testing.T) *Bolt {
+const testIssuer = "https://auth.test"
+
+func openFile(t *testing.T) *Bolt {
 	t.Helper()
 	s, err := OpenBolt(filepath.Join(t.TempDir(), "oauth.db"))
 	if err != nil {
@@ -26,6 +28,12 @@ func openTemp(t *testing.T) *Bolt {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// openTemp is the store of testIssuer on a new file.
+func openTemp(t *testing.T) *issuerStore {
+	t.Helper()
+	return openFile(t).ForIssuer(testIssuer).(*issuerStore)
 }
 
 func TestClientRoundTrip(t *testing.T) {
@@ -58,7 +66,7 @@ func TestClientRoundTrip(t *testing.T) {
 	if err := s.MarkClientUsed(ctx, "nobody", t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("MarkClientUsed of an unknown client: %v", err)
 	}
-	if err := s.DeleteClient(ctx, "c1"); err != nil {
+	if err := s.DeleteClient(ctx, "c1", t0, t0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, ErrNotFound) {
@@ -114,7 +122,7 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 }
 
 // startFamily starts a refresh family the way a code redemption does.
-func startFamily(t *testing.T, s *Bolt, f RefreshFamily, token string, first RefreshToken) {
+func startFamily(t *testing.T, s *issuerStore, f RefreshFamily, token string, first RefreshToken) {
 	t.Helper()
 	ctx := context.Background()
 	code := "code-for-" + f.ID
@@ -127,14 +135,14 @@ func startFamily(t *testing.T, s *Bolt, f RefreshFamily, token string, first Ref
 	}
 }
 
-func newFamily(t *testing.T, s *Bolt, id, token string) {
+func newFamily(t *testing.T, s *issuerStore, id, token string) {
 	t.Helper()
 	startFamily(t, s,
 		RefreshFamily{ID: id, ClientID: "c1", Subject: "alice", Scope: "mcp:read", Resource: "https://r.test", CreatedAt: t0, ExpiresAt: t0.Add(90 * 24 * time.Hour)},
 		token, RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
 }
 
-func rotate(s *Bolt, presented, next string, at time.Time) (*RefreshFamily, *RefreshToken, error) {
+func rotate(s *issuerStore, presented, next string, at time.Time) (*RefreshFamily, *RefreshToken, error) {
 	return s.RotateRefreshToken(context.Background(), Rotation{
 		Presented: presented, ClientID: "c1", NextToken: next,
 		Next: RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: at, ExpiresAt: at.Add(30 * 24 * time.Hour)},
@@ -166,7 +174,7 @@ func TestRotateRefreshToken(t *testing.T) {
 	if _, _, err := rotate(s, "rt0", "rt-evil", t0.Add(time.Hour+25*time.Second)); !errors.Is(err, ErrReused) {
 		t.Fatalf("reuse after successor used: %v", err)
 	}
-	if revoked, err := s.RefreshFamilyRevoked(ctx, "fam1"); err != nil || !revoked {
+	if revoked, err := familyRevoked(s, "fam1"); err != nil || !revoked {
 		t.Fatalf("family revoked = %v, %v", revoked, err)
 	}
 	if _, _, err := rotate(s, "rt2", "rt3", t0.Add(time.Hour+30*time.Second)); !errors.Is(err, ErrRevoked) {
@@ -208,7 +216,7 @@ func TestParallelRotationsWithinGrace(t *testing.T) {
 	if failures.Load() != 0 {
 		t.Fatalf("%d of 10 parallel rotations failed", failures.Load())
 	}
-	if revoked, _ := s.RefreshFamilyRevoked(context.Background(), "fam3"); revoked {
+	if revoked, _ := familyRevoked(s, "fam3"); revoked {
 		t.Fatal("parallel rotations revoked the family")
 	}
 }
@@ -239,7 +247,7 @@ func TestRevokeRefreshFamilyAndAccessTokens(t *testing.T) {
 	if err := s.RevokeRefreshFamily(ctx, "nope", t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("revoke unknown family: %v", err)
 	}
-	if revoked, err := s.RefreshFamilyRevoked(ctx, "nope"); revoked || err != nil {
+	if revoked, err := familyRevoked(s, "nope"); revoked || err != nil {
 		t.Fatalf("unknown family revoked = %v, %v", revoked, err)
 	}
 
@@ -247,7 +255,7 @@ func TestRevokeRefreshFamilyAndAccessTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for jti, want := range map[string]bool{"jti-1": true, "jti-2": false} {
-		if got, err := s.AccessTokenRevoked(ctx, jti); got != want || err != nil {
+		if got, err := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: jti}); got != want || err != nil {
 			t.Fatalf("AccessTokenRevoked(%s) = %v, %v", jti, got, err)
 		}
 	}
@@ -262,11 +270,24 @@ func TestConsentsAndSessions(t *testing.T) {
 	if err := s.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Scope: "mcp:read mcp:write", GrantedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := s.GetConsent(ctx, "alice", "c1"); err != nil || c.Scope != "mcp:read mcp:write" {
+	if c, err := s.GetConsent(ctx, "alice", "c1", ""); err != nil || c.Scope != "mcp:read mcp:write" {
 		t.Fatalf("consent = %+v, %v", c, err)
 	}
-	if _, err := s.GetConsent(ctx, "alice", "c2"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetConsent(ctx, "alice", "c2", ""); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("consent for another client: %v", err)
+	}
+	// Consent is per resource.
+	if err := s.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test/api", Scope: "api:read", GrantedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.GetConsent(ctx, "alice", "c1", "https://r.test/api"); err != nil || c.Scope != "api:read" {
+		t.Fatalf("consent for the other resource = %+v, %v", c, err)
+	}
+	if c, err := s.GetConsent(ctx, "alice", "c1", ""); err != nil || c.Scope != "mcp:read mcp:write" {
+		t.Fatalf("consent for the first resource after the second = %+v, %v", c, err)
+	}
+	if _, err := s.GetConsent(ctx, "alice", "c1", "https://r.test/other"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("consent for a third resource: %v", err)
 	}
 
 	if err := s.CreateSession(ctx, "sid", &Session{Subject: "alice", AuthTime: t0, ExpiresAt: t0.Add(12 * time.Hour)}); err != nil {
@@ -354,7 +375,7 @@ func TestDeleteExpired(t *testing.T) {
 	if _, err := s.GetAuthorizationCode(ctx, "new-code", t0.Add(2*time.Hour)); err != nil {
 		t.Fatal("a live code was swept")
 	}
-	if revoked, _ := s.AccessTokenRevoked(ctx, "new-jti"); !revoked {
+	if revoked, _ := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: "new-jti"}); !revoked {
 		t.Fatal("a live denylist entry was swept")
 	}
 	if n, _ := s.DeleteExpired(ctx, t0.Add(2*time.Hour)); n != 0 {
@@ -365,10 +386,11 @@ func TestDeleteExpired(t *testing.T) {
 func TestSecretsAreStoredHashed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "oauth.db")
-	s, err := OpenBolt(path)
+	file, err := OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := file.ForIssuer(testIssuer).(*issuerStore)
 	ctx := context.Background()
 	code, refresh, sid := "CODE-7a1f0c2e9b8d4c6a", "REFRESH-5e3b9d1c7a2f4e8b", "SESSION-1c9e7b5a3d2f8e6c"
 	if err := s.SaveAuthorizationCode(ctx, code, &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}); err != nil {
@@ -435,31 +457,79 @@ func TestCancelledContext(t *testing.T) {
 	}
 }
 
-func TestPendingAuthorizationIsSingleUse(t *testing.T) {
+// familyRevoked asks the store, as the guard does, whether a token of the
+// family is revoked.
+func familyRevoked(s *issuerStore, id string) (bool, error) {
+	return s.AccessTokenRevoked(context.Background(), AccessTokenRef{ID: "some-jti", FamilyID: id, ClientID: "c1", IssuedAt: t0})
+}
+
+func answer(csrf, subject, decision string, at time.Time) ConsentAnswer {
+	return ConsentAnswer{CSRF: csrf, Subject: subject, Decision: decision, Now: at, ReplayWindow: 2 * time.Minute}
+}
+
+// TestPendingAuthorizationIsAnsweredOnce: of concurrent answers one is
+// recorded; the others, and a repeat within the replay window, are told
+// that answer; later, or from someone else, the request is unknown.
+func TestPendingAuthorizationIsAnsweredOnce(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	if err := s.SavePendingAuthorization(ctx, "pid", &PendingAuthorization{ClientID: "c1", Subject: "alice", ExpiresAt: t0.Add(10 * time.Minute)}); err != nil {
-		t.Fatal(err)
+	save := func(id string) {
+		t.Helper()
+		if err := s.SavePendingAuthorization(ctx, id, &PendingAuthorization{ClientID: "c1", Subject: "alice", CSRFHash: Hash("csrf-" + id), ExpiresAt: t0.Add(10 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	var wins atomic.Int32
+	save("pid")
+	var firsts, repeats atomic.Int32
 	var wg sync.WaitGroup
-	for range 10 {
+	for i := range 10 {
 		wg.Go(func() {
-			if p, err := s.TakePendingAuthorization(ctx, "pid", t0); err == nil && p.Subject == "alice" {
-				wins.Add(1)
-			} else if !errors.Is(err, ErrNotFound) {
+			decision := []string{"allow", "deny"}[i%2]
+			p, repeated, err := s.AnswerPendingAuthorization(ctx, "pid", answer("csrf-pid", "alice", decision, t0))
+			switch {
+			case err != nil:
 				t.Error(err)
+			case repeated:
+				repeats.Add(1)
+			default:
+				firsts.Add(1)
+			}
+			if err == nil && (p.Subject != "alice" || p.Decision == "") {
+				t.Errorf("answer %+v", p)
 			}
 		})
 	}
 	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d takers got the pending request, want 1", wins.Load())
+	if firsts.Load() != 1 || repeats.Load() != 9 {
+		t.Fatalf("%d first answers and %d repeats, want 1 and 9", firsts.Load(), repeats.Load())
 	}
-	if err := s.SavePendingAuthorization(ctx, "old", &PendingAuthorization{ExpiresAt: t0}); err != nil {
+	first, _, _ := s.AnswerPendingAuthorization(ctx, "pid", answer("csrf-pid", "alice", "allow", t0.Add(time.Minute)))
+	last, repeated, err := s.AnswerPendingAuthorization(ctx, "pid", answer("csrf-pid", "alice", "deny", t0.Add(2*time.Minute-time.Second)))
+	if err != nil || !repeated || last.Decision != first.Decision {
+		t.Fatalf("repeat at the end of the window: %+v %v %v", last, repeated, err)
+	}
+	if _, _, err := s.AnswerPendingAuthorization(ctx, "pid", answer("csrf-pid", "alice", "allow", t0.Add(2*time.Minute))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("repeat after the window: %v", err)
+	}
+
+	// Another subject, or a wrong CSRF token, is refused and uses the request up.
+	for name, a := range map[string]ConsentAnswer{
+		"other subject": answer("csrf-p2", "mallory", "allow", t0),
+		"no subject":    answer("csrf-p2", "", "allow", t0),
+		"wrong csrf":    answer("forged", "alice", "allow", t0),
+	} {
+		save("p2")
+		if _, _, err := s.AnswerPendingAuthorization(ctx, "p2", a); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, _, err := s.AnswerPendingAuthorization(ctx, "p2", answer("csrf-p2", "alice", "allow", t0)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: the request was not used up: %v", name, err)
+		}
+	}
+	if err := s.SavePendingAuthorization(ctx, "old", &PendingAuthorization{Subject: "alice", CSRFHash: Hash("c"), ExpiresAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.TakePendingAuthorization(ctx, "old", t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.AnswerPendingAuthorization(ctx, "old", answer("c", "alice", "allow", t0.Add(time.Second))); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expired pending request: %v", err)
 	}
 }
@@ -489,5 +559,208 @@ func TestRotateBurstToleratesUsedSuccessor(t *testing.T) {
 	}
 	if err := at(3*time.Second, "b0", "b1y"); !errors.Is(err, ErrReused) {
 		t.Fatalf("reuse after the burst window with a used successor: %v", err)
+	}
+}
+
+// TestIssuersShareAFileButNothingElse: two issuers on one file see none of
+// each other's records, and an attempt through one changes nothing of the
+// other's.
+func TestIssuersShareAFileButNothingElse(t *testing.T) {
+	file := openFile(t)
+	a := file.ForIssuer("https://a.test").(*issuerStore)
+	b := file.ForIssuer("https://b.test").(*issuerStore)
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(b.PutClient(ctx, &Client{ID: "c1", Name: "B's"}))
+	must(b.SaveAuthorizationCode(ctx, "code", &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
+	startFamily(t, b, RefreshFamily{ID: "fb", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", RefreshToken{ExpiresAt: t0.Add(time.Hour)})
+	must(b.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test", Scope: "x"}))
+	must(b.CreateSession(ctx, "sid", &Session{Subject: "alice", ExpiresAt: t0.Add(time.Hour)}))
+	must(b.SavePendingAuthorization(ctx, "pid", &PendingAuthorization{Subject: "alice", CSRFHash: Hash("csrf"), ExpiresAt: t0.Add(time.Hour)}))
+	must(b.SaveAuthorizationCode(ctx, "code2", &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
+
+	notFound := func(name string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s at A: %v, want ErrNotFound", name, err)
+		}
+	}
+	_, err := a.GetClient(ctx, "c1")
+	notFound("client", err)
+	notFound("mark client used", a.MarkClientUsed(ctx, "c1", t0))
+	_, err = a.GetAuthorizationCode(ctx, "code", t0)
+	notFound("code", err)
+	_, err = a.RedeemAuthorizationCode(ctx, "code2", t0, Issuance{AccessTokenID: "j"}, nil)
+	notFound("redeem", err)
+	_, _, err = a.GetRefreshToken(ctx, "rt", t0)
+	notFound("refresh token", err)
+	_, _, err = a.RotateRefreshToken(ctx, Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2", Now: t0})
+	notFound("rotation", err)
+	notFound("revoke family", a.RevokeRefreshFamily(ctx, "fb", t0))
+	_, err = a.GetConsent(ctx, "alice", "c1", "https://r.test")
+	notFound("consent", err)
+	_, err = a.GetSession(ctx, "sid", t0)
+	notFound("session", err)
+	must(a.DeleteSession(ctx, "sid"))
+	_, _, err = a.AnswerPendingAuthorization(ctx, "pid", answer("csrf", "alice", "allow", t0))
+	notFound("pending", err)
+	must(a.DeleteClient(ctx, "c1", t0, t0.Add(time.Hour)))
+
+	// B's records are all still there, unchanged.
+	if c, err := b.GetClient(ctx, "c1"); err != nil || c.Name != "B's" || !c.LastUsedAt.IsZero() {
+		t.Errorf("B's client: %+v %v", c, err)
+	}
+	if _, err := b.RedeemAuthorizationCode(ctx, "code2", t0, Issuance{AccessTokenID: "j"}, nil); err != nil {
+		t.Errorf("B's code: %v", err)
+	}
+	if _, _, err := b.RotateRefreshToken(ctx, Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2", Now: t0, Next: RefreshToken{ExpiresAt: t0.Add(time.Hour)}}); err != nil {
+		t.Errorf("B's refresh token: %v", err)
+	}
+	if revoked, _ := familyRevoked(b, "fb"); revoked {
+		t.Error("B's family was revoked through A")
+	}
+	if _, err := b.GetConsent(ctx, "alice", "c1", "https://r.test"); err != nil {
+		t.Errorf("B's consent: %v", err)
+	}
+	if _, err := b.GetSession(ctx, "sid", t0); err != nil {
+		t.Errorf("B's session: %v", err)
+	}
+	if _, repeated, err := b.AnswerPendingAuthorization(ctx, "pid", answer("csrf", "alice", "allow", t0)); err != nil || repeated {
+		t.Errorf("B's pending request: %v %v", repeated, err)
+	}
+}
+
+// TestDeleteClientRevokesWhatItHolds: deleting a client revokes its
+// families and denies the access tokens issued to it before, until they
+// expire; other clients keep theirs.
+func TestDeleteClientRevokesWhatItHolds(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	for _, c := range []string{"doomed", "other"} {
+		if err := s.PutClient(ctx, &Client{ID: c}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			id := fmt.Sprintf("%s-f%d", c, i)
+			startFamily(t, s, RefreshFamily{ID: id, ClientID: c, ExpiresAt: t0.Add(time.Hour)}, id+"-rt", RefreshToken{ExpiresAt: t0.Add(time.Hour)})
+		}
+	}
+	before := s.Revocations()
+	deleted := t0.Add(time.Minute)
+	if err := s.DeleteClient(ctx, "doomed", deleted, deleted.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if s.Revocations() == before {
+		t.Error("the revocation counter did not move")
+	}
+	for id, want := range map[string]bool{"doomed-f0": true, "doomed-f1": true, "other-f0": false, "other-f1": false} {
+		if fam, _, err := s.GetRefreshToken(ctx, id+"-rt", t0); err != nil || fam.RevokedAt.IsZero() != !want {
+			t.Errorf("family %s: %+v %v, want revoked %v", id, fam, err, want)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		ref    AccessTokenRef
+		denied bool
+	}{
+		{"issued before the deletion", AccessTokenRef{ID: "j1", ClientID: "doomed", IssuedAt: t0}, true},
+		{"issued in the same second", AccessTokenRef{ID: "j2", ClientID: "doomed", IssuedAt: deleted}, true},
+		{"another client's", AccessTokenRef{ID: "j3", ClientID: "other", IssuedAt: t0}, false},
+		{"a family token", AccessTokenRef{ID: "j4", ClientID: "doomed", FamilyID: "doomed-f0", IssuedAt: deleted.Add(time.Second)}, true},
+	} {
+		if got, err := s.AccessTokenRevoked(ctx, tc.ref); err != nil || got != tc.denied {
+			t.Errorf("%s: revoked %v %v, want %v", tc.name, got, err, tc.denied)
+		}
+	}
+	// The record of the deletion lives as long as the tokens could.
+	if _, err := s.DeleteExpired(ctx, deleted.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: "j1", ClientID: "doomed", IssuedAt: t0}); got {
+		t.Error("the deletion record outlived its tokens")
+	}
+}
+
+// TestSweptClientLosesItsFamilies: an unused registered client that
+// expires has its families revoked, and swept families leave no index
+// entries behind.
+func TestSweptClientLosesItsFamilies(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	if err := s.PutClient(ctx, &Client{ID: "unused", ExpiresAt: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	startFamily(t, s, RefreshFamily{ID: "fu", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-u", RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
+	if _, err := s.DeleteExpired(ctx, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if revoked, _ := familyRevoked(s, "fu"); !revoked {
+		t.Fatal("the expired client's family is not revoked")
+	}
+	if _, err := s.DeleteExpired(ctx, t0.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s.view(ctx, func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketClientFamilies).Stats().KeyN; n != 0 {
+			t.Errorf("%d index entries left after their families were swept", n)
+		}
+		return nil
+	})
+}
+
+// TestUpgradeFromSchema1: a version 1 file keeps its signing keys and
+// denylist; records that did not name their issuer are removed, and the
+// upgrade says so.
+func TestUpgradeFromSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oauth.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets[:10] { // the buckets of version 1
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte("1"))
+		tx.Bucket(bucketClients).Put([]byte("c1"), []byte(`{"client_id":"c1"}`))
+		tx.Bucket(bucketConsents).Put([]byte("alice\x00c1"), []byte(`{"sub":"alice","client_id":"c1"}`))
+		tx.Bucket(bucketKeys).Put([]byte("k1"), []byte(`{"kid":"k1","alg":"ES256","created_at":"2026-11-28T12:00:00Z"}`))
+		return tx.Bucket(bucketRevokedAccess).Put([]byte("jti"), []byte(`{"expires_at":"2099-01-01T00:00:00Z"}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if want := "schema 1 upgraded to 2: 2 records"; !strings.HasPrefix(file.Upgraded(), want) {
+		t.Fatalf("Upgraded() = %q, want it to start with %q", file.Upgraded(), want)
+	}
+	s := file.ForIssuer(testIssuer)
+	ctx := context.Background()
+	if keys, err := s.SigningKeys(ctx); err != nil || len(keys) != 1 {
+		t.Fatalf("signing keys after the upgrade: %v %v", keys, err)
+	}
+	if revoked, _ := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: "jti"}); !revoked {
+		t.Fatal("the denylist was lost")
+	}
+	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a version 1 client survived: %v", err)
+	}
+	file.Close()
+	if again, err := OpenBolt(path); err != nil || again.Upgraded() != "" {
+		t.Fatalf("reopening: %q %v", again.Upgraded(), err)
+	} else {
+		again.Close()
 	}
 }

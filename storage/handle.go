@@ -34,7 +34,8 @@ func (h *handle) Destruct() error {
 type Options struct {
 	// SweepInterval is how often expired records are deleted.
 	SweepInterval time.Duration
-	// Logger receives the sweeper's debug and error lines.
+	// Logger receives the sweeper's debug and error lines, and a warning
+	// when opening the file upgraded its schema.
 	Logger *zap.Logger
 }
 
@@ -63,6 +64,9 @@ func Acquire(key string, opts Options) (*Bolt, error) {
 		store, err := OpenBolt(key)
 		if err != nil {
 			return nil, err
+		}
+		if note := store.Upgraded(); note != "" && opts.Logger != nil {
+			opts.Logger.Warn("storage upgraded", zap.String("storage", key), zap.String("change", note))
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		h := &handle{store: store, stopSweep: cancel, swept: make(chan struct{})}

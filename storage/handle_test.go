@@ -42,14 +42,14 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 	if first != second || time.Since(start) > time.Second {
 		t.Fatal("second Acquire did not share the open handle")
 	}
-	if err := first.PutClient(context.Background(), &Client{ID: "kept"}); err != nil {
+	if err := first.ForIssuer(testIssuer).PutClient(context.Background(), &Client{ID: "kept"}); err != nil {
 		t.Fatal(err)
 	}
 	// The old config lets go: the file stays open for the new one.
 	if err := Release(key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := second.GetClient(context.Background(), "kept"); err != nil {
+	if _, err := second.ForIssuer(testIssuer).GetClient(context.Background(), "kept"); err != nil {
 		t.Fatalf("after the first release: %v", err)
 	}
 	if err := Release(key); err != nil {
@@ -61,7 +61,7 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 		t.Fatalf("file still locked after the last release: %v", err)
 	}
 	defer s.Close()
-	if _, err := s.GetClient(context.Background(), "kept"); err != nil {
+	if _, err := s.ForIssuer(testIssuer).GetClient(context.Background(), "kept"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -103,10 +103,11 @@ func TestSecondProcessGetsClearError(t *testing.T) {
 func TestSweeperDeletesExpiredAndStops(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	key, _ := Key(filepath.Join(t.TempDir(), "oauth.db"))
-	s, err := Acquire(key, Options{SweepInterval: 20 * time.Millisecond, Logger: zap.New(core)})
+	file, err := Acquire(key, Options{SweepInterval: 20 * time.Millisecond, Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := file.ForIssuer(testIssuer)
 	ctx := context.Background()
 	if err := s.CreateSession(ctx, "old", &Session{Subject: "alice", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)

@@ -3,11 +3,18 @@
 // tokens, signing keys and login sessions.
 //
 // Store is written in OAuth terms. Every operation that must be atomic
-// (redeem a code, rotate a refresh token, revoke a family) is one method,
-// so a networked backend can map it onto its own atomic primitive. Secret
-// values (codes, refresh tokens, session ids, client secrets, registration
-// tokens) cross this API in the clear only as method arguments: they are
-// stored as SHA-256 hashes and never returned.
+// (redeem a code, rotate a refresh token, revoke a family, answer a
+// consent form) is one method, so a networked backend can map it onto its
+// own atomic primitive. Secret values (codes, refresh tokens, session ids,
+// client secrets, registration tokens, CSRF tokens) cross this API in the
+// clear only as method arguments: they are stored as SHA-256 hashes and
+// never returned.
+//
+// A Store serves one issuer. Several authorization servers may share one
+// storage file; every record names its issuer, and a Store never returns,
+// changes or deletes a record of another issuer: to it, another issuer's
+// client, code, refresh token, consent, pending request or session does
+// not exist.
 package storage
 
 import (
@@ -32,7 +39,7 @@ var (
 	ErrWrongClient = errors.New("issued to another client")
 )
 
-// Store is the persistence contract of the authorization server.
+// Store is the persistence contract of one authorization server (issuer).
 type Store interface {
 	// PutClient creates or replaces a registered client.
 	PutClient(ctx context.Context, c *Client) error
@@ -41,8 +48,12 @@ type Store interface {
 	// MarkClientUsed records a successful token request: the client is no
 	// longer removed as unused.
 	MarkClientUsed(ctx context.Context, id string, now time.Time) error
-	// DeleteClient removes a client; deleting an unknown client is not an error.
-	DeleteClient(ctx context.Context, id string) error
+	// DeleteClient removes a client and revokes what it holds, in one
+	// step: every refresh-token family of the client, and every access
+	// token issued to it until now (AccessTokenRevoked reports them until
+	// tokensExpireBy, when the last of them has expired). Deleting an
+	// unknown client is not an error.
+	DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error
 
 	// SaveAuthorizationCode stores a new code under the hash of code.
 	SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error
@@ -64,9 +75,6 @@ type Store interface {
 	GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error)
 	// RevokeRefreshFamily revokes every token of a family at once.
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
-	// RefreshFamilyRevoked reports whether a family was revoked; an unknown
-	// family is not revoked.
-	RefreshFamilyRevoked(ctx context.Context, familyID string) (bool, error)
 
 	// Revocations is a counter that changes whenever a revocation is
 	// committed (an access token, a family, a reuse). A caller that has
@@ -76,21 +84,29 @@ type Store interface {
 
 	// RevokeAccessToken denies an access token by its jti until it expires.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
-	// AccessTokenRevoked reports whether the jti was revoked.
-	AccessTokenRevoked(ctx context.Context, jti string) (bool, error)
+	// AccessTokenRevoked reports whether an access token is denied: by its
+	// jti, through its refresh family, or because its client was deleted
+	// after the token was issued. Unknown ids are not revoked.
+	AccessTokenRevoked(ctx context.Context, t AccessTokenRef) (bool, error)
 
-	// PutConsent records (replacing) what a user granted a client.
+	// PutConsent records (replacing) what a user granted a client for a
+	// resource.
 	PutConsent(ctx context.Context, c *Consent) error
-	// GetConsent returns a user's consent for a client; ErrNotFound if none.
-	GetConsent(ctx context.Context, subject, clientID string) (*Consent, error)
+	// GetConsent returns a user's consent for a client and a resource;
+	// ErrNotFound if none.
+	GetConsent(ctx context.Context, subject, clientID, resource string) (*Consent, error)
 
 	// SavePendingAuthorization stores an authorization request waiting for
 	// the user's consent, under the hash of id.
 	SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error
-	// TakePendingAuthorization returns and deletes a pending request in one
-	// step, so it can be answered only once; ErrNotFound when unknown,
-	// taken or expired.
-	TakePendingAuthorization(ctx context.Context, id string, now time.Time) (*PendingAuthorization, error)
+	// AnswerPendingAuthorization records the answer to a pending request
+	// in one step, so that it is answered once (see ConsentAnswer). It
+	// returns the request with the answer that stands, and whether this
+	// call was a repeat of that answer; ErrNotFound when the request is
+	// unknown, expired, or was answered longer ago than the replay window.
+	// A wrong CSRF token or another subject also gives ErrNotFound, and
+	// deletes the request.
+	AnswerPendingAuthorization(ctx context.Context, id string, a ConsentAnswer) (p *PendingAuthorization, repeated bool, err error)
 
 	// CreateSession stores a login session under the hash of id.
 	CreateSession(ctx context.Context, id string, s *Session) error
@@ -115,6 +131,7 @@ type Store interface {
 
 // Client is a registered OAuth client (RFC 7591 metadata plus bookkeeping).
 type Client struct {
+	Issuer                  string   `json:"iss"`
 	ID                      string   `json:"client_id"`
 	SecretHash              []byte   `json:"secret_hash,omitempty"`
 	Name                    string   `json:"client_name,omitempty"`
@@ -140,6 +157,7 @@ type Client struct {
 
 // AuthorizationCode is what a code stands for.
 type AuthorizationCode struct {
+	Issuer      string `json:"iss"`
 	ClientID    string `json:"client_id"`
 	RedirectURI string `json:"redirect_uri"`
 	// RedirectURIGiven records whether the authorization request named the
@@ -166,6 +184,7 @@ type Issuance struct {
 
 // RefreshFamily is every refresh token descending from one authorization.
 type RefreshFamily struct {
+	Issuer   string    `json:"iss"`
 	ID       string    `json:"id"`
 	ClientID string    `json:"client_id"`
 	Subject  string    `json:"sub"`
@@ -221,6 +240,7 @@ type Rotation struct {
 // PendingAuthorization is a validated authorization request shown on the
 // consent screen, bound to the user and to the form's CSRF token.
 type PendingAuthorization struct {
+	Issuer      string `json:"iss"`
 	ClientID    string `json:"client_id"`
 	RedirectURI string `json:"redirect_uri"`
 	// RedirectURIGiven records whether the request named the redirect URI
@@ -234,18 +254,49 @@ type PendingAuthorization struct {
 	AuthTime         time.Time `json:"auth_time"`
 	CSRFHash         []byte    `json:"csrf_hash"`
 	ExpiresAt        time.Time `json:"expires_at"`
+	// Decision ("allow" or "deny") and AnsweredAt are set by the first
+	// answer.
+	Decision   string    `json:"decision,omitempty"`
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
 }
 
-// Consent is what a user granted a client.
+// ConsentAnswer is a user's answer to a pending authorization request.
+//
+// The first answer whose CSRF token and subject match is recorded and
+// stands. The same form submitted again by the same user within
+// ReplayWindow of that answer (a double click, a client's "Reconnect"
+// button) is told that answer again; later it is unknown.
+type ConsentAnswer struct {
+	CSRF         string
+	Subject      string
+	Decision     string
+	Now          time.Time
+	ReplayWindow time.Duration
+}
+
+// Consent is what a user granted a client for a resource.
 type Consent struct {
+	Issuer    string    `json:"iss"`
 	Subject   string    `json:"sub"`
 	ClientID  string    `json:"client_id"`
+	Resource  string    `json:"resource"`
 	Scope     string    `json:"scope,omitempty"`
 	GrantedAt time.Time `json:"granted_at"`
 }
 
+// AccessTokenRef is what the guard knows of an access token when it asks
+// whether it was revoked: its jti, refresh family (sid; "" for none),
+// client and issue time.
+type AccessTokenRef struct {
+	ID       string
+	FamilyID string
+	ClientID string
+	IssuedAt time.Time
+}
+
 // Session is a built-in login session.
 type Session struct {
+	Issuer    string    `json:"iss"`
 	Subject   string    `json:"sub"`
 	AuthTime  time.Time `json:"auth_time"`
 	ExpiresAt time.Time `json:"expires_at"`

@@ -10,8 +10,13 @@ import (
 // DefaultSweepInterval is how often expired records are deleted by default.
 const DefaultSweepInterval = 10 * time.Minute
 
+// Expirer deletes expired records: a Store, or a whole storage file.
+type Expirer interface {
+	DeleteExpired(ctx context.Context, now time.Time) (int, error)
+}
+
 // sweep deletes expired records every opts.SweepInterval until ctx ends.
-func sweep(ctx context.Context, s Store, opts Options) {
+func sweep(ctx context.Context, s Expirer, opts Options) {
 	interval := opts.SweepInterval
 	if interval <= 0 {
 		interval = DefaultSweepInterval

@@ -184,3 +184,31 @@ test('browser checks: keyboard-only sign-in and consent, titles, labels, no cons
   await context.close();
   assert.deepEqual(browser.consoleErrors, [], 'console errors during the flows');
 });
+
+test('browser-hosted client on another origin: fetch to the guarded MCP endpoint reads the answer of a CORS-sending upstream', async () => {
+  const provider = new MemoryProvider({ name: 'E2E Browser App' });
+  await connect(provider);
+  const token = provider.tokens().access_token;
+  const page = await browser.page();
+  await page.goto(new URL('/app', REDIRECT).href);
+  const result = await page.evaluate(async ({ url, token }) => {
+    const call = (headers) => fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', ...headers },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'page', version: '1' } } }),
+    });
+    // With a token, and a tool parameter mirrored into a header (so the
+    // browser sends a preflight asking for it).
+    const ok = await call({ Authorization: `Bearer ${token}`, 'Mcp-Param-City': 'Zurich' });
+    const body = await ok.text();
+    const anonymous = await call({});
+    return { status: ok.status, body, challengeStatus: anonymous.status, challenge: anonymous.headers.get('www-authenticate') };
+  }, { url: MCP_URL.href, token });
+  await page.close();
+  assert.equal(result.status, 200, `the proxied answer: ${result.status} ${result.body}`);
+  assert.match(result.body, /e2e-mcp/, 'the page could not read the MCP server\'s answer');
+  assert.equal(result.challengeStatus, 401);
+  assert.match(result.challenge ?? '', /^Bearer resource_metadata="/, 'the page cannot read the challenge');
+  assert.deepEqual(browser.consoleErrors.filter((e) => !e.includes('401')), [], 'console errors on the app page');
+});

@@ -65,6 +65,13 @@ export const callbacks = {
     const { port, hostname } = new URL(REDIRECT);
     this.server = http.createServer((req, res) => {
       const url = new URL(req.url, REDIRECT);
+      if (url.pathname === '/app') {
+        // A page of a browser-hosted MCP client, on another origin than
+        // the MCP server.
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end('<!doctype html><link rel="icon" href="data:,"><title>Browser MCP client</title><p>app</p>');
+        return;
+      }
       if (url.pathname !== new URL(REDIRECT).pathname) {
         res.writeHead(404).end();
         return;
