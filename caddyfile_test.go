@@ -55,6 +55,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 			scopes mcp:read
 			name "Web App"
 			trusted
+			token_endpoint_auth_method client_secret_post
 		}
 		client cli {
 			public
@@ -94,7 +95,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		UserFrom:                  "{http.auth.user.id}",
 		SignInPath:                "/sign-in",
 		Clients: []Client{
-			{ID: "web", Secret: "{env.WEB_SECRET}", RedirectURIs: []string{"https://app.example.com/cb", "https://app.example.com/cb2", "http://127.0.0.1/cb"}, Scopes: []string{"mcp:read"}, Name: "Web App", Trusted: true},
+			{ID: "web", Secret: "{env.WEB_SECRET}", RedirectURIs: []string{"https://app.example.com/cb", "https://app.example.com/cb2", "http://127.0.0.1/cb"}, Scopes: []string{"mcp:read"}, Name: "Web App", Trusted: true, TokenEndpointAuthMethod: "client_secret_post"},
 			{ID: "cli", Public: true, RedirectURIs: []string{"http://localhost/callback"}},
 		},
 		DynamicRegistration:       &DynamicRegistration{InitialAccessToken: "{file./run/secrets/iat}", AlwaysReturnClientSecret: true, RateLimit: &RateLimit{Events: 5, Window: caddy.Duration(10 * time.Minute)}},

@@ -69,21 +69,21 @@ func allDigits(s string) bool {
 // host or uses a private-use scheme: the client runs on the user's
 // device, where any program could claim the port or the scheme.
 func nativeRedirects(uris []string) bool {
-	for _, raw := range uris {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme == "http" || u.Scheme == "https") && !IsLoopbackHost(u.Hostname()) {
-			return false
-		}
-	}
-	return len(uris) > 0
+	return everyURI(uris, func(u *url.URL, web bool) bool { return !web || IsLoopbackHost(u.Hostname()) })
 }
 
 // loopbackRedirects reports whether every redirect URI is http(s) on a
 // loopback host.
 func loopbackRedirects(uris []string) bool {
+	return everyURI(uris, func(u *url.URL, web bool) bool { return web && IsLoopbackHost(u.Hostname()) })
+}
+
+// everyURI reports whether there are URIs and each one parses and passes
+// ok (told whether it is http or https).
+func everyURI(uris []string, ok func(u *url.URL, web bool) bool) bool {
 	for _, raw := range uris {
 		u, err := url.Parse(raw)
-		if err != nil || u.Scheme != "http" && u.Scheme != "https" || !IsLoopbackHost(u.Hostname()) {
+		if err != nil || !ok(u, u.Scheme == "http" || u.Scheme == "https") {
 			return false
 		}
 	}
