@@ -42,6 +42,21 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    refresh_reuse_grace <duration>
 //	    refresh_family_lifetime <duration>
 //	    user        <name> <hash>
+//	    login oidc <name> | github [<name>] {
+//	        issuer        <url>            # oidc
+//	        client_id     <id>
+//	        client_secret <secret>
+//	        scopes        <scope>...
+//	        label         <text>
+//	        allow_domains <domain>...
+//	        allow_emails  <address>...
+//	        allow_claim   <claim> <value>  # oidc
+//	        allow_orgs    <org>...         # github
+//	        allow_teams   <org/team>...    # github
+//	        allow_users   <login>...       # github
+//	        api_url       <url>            # github
+//	        web_url       <url>            # github
+//	    }
 //	    user_from   <placeholder>
 //	    sign_in_path <path>
 //	    client <id> {
@@ -70,8 +85,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    templates   <folder>
 //	}
 //
-// `resource`, `scopes`, `user`, `client`, `public` and `require_scope` may
-// be repeated; every other option may appear once. Durations use Caddy's
+// `resource`, `scopes`, `user`, `client`, `login`, `public` and
+// `require_scope` may be repeated; every other option may appear once. Durations use Caddy's
 // syntax (90s, 10m, 1h, 30d).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -82,7 +97,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "resource", "scopes", "user", "client", "public", "require_scope":
+		case "resource", "scopes", "user", "client", "public", "require_scope", "login":
 		default:
 			if seen[opt] {
 				return d.Errf("%s already specified", opt)
@@ -149,6 +164,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Users = append(h.Users, u)
 		case "client":
 			err = h.unmarshalClient(d)
+		case "login":
+			err = h.unmarshalLogin(d)
 		case "dynamic_registration":
 			err = h.unmarshalDynamicRegistration(d)
 		case "client_id_metadata_documents":

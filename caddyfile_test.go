@@ -47,6 +47,27 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		user alice ` + bcryptHash + `
 		user bob ` + bcryptHash + `
 		user_from {http.auth.user.id}
+		login oidc google {
+			issuer        https://accounts.google.com
+			client_id     {env.GOOGLE_CLIENT_ID}
+			client_secret {env.GOOGLE_CLIENT_SECRET}
+			scopes        openid email
+			scopes        profile
+			label         "Google"
+			allow_domains example.com example.org
+			allow_emails  contractor@example.net
+			allow_claim   groups mcp-users
+			allow_claim   hd example.com
+		}
+		login github {
+			client_id     {env.GH_CLIENT_ID}
+			client_secret {env.GH_CLIENT_SECRET}
+			allow_orgs    example-org
+			allow_teams   example-org/mcp-users
+			allow_users   octocat
+			api_url       https://ghe.example.com/api/v3
+			web_url       https://ghe.example.com
+		}
 		sign_in_path /sign-in
 		client web {
 			secret {env.WEB_SECRET}
@@ -93,7 +114,14 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		Templates:                 "/etc/caddy/oauth-pages",
 		Users:                     []User{{"alice", bcryptHash}, {"bob", bcryptHash}},
 		UserFrom:                  "{http.auth.user.id}",
-		SignInPath:                "/sign-in",
+		Logins: []Login{
+			{Provider: "oidc", Name: "google", Issuer: "https://accounts.google.com", ClientID: "{env.GOOGLE_CLIENT_ID}", ClientSecret: "{env.GOOGLE_CLIENT_SECRET}",
+				Scopes: []string{"openid", "email", "profile"}, Label: "Google", AllowDomains: []string{"example.com", "example.org"}, AllowEmails: []string{"contractor@example.net"},
+				AllowClaims: []ClaimRule{{"groups", "mcp-users"}, {"hd", "example.com"}}},
+			{Provider: "github", ClientID: "{env.GH_CLIENT_ID}", ClientSecret: "{env.GH_CLIENT_SECRET}", AllowOrgs: []string{"example-org"},
+				AllowTeams: []string{"example-org/mcp-users"}, AllowUsers: []string{"octocat"}, APIURL: "https://ghe.example.com/api/v3", WebURL: "https://ghe.example.com"},
+		},
+		SignInPath: "/sign-in",
 		Clients: []Client{
 			{ID: "web", Secret: "{env.WEB_SECRET}", RedirectURIs: []string{"https://app.example.com/cb", "https://app.example.com/cb2", "http://127.0.0.1/cb"}, Scopes: []string{"mcp:read"}, Name: "Web App", Trusted: true, TokenEndpointAuthMethod: "client_secret_post"},
 			{ID: "cli", Public: true, RedirectURIs: []string{"http://localhost/callback"}},

@@ -63,6 +63,10 @@ const (
 // `{http.oauth2.aud}` | The token's audience (the resource)
 // `{http.oauth2.jti}` | The token's id
 // `{http.oauth2.exp}` | The token's expiry, in Unix seconds
+// `{http.oauth2.email}` | The user's verified e-mail address, from an identity provider
+// `{http.oauth2.name}` | The user's name, from an identity provider
+// `{http.oauth2.preferred_username}` | The user's login (GitHub), from an identity provider
+// `{http.oauth2.idp}` | The name of the `login` the user signed in with
 type Handler struct {
 	// The issuer identifier: an absolute https URL without query, fragment
 	// or trailing slash (plain http only for localhost, *.localhost, 127.0.0.0/8 and
@@ -136,6 +140,10 @@ type Handler struct {
 	// users exist. Passwords are hashes as printed by `caddy hash-password`
 	// (bcrypt or argon2id).
 	Users []User `json:"users,omitempty"`
+
+	// Upstream identity providers people sign in with (OpenID Connect
+	// issuers, GitHub), offered as buttons on the sign-in page.
+	Logins []Login `json:"logins,omitempty"`
 
 	// A placeholder holding the identity an earlier handler established,
 	// e.g. `{http.auth.user.id}` from basic_auth or a header copied by
@@ -312,6 +320,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	providers, err := h.providers(h.logger)
+	if err != nil {
+		return err
+	}
 	var rules []endpoints.ScopeRule
 	for _, rs := range h.RequireScope {
 		m := caddyhttp.MatchPath{rs.Path}
@@ -338,6 +350,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
 		Clients:                   h.staticClients(),
 		Users:                     h.userHashes(),
+		Providers:                 providers,
 		UserFrom:                  h.UserFrom,
 		SignInPath:                h.SignInPath,
 		RootAliases:               *h.RootAliases,

@@ -58,6 +58,17 @@ func (h *Handler) resolvePlaceholders() error {
 			return err
 		}
 	}
+	for i := range h.Logins {
+		l := &h.Logins[i]
+		for _, f := range []struct {
+			name string
+			v    *string
+		}{{"issuer", &l.Issuer}, {"client_id", &l.ClientID}, {"client_secret", &l.ClientSecret}} {
+			if err := resolve("login "+cmpOr(l.Name, l.Provider)+": "+f.name, f.v); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -125,6 +136,9 @@ func (h *Handler) validate() error {
 		return err
 	}
 	if err := h.validateClients(); err != nil {
+		return err
+	}
+	if err := h.validateLogins(); err != nil {
 		return err
 	}
 	if h.UserFrom != "" && !(strings.HasPrefix(h.UserFrom, "{") && strings.HasSuffix(h.UserFrom, "}")) {

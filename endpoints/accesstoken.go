@@ -14,14 +14,21 @@ import (
 // names the refresh-token family the token was issued from, so revoking
 // the family denies the token at once. `gty` is "client_credentials" on
 // a token a client obtained for itself, whose `sub` is the client id
-// (RFC 9068 §2.2), so that it is never taken for a user's.
+// (RFC 9068 §2.2), so that it is never taken for a user's. A user who
+// signed in through an identity provider also has `idp` (the provider's
+// name) and, when known, `email` (verified only), `name` and
+// `preferred_username`.
 type accessTokenClaims struct {
 	jwt.Claims
-	ClientID  string `json:"client_id"`
-	Scope     string `json:"scope,omitempty"`
-	AuthTime  int64  `json:"auth_time,omitempty"`
-	FamilyID  string `json:"sid,omitempty"`
-	GrantType string `json:"gty,omitempty"`
+	ClientID          string `json:"client_id"`
+	Scope             string `json:"scope,omitempty"`
+	AuthTime          int64  `json:"auth_time,omitempty"`
+	FamilyID          string `json:"sid,omitempty"`
+	GrantType         string `json:"gty,omitempty"`
+	IDP               string `json:"idp,omitempty"`
+	Email             string `json:"email,omitempty"`
+	Name              string `json:"name,omitempty"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
 }
 
 // forClient reports whether the token's subject is its client itself.
@@ -32,6 +39,7 @@ const grantClientCredentials = "client_credentials"
 // grant is what an access token is issued for.
 type grant struct {
 	clientID, subject, scope, resource, familyID string
+	profile                                      storage.Profile
 	authTime                                     time.Time
 	// clientCredentials marks a client acting on its own behalf.
 	clientCredentials bool
@@ -57,9 +65,13 @@ func (s *Server) mintAccessToken(jti string, g grant, now time.Time) (accessToke
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        jti,
 		},
-		ClientID: g.clientID,
-		Scope:    g.scope,
-		FamilyID: g.familyID,
+		ClientID:          g.clientID,
+		Scope:             g.scope,
+		FamilyID:          g.familyID,
+		IDP:               g.profile.Provider,
+		Email:             g.profile.Email,
+		Name:              g.profile.Name,
+		PreferredUsername: g.profile.PreferredUsername,
 	}
 	if g.clientCredentials {
 		claims.GrantType = grantClientCredentials

@@ -344,6 +344,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authoriz
 		Scope:            req.scope,
 		Resource:         req.resource,
 		Subject:          user.subject,
+		Profile:          user.profile,
 		AuthTime:         user.authTime,
 		IssuedAt:         now,
 		ExpiresAt:        now.Add(s.cfg.AuthorizationCodeLifetime),

@@ -20,7 +20,9 @@ type consentPage struct {
 	ClientName, ClientID, RedirectHost string
 	ClientHost                         string // host of a metadata document
 	Resource, ResourceName, Subject    string
-	Scopes                             []string
+	// Via is the label of the identity provider the user signed in with.
+	Via    string
+	Scopes []string
 	// LoopbackHost is host:port of the redirect URI when every redirect
 	// URI of the client is on loopback: the application runs on the
 	// user's own computer.
@@ -42,6 +44,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 		Scope:            req.scope,
 		Resource:         req.resource,
 		Subject:          user.subject,
+		Profile:          user.profile,
 		AuthTime:         user.authTime,
 		CSRFHash:         storage.Hash(csrf),
 		ExpiresAt:        now.Add(s.cfg.AuthorizationCodeLifetime),
@@ -55,6 +58,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 	if name == "" {
 		name = req.client.ID
 	}
+	account, via := s.accountName(user)
 	page := consentPage{
 		Title:        "Allow " + name + "?",
 		Action:       s.issuerPath + "/oauth/consent",
@@ -66,7 +70,8 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 		ClientHost:   documentHost(req.client),
 		Resource:     req.resource,
 		ResourceName: s.cfg.ResourceName,
-		Subject:      user.subject,
+		Subject:      account,
+		Via:          via,
 		Scopes:       splitScope(req.scope),
 	}
 	if loopbackRedirects(req.client.RedirectURIs) {
@@ -137,7 +142,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		if err := s.rememberConsent(r, pending.Subject, client.ID, req.resource, req.scope); err != nil {
 			log.Error("consent: storing", zap.Error(err))
 		}
-		if err := s.issueCode(w, r, req, identity{subject: pending.Subject, authTime: pending.AuthTime}, code); err != nil {
+		if err := s.issueCode(w, r, req, identity{subject: pending.Subject, authTime: pending.AuthTime, profile: pending.Profile}, code); err != nil {
 			log.Error("consent: issuing code", zap.Error(err))
 			return
 		}

@@ -32,6 +32,10 @@ var identityPlaceholders = []string{
 	"http.oauth2.aud",
 	"http.oauth2.jti",
 	"http.oauth2.exp",
+	"http.oauth2.email",
+	"http.oauth2.name",
+	"http.oauth2.preferred_username",
+	"http.oauth2.idp",
 }
 
 // ClearIdentity sets every identity placeholder to "" (public paths).
@@ -51,7 +55,8 @@ func setIdentity(r *http.Request, c *accessTokenClaims) {
 			// A machine client is nobody's user, whatever its id.
 			user, kind = "", "client"
 		}
-		values = []string{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10)}
+		values = []string{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10),
+			c.Email, c.Name, c.PreferredUsername, c.IDP}
 	}
 	for i, k := range identityPlaceholders {
 		repl.Set(k, values[i])

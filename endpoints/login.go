@@ -20,12 +20,18 @@ import (
 type identity struct {
 	subject  string
 	authTime time.Time
+	// profile is what an upstream identity provider said (empty for
+	// built-in users and user_from).
+	profile storage.Profile
 }
 
 // Cookie names; the __Host- prefix (https only) pins a cookie to this host.
 const (
 	sessionCookie   = "oauth2_session"
 	loginCSRFCookie = "oauth2_login_csrf"
+	// upstreamCookie holds the browser's secret of a sign-in in progress
+	// at an upstream identity provider.
+	upstreamCookie = "oauth2_upstream"
 )
 
 func cookieName(r *http.Request, name string) string {
@@ -52,7 +58,7 @@ func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value s
 func (s *Server) currentUser(r *http.Request) (identity, bool) {
 	if c, err := r.Cookie(cookieName(r, sessionCookie)); err == nil && c.Value != "" {
 		if sess, err := s.cfg.Store.GetSession(r.Context(), c.Value, time.Now()); err == nil {
-			return identity{subject: sess.Subject, authTime: sess.AuthTime}, true
+			return identity{subject: sess.Subject, authTime: sess.AuthTime, profile: sess.Profile}, true
 		}
 	}
 	if s.cfg.UserFrom != "" {
@@ -72,12 +78,15 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 	if user, ok := s.currentUser(r); ok {
 		return user, true
 	}
-	back := r.URL.EscapedPath() + "?" + r.URL.RawQuery
+	back := url.Values{"return_to": {r.URL.EscapedPath() + "?" + r.URL.RawQuery}}.Encode()
 	switch {
 	case s.cfg.SignInPath != "":
-		http.Redirect(w, r, s.cfg.SignInPath+"?"+url.Values{"return_to": {back}}.Encode(), http.StatusSeeOther)
-	case len(s.cfg.Users) > 0:
-		http.Redirect(w, r, s.issuerPath+"/oauth/login?"+url.Values{"return_to": {back}}.Encode(), http.StatusSeeOther)
+		http.Redirect(w, r, s.cfg.SignInPath+"?"+back, http.StatusSeeOther)
+	case len(s.providers) == 1 && len(s.cfg.Users) == 0:
+		// One way to sign in: straight to the provider.
+		http.Redirect(w, r, s.issuerPath+"/oauth/login/"+s.providers[0].Name()+"?"+back, http.StatusSeeOther)
+	case len(s.cfg.Users) > 0 || len(s.providers) > 0:
+		http.Redirect(w, r, s.issuerPath+"/oauth/login?"+back, http.StatusSeeOther)
 	default:
 		s.renderError(w, http.StatusUnauthorized, "Sign-in required", "You are not signed in, and this server has no sign-in page configured.")
 	}
@@ -95,9 +104,18 @@ func (s *Server) safeReturnTo(v string) string {
 	return ""
 }
 
-// loginPage is the data of login.html.
+// loginPage is the data of login.html: a button per upstream provider,
+// and the password form when there are built-in users.
 type loginPage struct {
 	Title, Action, CSRF, ReturnTo, Username, Error string
+	Providers                                      []providerLink
+	Passwords                                      bool
+}
+
+// providerLink is a "Continue with <Label>" button.
+type providerLink struct {
+	Label string
+	URL   string
 }
 
 // login serves GET and POST /oauth/login.
@@ -106,6 +124,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		s.showLogin(w, r, http.StatusOK, s.safeReturnTo(r.URL.Query().Get("return_to")), "", "")
 	case http.MethodPost:
+		if len(s.cfg.Users) == 0 {
+			s.noLogin(w, r)
+			return
+		}
 		s.postLogin(w, r)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
@@ -116,12 +138,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, returnTo, username, msg string) {
 	// Double-submit CSRF token: a cross-site form cannot read or send the
 	// cookie (SameSite=Lax, HttpOnly), so it cannot match the field.
-	csrf := randomToken()
-	s.setCookie(w, r, loginCSRFCookie, csrf, time.Hour)
-	s.renderPage(w, status, "login.html", loginPage{
-		Title: "Sign in", Action: s.issuerPath + "/oauth/login", CSRF: csrf,
-		ReturnTo: returnTo, Username: username, Error: msg,
-	})
+	page := loginPage{
+		Title: "Sign in", Action: s.issuerPath + "/oauth/login",
+		ReturnTo: returnTo, Username: username, Error: msg, Passwords: len(s.cfg.Users) > 0,
+	}
+	if page.Passwords {
+		page.CSRF = randomToken()
+		s.setCookie(w, r, loginCSRFCookie, page.CSRF, time.Hour)
+	}
+	query := ""
+	if returnTo != "" {
+		query = "?" + url.Values{"return_to": {returnTo}}.Encode()
+	}
+	for _, p := range s.providers {
+		page.Providers = append(page.Providers, providerLink{Label: p.Label(), URL: s.issuerPath + "/oauth/login/" + p.Name() + query})
+	}
+	s.renderPage(w, status, "login.html", page)
 }
 
 // badCredentials is the one message for every failed sign-in.

@@ -16,11 +16,11 @@ import (
 var embeddedTemplates embed.FS
 
 // pageNames are the templates an operator may replace.
-var pageNames = []string{"login.html", "consent.html", "error.html"}
+var pageNames = []string{"login.html", "consent.html", "error.html", "logout.html"}
 
 // loadPages parses the embedded pages, then any of login.html,
-// consent.html and error.html found in dir (which may use the embedded
-// "head" and "foot" blocks).
+// consent.html, error.html and logout.html found in dir (which may use the
+// embedded "head" and "foot" blocks).
 func loadPages(dir string) (map[string]*template.Template, error) {
 	layout, err := template.ParseFS(embeddedTemplates, "templates/layout.html")
 	if err != nil {
@@ -78,10 +78,13 @@ func (s *Server) renderPage(w http.ResponseWriter, status int, name string, data
 	w.Write(buf.Bytes())
 }
 
-// errorPage is the data of error.html.
+// errorPage is the data of error.html. BackURL, when set, is the
+// client's validated redirect URI carrying access_denied: the user may
+// choose to go back.
 type errorPage struct {
 	Title   string
 	Message string
+	BackURL template.URL
 }
 
 // renderError shows an error to the user, never redirecting anywhere.

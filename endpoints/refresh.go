@@ -85,7 +85,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		invalidGrant("the refresh token is unknown, expired or revoked")
 		return
 	}
-	g := grant{clientID: client.ID, subject: fam.Subject, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
+	g := grant{clientID: client.ID, subject: fam.Subject, profile: fam.Profile, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
 	s.respondWithTokens(w, log, randomID(), g, next, now)
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/upstream"
 )
 
 // Config is everything the endpoints need, resolved and validated.
@@ -49,7 +50,10 @@ type Config struct {
 	// Clients are the statically configured clients (secrets hashed).
 	Clients []storage.Client
 	// Users maps built-in user names to password hashes.
-	Users      map[string]string
+	Users map[string]string
+	// Providers are the upstream identity providers users may sign in
+	// with, in the order of their buttons.
+	Providers  []upstream.Provider
 	UserFrom   string
 	SignInPath string
 	// RootAliases also serves /authorize, /token and /register at the root.
@@ -83,6 +87,9 @@ type Server struct {
 	decoyHash     string        // compared when a user name is unknown
 	tokens        *tokenCache
 	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
+	providers     []upstream.Provider
+	// providerByName finds a provider by the name in its URLs.
+	providerByName map[string]upstream.Provider
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -103,12 +110,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:           cfg,
-		routes:        map[string]http.HandlerFunc{},
-		issuerPath:    issuerPath,
-		staticClients: map[string]*storage.Client{},
-		loginLimit:    newKeyedLimiter(5, 15*time.Minute),
-		tokens:        newTokenCache(),
+		cfg:            cfg,
+		routes:         map[string]http.HandlerFunc{},
+		issuerPath:     issuerPath,
+		staticClients:  map[string]*storage.Client{},
+		loginLimit:     newKeyedLimiter(5, 15*time.Minute),
+		tokens:         newTokenCache(),
+		providers:      cfg.Providers,
+		providerByName: map[string]upstream.Provider{},
+	}
+	for _, p := range cfg.Providers {
+		s.providerByName[p.Name()] = p
 	}
 	for i := range cfg.Clients {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
@@ -156,9 +168,10 @@ func New(cfg Config) (*Server, error) {
 	s.routes[issuerPath+"/oauth/consent"] = s.consent
 	s.routes[issuerPath+"/oauth/token"] = s.token
 	s.routes[issuerPath+"/oauth/login"] = s.login
-	if len(cfg.Users) == 0 {
+	if len(cfg.Users) == 0 && len(cfg.Providers) == 0 {
 		s.routes[issuerPath+"/oauth/login"] = s.noLogin
 	}
+	s.routes[issuerPath+"/oauth/logout"] = s.logout
 	s.routes[issuerPath+"/oauth/revoke"] = s.revoke
 	s.routes[issuerPath+"/oauth/introspect"] = s.introspect
 	register := registrationOff
@@ -186,6 +199,16 @@ func (s *Server) Route(path string) http.HandlerFunc {
 	}
 	if id, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/register/"); ok && s.cfg.DynamicRegistration && id != "" && !strings.Contains(id, "/") {
 		return func(w http.ResponseWriter, r *http.Request) { s.registrationClient(w, r, id) }
+	}
+	if name, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/login/"); ok {
+		if p, known := s.providerByName[name]; known {
+			return func(w http.ResponseWriter, r *http.Request) { s.startUpstream(w, r, p) }
+		}
+	}
+	if name, ok := strings.CutPrefix(path, s.issuerPath+callbackPath); ok {
+		if p, known := s.providerByName[name]; known {
+			return func(w http.ResponseWriter, r *http.Request) { s.upstreamCallback(w, r, p) }
+		}
 	}
 	return nil
 }

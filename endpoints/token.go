@@ -102,7 +102,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 		return
 	}
 
-	g := grant{clientID: client.ID, subject: ac.Subject, scope: ac.Scope, resource: ac.Resource, authTime: ac.AuthTime}
+	g := grant{clientID: client.ID, subject: ac.Subject, profile: ac.Profile, scope: ac.Scope, resource: ac.Resource, authTime: ac.AuthTime}
 	var refresh *storage.NewRefreshFamily
 	if allowsGrant(client, "refresh_token") {
 		refresh = s.newRefreshFamily(g, now)
@@ -163,7 +163,7 @@ func (s *Server) respondWithTokens(w http.ResponseWriter, log *zap.Logger, jti s
 func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFamily {
 	return &storage.NewRefreshFamily{
 		Family: storage.RefreshFamily{
-			ID: randomID(), ClientID: g.clientID, Subject: g.subject, Scope: g.scope, Resource: g.resource,
+			ID: randomID(), ClientID: g.clientID, Subject: g.subject, Profile: g.profile, Scope: g.scope, Resource: g.resource,
 			AuthTime: g.authTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshFamilyLifetime),
 		},
 		Token: randomToken(),

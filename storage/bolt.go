@@ -41,10 +41,11 @@ var (
 	// bucketDeletedClients remembers deleted clients (issuer NUL client
 	// id) until their last access token has expired.
 	bucketDeletedClients = []byte("deleted_clients")
+	bucketUpstream       = []byte("upstream_sign_ins")
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
 		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys,
-		bucketClientFamilies, bucketDeletedClients}
+		bucketClientFamilies, bucketDeletedClients, bucketUpstream}
 
 	// issuerBuckets hold records that name their issuer; a version 1
 	// file's records in them could not, and are removed on upgrade.
@@ -646,6 +647,36 @@ func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
 	})
 }
 
+// SaveUpstreamSignIn implements Store.
+func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *UpstreamSignIn) error {
+	u.Issuer = s.issuer
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return put(tx, bucketUpstream, Hash(state), u)
+	})
+}
+
+// TakeUpstreamSignIn implements Store.
+func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*UpstreamSignIn, error) {
+	var u UpstreamSignIn
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		key := Hash(state)
+		if err := get(tx, bucketUpstream, key, &u); err != nil {
+			return err
+		}
+		if u.Issuer != s.issuer {
+			return ErrNotFound
+		}
+		return tx.Bucket(bucketUpstream).Delete(key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(u.ExpiresAt, now) {
+		return nil, ErrNotFound
+	}
+	return &u, nil
+}
+
 // SigningKeys implements Store.
 func (s *Bolt) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 	var keys []SigningKey
@@ -760,6 +791,7 @@ func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
 			{bucketDeletedClients, func(raw []byte) bool { var d deletedClient; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
 			{bucketSessions, func(raw []byte) bool { var s Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
+			{bucketUpstream, func(raw []byte) bool { var u UpstreamSignIn; return decodes(raw, &u) && expired(u.ExpiresAt, now) }, nil},
 			{bucketPending, func(raw []byte) bool {
 				var p PendingAuthorization
 				return decodes(raw, &p) && expired(p.ExpiresAt, now)

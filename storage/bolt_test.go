@@ -764,3 +764,40 @@ func TestUpgradeFromSchema1(t *testing.T) {
 		again.Close()
 	}
 }
+
+// TestUpstreamSignInIsTakenOnce: a started upstream sign-in is accepted
+// by one callback only, not after it expires, and not at another issuer.
+func TestUpstreamSignInIsTakenOnce(t *testing.T) {
+	file := openFile(t)
+	s := file.ForIssuer(testIssuer)
+	ctx := context.Background()
+	save := func(state string, expires time.Time) {
+		t.Helper()
+		if err := s.SaveUpstreamSignIn(ctx, state, &UpstreamSignIn{Provider: "google", BrowserHash: Hash("b"), ReturnTo: "/oauth/authorize?x", ExpiresAt: expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("st", t0.Add(10*time.Minute))
+	if _, err := file.ForIssuer("https://other.test").TakeUpstreamSignIn(ctx, "st", t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("taken at another issuer: %v", err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if u, err := s.TakeUpstreamSignIn(ctx, "st", t0); err == nil && u.Provider == "google" {
+				wins.Add(1)
+			} else if !errors.Is(err, ErrNotFound) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d callbacks took the sign-in, want 1", wins.Load())
+	}
+	save("old", t0)
+	if _, err := s.TakeUpstreamSignIn(ctx, "old", t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired sign-in: %v", err)
+	}
+}

@@ -115,6 +115,14 @@ type Store interface {
 	// DeleteSession ends a session; an unknown id is not an error.
 	DeleteSession(ctx context.Context, id string) error
 
+	// SaveUpstreamSignIn stores a sign-in started at an upstream identity
+	// provider, under the hash of its state parameter.
+	SaveUpstreamSignIn(ctx context.Context, state string, s *UpstreamSignIn) error
+	// TakeUpstreamSignIn returns and deletes a started sign-in in one step,
+	// so that a callback is accepted once; ErrNotFound when unknown, taken
+	// or expired.
+	TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*UpstreamSignIn, error)
+
 	// SigningKeys returns every stored signing key, newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	// EnsureSigningKey returns the active signing key, calling generate and
@@ -167,6 +175,7 @@ type AuthorizationCode struct {
 	Scope            string    `json:"scope,omitempty"`
 	Resource         string    `json:"resource"`
 	Subject          string    `json:"sub"`
+	Profile          Profile   `json:"profile,omitzero"`
 	AuthTime         time.Time `json:"auth_time"`
 	IssuedAt         time.Time `json:"issued_at"`
 	ExpiresAt        time.Time `json:"expires_at"`
@@ -188,6 +197,7 @@ type RefreshFamily struct {
 	ID       string    `json:"id"`
 	ClientID string    `json:"client_id"`
 	Subject  string    `json:"sub"`
+	Profile  Profile   `json:"profile,omitzero"`
 	Scope    string    `json:"scope,omitempty"`
 	Resource string    `json:"resource"`
 	AuthTime time.Time `json:"auth_time"`
@@ -251,6 +261,7 @@ type PendingAuthorization struct {
 	Scope            string    `json:"scope,omitempty"`
 	Resource         string    `json:"resource"`
 	Subject          string    `json:"sub"`
+	Profile          Profile   `json:"profile,omitzero"`
 	AuthTime         time.Time `json:"auth_time"`
 	CSRFHash         []byte    `json:"csrf_hash"`
 	ExpiresAt        time.Time `json:"expires_at"`
@@ -294,12 +305,39 @@ type AccessTokenRef struct {
 	IssuedAt time.Time
 }
 
-// Session is a built-in login session.
+// Session is a sign-in session: with a built-in account, or through an
+// upstream identity provider (Profile.Provider names it).
 type Session struct {
 	Issuer    string    `json:"iss"`
 	Subject   string    `json:"sub"`
+	Profile   Profile   `json:"profile,omitzero"`
 	AuthTime  time.Time `json:"auth_time"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Profile is what an upstream identity provider said of the user. It
+// travels from the session into codes, refresh families and access
+// tokens; empty for built-in accounts.
+type Profile struct {
+	// Provider is the name of the `login` that signed the user in.
+	Provider string `json:"idp,omitempty"`
+	// Email is set only when the provider marked it verified.
+	Email             string `json:"email,omitempty"`
+	Name              string `json:"name,omitempty"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
+}
+
+// UpstreamSignIn is a sign-in sent to an upstream identity provider and
+// waiting for its callback. It is bound to the browser that started it
+// (the hash of a secret kept in that browser's cookie, from which the
+// PKCE verifier and the nonce are also derived, so that neither is
+// stored) and to the provider.
+type UpstreamSignIn struct {
+	Issuer      string    `json:"iss"`
+	Provider    string    `json:"provider"`
+	BrowserHash []byte    `json:"browser_hash"`
+	ReturnTo    string    `json:"return_to,omitempty"`
+	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 // SigningKey is a private key that signs (while active) and verifies tokens.
