@@ -49,8 +49,11 @@ type oidcStub struct {
 	// deny makes the next authorization end with error=access_denied.
 	deny bool
 	// iss, when set, is sent as the callback's iss parameter.
-	iss   string
-	codes map[string]pendingCode
+	iss string
+	// userinfo is the userinfo endpoint's answer (default: the account).
+	userinfo map[string]any
+	codes    map[string]pendingCode
+	tokens   map[string]bool
 }
 
 const stubKID = "stub-key-1"
@@ -60,12 +63,13 @@ func newOIDCStub(t *testing.T, clientID, secret string) *oidcStub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &oidcStub{t: t, key: key, clientID: clientID, secret: secret, codes: map[string]pendingCode{}}
+	s := &oidcStub{t: t, key: key, clientID: clientID, secret: secret, codes: map[string]pendingCode{}, tokens: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", s.discovery)
 	mux.HandleFunc("/jwks", s.jwks)
 	mux.HandleFunc("/authorize", s.authorize)
 	mux.HandleFunc("/token", s.token)
+	mux.HandleFunc("/userinfo", s.userinfoAnswer)
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	s.signInAs(map[string]any{"sub": "248289761001", "email": "alice@example.com", "email_verified": true, "name": "Alice Liddell", "groups": []string{"staff"}})
@@ -78,7 +82,23 @@ func (s *oidcStub) issuer() string { return s.srv.URL }
 func (s *oidcStub) signInAs(claims map[string]any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.account, s.tamper, s.sign, s.deny = claims, nil, nil, false
+	s.account, s.tamper, s.sign, s.deny, s.userinfo = claims, nil, nil, false, nil
+}
+
+// userinfoAnswer serves the userinfo endpoint to a bearer of an access
+// token the stand-in issued.
+func (s *oidcStub) userinfoAnswer(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if s.userinfo != nil {
+		writeJSONDoc(w, s.userinfo)
+		return
+	}
+	writeJSONDoc(w, s.account)
 }
 
 func (s *oidcStub) discovery(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +107,7 @@ func (s *oidcStub) discovery(w http.ResponseWriter, r *http.Request) {
 		"authorization_endpoint":                s.issuer() + "/authorize",
 		"token_endpoint":                        s.issuer() + "/token",
 		"jwks_uri":                              s.issuer() + "/jwks",
+		"userinfo_endpoint":                     s.issuer() + "/userinfo",
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
@@ -163,8 +184,10 @@ func (s *oidcStub) token(w http.ResponseWriter, r *http.Request) {
 	for k, v := range c.account {
 		claims[k] = v
 	}
+	access := "upstream-access-" + randomJTI()
 	s.mu.Lock()
 	tamper, sign := s.tamper, s.sign
+	s.tokens[access] = true
 	s.mu.Unlock()
 	if tamper != nil {
 		tamper(claims)
@@ -172,7 +195,7 @@ func (s *oidcStub) token(w http.ResponseWriter, r *http.Request) {
 	if sign == nil {
 		sign = signES256
 	}
-	writeJSONDoc(w, map[string]any{"access_token": "upstream-access-" + randomJTI(), "token_type": "Bearer", "expires_in": 300, "id_token": sign(s, claims)})
+	writeJSONDoc(w, map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": sign(s, claims)})
 }
 
 // signES256 signs claims with the provider's key.

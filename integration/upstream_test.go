@@ -533,3 +533,30 @@ func regexpFind(body, pattern string) string {
 	}
 	return m[1]
 }
+
+// TestOIDCUserInfo: claims the ID token lacks come from the userinfo
+// endpoint, whose answer must be about the same subject.
+func TestOIDCUserInfo(t *testing.T) {
+	corp := newOIDCStub(t, corpClientID, corpSecret)
+	logPath := upstreamSite(t, corpLogin(corp, "corp", "allow_domains example.com"), `respond "upstream" 200`)
+	corp.signInAs(map[string]any{"sub": "77"})
+	corp.mu.Lock()
+	corp.userinfo = map[string]any{"sub": "77", "email": "carol@example.com", "email_verified": true, "name": "Carol"}
+	corp.mu.Unlock()
+	b := newBrowser(t)
+	if p := b.get(b.toCallback(authorizeQuery(newPKCE(), nil))); p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("with the e-mail from userinfo: %d %s", p.resp.StatusCode, p.body)
+	}
+	if c := b.get(authorizeQuery(newPKCE(), nil)); !strings.Contains(c.body, "<strong>carol@example.com</strong>") {
+		t.Fatalf("consent page: %s", c.body)
+	}
+	corp.signInAs(map[string]any{"sub": "77"})
+	corp.mu.Lock()
+	corp.userinfo = map[string]any{"sub": "78", "email": "carol@example.com", "email_verified": true}
+	corp.mu.Unlock()
+	b = newBrowser(t)
+	wantRefusedPage(t, "userinfo of another subject", b.get(b.toCallback(authorizeQuery(newPKCE(), nil))), http.StatusBadRequest)
+	if got := lastRefusal(t, logPath); !strings.Contains(got, "another subject") {
+		t.Errorf("refused because %q", got)
+	}
+}

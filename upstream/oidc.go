@@ -129,6 +129,13 @@ func (p *oidcProvider) Identify(ctx context.Context, a Attempt, code string) (*I
 	if c.AuthorizedParty != "" && c.AuthorizedParty != p.cfg.ClientID || len(idt.Audience) > 1 && c.AuthorizedParty == "" {
 		return nil, badAnswer("the ID token was issued to another party (azp)")
 	}
+	if (c.Email == "" || c.Name == "") && provider.UserInfoEndpoint() != "" {
+		// Many providers put the profile only in the userinfo answer
+		// (a certified provider must, when an access token is issued).
+		if err := p.addUserInfo(ctx, provider, tok, idt.Subject, &c, claims); err != nil {
+			return nil, err
+		}
+	}
 	id := &Identity{
 		Subject: p.cfg.Name + ":" + idt.Subject, Name: c.Name, PreferredUsername: c.PreferredUsername, Claims: claims,
 	}
@@ -136,6 +143,35 @@ func (p *oidcProvider) Identify(ctx context.Context, a Attempt, code string) (*I
 		id.Email = c.Email
 	}
 	return id, nil
+}
+
+// addUserInfo completes the ID token's claims from the userinfo endpoint,
+// whose answer must be about the same subject; the ID token's own claims
+// win.
+func (p *oidcProvider) addUserInfo(ctx context.Context, provider *oidc.Provider, tok *oauth2.Token, subject string, c *idClaims, claims map[string]any) error {
+	info, err := provider.UserInfo(oidc.ClientContext(ctx, p.cfg.HTTPClient), oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return unreachable("fetching userinfo: %v", err)
+	}
+	if info.Subject != subject {
+		return badAnswer("the userinfo answer is about another subject")
+	}
+	extra := map[string]any{}
+	var more idClaims
+	if info.Claims(&extra) != nil || info.Claims(&more) != nil {
+		return badAnswer("the userinfo answer cannot be read")
+	}
+	for k, v := range extra {
+		if _, ok := claims[k]; !ok {
+			claims[k] = v
+		}
+	}
+	if c.Email == "" {
+		c.Email, c.EmailVerified = more.Email, more.EmailVerified
+	}
+	c.Name = cmpOr(c.Name, more.Name)
+	c.PreferredUsername = cmpOr(c.PreferredUsername, more.PreferredUsername)
+	return nil
 }
 
 func verified(v any) bool {

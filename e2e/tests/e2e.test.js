@@ -12,7 +12,7 @@ after(async () => { await browser?.close(); await callbacks.stop(); });
 
 // connect runs the SDK's connection, completing an authorization in the
 // browser when the SDK asks for one, and returns the connected client.
-async function connect(provider, { decision = 'allow', shots } = {}) {
+async function connect(provider, { decision = 'allow', ...options } = {}) {
   let { client, transport } = newClient(provider);
   try {
     await client.connect(transport);
@@ -21,7 +21,7 @@ async function connect(provider, { decision = 'allow', shots } = {}) {
     assert.ok(err instanceof UnauthorizedError, `connect failed with ${err}, want UnauthorizedError (an authorization to run)`);
   }
   assert.ok(provider.authorizationUrl, 'the SDK asked for no authorization');
-  const { callback, consentText } = await browser.authorize(provider.authorizationUrl, { decision, shots });
+  const { callback, consentText } = await browser.authorize(provider.authorizationUrl, { decision, ...options });
   provider.lastConsent = consentText;
   if (decision === 'deny') return callback;
   const code = callback.searchParams.get('code');
@@ -211,4 +211,85 @@ test('browser-hosted client on another origin: fetch to the guarded MCP endpoint
   assert.equal(result.challengeStatus, 401);
   assert.match(result.challenge ?? '', /^Bearer resource_metadata="/, 'the page cannot read the challenge');
   assert.deepEqual(browser.consoleErrors.filter((e) => !e.includes('401')), [], 'console errors on the app page');
+});
+
+// Sign-in through the upstream identity provider, e2e/oidc-provider.js
+// (panva's certified oidc-provider), configured twice in e2e/Caddyfile as
+// `login oidc corp` (allow_domains example.com) and `login oidc partner`.
+let ssoContext;
+
+test('identity provider: first connection signs in at the upstream OpenID provider, then consents here', async () => {
+  ssoContext = await browser.browser.newContext();
+  const provider = new MemoryProvider({ name: 'E2E SSO Client' });
+  const client = await connect(provider, { context: ssoContext, via: 'Corp SSO', account: 'alice@example.com', shots: 'sso' });
+  assert.match(provider.lastConsent, /alice@example\.com via Corp SSO/, 'the consent page does not name the account and provider');
+  const me = await whoami(client);
+  assert.equal(me.user, 'corp:alice@example.com', 'sub is <provider name>:<provider sub>');
+  assert.deepEqual(browser.consoleErrors, [], 'console errors on our pages');
+});
+
+test('identity provider: an account outside allow_domains is refused with our page, and the client gets access_denied', async () => {
+  const context = await browser.browser.newContext();
+  const provider = new MemoryProvider({ name: 'E2E Refused Client' });
+  const { client, transport } = newClient(provider);
+  await assert.rejects(client.connect(transport), (err) => err instanceof UnauthorizedError);
+  const { callback, refusal } = await browser.authorize(provider.authorizationUrl,
+    { context, via: 'Corp SSO', account: 'mallory@elsewhere.test', shots: 'sso-outsider' });
+  assert.match(refusal ?? '', /This account is not allowed to sign in here\./);
+  assert.equal(callback.searchParams.get('error'), 'access_denied');
+  assert.equal(callback.searchParams.get('iss'), BASE);
+  assert.ok(callback.searchParams.get('state'), 'the state was not echoed');
+  await context.close();
+});
+
+test('sign-in page with two providers and a password form: buttons, labels, keyboard only, no console errors, screenshot', async () => {
+  const context = await browser.browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (msg) => { if (msg.type() === 'error' && page.url().startsWith(BASE)) errors.push(msg.text()); });
+  const reg = await (await fetch(`${BASE}/oauth/register`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ client_name: 'Two Providers Client', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' }),
+  })).json();
+  const authURL = new URL(`${BASE}/oauth/authorize`);
+  authURL.search = new URLSearchParams({
+    response_type: 'code', client_id: reg.client_id, redirect_uri: REDIRECT, state: 'two',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', scope: 'mcp:read',
+  }).toString();
+  await page.goto(authURL.href);
+  assert.equal(await page.title(), 'Sign in');
+  assert.equal(await page.getByRole('link', { name: 'Continue with Corp SSO' }).count(), 1);
+  assert.equal(await page.getByRole('link', { name: 'Continue with Partner SSO' }).count(), 1);
+  assert.equal(await page.locator('label[for=username]').count(), 1);
+  assert.equal(await page.locator('label[for=password]').count(), 1);
+  await page.screenshot({ path: `${ARTIFACTS}/login-two-providers.png`, fullPage: true });
+  // The user name field has focus; Shift+Tab reaches the last provider
+  // button, and Enter goes to that provider.
+  await page.keyboard.press('Shift+Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Continue with Partner SSO');
+  await Promise.all([page.waitForURL((u) => u.href.startsWith('http://127.0.0.1:9714/')), page.keyboard.press('Enter')]);
+  assert.equal(await page.locator('input[name=login]').count(), 1, 'not at the provider\'s sign-in page');
+  assert.deepEqual(errors, [], `console errors on the sign-in page: ${errors}`);
+  await context.close();
+});
+
+test('sign-out, then sign in as another account', async () => {
+  const page = await browser.page(ssoContext);
+  await page.goto(`${BASE}/oauth/logout`);
+  assert.match(await page.locator('main').innerText(), /alice@example\.com via Corp SSO/);
+  await page.screenshot({ path: `${ARTIFACTS}/logout.png`, fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.match(await page.locator('main').innerText(), /You are signed out/);
+  await page.close();
+  // Signing out here does not sign out at the provider, which has its own
+  // session; another person at the same browser signs out there too.
+  await ssoContext.clearCookies({ domain: '127.0.0.1' });
+  const provider = new MemoryProvider({ name: 'E2E SSO Client 2' });
+  const client = await connect(provider, { context: ssoContext, via: 'Corp SSO', account: 'bob@example.com' });
+  assert.equal((await whoami(client)).user, 'corp:bob@example.com');
+  assert.match(provider.lastConsent, /bob@example\.com via Corp SSO/);
+  await ssoContext.close();
+  // The refusal page's own 403 is the only thing Chromium may report.
+  const unexpected = browser.consoleErrors.filter((e) => !e.includes('401') && !(e.includes('/oauth/callback/corp?') && e.includes('status of 403')));
+  assert.deepEqual(unexpected, [], 'console errors on our pages');
 });

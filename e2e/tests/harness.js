@@ -101,10 +101,14 @@ export class Browser {
     return b;
   }
 
-  async page() {
-    const page = await this.context.newPage();
-    page.on('console', (msg) => { if (msg.type() === 'error') this.consoleErrors.push(`${page.url()}: ${msg.text()}`); });
-    page.on('pageerror', (err) => this.consoleErrors.push(`${page.url()}: ${err.message}`));
+  // page opens a page (in context, or the shared one) whose console errors
+  // on this server's pages are recorded; the upstream identity provider's
+  // own pages are not ours to judge.
+  async page(context = this.context) {
+    const page = await context.newPage();
+    const ours = () => page.url().startsWith(BASE);
+    page.on('console', (msg) => { if (msg.type() === 'error' && ours()) this.consoleErrors.push(`${page.url()}: ${msg.text()}`); });
+    page.on('pageerror', (err) => { if (ours()) this.consoleErrors.push(`${page.url()}: ${err.message}`); });
     return page;
   }
 
@@ -112,17 +116,43 @@ export class Browser {
     await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
   }
 
-  // authorize opens an authorization URL, signs in when asked, answers the
-  // consent screen with decision (allow or deny) when it appears, and
-  // returns the URL the browser was finally sent to (the client's
-  // callback), plus what the consent page said.
-  async authorize(authorizationUrl, { decision = 'allow', shots } = {}) {
-    const page = await this.page();
+  // authorize opens an authorization URL, signs in when asked (with the
+  // password form, or with `via` the identity provider of that label as
+  // `account`), answers the consent screen with decision (allow or deny)
+  // when it appears, and returns the URL the browser was finally sent to
+  // (the client's callback), plus what the consent page said. When this
+  // server refuses the account, it returns what the refusal page said,
+  // after following its "Back to the application" button.
+  async authorize(authorizationUrl, { decision = 'allow', shots, context, via, account } = {}) {
+    const page = await this.page(context);
     callbacks.take();
     let callback;
     let consentText;
+    let refusal;
     await page.goto(String(authorizationUrl));
     for (let step = 0; step < 100 && !(callback = callbacks.take()); step++) {
+      const button = page.getByRole('link', { name: `Continue with ${via}` });
+      if (via && await button.count()) {
+        if (shots) await this.screenshot(page, `${shots}-login`);
+        await Promise.all([page.waitForNavigation(), button.click()]);
+        continue;
+      }
+      if (await page.locator('input[name=login]').count()) { // the provider's sign-in page
+        await page.fill('input[name=login]', account);
+        await page.fill('input[name=password]', 'any password');
+        await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+        continue;
+      }
+      if (await page.locator('input[name=prompt][value=consent]').count()) { // the provider's consent page
+        await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+        continue;
+      }
+      if (await page.getByRole('link', { name: 'Back to the application' }).count()) {
+        refusal = await page.locator('main').innerText();
+        if (shots) await this.screenshot(page, `${shots}-refused`);
+        await Promise.all([page.waitForURL((u) => u.href.startsWith(REDIRECT)), page.getByRole('link', { name: 'Back to the application' }).click()]);
+        continue;
+      }
       if (await page.locator('#username').count()) {
         if (shots) await this.screenshot(page, `${shots}-login`);
         await page.fill('#username', USER);
@@ -140,7 +170,7 @@ export class Browser {
     }
     await page.close();
     if (!callback) throw new Error(`the browser never reached the callback (last page ${page.url()})`);
-    return { callback, consentText };
+    return { callback, consentText, refusal };
   }
 
   async close() { await this.browser?.close(); }
