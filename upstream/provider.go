@@ -157,9 +157,13 @@ func (b *base) oauth2Config(endpoint oauth2.Endpoint, redirectURI string, scopes
 func (b *base) exchange(ctx context.Context, conf *oauth2.Config, a Attempt, code string) (*oauth2.Token, error) {
 	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(a.Verifier))
 	if err != nil {
+		// The provider's answer is summed up, never copied into the log.
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.ErrorCode != "" {
+		switch {
+		case errors.As(err, &re) && re.ErrorCode != "":
 			return nil, badAnswer("the token endpoint refused the code: %s", re.ErrorCode)
+		case errors.As(err, &re):
+			return nil, unreachable("the token endpoint answered %d", re.Response.StatusCode)
 		}
 		return nil, unreachable("redeeming the code: %v", err)
 	}
