@@ -282,6 +282,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // storage file and prepares the signing keys.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := endpoints.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	if err := h.resolvePlaceholders(); err != nil {
 		return err
 	}
@@ -305,6 +308,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	file, err := storage.Acquire(key, storage.Options{
 		SweepInterval: time.Duration(h.SweepInterval),
 		Logger:        h.logger.Named("storage"),
+		Observe:       endpoints.ObserveStorage,
 	})
 	if err != nil {
 		return err
@@ -514,6 +518,9 @@ func readSigningKey(path string, now time.Time) (*storage.SigningKey, error) {
 
 // Cleanup releases the storage handle if this instance acquired it.
 func (h *Handler) Cleanup() error {
+	if h.server != nil {
+		h.server.Close()
+	}
 	if h.storageKey == "" {
 		return nil
 	}

@@ -61,7 +61,7 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 	client, err := s.resolveClient(ctx, clientID)
 	if err != nil {
 		if isMetadataDocumentURL(clientID) && s.fetcher != nil {
-			s.cfg.Logger.Info("authorize: client ID metadata document refused", zap.String("client_id", clientID), zap.Error(err))
+			s.cfg.Logger.Debug("authorize: client ID metadata document refused", zap.String("client_id", clientID), zap.Error(err))
 			return nil, pageError("The application's metadata document cannot be used: " + err.Error())
 		}
 		return nil, pageError("The application that sent you here is not registered with this server.")
@@ -268,17 +268,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	log := s.cfg.Logger.With(zap.String("client_id", req.client.ID), zap.String("resource", req.resource), zap.String("sub", user.subject))
 	if s.needsConsent(r.Context(), req, user.subject) {
 		s.showConsent(w, r, req, user)
-		log.Info("authorize: consent requested", zap.String("scope", req.scope))
+		s.cfg.Logger.Debug("authorize: consent requested", zap.String("client_id", req.client.ID), zap.String("sub", user.subject))
 		return
 	}
 	if err := s.issueCode(w, r, req, user, randomToken()); err != nil {
-		log.Error("authorize: issuing code", zap.Error(err))
+		s.cfg.Logger.Error("authorize: issuing code", zap.String("client_id", req.client.ID), zap.Error(err))
 		return
 	}
-	log.Info("authorize: code issued without consent screen", zap.String("scope", req.scope))
+	s.cfg.Logger.Debug("authorize: code issued without consent screen", zap.String("client_id", req.client.ID), zap.String("sub", user.subject))
 }
 
 // refuseAuthorization shows a page or redirects, as aerr says.
@@ -287,7 +286,7 @@ func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, req
 	if req != nil {
 		fields = append(fields, zap.String("client_id", req.client.ID))
 	}
-	s.cfg.Logger.Info("authorize: refused", fields...)
+	s.cfg.Logger.Debug("authorize: refused", fields...)
 	if aerr.page {
 		s.renderError(w, http.StatusBadRequest, "This sign-in request cannot be completed", aerr.description)
 		return

@@ -181,51 +181,51 @@ type metadataDocument struct {
 	ClientSecret                      *string  `json:"client_secret"`
 }
 
-// fetchMetadataClient returns the client a document URL describes, from the cache or
-// freshly fetched and validated.
-func (s *Server) fetchMetadataClient(ctx context.Context, id string) (*storage.Client, error) {
+// fetchMetadataClient returns the client a document URL describes, from
+// the cache (cached) or freshly fetched and validated.
+func (s *Server) fetchMetadataClient(ctx context.Context, id string) (client *storage.Client, cached bool, err error) {
 	f := s.fetcher
 	now := time.Now()
 	f.mu.Lock()
 	if c, ok := f.cache[id]; ok && now.Before(c.until) {
 		f.mu.Unlock()
-		return c.client, nil
+		return c.client, true, nil
 	}
 	f.mu.Unlock()
 
 	u, err := f.checkDocumentURL(id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, errors.New("the client_id URL cannot be fetched")
+		return nil, false, errors.New("the client_id URL cannot be fetched")
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
 		// The cause (say, which address a name resolved to) goes to the
 		// log, not to the person looking at the error page.
-		s.cfg.Logger.Info("client ID metadata document: fetch failed", zap.String("client_id", id), zap.Error(unwrapURLError(err)))
-		return nil, errors.New("the metadata document could not be fetched")
+		s.cfg.Logger.Debug("client ID metadata document: fetch failed", zap.String("client_id", id), zap.Error(unwrapURLError(err)))
+		return nil, false, errors.New("the metadata document could not be fetched")
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the metadata document answered %d, not 200", resp.StatusCode)
+		return nil, false, fmt.Errorf("the metadata document answered %d, not 200", resp.StatusCode)
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return nil, errors.New("the metadata document is not JSON (Content-Type)")
+		return nil, false, errors.New("the metadata document is not JSON (Content-Type)")
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))
 	if err != nil {
-		return nil, errors.New("reading the metadata document failed")
+		return nil, false, errors.New("reading the metadata document failed")
 	}
 	if len(body) > maxMetadataBytes {
-		return nil, errors.New("the metadata document is larger than 5 KiB")
+		return nil, false, errors.New("the metadata document is larger than 5 KiB")
 	}
-	client, err := s.clientFromDocument(id, body, now)
+	client, err = s.clientFromDocument(id, body, now)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	f.mu.Lock()
 	if len(f.cache) >= maxCachedDocuments {
@@ -237,7 +237,7 @@ func (s *Server) fetchMetadataClient(ctx context.Context, id string) (*storage.C
 	}
 	f.cache[id] = cachedClient{client: client, until: now.Add(cacheLifetime(resp.Header.Get("Cache-Control")))}
 	f.mu.Unlock()
-	return client, nil
+	return client, false, nil
 }
 
 // unwrapURLError keeps the cause of a failed fetch, not the URL again.

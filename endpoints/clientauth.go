@@ -17,16 +17,17 @@ import (
 // token_endpoint_auth_method may use either), and only one per request:
 // a secret both in Basic and in the body is 400 invalid_request (RFC 6749
 // §2.3). Any other failure answers 401 invalid_client (real MCP clients
-// take that as "register again"). It returns false when it answered.
-func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, bool) {
+// take that as "register again"). On failure it returns the error code
+// it answered with.
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, string) {
 	id, secret, basic := r.BasicAuth()
-	fail := func(description string) (*storage.Client, bool) {
+	fail := func(description string) (*storage.Client, string) {
 		if basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.cfg.Issuer+`", charset="UTF-8"`)
 		}
-		s.cfg.Logger.Info("client authentication failed", zap.String("client_id", id), zap.String("reason", description))
+		s.cfg.Logger.Debug("client authentication failed", zap.String("client_id", id), zap.String("reason", description))
 		writeError(w, http.StatusUnauthorized, "invalid_client", description)
-		return nil, false
+		return nil, "invalid_client"
 	}
 	if basic {
 		// RFC 6749 §2.3.1: both parts are form-encoded before Basic encoding.
@@ -37,9 +38,9 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 			return fail("malformed Basic credentials")
 		}
 		if form.Get("client_secret") != "" {
-			s.cfg.Logger.Info("client authentication refused: two methods", zap.String("client_id", id))
+			s.cfg.Logger.Debug("client authentication refused: two methods", zap.String("client_id", id))
 			writeError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method per request, not Basic and client_secret both")
-			return nil, false
+			return nil, "invalid_request"
 		}
 		if formID := form.Get("client_id"); formID != "" && formID != id {
 			return fail("client_id does not match the Basic credentials")
@@ -69,5 +70,5 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 			return fail("wrong client secret")
 		}
 	}
-	return client, true
+	return client, ""
 }

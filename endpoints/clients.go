@@ -25,9 +25,15 @@ func (s *Server) resolveClient(ctx context.Context, id string) (*storage.Client,
 	if _, static := s.staticClients[id]; static || s.fetcher == nil || !isMetadataDocumentURL(id) {
 		return s.lookupClient(ctx, id)
 	}
-	c, err := s.fetchMetadataClient(ctx, id)
-	if err != nil {
+	c, cached, err := s.fetchMetadataClient(ctx, id)
+	switch {
+	case err != nil:
+		s.metrics.metadataFetches.WithLabelValues("refused").Inc()
 		return nil, err
+	case cached:
+		s.metrics.metadataFetches.WithLabelValues("cached").Inc()
+	default:
+		s.metrics.metadataFetches.WithLabelValues("fetched").Inc()
 	}
 	if err := s.cfg.Store.PutClient(ctx, c); err != nil {
 		return nil, fmt.Errorf("storing the client: %v", err)

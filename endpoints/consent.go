@@ -98,7 +98,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refuse := func(reason string) {
-		s.cfg.Logger.Info("consent: refused form", zap.String("reason", reason))
+		s.cfg.Logger.Debug("consent: refused form", zap.String("reason", reason))
 		s.renderError(w, http.StatusBadRequest, "This request cannot be completed",
 			"The consent form expired, was already answered, or was not sent by this page. Start again from the application.")
 	}
@@ -128,25 +128,27 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		client: client, redirectURI: pending.RedirectURI, redirectGiven: pending.RedirectURIGiven,
 		state: pending.State, challenge: pending.CodeChallenge, scope: pending.Scope, resource: pending.Resource,
 	}
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("resource", req.resource), zap.String("sub", pending.Subject))
+	who := []zap.Field{zap.String("client_id", client.ID), zap.String("sub", pending.Subject), zap.String("resource", req.resource)}
 	code := consentCode(csrf, id)
 	switch {
 	case pending.Decision == "deny":
-		log.Info("consent: denied", zap.Bool("repeated", repeated))
+		if !repeated {
+			s.audit.info(eventConsentDenied, who...)
+		}
 		s.redirectToClient(w, r, req, url.Values{"error": {"access_denied"}, "error_description": {"the user denied the request"}})
 	case repeated:
 		// The same form again: the same answer, and the code already stored.
-		log.Info("consent: repeated submit answered as before")
+		s.cfg.Logger.Debug("consent: repeated submit answered as before", who...)
 		s.redirectToClient(w, r, req, url.Values{"code": {code}})
 	default:
 		if err := s.rememberConsent(r, pending.Subject, client.ID, req.resource, req.scope); err != nil {
-			log.Error("consent: storing", zap.Error(err))
+			s.cfg.Logger.Error("consent: storing", append(who, zap.Error(err))...)
 		}
 		if err := s.issueCode(w, r, req, identity{subject: pending.Subject, authTime: pending.AuthTime, profile: pending.Profile}, code); err != nil {
-			log.Error("consent: issuing code", zap.Error(err))
+			s.cfg.Logger.Error("consent: issuing code", append(who, zap.Error(err))...)
 			return
 		}
-		log.Info("consent: allowed, code issued", zap.String("scope", req.scope))
+		s.audit.info(eventConsentGranted, append(who, zap.String("scope", req.scope))...)
 	}
 }
 

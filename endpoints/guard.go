@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"path"
@@ -85,18 +86,21 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	required := s.requiredScopes(view)
 	raw, err := bearerToken(r.Header)
 	if err != nil {
+		s.metrics.guardDecision(res.id, decisionInvalid)
 		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
 		return nil
 	}
 	if raw == "" {
+		s.metrics.guardDecision(res.id, decisionMissingToken)
 		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
 		return nil
 	}
-	claims, err := s.verifyCached(r, raw)
+	claims, fresh, err := s.verifyCached(r, raw)
 	if err == nil && (!inResource || !slices.Contains(claims.Audience, res.id)) {
-		err = errors.New("the access token is not valid for this resource")
+		err = errWrongAudience
 	}
 	if err != nil {
+		s.metrics.guardDecision(res.id, refusalDecision(err))
 		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
 		s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 		return nil
@@ -104,10 +108,15 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	granted := splitScope(claims.Scope)
 	for _, sc := range required {
 		if !slices.Contains(granted, sc) {
+			s.metrics.guardDecision(res.id, decisionInsufficientScope)
 			s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
 			s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
 			return nil
 		}
+	}
+	s.metrics.guardDecision(res.id, decisionAllowed)
+	if fresh {
+		s.audit.used(cmp.Or(claims.FamilyID, claims.ID), time.Now())
 	}
 	setIdentity(r, claims)
 	if !s.cfg.PassToken {
@@ -257,28 +266,45 @@ func (s *Server) requiredScopes(r *http.Request) []string {
 	return resourceScopes(dedupe(out))
 }
 
+// errWrongAudience refuses a token of another resource.
+var errWrongAudience = errors.New("the access token is not valid for this resource")
+
+// refusalDecision is the metrics decision of a refused token.
+func refusalDecision(err error) string {
+	switch err {
+	case errTokenExpired:
+		return decisionExpired
+	case errTokenRevoked:
+		return decisionRevoked
+	case errWrongAudience:
+		return decisionWrongAudience
+	}
+	return decisionInvalid
+}
+
 // verifyCached verifies a token, running the signature check once per
-// token: verified claims are cached until the token expires. Revocation
-// takes effect at once: whenever the storage's revocation counter has
-// moved since a cached token was last checked, it is looked up again.
-func (s *Server) verifyCached(r *http.Request, raw string) (*accessTokenClaims, error) {
+// token: verified claims are cached until the token expires, and fresh
+// reports a token seen for the first time. Revocation takes effect at
+// once: whenever the storage's revocation counter has moved since a
+// cached token was last checked, it is looked up again.
+func (s *Server) verifyCached(r *http.Request, raw string) (claims *accessTokenClaims, fresh bool, err error) {
 	now := time.Now()
 	epoch := s.cfg.Store.Revocations() // read before any lookup
 	if e, ok := s.tokens.get(raw, now); ok {
 		if e.checked.Load() == epoch {
-			return e.claims, nil
+			return e.claims, false, nil
 		}
 		if err := s.checkRevocation(r.Context(), e.claims); err != nil {
 			s.tokens.drop(raw)
-			return nil, err
+			return nil, false, err
 		}
 		e.checked.Store(epoch)
-		return e.claims, nil
+		return e.claims, false, nil
 	}
 	c, err := s.verifyAccessToken(r.Context(), raw, now)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch)
-	return c, nil
+	return c, true, nil
 }

@@ -169,7 +169,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	username := form.Get("username")
 	cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
 	if err != nil || form.Get("csrf_token") == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(form.Get("csrf_token"))) != 1 {
-		s.cfg.Logger.Info("login: refused, CSRF token missing or wrong")
+		s.cfg.Logger.Debug("login: refused, CSRF token missing or wrong")
 		s.showLogin(w, r, http.StatusBadRequest, returnTo, "", "Your sign-in form expired. Please try again.")
 		return
 	}
@@ -178,7 +178,8 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	// compared, so parallel guesses cannot all be evaluated.
 	try, wait := s.loginLimit.admit("user:"+username, "ip:"+ip)
 	if try == nil {
-		s.cfg.Logger.Warn("login: throttled", zap.String("user", username), zap.String("client_ip", ip))
+		s.metrics.signIns.WithLabelValues("password", "throttled").Inc()
+		s.audit.warn(eventSignInThrottled, zap.String("method", "password"), zap.String("user", username), zap.String("client_ip", ip))
 		w.Header().Set("Retry-After", retryAfter(wait))
 		s.renderError(w, http.StatusTooManyRequests, "Too many attempts", "Too many failed sign-in attempts. Wait a few minutes and try again.")
 		return
@@ -186,7 +187,8 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	valid := s.checkPassword(username, form.Get("password"))
 	try.settle(!valid) // failures count, a success gives its place back
 	if !valid {
-		s.cfg.Logger.Info("login: failed", zap.String("user", username), zap.String("client_ip", ip))
+		s.metrics.signIns.WithLabelValues("password", "failure").Inc()
+		s.audit.info(eventSignInFailed, zap.String("method", "password"), zap.String("user", username), zap.String("client_ip", ip))
 		s.showLogin(w, r, http.StatusUnauthorized, returnTo, username, badCredentials)
 		return
 	}
@@ -199,7 +201,8 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, r, sessionCookie, id, s.cfg.SessionLifetime)
 	s.setCookie(w, r, loginCSRFCookie, "", -time.Second)
-	s.cfg.Logger.Info("login: signed in", zap.String("user", username))
+	s.metrics.signIns.WithLabelValues("password", "success").Inc()
+	s.audit.info(eventSignIn, zap.String("method", "password"), zap.String("sub", username), zap.String("client_ip", ip))
 	if returnTo == "" {
 		s.renderError(w, http.StatusOK, "Signed in", "You are signed in. Return to the application to continue.")
 		return

@@ -30,10 +30,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		form, ok := s.parseForm(w, r)
 		cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
 		if !ok || err != nil || form.Get("csrf_token") == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(form.Get("csrf_token"))) != 1 {
-			s.cfg.Logger.Info("logout: refused, CSRF token missing or wrong")
+			s.cfg.Logger.Debug("logout: refused, CSRF token missing or wrong")
 			s.renderError(w, http.StatusBadRequest, "Sign-out failed", "The sign-out form expired. Open the sign-out page again.")
 			return
 		}
+		user, _ := s.currentUser(r)
 		if c, err := r.Cookie(cookieName(r, sessionCookie)); err == nil && c.Value != "" {
 			if err := s.cfg.Store.DeleteSession(r.Context(), c.Value); err != nil {
 				s.cfg.Logger.Error("logout: deleting the session", zap.Error(err))
@@ -41,7 +42,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		}
 		s.setCookie(w, r, sessionCookie, "", -time.Second)
 		s.setCookie(w, r, loginCSRFCookie, "", -time.Second)
-		s.cfg.Logger.Info("logout: signed out")
+		s.audit.info(eventSignOut, zap.String("sub", user.subject))
 		s.renderError(w, http.StatusOK, "Signed out", "You are signed out. The next application that sends you here will ask you to sign in.")
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")

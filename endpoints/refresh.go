@@ -23,15 +23,14 @@ const refreshBurst = 2 * time.Second
 func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	ctx := r.Context()
 	now := time.Now()
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "refresh_token"))
-	invalidGrant := func(description string) { refuseGrant(w, log, description) }
+	invalidGrant := func(description string) { s.tokenFail(w, http.StatusBadRequest, "invalid_grant", description) }
 	presented := form.Get("refresh_token")
 	if presented == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", "refresh_token is missing")
+		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "refresh_token is missing")
 		return
 	}
 	if !allowsGrant(client, "refresh_token") {
-		writeError(w, http.StatusBadRequest, "unauthorized_client", "this client may not use refresh tokens")
+		s.tokenFail(w, http.StatusBadRequest, "unauthorized_client", "this client may not use refresh tokens")
 		return
 	}
 	fam, _, err := s.cfg.Store.GetRefreshToken(ctx, presented, now)
@@ -40,7 +39,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		invalidGrant("the refresh token is unknown or expired")
 		return
 	case fam.ClientID != client.ID:
-		log.Warn("token: refresh token presented by another client", zap.String("family_id", fam.ID), zap.String("owner", fam.ClientID))
+		s.cfg.Logger.Warn("token: refresh token presented by another client", zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("owner", fam.ClientID))
 		invalidGrant("the refresh token was issued to another client")
 		return
 	case !fam.RevokedAt.IsZero():
@@ -53,7 +52,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	if requested, given := form["scope"]; given {
 		for _, sc := range splitScope(requested[0]) {
 			if !slices.Contains(splitScope(fam.Scope), sc) {
-				writeError(w, http.StatusBadRequest, "invalid_scope", "scope exceeds what was granted: "+sc)
+				s.tokenFail(w, http.StatusBadRequest, "invalid_scope", "scope exceeds what was granted: "+sc)
 				return
 			}
 		}
@@ -61,7 +60,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	}
 	if res := form["resource"]; len(res) > 0 {
 		if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != fam.Resource {
-			writeError(w, http.StatusBadRequest, "invalid_target", "resource is not the one this refresh token was granted for")
+			s.tokenFail(w, http.StatusBadRequest, "invalid_target", "resource is not the one this refresh token was granted for")
 			return
 		}
 	}
@@ -78,7 +77,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	})
 	switch {
 	case errors.Is(err, storage.ErrReused):
-		log.Warn("token: refresh token reused; family revoked", zap.String("family_id", fam.ID), zap.String("sub", fam.Subject))
+		s.metrics.refreshes.WithLabelValues("reuse_detected").Inc()
+		s.metrics.familyRevocations.WithLabelValues("reuse").Inc()
+		s.audit.warn(eventReuseDetected, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject))
 		invalidGrant("the refresh token was already used")
 		return
 	case err != nil:
@@ -86,16 +87,16 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		return
 	}
 	g := grant{clientID: client.ID, subject: fam.Subject, profile: fam.Profile, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
-	s.respondWithTokens(w, log, randomID(), g, next, now)
+	s.metrics.refreshes.WithLabelValues("rotated").Inc()
+	s.audit.info(eventRefreshRotated, zap.String("client_id", client.ID), zap.String("family_id", fam.ID))
+	s.respondWithTokens(w, "refresh_token", randomID(), g, next, now)
 }
 
 // clientCredentials is the client_credentials grant: a confidential client
 // acting on its own behalf. No refresh token.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "client_credentials"))
 	if !confidential(client) || !allowsGrant(client, "client_credentials") {
-		log.Info("token: refused", zap.String("error", "unauthorized_client"))
-		writeError(w, http.StatusBadRequest, "unauthorized_client", "this client may not use client_credentials")
+		s.tokenFail(w, http.StatusBadRequest, "unauthorized_client", "this client may not use client_credentials")
 		return
 	}
 	allowed := splitScope(client.Scope)
@@ -106,7 +107,7 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 	if requested, given := form["scope"]; given {
 		for _, sc := range splitScope(requested[0]) {
 			if !slices.Contains(allowed, sc) {
-				writeError(w, http.StatusBadRequest, "invalid_scope", "scope not allowed for this client: "+sc)
+				s.tokenFail(w, http.StatusBadRequest, "invalid_scope", "scope not allowed for this client: "+sc)
 				return
 			}
 		}
@@ -114,11 +115,11 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 	}
 	resource, aerr := s.requestedResource(form["resource"])
 	if aerr != nil {
-		writeError(w, http.StatusBadRequest, aerr.code, aerr.description)
+		s.tokenFail(w, http.StatusBadRequest, aerr.code, aerr.description)
 		return
 	}
 	now := time.Now()
-	s.markUsed(r, client, now, log)
+	s.markUsed(r, client, now)
 	g := grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource, clientCredentials: true}
-	s.respondWithTokens(w, log, randomID(), g, "", now)
+	s.respondWithTokens(w, "client_credentials", randomID(), g, "", now)
 }

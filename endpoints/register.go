@@ -83,7 +83,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if iat := s.cfg.InitialAccessToken; iat != "" {
 		token, _ := bearerToken(r.Header)
 		if subtle.ConstantTimeCompare([]byte(token), []byte(iat)) != 1 {
-			s.cfg.Logger.Info("register: refused, initial access token missing or wrong", zap.String("client_ip", ip))
+			s.metrics.registrations.WithLabelValues("unauthorized").Inc()
+			s.cfg.Logger.Debug("register: refused, initial access token missing or wrong", zap.String("client_ip", ip))
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="an initial access token is required to register"`)
 			writeError(w, http.StatusUnauthorized, "invalid_token", "an initial access token is required to register")
 			return
@@ -92,7 +93,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if s.registerLimit != nil {
 		try, wait := s.registerLimit.admit("ip:" + ip)
 		if try == nil {
-			s.cfg.Logger.Warn("register: rate limited", zap.String("client_ip", ip))
+			s.metrics.registrations.WithLabelValues("rate_limited").Inc()
+			s.cfg.Logger.Debug("register: rate limited", zap.String("client_ip", ip))
 			w.Header().Set("Retry-After", retryAfter(wait))
 			writeError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many registrations from this address; retry later")
 			return
@@ -104,7 +106,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		merr = s.validateMetadata(md)
 	}
 	if merr != nil {
-		s.cfg.Logger.Info("register: refused", zap.String("error", merr.code), zap.String("description", merr.description), zap.String("client_ip", ip))
+		s.metrics.registrations.WithLabelValues("invalid").Inc()
+		s.cfg.Logger.Debug("register: refused", zap.String("error", merr.code), zap.String("description", merr.description), zap.String("client_ip", ip))
 		writeError(w, http.StatusBadRequest, merr.code, merr.description)
 		return
 	}
@@ -145,7 +148,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	case s.cfg.AlwaysReturnClientSecret:
 		resp.ClientSecret = &secret
 	}
-	s.cfg.Logger.Info("register: client registered", zap.String("client_id", client.ID), zap.String("client_name", client.Name),
+	s.metrics.registrations.WithLabelValues("registered").Inc()
+	s.audit.info(eventClientRegistered, zap.String("client_id", client.ID), zap.String("client_name", client.Name),
 		zap.Strings("redirect_uris", client.RedirectURIs), zap.String("token_endpoint_auth_method", client.TokenEndpointAuthMethod), zap.String("client_ip", ip))
 	writeJSON(w, http.StatusCreated, resp)
 }
@@ -310,7 +314,7 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 			writeError(w, http.StatusInternalServerError, "server_error", "the client could not be deleted")
 			return
 		}
-		s.cfg.Logger.Info("register: client deleted", zap.String("client_id", clientID))
+		s.audit.info(eventClientDeleted, zap.String("client_id", clientID), zap.String("by", "registration access token"))
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 		return

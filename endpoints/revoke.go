@@ -21,8 +21,8 @@ func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (*storage.Cli
 		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded, at most 64 KiB")
 		return nil, nil, false
 	}
-	client, ok := s.authenticateClient(w, r, form)
-	if !ok {
+	client, failure := s.authenticateClient(w, r, form)
+	if failure != "" {
 		return nil, nil, false
 	}
 	if form.Get("token") == "" {
@@ -41,18 +41,24 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := form.Get("token")
-	kinds := []func() bool{
-		func() bool { return s.revokeRefreshToken(r, client, token) },
-		func() bool { return s.revokeAccessToken(r, client, token) },
+	kinds := []struct {
+		name string
+		try  func() bool
+	}{
+		{"refresh_token", func() bool { return s.revokeRefreshToken(r, client, token) }},
+		{"access_token", func() bool { return s.revokeAccessToken(r, client, token) }},
 	}
 	if form.Get("token_type_hint") == "access_token" {
 		kinds[0], kinds[1] = kinds[1], kinds[0]
 	}
-	for _, try := range kinds {
-		if try() {
+	kind := "unknown"
+	for _, k := range kinds {
+		if k.try() {
+			kind = k.name
 			break
 		}
 	}
+	s.metrics.revocations.WithLabelValues(kind).Inc()
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
@@ -65,16 +71,16 @@ func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, tok
 	if err != nil {
 		return false
 	}
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("family_id", fam.ID))
 	if fam.ClientID != client.ID {
-		log.Warn("revoke: refresh token of another client; not revoked", zap.String("owner", fam.ClientID))
+		s.cfg.Logger.Debug("revoke: refresh token of another client; not revoked", zap.String("client_id", client.ID), zap.String("owner", fam.ClientID))
 		return true
 	}
 	if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam.ID, time.Now()); err != nil {
-		log.Error("revoke: refresh family", zap.Error(err))
+		s.cfg.Logger.Error("revoke: refresh family", zap.String("family_id", fam.ID), zap.Error(err))
 		return true
 	}
-	log.Info("revoke: refresh family revoked")
+	s.metrics.familyRevocations.WithLabelValues("revocation_endpoint").Inc()
+	s.audit.info(eventFamilyRevoked, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject), zap.String("by", "revocation endpoint"))
 	return true
 }
 
@@ -85,18 +91,17 @@ func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, toke
 	if err := s.cfg.Keys.Verify(token, &c); err != nil || c.ID == "" || c.Expiry == nil {
 		return false
 	}
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("jti", c.ID))
 	switch {
 	case c.ClientID != client.ID:
-		log.Warn("revoke: access token of another client; not revoked", zap.String("owner", c.ClientID))
+		s.cfg.Logger.Debug("revoke: access token of another client; not revoked", zap.String("client_id", client.ID), zap.String("owner", c.ClientID))
 	case !c.Expiry.Time().After(time.Now()):
 		// Expired: nothing left to deny.
 	default:
 		if err := s.cfg.Store.RevokeAccessToken(r.Context(), c.ID, c.Expiry.Time().Add(s.cfg.ClockSkew)); err != nil {
-			log.Error("revoke: access token", zap.Error(err))
+			s.cfg.Logger.Error("revoke: access token", zap.String("jti", c.ID), zap.Error(err))
 			return true
 		}
-		log.Info("revoke: access token revoked")
+		s.audit.info(eventAccessTokenRevoked, zap.String("client_id", client.ID), zap.String("jti", c.ID), zap.String("sub", c.Subject))
 	}
 	return true
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -72,6 +73,9 @@ type Config struct {
 	Store     storage.Store
 	Keys      *KeySet
 	Logger    *zap.Logger
+	// Audit receives the audit events (see audit.go); default: Logger's
+	// "audit" child.
+	Audit *zap.Logger
 }
 
 // Server answers the protocol routes.
@@ -90,6 +94,10 @@ type Server struct {
 	providers     []upstream.Provider
 	// providerByName finds a provider by the name in its URLs.
 	providerByName map[string]upstream.Provider
+	metrics        *serverMetrics
+	audit          *auditor
+	stop           chan struct{} // closed by Close
+	closeOnce      sync.Once
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -105,6 +113,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.Audit == nil {
+		cfg.Audit = cfg.Logger.Named("audit")
+	}
 	issuerPath, err := urlPath(cfg.Issuer)
 	if err != nil {
 		return nil, err
@@ -118,6 +129,9 @@ func New(cfg Config) (*Server, error) {
 		tokens:         newTokenCache(),
 		providers:      cfg.Providers,
 		providerByName: map[string]upstream.Provider{},
+		metrics:        newServerMetrics(cfg.Issuer, cfg.Resources),
+		audit:          newAuditor(cfg.Audit),
+		stop:           make(chan struct{}),
 	}
 	for _, p := range cfg.Providers {
 		s.providerByName[p.Name()] = p
@@ -188,7 +202,14 @@ func New(cfg Config) (*Server, error) {
 		s.routes["/token"] = s.token
 		s.routes["/register"] = register
 	}
+	go s.audit.watch(s.stop)
 	return s, nil
+}
+
+// Close stops the server's background work (the watch for unused
+// grants); closing again does nothing.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.stop) })
 }
 
 // Route returns the handler of a protocol path, or nil when the path is

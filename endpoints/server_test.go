@@ -49,6 +49,7 @@ func newTestServer(t testing.TB, mutate ...func(*Config)) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s
 }
 

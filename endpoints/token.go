@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"net/url"
@@ -28,17 +29,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	form, ok := s.parseForm(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded, at most 64 KiB")
+		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded, at most 64 KiB")
 		return
 	}
 	for name, vals := range form {
 		if len(vals) > 1 && name != "resource" {
-			writeError(w, http.StatusBadRequest, "invalid_request", name+" is repeated")
+			s.tokenFail(w, http.StatusBadRequest, "invalid_request", name+" is repeated")
 			return
 		}
 	}
-	client, ok := s.authenticateClient(w, r, form)
-	if !ok {
+	client, failure := s.authenticateClient(w, r, form)
+	if failure != "" {
+		s.metrics.tokenErrors.WithLabelValues(failure).Inc()
 		return
 	}
 	switch grant := form.Get("grant_type"); grant {
@@ -49,9 +51,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "client_credentials":
 		s.clientCredentials(w, r, client, form)
 	case "":
-		writeError(w, http.StatusBadRequest, "invalid_request", "grant_type is missing")
+		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "grant_type is missing")
 	default:
-		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type "+grant+" is not supported")
+		s.tokenFail(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type "+grant+" is not supported")
 	}
 }
 
@@ -59,11 +61,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	ctx := r.Context()
 	now := time.Now()
-	log := s.cfg.Logger.With(zap.String("client_id", client.ID), zap.String("grant_type", "authorization_code"))
-	invalidGrant := func(description string) { refuseGrant(w, log, description) }
+	invalidGrant := func(description string) { s.tokenFail(w, http.StatusBadRequest, "invalid_grant", description) }
 	code := form.Get("code")
 	if code == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", "code is missing")
+		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "code is missing")
 		return
 	}
 	ac, err := s.cfg.Store.GetAuthorizationCode(ctx, code, now)
@@ -91,13 +92,12 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 	}
 	if res := form["resource"]; len(res) > 0 {
 		if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != ac.Resource {
-			log.Info("token: refused", zap.String("error", "invalid_target"))
-			writeError(w, http.StatusBadRequest, "invalid_target", "resource does not match the authorization request")
+			s.tokenFail(w, http.StatusBadRequest, "invalid_target", "resource does not match the authorization request")
 			return
 		}
 	}
 	if !ac.UsedAt.IsZero() {
-		s.revokeIssuance(r, ac, log)
+		s.revokeIssuance(r, client, ac)
 		invalidGrant("the authorization code was already used")
 		return
 	}
@@ -113,7 +113,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 	redeemed, err := s.cfg.Store.RedeemAuthorizationCode(ctx, code, now, issued, refresh)
 	switch {
 	case errors.Is(err, storage.ErrAlreadyUsed):
-		s.revokeIssuance(r, redeemed, log)
+		s.revokeIssuance(r, client, redeemed)
 		invalidGrant("the authorization code was already used")
 		return
 	case err != nil:
@@ -124,32 +124,36 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 	if refresh != nil {
 		refreshToken = refresh.Token
 	}
-	s.markUsed(r, client, now, log)
-	s.respondWithTokens(w, log, jti, g, refreshToken, now)
+	s.markUsed(r, client, now)
+	s.respondWithTokens(w, "authorization_code", jti, g, refreshToken, now)
 }
 
 // markUsed keeps a registered client that got a token from being removed
 // as unused.
-func (s *Server) markUsed(r *http.Request, client *storage.Client, now time.Time, log *zap.Logger) {
+func (s *Server) markUsed(r *http.Request, client *storage.Client, now time.Time) {
 	if client.ExpiresAt.IsZero() {
 		return
 	}
 	if err := s.cfg.Store.MarkClientUsed(r.Context(), client.ID, now); err != nil {
-		log.Error("token: marking the client used", zap.Error(err))
+		s.cfg.Logger.Error("token: marking the client used", zap.String("client_id", client.ID), zap.Error(err))
 	}
 }
 
 // respondWithTokens signs the access token for g and answers with it
 // (and with refreshToken, when there is one).
-func (s *Server) respondWithTokens(w http.ResponseWriter, log *zap.Logger, jti string, g grant, refreshToken string, now time.Time) {
+func (s *Server) respondWithTokens(w http.ResponseWriter, grantType, jti string, g grant, refreshToken string, now time.Time) {
 	at, err := s.mintAccessToken(jti, g, now)
 	if err != nil {
-		log.Error("token: signing", zap.Error(err))
-		writeError(w, http.StatusInternalServerError, "server_error", "the access token could not be signed")
+		s.cfg.Logger.Error("token: signing", zap.Error(err))
+		s.tokenFail(w, http.StatusInternalServerError, "server_error", "the access token could not be signed")
 		return
 	}
-	log.Info("token: issued", zap.String("resource", g.resource), zap.String("sub", g.subject), zap.String("scope", g.scope),
-		zap.String("family_id", g.familyID), zap.Bool("refresh_token", refreshToken != ""))
+	s.metrics.tokensIssued.WithLabelValues(grantType).Inc()
+	s.audit.info(eventTokenIssued, zap.String("grant_type", grantType), zap.String("client_id", g.clientID), zap.String("sub", g.subject),
+		zap.String("resource", g.resource), zap.String("scope", g.scope), zap.String("jti", jti), zap.String("family_id", g.familyID))
+	if grantType != "refresh_token" {
+		s.audit.issued(cmp.Or(g.familyID, jti), g, grantType, now)
+	}
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken:  at.token,
 		TokenType:    "Bearer",
@@ -171,11 +175,13 @@ func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFam
 	}
 }
 
-// refuseGrant answers invalid_grant, which clients take as "authorize
-// again", and logs why.
-func refuseGrant(w http.ResponseWriter, log *zap.Logger, description string) {
-	log.Info("token: refused", zap.String("error", "invalid_grant"), zap.String("description", description))
-	writeError(w, http.StatusBadRequest, "invalid_grant", description)
+// tokenFail answers a token request with an OAuth error (invalid_grant
+// is what clients take as "authorize again"), counts it and logs why at
+// debug level.
+func (s *Server) tokenFail(w http.ResponseWriter, status int, code, description string) {
+	s.metrics.tokenErrors.WithLabelValues(code).Inc()
+	s.cfg.Logger.Debug("token: refused", zap.String("error", code), zap.String("description", description))
+	writeError(w, status, code, description)
 }
 
 // allowsGrant reports whether a client may use a grant type.
@@ -184,21 +190,22 @@ func allowsGrant(c *storage.Client, grantType string) bool {
 }
 
 // revokeIssuance revokes every token issued from a replayed code.
-func (s *Server) revokeIssuance(r *http.Request, ac *storage.AuthorizationCode, log *zap.Logger) {
+func (s *Server) revokeIssuance(r *http.Request, client *storage.Client, ac *storage.AuthorizationCode) {
 	if ac == nil {
 		return
 	}
 	now := time.Now()
 	if id := ac.Issued.AccessTokenID; id != "" {
 		if err := s.cfg.Store.RevokeAccessToken(r.Context(), id, ac.Issued.AccessTokenExpiresAt); err != nil {
-			log.Error("revoking access token of a replayed code", zap.Error(err))
+			s.cfg.Logger.Error("revoking access token of a replayed code", zap.Error(err))
 		}
 	}
 	if fam := ac.Issued.RefreshFamilyID; fam != "" {
 		if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam, now); err != nil {
-			log.Error("revoking refresh family of a replayed code", zap.Error(err))
+			s.cfg.Logger.Error("revoking refresh family of a replayed code", zap.Error(err))
 		}
+		s.metrics.familyRevocations.WithLabelValues("code_replay").Inc()
 	}
-	log.Warn("token: authorization code replayed; tokens issued from it revoked",
-		zap.String("access_token_id", ac.Issued.AccessTokenID), zap.String("family_id", ac.Issued.RefreshFamilyID))
+	s.audit.warn(eventCodeReplayed, zap.String("client_id", client.ID), zap.String("sub", ac.Subject),
+		zap.String("jti", ac.Issued.AccessTokenID), zap.String("family_id", ac.Issued.RefreshFamilyID))
 }

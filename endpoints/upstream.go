@@ -47,6 +47,7 @@ func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, p upstrea
 	secret, state := randomToken(), randomToken()
 	target, err := p.AuthURL(r.Context(), s.attempt(p, state, secret))
 	if err != nil {
+		s.metrics.signIns.WithLabelValues(p.Kind(), "failure").Inc()
 		log.Error("login: identity provider unavailable", zap.Error(err))
 		s.renderError(w, http.StatusBadGateway, "Sign-in is unavailable", "The identity provider "+p.Label()+" cannot be reached right now. Please try again in a moment.")
 		return
@@ -110,7 +111,8 @@ func parseCallback(rawQuery string) (callbackParams, error) {
 func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upstream.Provider) {
 	log := s.cfg.Logger.With(zap.String("provider", p.Name()))
 	fail := func(status int, reason, message string) {
-		log.Info("login: upstream sign-in refused", zap.String("reason", reason))
+		s.metrics.signIns.WithLabelValues(p.Kind(), "failure").Inc()
+		s.audit.info(eventSignInFailed, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("reason", reason))
 		s.renderError(w, status, "Sign-in failed", message)
 	}
 	if r.Method != http.MethodGet {
@@ -145,7 +147,8 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 		fail(http.StatusBadRequest, "the callback's iss is not the provider's (mix-up)", startAgain)
 		return
 	case params.err == "access_denied":
-		log.Info("login: the user cancelled at the identity provider")
+		s.metrics.signIns.WithLabelValues(p.Kind(), "cancelled").Inc()
+		s.audit.info(eventSignInFailed, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("reason", "cancelled at the provider"))
 		s.abandonAuthorization(w, r, signIn.ReturnTo, true, "Sign-in cancelled", "You cancelled the sign-in at "+p.Label()+".")
 		return
 	case params.err != "":
@@ -163,7 +166,9 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 		return
 	}
 	if !p.Admit(id) {
-		log.Warn("login: account not allowed by the rules", zap.String("sub", id.Subject), zap.String("email", id.Email), zap.String("login", id.PreferredUsername))
+		s.metrics.signIns.WithLabelValues(p.Kind(), "refused").Inc()
+		s.audit.warn(eventSignInRefused, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("sub", id.Subject),
+			zap.String("email", id.Email), zap.String("login", id.PreferredUsername))
 		s.abandonAuthorization(w, r, signIn.ReturnTo, false, "Not allowed", "This account is not allowed to sign in here. Ask the operator of this server for access, or sign in with another account.")
 		return
 	}
@@ -176,7 +181,8 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 		return
 	}
 	s.setCookie(w, r, sessionCookie, sid, s.cfg.SessionLifetime)
-	log.Info("login: signed in", zap.String("sub", id.Subject))
+	s.metrics.signIns.WithLabelValues(p.Kind(), "success").Inc()
+	s.audit.info(eventSignIn, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("sub", id.Subject))
 	if signIn.ReturnTo == "" {
 		s.renderError(w, http.StatusOK, "Signed in", "You are signed in. Return to the application to continue.")
 		return

@@ -183,9 +183,17 @@ func TestAuthorizationCodeFlowWithOAuth2Client(t *testing.T) {
 			t.Errorf("the %s appears in the log", name)
 		}
 	}
-	for _, step := range []string{"login: signed in", "authorize: consent requested", "consent: allowed, code issued", "token: issued"} {
-		if !strings.Contains(string(logs), step) {
-			t.Errorf("the log has no %q line", step)
+	// The main logger stays quiet: start-up only, at info level.
+	for _, line := range strings.Split(string(logs), "\n") {
+		var entry struct{ Level, Logger, Msg string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Logger == "http.handlers.oauth2_server" && entry.Level != "debug" && entry.Msg != "authorization server ready" {
+			t.Errorf("the main logger wrote %s %q during a flow", entry.Level, entry.Msg)
+		}
+	}
+	// Each step is an event on the audit logger.
+	for _, event := range []string{"sign_in", "consent_granted", "token_issued"} {
+		if !strings.Contains(string(logs), `"logger":"http.handlers.oauth2_server.audit","msg":"`+event+`"`) || !strings.Contains(string(logs), `"event":"`+event+`"`) {
+			t.Errorf("the audit log has no %q event", event)
 		}
 	}
 }

@@ -205,14 +205,15 @@ func TestOIDCRefusesBadIDTokens(t *testing.T) {
 	}
 }
 
-// lastRefusal is the reason of the last refused upstream sign-in in the log.
+// lastRefusal is the reason of the last failed upstream sign-in on the
+// audit logger.
 func lastRefusal(t *testing.T, logPath string) string {
 	t.Helper()
 	logs, _ := os.ReadFile(logPath)
 	reason := ""
 	for _, line := range strings.Split(string(logs), "\n") {
-		var entry struct{ Msg, Reason string }
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "login: upstream sign-in refused" {
+		var entry struct{ Logger, Event, Reason string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Logger == "http.handlers.oauth2_server.audit" && entry.Event == "sign_in_failed" {
 			reason = entry.Reason
 		}
 	}

@@ -62,6 +62,7 @@ const lockTimeout = 5 * time.Second
 type Bolt struct {
 	db          *bolt.DB
 	revocations atomic.Uint64
+	observer    atomic.Pointer[func(op string, d time.Duration)]
 	// upgraded describes what opening the file changed, for the log.
 	upgraded string
 }
@@ -151,18 +152,37 @@ func (s *Bolt) Path() string { return s.db.Path() }
 // fsyncs), which is what lets many clients refresh at once. fn may run
 // more than once (bbolt retries a failed member of a batch alone), so it
 // must not keep state across runs.
-func (s *Bolt) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+func (s *Bolt) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.observe(op, time.Now())
 	return s.db.Batch(fn)
 }
 
-func (s *Bolt) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+func (s *Bolt) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.observe(op, time.Now())
 	return s.db.View(fn)
+}
+
+// observe reports how long an operation took to the file's observer.
+func (s *Bolt) observe(op string, start time.Time) {
+	if f := s.observer.Load(); f != nil {
+		(*f)(op, time.Since(start))
+	}
+}
+
+// Observe sets a function told the duration of every operation (for
+// metrics); nil stops it.
+func (s *Bolt) Observe(f func(op string, d time.Duration)) {
+	if f == nil {
+		s.observer.Store(nil)
+		return
+	}
+	s.observer.Store(&f)
 }
 
 // get decodes a record into v, which it first resets: a batched
@@ -223,7 +243,7 @@ func (s *issuerStore) PutClient(ctx context.Context, c *Client) error {
 		return errors.New("storing client: empty client_id")
 	}
 	c.Issuer = s.issuer
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "put_client", func(tx *bolt.Tx) error {
 		return put(tx, bucketClients, s.scopedKey(c.ID), c)
 	})
 }
@@ -231,7 +251,7 @@ func (s *issuerStore) PutClient(ctx context.Context, c *Client) error {
 // GetClient implements Store.
 func (s *issuerStore) GetClient(ctx context.Context, id string) (*Client, error) {
 	var c Client
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "get_client", func(tx *bolt.Tx) error {
 		return get(tx, bucketClients, s.scopedKey(id), &c)
 	})
 	if err != nil {
@@ -245,7 +265,7 @@ func (s *issuerStore) GetClient(ctx context.Context, id string) (*Client, error)
 
 // MarkClientUsed implements Store.
 func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "mark_client_used", func(tx *bolt.Tx) error {
 		var c Client
 		if err := get(tx, bucketClients, s.scopedKey(id), &c); err != nil {
 			return err
@@ -265,7 +285,7 @@ type deletedClient struct {
 // DeleteClient implements Store.
 func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
 	defer s.revocations.Add(1)
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "delete_client", func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketClients).Delete(s.scopedKey(id)); err != nil {
 			return err
 		}
@@ -305,7 +325,7 @@ func revokeClientFamilies(tx *bolt.Tx, issuer, clientID string, now time.Time) e
 // SaveAuthorizationCode implements Store.
 func (s *issuerStore) SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error {
 	c.Issuer = s.issuer
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "save_authorization_code", func(tx *bolt.Tx) error {
 		return put(tx, bucketCodes, Hash(code), c)
 	})
 }
@@ -324,7 +344,7 @@ func (s *issuerStore) getCode(tx *bolt.Tx, code string, now time.Time, c *Author
 // GetAuthorizationCode implements Store.
 func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*AuthorizationCode, error) {
 	var c AuthorizationCode
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "get_authorization_code", func(tx *bolt.Tx) error {
 		return s.getCode(tx, code, now, &c)
 	})
 	if err != nil {
@@ -336,7 +356,7 @@ func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now
 // RedeemAuthorizationCode implements Store.
 func (s *issuerStore) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error) {
 	var c AuthorizationCode
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, "redeem_authorization_code", func(tx *bolt.Tx) error {
 		if err := s.getCode(tx, code, now, &c); err != nil {
 			return err
 		}
@@ -407,7 +427,7 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r Rotation) (*Refr
 	var fam RefreshFamily
 	next := r.Next
 	reused := false
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, "rotate_refresh_token", func(tx *bolt.Tx) error {
 		reused = false
 		key := Hash(r.Presented)
 		var cur RefreshToken
@@ -467,7 +487,7 @@ func anySuccessorUsed(tx *bolt.Tx, successors [][]byte) bool {
 func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error) {
 	var fam RefreshFamily
 	var t RefreshToken
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "get_refresh_token", func(tx *bolt.Tx) error {
 		return s.getRefreshToken(tx, Hash(token), &t, &fam)
 	})
 	if err != nil {
@@ -486,7 +506,7 @@ func (s *Bolt) Revocations() uint64 { return s.revocations.Load() }
 // RevokeRefreshFamily implements Store.
 func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
 	defer s.revocations.Add(1)
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "revoke_refresh_family", func(tx *bolt.Tx) error {
 		var fam RefreshFamily
 		if err := get(tx, bucketFamilies, []byte(familyID), &fam); err != nil {
 			return err
@@ -513,7 +533,7 @@ func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expires
 		return errors.New("revoking access token: empty jti")
 	}
 	defer s.revocations.Add(1)
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "revoke_access_token", func(tx *bolt.Tx) error {
 		return put(tx, bucketRevokedAccess, []byte(jti), revokedAccessToken{ExpiresAt: expiresAt})
 	})
 }
@@ -521,7 +541,7 @@ func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expires
 // AccessTokenRevoked implements Store, in one read transaction.
 func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) (bool, error) {
 	var revoked bool
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "access_token_revoked", func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketRevokedAccess).Get([]byte(t.ID)) != nil {
 			revoked = true
 			return nil
@@ -553,7 +573,7 @@ func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) 
 // PutConsent implements Store.
 func (s *issuerStore) PutConsent(ctx context.Context, c *Consent) error {
 	c.Issuer = s.issuer
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "put_consent", func(tx *bolt.Tx) error {
 		return put(tx, bucketConsents, s.scopedKey(c.Subject, c.ClientID, c.Resource), c)
 	})
 }
@@ -561,7 +581,7 @@ func (s *issuerStore) PutConsent(ctx context.Context, c *Consent) error {
 // GetConsent implements Store.
 func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resource string) (*Consent, error) {
 	var c Consent
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "get_consent", func(tx *bolt.Tx) error {
 		return get(tx, bucketConsents, s.scopedKey(subject, clientID, resource), &c)
 	})
 	if err != nil {
@@ -573,7 +593,7 @@ func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resourc
 // SavePendingAuthorization implements Store.
 func (s *issuerStore) SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error {
 	p.Issuer = s.issuer
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "save_pending_authorization", func(tx *bolt.Tx) error {
 		return put(tx, bucketPending, Hash(id), p)
 	})
 }
@@ -582,7 +602,7 @@ func (s *issuerStore) SavePendingAuthorization(ctx context.Context, id string, p
 func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string, a ConsentAnswer) (*PendingAuthorization, bool, error) {
 	var p PendingAuthorization
 	var repeated, refused bool
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, "answer_pending_authorization", func(tx *bolt.Tx) error {
 		repeated, refused = false, false
 		key := Hash(id)
 		if err := get(tx, bucketPending, key, &p); err != nil {
@@ -616,7 +636,7 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 // CreateSession implements Store.
 func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *Session) error {
 	sess.Issuer = s.issuer
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "create_session", func(tx *bolt.Tx) error {
 		return put(tx, bucketSessions, Hash(id), sess)
 	})
 }
@@ -624,7 +644,7 @@ func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *Sessio
 // GetSession implements Store.
 func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) (*Session, error) {
 	var sess Session
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "get_session", func(tx *bolt.Tx) error {
 		return get(tx, bucketSessions, Hash(id), &sess)
 	})
 	if err != nil {
@@ -638,7 +658,7 @@ func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) 
 
 // DeleteSession implements Store.
 func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "delete_session", func(tx *bolt.Tx) error {
 		var sess Session
 		if err := get(tx, bucketSessions, Hash(id), &sess); err != nil || sess.Issuer != s.issuer {
 			return nil
@@ -650,7 +670,7 @@ func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
 // SaveUpstreamSignIn implements Store.
 func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *UpstreamSignIn) error {
 	u.Issuer = s.issuer
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "save_upstream_sign_in", func(tx *bolt.Tx) error {
 		return put(tx, bucketUpstream, Hash(state), u)
 	})
 }
@@ -658,7 +678,7 @@ func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *U
 // TakeUpstreamSignIn implements Store.
 func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*UpstreamSignIn, error) {
 	var u UpstreamSignIn
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, "take_upstream_sign_in", func(tx *bolt.Tx) error {
 		key := Hash(state)
 		if err := get(tx, bucketUpstream, key, &u); err != nil {
 			return err
@@ -680,7 +700,7 @@ func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now 
 // SigningKeys implements Store.
 func (s *Bolt) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 	var keys []SigningKey
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, "signing_keys", func(tx *bolt.Tx) error {
 		var err error
 		keys, err = signingKeys(tx)
 		return err
@@ -719,7 +739,7 @@ func activeKey(keys []SigningKey) *SigningKey {
 // EnsureSigningKey implements Store.
 func (s *Bolt) EnsureSigningKey(ctx context.Context, generate func() (*SigningKey, error)) (*SigningKey, error) {
 	var active *SigningKey
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, "ensure_signing_key", func(tx *bolt.Tx) error {
 		keys, err := signingKeys(tx)
 		if err != nil {
 			return err
@@ -740,7 +760,7 @@ func (s *Bolt) EnsureSigningKey(ctx context.Context, generate func() (*SigningKe
 
 // RotateSigningKey implements Store.
 func (s *Bolt) RotateSigningKey(ctx context.Context, next *SigningKey, verifyOldUntil time.Time) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, "rotate_signing_key", func(tx *bolt.Tx) error {
 		keys, err := signingKeys(tx)
 		if err != nil {
 			return err
@@ -766,7 +786,7 @@ func (s *Bolt) RotateSigningKey(ctx context.Context, next *SigningKey, verifyOld
 // access token, so none needs denying.
 func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 	deleted, revoked := 0, false
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, "delete_expired", func(tx *bolt.Tx) error {
 		deleted, revoked = 0, false
 		sweeps := []struct {
 			bucket []byte
@@ -852,7 +872,7 @@ var _ Store = (*issuerStore)(nil)
 // stored, and every family issued from a code exists. It is how the crash
 // test proves that no transaction was half applied.
 func (s *Bolt) CheckConsistency(ctx context.Context) error {
-	return s.view(ctx, func(tx *bolt.Tx) error {
+	return s.view(ctx, "check_consistency", func(tx *bolt.Tx) error {
 		families, tokens := tx.Bucket(bucketFamilies), tx.Bucket(bucketRefresh)
 		err := tokens.ForEach(func(k, v []byte) error {
 			var t RefreshToken

@@ -705,7 +705,7 @@ func TestSweptClientLosesItsFamilies(t *testing.T) {
 	if _, err := s.DeleteExpired(ctx, t0.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	s.view(ctx, func(tx *bolt.Tx) error {
+	s.view(ctx, "test", func(tx *bolt.Tx) error {
 		if n := tx.Bucket(bucketClientFamilies).Stats().KeyN; n != 0 {
 			t.Errorf("%d index entries left after their families were swept", n)
 		}

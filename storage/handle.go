@@ -37,6 +37,8 @@ type Options struct {
 	// Logger receives the sweeper's debug and error lines, and a warning
 	// when opening the file upgraded its schema.
 	Logger *zap.Logger
+	// Observe, when set, is told the duration of every operation.
+	Observe func(op string, d time.Duration)
 }
 
 // Key is the pool key of a storage path: absolute, cleaned, with symlinks
@@ -65,6 +67,7 @@ func Acquire(key string, opts Options) (*Bolt, error) {
 		if err != nil {
 			return nil, err
 		}
+		store.Observe(opts.Observe)
 		if note := store.Upgraded(); note != "" && opts.Logger != nil {
 			opts.Logger.Warn("storage upgraded", zap.String("storage", key), zap.String("change", note))
 		}

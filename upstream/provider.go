@@ -76,6 +76,8 @@ type Attempt struct {
 
 // Provider is an upstream identity provider.
 type Provider interface {
+	// Kind is KindOIDC or KindGitHub.
+	Kind() string
 	// Name is the configured name; Label the button text.
 	Name() string
 	Label() string
@@ -134,6 +136,7 @@ type base struct {
 	cfg Config
 }
 
+func (b *base) Kind() string            { return b.cfg.Kind }
 func (b *base) Name() string            { return b.cfg.Name }
 func (b *base) Label() string           { return b.cfg.Label }
 func (b *base) Admit(id *Identity) bool { return b.cfg.Rules.Admit(id) }

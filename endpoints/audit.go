@@ -1,0 +1,132 @@
+package endpoints
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Audit events, the values of the `event` field of the audit logger
+// (http.handlers.oauth2_server.audit). They name what happened with ids
+// only: never a code, token, secret, password or cookie.
+const (
+	eventSignIn              = "sign_in"
+	eventSignInFailed        = "sign_in_failed"
+	eventSignInThrottled     = "sign_in_throttled"
+	eventSignInRefused       = "sign_in_refused"
+	eventSignOut             = "sign_out"
+	eventConsentGranted      = "consent_granted"
+	eventConsentDenied       = "consent_denied"
+	eventConsentRevoked      = "consent_revoked"
+	eventClientRegistered    = "client_registered"
+	eventClientDeleted       = "client_deleted"
+	eventTokenIssued         = "token_issued"
+	eventRefreshRotated      = "refresh_rotated"
+	eventReuseDetected       = "refresh_reuse_detected"
+	eventCodeReplayed        = "code_replay_detected"
+	eventFamilyRevoked       = "family_revoked"
+	eventAccessTokenRevoked  = "access_token_revoked"
+	eventKeyRotated          = "key_rotated"
+	eventGrantFirstUsed      = "grant_first_used"
+	eventTokenNeverUsed      = "token_never_used"
+	eventAuthorizationDenied = "authorization_denied"
+)
+
+// unusedAfter is how long an issued grant may go without reaching the
+// guard before it is reported once: the commonest symptom of a client
+// that cannot complete its connection.
+const unusedAfter = 5 * time.Minute
+
+// maxWatched bounds the grants waiting for their first use.
+const maxWatched = 100_000
+
+// auditor writes audit events and watches issued grants for their first
+// use at the guard.
+type auditor struct {
+	log *zap.Logger
+
+	mu      sync.Mutex
+	watched map[string]watchedGrant // by family id, or jti for a grant without family
+}
+
+type watchedGrant struct {
+	issued           time.Time
+	clientID, sub    string
+	resource, grantT string
+}
+
+func newAuditor(log *zap.Logger) *auditor {
+	return &auditor{log: log, watched: map[string]watchedGrant{}}
+}
+
+// event writes one audit line at info (or warn) level, with the event
+// name as message and as the `event` field.
+func (a *auditor) event(level zapcore.Level, name string, fields ...zap.Field) {
+	if ce := a.log.Check(level, name); ce != nil {
+		ce.Write(append(fields, zap.String("event", name))...)
+	}
+}
+
+func (a *auditor) info(name string, fields ...zap.Field) { a.event(zapcore.InfoLevel, name, fields...) }
+func (a *auditor) warn(name string, fields ...zap.Field) { a.event(zapcore.WarnLevel, name, fields...) }
+
+// issued starts watching a grant for its first use at the guard.
+func (a *auditor) issued(key string, g grant, grantType string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.watched[key]; ok || len(a.watched) >= maxWatched {
+		return
+	}
+	a.watched[key] = watchedGrant{issued: now, clientID: g.clientID, sub: g.subject, resource: g.resource, grantT: grantType}
+}
+
+// used reports a grant's first use at the guard.
+func (a *auditor) used(key string, now time.Time) {
+	a.mu.Lock()
+	w, ok := a.watched[key]
+	if ok {
+		delete(a.watched, key)
+	}
+	a.mu.Unlock()
+	if ok {
+		a.info(eventGrantFirstUsed, zap.String("grant", key), zap.String("client_id", w.clientID), zap.String("sub", w.sub),
+			zap.String("resource", w.resource), zap.Duration("after", now.Sub(w.issued)))
+	}
+}
+
+// reportUnused logs, once, every watched grant issued longer than
+// unusedAfter ago and never used.
+func (a *auditor) reportUnused(now time.Time) {
+	a.mu.Lock()
+	var stale map[string]watchedGrant
+	for k, w := range a.watched {
+		if now.Sub(w.issued) >= unusedAfter {
+			if stale == nil {
+				stale = map[string]watchedGrant{}
+			}
+			stale[k] = w
+			delete(a.watched, k)
+		}
+	}
+	a.mu.Unlock()
+	for k, w := range stale {
+		a.warn(eventTokenNeverUsed, zap.String("grant", k), zap.String("client_id", w.clientID), zap.String("sub", w.sub),
+			zap.String("resource", w.resource), zap.String("grant_type", w.grantT), zap.Duration("since", now.Sub(w.issued)))
+	}
+}
+
+// watch reports unused grants every minute until stop is closed.
+func (a *auditor) watch(stop <-chan struct{}) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			a.reportUnused(now)
+		}
+	}
+}
