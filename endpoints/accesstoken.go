@@ -126,7 +126,10 @@ func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 // family, or by the deletion of its client. A storage error refuses too:
 // fail closed.
 func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) error {
-	ref := storage.AccessTokenRef{ID: c.ID, FamilyID: c.FamilyID, ClientID: c.ClientID}
+	ref := storage.AccessTokenRef{ID: c.ID, FamilyID: c.FamilyID, ClientID: c.ClientID, Subject: c.Subject}
+	if len(c.Audience) > 0 {
+		ref.Resource = c.Audience[0]
+	}
 	if c.IssuedAt != nil {
 		ref.IssuedAt = c.IssuedAt.Time()
 	}

@@ -273,6 +273,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Debug("authorize: consent requested", zap.String("client_id", req.client.ID), zap.String("sub", user.subject))
 		return
 	}
+	if req.client.Trusted {
+		// No screen, but the grant is remembered all the same, so that it
+		// can be listed and revoked.
+		if err := s.rememberConsent(r, user.subject, req.client.ID, req.resource, req.scope); err != nil {
+			s.cfg.Logger.Error("authorize: storing consent", zap.String("client_id", req.client.ID), zap.Error(err))
+		}
+	}
 	if err := s.issueCode(w, r, req, user, randomToken()); err != nil {
 		s.cfg.Logger.Error("authorize: issuing code", zap.String("client_id", req.client.ID), zap.Error(err))
 		return

@@ -38,14 +38,21 @@ var (
 	// bucketClientFamilies indexes refresh families by client: keys are
 	// issuer NUL client NUL family id, values empty.
 	bucketClientFamilies = []byte("client_families")
-	// bucketDeletedClients remembers deleted clients (issuer NUL client
-	// id) until their last access token has expired.
-	bucketDeletedClients = []byte("deleted_clients")
+	// bucketTokenRevocations holds the records that deny every access
+	// token of a client, a user or a grant issued until a time (see
+	// tokenRevocation), each kept until those tokens have expired.
+	bucketTokenRevocations = []byte("token_revocations")
+	// bucketGrantFamilies indexes refresh families by grant: issuer NUL
+	// subject NUL client NUL resource NUL family id, values empty.
+	bucketGrantFamilies = []byte("grant_families")
+	// bucketClientConsents indexes consents by client: issuer NUL client
+	// NUL subject NUL resource, values empty.
+	bucketClientConsents = []byte("client_consents")
 	bucketUpstream       = []byte("upstream_sign_ins")
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
 		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys,
-		bucketClientFamilies, bucketDeletedClients, bucketUpstream}
+		bucketClientFamilies, bucketTokenRevocations, bucketGrantFamilies, bucketClientConsents, bucketUpstream}
 
 	// issuerBuckets hold records that name their issuer; a version 1
 	// file's records in them could not, and are removed on upgrade.
@@ -275,13 +282,6 @@ func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Ti
 	})
 }
 
-// deletedClient is the record of a deleted client, kept until the last
-// access token issued to it has expired.
-type deletedClient struct {
-	DeletedAt time.Time `json:"deleted_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 // DeleteClient implements Store.
 func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
 	defer s.revocations.Add(1)
@@ -289,13 +289,8 @@ func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensEx
 		if err := tx.Bucket(bucketClients).Delete(s.scopedKey(id)); err != nil {
 			return err
 		}
-		if err := revokeClientFamilies(tx, s.issuer, id, now); err != nil {
-			return err
-		}
-		if !tokensExpireBy.After(now) {
-			return nil
-		}
-		return put(tx, bucketDeletedClients, s.scopedKey(id), deletedClient{DeletedAt: now, ExpiresAt: tokensExpireBy})
+		_, err := s.revokeGrants(tx, GrantFilter{ClientID: id}, now, tokensExpireBy)
+		return err
 	})
 }
 
@@ -389,6 +384,10 @@ func (s *issuerStore) createFamily(tx *bolt.Tx, n *NewRefreshFamily) error {
 		return fmt.Errorf("storing refresh family: id %s exists", f.ID)
 	}
 	f.Issuer = s.issuer
+	f.LastUsedAt = f.CreatedAt
+	if err := tx.Bucket(bucketGrantFamilies).Put(s.scopedKey(f.Subject, f.ClientID, f.Resource, f.ID), nil); err != nil {
+		return err
+	}
 	first := n.First
 	first.FamilyID = f.ID
 	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
@@ -453,6 +452,10 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r Rotation) (*Refr
 			}
 		} else {
 			cur.RotatedAt = r.Now
+		}
+		fam.LastUsedAt = r.Now
+		if err := put(tx, bucketFamilies, []byte(fam.ID), &fam); err != nil {
+			return err
 		}
 		nextKey := Hash(r.NextToken)
 		cur.Successors = append(cur.Successors, nextKey)
@@ -558,14 +561,9 @@ func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) 
 				return err
 			}
 		}
-		var d deletedClient
-		switch err := get(tx, bucketDeletedClients, s.scopedKey(t.ClientID), &d); {
-		case err == nil:
-			revoked = !t.IssuedAt.After(d.DeletedAt)
-		case !errors.Is(err, ErrNotFound):
-			return err
-		}
-		return nil
+		var err error
+		revoked, err = s.deniedByRecord(tx, t)
+		return err
 	})
 	return revoked, err
 }
@@ -574,6 +572,9 @@ func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) 
 func (s *issuerStore) PutConsent(ctx context.Context, c *Consent) error {
 	c.Issuer = s.issuer
 	return s.update(ctx, "put_consent", func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketClientConsents).Put(s.scopedKey(c.ClientID, c.Subject, c.Resource), nil); err != nil {
+			return err
+		}
 		return put(tx, bucketConsents, s.scopedKey(c.Subject, c.ClientID, c.Resource), c)
 	})
 }
@@ -806,10 +807,13 @@ func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 				func(key, raw []byte) error {
 					var f RefreshFamily
 					json.Unmarshal(raw, &f)
+					if err := tx.Bucket(bucketGrantFamilies).Delete(scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)); err != nil {
+						return err
+					}
 					return tx.Bucket(bucketClientFamilies).Delete(scopedKey(f.Issuer, f.ClientID, f.ID))
 				}},
 			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
-			{bucketDeletedClients, func(raw []byte) bool { var d deletedClient; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
+			{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
 			{bucketSessions, func(raw []byte) bool { var s Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
 			{bucketUpstream, func(raw []byte) bool { var u UpstreamSignIn; return decodes(raw, &u) && expired(u.ExpiresAt, now) }, nil},
 			{bucketPending, func(raw []byte) bool {

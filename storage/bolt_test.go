@@ -801,3 +801,130 @@ func TestUpstreamSignInIsTakenOnce(t *testing.T) {
 		t.Fatalf("expired sign-in: %v", err)
 	}
 }
+
+// grantFamily starts a family for (sub, client, resource).
+func grantFamily(t *testing.T, s *issuerStore, id, sub, client, resource string) {
+	t.Helper()
+	startFamily(t, s, RefreshFamily{ID: id, ClientID: client, Subject: sub, Resource: resource, Scope: "mcp:read", CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)},
+		id+"-rt", RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
+}
+
+// TestGrantsListAndRevoke: grants join consents and families by (user,
+// client, resource); they list by user, by client or all, and revoke one,
+// a user's or a client's: consents forgotten, families revoked, access
+// tokens denied, nothing else touched.
+func TestGrantsListAndRevoke(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) *issuerStore {
+		file := openFile(t)
+		s := file.ForIssuer(testIssuer).(*issuerStore)
+		other := file.ForIssuer("https://other.test").(*issuerStore)
+		for _, c := range []Consent{
+			{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0},
+			{Subject: "alice", ClientID: "app2", Resource: "https://r/mcp", Scope: "mcp:write", GrantedAt: t0.Add(time.Minute)},
+			{Subject: "alice2", ClientID: "app1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0.Add(2 * time.Minute)},
+			{Subject: "bob", ClientID: "app1", Resource: "https://r/api", Scope: "api", GrantedAt: t0.Add(3 * time.Minute)},
+		} {
+			if err := s.PutConsent(ctx, &c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		grantFamily(t, s, "f-alice-app1", "alice", "app1", "https://r/mcp")
+		grantFamily(t, s, "f-bob-app1", "bob", "app1", "https://r/api")
+		grantFamily(t, s, "f-carol-trusted", "carol", "app3", "https://r/mcp") // no consent remembered
+		grantFamily(t, other, "f-other", "alice", "app1", "https://r/mcp")
+		if err := other.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	names := func(gs []Grant) []string {
+		var out []string
+		for _, g := range gs {
+			out = append(out, fmt.Sprintf("%s/%s/%s:%d", g.Subject, g.ClientID, g.Resource, len(g.Families)))
+		}
+		return out
+	}
+	s := setup(t)
+	for _, tc := range []struct {
+		f    GrantFilter
+		want string
+	}{
+		{GrantFilter{}, "[alice/app1/https://r/mcp:1 carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
+		{GrantFilter{Subject: "alice"}, "[alice/app1/https://r/mcp:1 alice/app2/https://r/mcp:0]"},
+		{GrantFilter{ClientID: "app1"}, "[alice/app1/https://r/mcp:1 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
+		{GrantFilter{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}, "[alice/app1/https://r/mcp:1]"},
+		{GrantFilter{Subject: "nobody"}, "[]"},
+	} {
+		gs, err := s.Grants(ctx, tc.f, t0)
+		if err != nil || fmt.Sprint(names(gs)) != tc.want {
+			t.Errorf("Grants(%+v) = %v %v, want %s", tc.f, names(gs), err, tc.want)
+		}
+	}
+	gs, _ := s.Grants(ctx, GrantFilter{Subject: "carol"}, t0)
+	if len(gs) != 1 || gs[0].Scope != "mcp:read" || !gs[0].GrantedAt.Equal(t0) || !gs[0].ExpiresAt.Equal(t0.Add(24*time.Hour)) {
+		t.Errorf("a grant without consent: %+v", gs)
+	}
+	if c, err := s.Counts(ctx, t0); err != nil || c.Grants != 5 {
+		t.Errorf("Counts = %+v %v", c, err)
+	}
+
+	token := func(sub, client, resource, family string) AccessTokenRef {
+		return AccessTokenRef{ID: "j-" + sub + client, FamilyID: family, ClientID: client, Subject: sub, Resource: resource, IssuedAt: t0.Add(time.Minute)}
+	}
+	revokedAt := t0.Add(10 * time.Minute)
+	for _, tc := range []struct {
+		name    string
+		f       GrantFilter
+		n       int
+		denied  []AccessTokenRef
+		allowed []AccessTokenRef
+		left    string
+	}{
+		{"one grant", GrantFilter{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}, 1,
+			[]AccessTokenRef{token("alice", "app1", "https://r/mcp", "")},
+			[]AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("alice", "app1", "https://r/api", ""), token("bob", "app1", "https://r/api", "f-bob-app1")},
+			"[carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
+		{"a user", GrantFilter{Subject: "alice"}, 2,
+			[]AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("alice", "app9", "https://r/x", "")},
+			[]AccessTokenRef{token("alice2", "app1", "https://r/mcp", ""), token("bob", "app1", "https://r/api", "")},
+			"[carol/app3/https://r/mcp:1 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
+		{"a client", GrantFilter{ClientID: "app1"}, 3,
+			[]AccessTokenRef{token("bob", "app1", "https://r/api", ""), token("machine", "app1", "https://r/mcp", "")},
+			[]AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("carol", "app3", "https://r/mcp", "f-carol-trusted")},
+			"[carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := setup(t)
+			n, err := s.RevokeGrants(ctx, tc.f, revokedAt, revokedAt.Add(time.Hour))
+			if err != nil || n != tc.n {
+				t.Fatalf("RevokeGrants = %d %v, want %d", n, err, tc.n)
+			}
+			for _, ref := range tc.denied {
+				if revoked, _ := s.AccessTokenRevoked(ctx, ref); !revoked {
+					t.Errorf("%+v not denied", ref)
+				}
+			}
+			for _, ref := range tc.allowed {
+				if revoked, _ := s.AccessTokenRevoked(ctx, ref); revoked {
+					t.Errorf("%+v denied", ref)
+				}
+			}
+			later := tc.denied[0]
+			later.IssuedAt = revokedAt.Add(time.Second)
+			if revoked, _ := s.AccessTokenRevoked(ctx, later); revoked {
+				t.Error("a token issued after the revocation is denied")
+			}
+			if gs, _ := s.Grants(ctx, GrantFilter{}, t0); fmt.Sprint(names(gs)) != tc.left {
+				t.Errorf("left %v, want %s", names(gs), tc.left)
+			}
+			if _, err := s.GetConsent(ctx, tc.denied[0].Subject, tc.denied[0].ClientID, tc.denied[0].Resource); tc.name != "a client" && !errors.Is(err, ErrNotFound) {
+				t.Errorf("the consent is still remembered: %v", err)
+			}
+			otherGrants, _ := s.Bolt.ForIssuer("https://other.test").Grants(ctx, GrantFilter{}, t0)
+			if len(otherGrants) != 1 || len(otherGrants[0].Families) != 1 {
+				t.Errorf("another issuer's grant was touched: %v", names(otherGrants))
+			}
+		})
+	}
+}

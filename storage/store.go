@@ -85,9 +85,26 @@ type Store interface {
 	// RevokeAccessToken denies an access token by its jti until it expires.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
 	// AccessTokenRevoked reports whether an access token is denied: by its
-	// jti, through its refresh family, or because its client was deleted
-	// after the token was issued. Unknown ids are not revoked.
+	// jti, through its refresh family, or because its client, its user or
+	// its grant was revoked (or the client deleted) after the token was
+	// issued. Unknown ids are not revoked.
 	AccessTokenRevoked(ctx context.Context, t AccessTokenRef) (bool, error)
+
+	// Clients lists the registered clients (those of client ID metadata
+	// documents included), not the configured ones.
+	Clients(ctx context.Context) ([]Client, error)
+	// Grants lists what users granted clients, through indexes: each
+	// grant is a remembered consent and the live refresh families of the
+	// same user, client and resource. Empty filter fields match anything.
+	Grants(ctx context.Context, f GrantFilter, now time.Time) ([]Grant, error)
+	// RevokeGrants revokes the grants the filter matches, in one step:
+	// their consents are forgotten, their refresh families revoked, and
+	// every access token issued under them until now is denied (until
+	// tokensExpireBy). It reports how many grants it revoked.
+	RevokeGrants(ctx context.Context, f GrantFilter, now, tokensExpireBy time.Time) (int, error)
+	// Counts counts the issuer's registered clients, live grants (refresh
+	// families neither revoked nor expired) and live sessions.
+	Counts(ctx context.Context, now time.Time) (Counts, error)
 
 	// PutConsent records (replacing) what a user granted a client for a
 	// resource.
@@ -205,6 +222,8 @@ type RefreshFamily struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// LastUsedAt is the family's last rotation (or its creation).
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // NewRefreshFamily is a family to start, with its first token.
@@ -302,7 +321,39 @@ type AccessTokenRef struct {
 	ID       string
 	FamilyID string
 	ClientID string
+	Subject  string
+	Resource string
 	IssuedAt time.Time
+}
+
+// GrantFilter selects grants; an empty field matches any value. With all
+// three set it names one grant.
+type GrantFilter struct {
+	Subject  string
+	ClientID string
+	Resource string
+}
+
+// Grant is what a user granted a client for a resource: the remembered
+// consent (GrantedAt, Scope) and the live refresh families.
+type Grant struct {
+	Subject  string
+	ClientID string
+	Resource string
+	Scope    string
+	// GrantedAt is when consent was first remembered, or the oldest
+	// family's creation.
+	GrantedAt time.Time
+	// LastUsedAt is the newest family use; ExpiresAt the last family's
+	// end (both zero without families).
+	LastUsedAt time.Time
+	ExpiresAt  time.Time
+	Families   []RefreshFamily
+}
+
+// Counts are the sizes the admin API reports.
+type Counts struct {
+	Clients, Grants, Sessions int
 }
 
 // Session is a sign-in session: with a built-in account, or through an

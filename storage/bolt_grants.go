@@ -1,0 +1,286 @@
+package storage
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// tokenRevocation denies every access token of a client, a user or a
+// grant issued until RevokedAt; kept until the last of them has expired.
+type tokenRevocation struct {
+	RevokedAt time.Time `json:"revoked_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Kinds of token revocation record, the second part of their keys.
+const (
+	revokedClient  = "client"
+	revokedSubject = "sub"
+	revokedGrant   = "grant"
+)
+
+// deniedByRecord reports whether a token revocation record of its client,
+// user or grant denies the token.
+func (s *issuerStore) deniedByRecord(tx *bolt.Tx, t AccessTokenRef) (bool, error) {
+	for _, key := range [][]byte{
+		s.scopedKey(revokedClient, t.ClientID),
+		s.scopedKey(revokedSubject, t.Subject),
+		s.scopedKey(revokedGrant, t.Subject, t.ClientID, t.Resource),
+	} {
+		var d tokenRevocation
+		switch err := get(tx, bucketTokenRevocations, key, &d); {
+		case err == nil:
+			if !t.IssuedAt.After(d.RevokedAt) {
+				return true, nil
+			}
+		case !errors.Is(err, ErrNotFound):
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// Clients implements Store.
+func (s *issuerStore) Clients(ctx context.Context) ([]Client, error) {
+	var out []Client
+	now := time.Now()
+	err := s.view(ctx, "clients", func(tx *bolt.Tx) error {
+		return s.scan(tx, bucketClients, s.prefix(""), func(_, v []byte) error {
+			var c Client
+			if decodes(v, &c) && c.Issuer == s.issuer && !expired(c.ExpiresAt, now) {
+				out = append(out, c)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// prefix starts the keys of an issuer's records whose first part is first
+// (any, when first is "").
+func (s *issuerStore) prefix(first string) []byte {
+	if first == "" {
+		return s.scopedKey("")
+	}
+	return s.scopedKey(first, "")
+}
+
+// scan calls fn for every record of bucket whose key starts with prefix.
+func (s *issuerStore) scan(tx *bolt.Tx, bucket, prefix []byte, fn func(k, v []byte) error) error {
+	c := tx.Bucket(bucket).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Grants implements Store.
+func (s *issuerStore) Grants(ctx context.Context, f GrantFilter, now time.Time) ([]Grant, error) {
+	var out []Grant
+	err := s.view(ctx, "grants", func(tx *bolt.Tx) error {
+		grants, err := s.matchingGrants(tx, f, now)
+		out = grants
+		return err
+	})
+	return out, err
+}
+
+// grantKey names a grant.
+type grantKey struct{ subject, client, resource string }
+
+// matchingGrants collects the grants the filter matches: consents and
+// live families found through the indexes, joined by (user, client,
+// resource), oldest first.
+func (s *issuerStore) matchingGrants(tx *bolt.Tx, f GrantFilter, now time.Time) ([]Grant, error) {
+	byKey := map[grantKey]*Grant{}
+	grant := func(k grantKey) *Grant {
+		g, ok := byKey[k]
+		if !ok {
+			g = &Grant{Subject: k.subject, ClientID: k.client, Resource: k.resource}
+			byKey[k] = g
+		}
+		return g
+	}
+	matches := func(k grantKey) bool {
+		return (f.Subject == "" || k.subject == f.Subject) && (f.ClientID == "" || k.client == f.ClientID) && (f.Resource == "" || k.resource == f.Resource)
+	}
+	addConsent := func(key []byte) error {
+		var c Consent
+		switch err := get(tx, bucketConsents, key, &c); {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		if k := (grantKey{c.Subject, c.ClientID, c.Resource}); c.Issuer == s.issuer && matches(k) {
+			g := grant(k)
+			g.Scope, g.GrantedAt = c.Scope, c.GrantedAt
+		}
+		return nil
+	}
+	addFamily := func(id []byte) error {
+		var fam RefreshFamily
+		switch err := get(tx, bucketFamilies, id, &fam); {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		k := grantKey{fam.Subject, fam.ClientID, fam.Resource}
+		if fam.Issuer != s.issuer || !fam.RevokedAt.IsZero() || expired(fam.ExpiresAt, now) || !matches(k) {
+			return nil
+		}
+		g := grant(k)
+		g.Families = append(g.Families, fam)
+		return nil
+	}
+
+	// Consents: keyed by subject first; by client through their index.
+	var err error
+	switch {
+	case f.ClientID != "" && f.Subject == "":
+		err = s.scan(tx, bucketClientConsents, s.prefix(f.ClientID), func(k, _ []byte) error {
+			parts := strings.Split(string(k), "\x00") // issuer, client, subject, resource
+			return addConsent(s.scopedKey(parts[2], parts[1], parts[3]))
+		})
+	default:
+		err = s.scan(tx, bucketConsents, s.prefix(f.Subject), func(k, _ []byte) error { return addConsent(k) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Families: by grant (subject first); by client through their index.
+	switch {
+	case f.ClientID != "" && f.Subject == "":
+		err = s.scan(tx, bucketClientFamilies, s.prefix(f.ClientID), func(k, _ []byte) error {
+			return addFamily(k[bytes.LastIndexByte(k, 0)+1:])
+		})
+	default:
+		err = s.scan(tx, bucketGrantFamilies, s.prefix(f.Subject), func(k, _ []byte) error {
+			return addFamily(k[bytes.LastIndexByte(k, 0)+1:])
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	out := make([]Grant, 0, len(byKey))
+	for _, g := range byKey {
+		consented := !g.GrantedAt.IsZero()
+		for _, fam := range g.Families {
+			if !consented && (g.GrantedAt.IsZero() || fam.CreatedAt.Before(g.GrantedAt)) {
+				g.GrantedAt, g.Scope = fam.CreatedAt, fam.Scope // no consent remembered: the family says
+			}
+			g.LastUsedAt = latest(g.LastUsedAt, fam.LastUsedAt)
+			g.ExpiresAt = latest(g.ExpiresAt, fam.ExpiresAt)
+		}
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b Grant) int {
+		return cmp.Or(a.GrantedAt.Compare(b.GrantedAt), cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.ClientID, b.ClientID), cmp.Compare(a.Resource, b.Resource))
+	})
+	return out, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// RevokeGrants implements Store.
+func (s *issuerStore) RevokeGrants(ctx context.Context, f GrantFilter, now, tokensExpireBy time.Time) (int, error) {
+	n := 0
+	defer s.revocations.Add(1)
+	err := s.update(ctx, "revoke_grants", func(tx *bolt.Tx) error {
+		var err error
+		n, err = s.revokeGrants(tx, f, now, tokensExpireBy)
+		return err
+	})
+	return n, err
+}
+
+// revokeGrants forgets the consents of the grants f matches, revokes their
+// families, and records the token revocation: for the client or the user
+// when f names only that, else for each grant.
+func (s *issuerStore) revokeGrants(tx *bolt.Tx, f GrantFilter, now, tokensExpireBy time.Time) (int, error) {
+	grants, err := s.matchingGrants(tx, f, now)
+	if err != nil {
+		return 0, err
+	}
+	record := func(key []byte) error {
+		if !tokensExpireBy.After(now) {
+			return nil
+		}
+		return put(tx, bucketTokenRevocations, key, tokenRevocation{RevokedAt: now, ExpiresAt: tokensExpireBy})
+	}
+	switch {
+	case f.Subject == "" && f.ClientID != "" && f.Resource == "":
+		err = record(s.scopedKey(revokedClient, f.ClientID))
+	case f.Subject != "" && f.ClientID == "" && f.Resource == "":
+		err = record(s.scopedKey(revokedSubject, f.Subject))
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range grants {
+		if f.ClientID == "" || f.Subject != "" {
+			if err := record(s.scopedKey(revokedGrant, g.Subject, g.ClientID, g.Resource)); err != nil {
+				return 0, err
+			}
+		}
+		if err := tx.Bucket(bucketConsents).Delete(s.scopedKey(g.Subject, g.ClientID, g.Resource)); err != nil {
+			return 0, err
+		}
+		if err := tx.Bucket(bucketClientConsents).Delete(s.scopedKey(g.ClientID, g.Subject, g.Resource)); err != nil {
+			return 0, err
+		}
+		for _, fam := range g.Families {
+			fam.RevokedAt = now
+			if err := put(tx, bucketFamilies, []byte(fam.ID), &fam); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(grants), nil
+}
+
+// Counts implements Store.
+func (s *issuerStore) Counts(ctx context.Context, now time.Time) (Counts, error) {
+	var c Counts
+	err := s.view(ctx, "counts", func(tx *bolt.Tx) error {
+		c = Counts{}
+		grants, err := s.matchingGrants(tx, GrantFilter{}, now)
+		if err != nil {
+			return err
+		}
+		c.Grants = len(grants)
+		if err := s.scan(tx, bucketClients, s.prefix(""), func(_, v []byte) error {
+			var cl Client
+			if decodes(v, &cl) && !expired(cl.ExpiresAt, now) {
+				c.Clients++
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSessions).ForEach(func(_, v []byte) error {
+			var sess Session
+			if decodes(v, &sess) && sess.Issuer == s.issuer && !expired(sess.ExpiresAt, now) {
+				c.Sessions++
+			}
+			return nil
+		})
+	})
+	return c, err
+}
