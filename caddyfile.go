@@ -30,6 +30,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    resource_name <name>
 //	    signing_secret <secret>
 //	    signing_key <pem-file>
+//	    signing_key_rotation <duration>
+//	    signing_key_prepublish <duration>
 //	    storage     <path>
 //	    sweep_interval <duration>
 //	    scopes      <scope>...
@@ -142,6 +144,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.RefreshFamilyLifetime)
 		case "unused_client_ttl":
 			err = durationArg(d, &h.UnusedClientTTL)
+		case "signing_key_rotation":
+			err = durationArg(d, &h.SigningKeyRotation)
+		case "signing_key_prepublish":
+			var p caddy.Duration
+			p, err = parseDuration(d, true)
+			h.SigningKeyPrepublish = &p
 		case "refresh_reuse_grace":
 			var grace caddy.Duration
 			grace, err = parseDuration(d, true)

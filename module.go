@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-oauth2/caddy-oauth2-server/admin"
 	"github.com/caddy-oauth2/caddy-oauth2-server/endpoints"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
@@ -40,6 +41,7 @@ const (
 	DefaultUnusedClientTTL           = 24 * time.Hour
 	DefaultRegistrationRateLimit     = 20
 	DefaultRegistrationRateWindow    = time.Hour
+	DefaultSigningKeyPrepublish      = time.Hour
 )
 
 // Handler is an OAuth 2.1 authorization server and the bearer-token guard
@@ -94,6 +96,15 @@ type Handler struct {
 	// key. Default: an ES256 key generated on first start and kept in the
 	// storage file, so tokens stay valid across restarts.
 	SigningKey string `json:"signing_key,omitempty"`
+
+	// Rotate a generated signing key once it has signed this long (e.g.
+	// 90d); `caddy oauth2 keys rotate` rotates at once. Default: off.
+	// Not with signing_key or signing_secret.
+	SigningKeyRotation caddy.Duration `json:"signing_key_rotation,omitempty"`
+
+	// How long a new key is published in the JWKS before it signs, so that
+	// resource servers caching the key set learn it first. Default: 1h.
+	SigningKeyPrepublish *caddy.Duration `json:"signing_key_prepublish,omitempty"`
 
 	// The bbolt file that keeps clients, codes, refresh tokens, consents,
 	// sessions and generated keys. Default: `oauth2_server/<issuer>.db` in
@@ -198,6 +209,7 @@ type Handler struct {
 	CORS *bool `json:"cors,omitempty"`
 
 	server     *endpoints.Server
+	unregister func() // removes the server from the admin API's registry
 	storageKey string // set only once this instance holds the storage handle
 	logger     *zap.Logger
 }
@@ -365,6 +377,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		TemplatesDir:              h.Templates,
 		Store:                     store,
 		Keys:                      keys,
+		StoredKeys:                h.SigningSecret == "" && h.SigningKey == "",
+		KeyRotation:               time.Duration(h.SigningKeyRotation),
+		KeyPrepublish:             time.Duration(*h.SigningKeyPrepublish),
 		Logger:                    h.logger,
 	}
 	if dr := h.DynamicRegistration; dr != nil {
@@ -376,6 +391,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
 	}
+	h.unregister = admin.Register(admin.Site{Server: h.server, File: file, StoragePath: key})
 	h.logger.Info("authorization server ready",
 		zap.String("issuer", h.Issuer),
 		zap.Strings("resources", h.Resources),
@@ -410,6 +426,10 @@ func (h *Handler) setDefaults() {
 			dr.RateLimit = &RateLimit{Events: DefaultRegistrationRateLimit}
 		}
 		setDuration(&dr.RateLimit.Window, DefaultRegistrationRateWindow)
+	}
+	if h.SigningKeyPrepublish == nil {
+		p := caddy.Duration(DefaultSigningKeyPrepublish)
+		h.SigningKeyPrepublish = &p
 	}
 	if h.RefreshReuseGrace == nil {
 		grace := caddy.Duration(DefaultRefreshReuseGrace)
@@ -484,9 +504,9 @@ func (h *Handler) loadKeys(ctx context.Context, store storage.Store) (*endpoints
 		if err != nil {
 			return nil, err
 		}
-		return endpoints.NewKeySet(key, nil, now)
+		return endpoints.NewKeySet([]storage.SigningKey{*key}, now)
 	}
-	active, err := store.EnsureSigningKey(ctx, func() (*storage.SigningKey, error) {
+	_, err := store.EnsureSigningKey(ctx, func() (*storage.SigningKey, error) {
 		return endpoints.GenerateSigningKey(now)
 	})
 	if err != nil {
@@ -496,7 +516,7 @@ func (h *Handler) loadKeys(ctx context.Context, store storage.Store) (*endpoints
 	if err != nil {
 		return nil, fmt.Errorf("loading signing keys: %v", err)
 	}
-	return endpoints.NewKeySet(active, all, now)
+	return endpoints.NewKeySet(all, now)
 }
 
 func readSigningKey(path string, now time.Time) (*storage.SigningKey, error) {
@@ -518,6 +538,10 @@ func readSigningKey(path string, now time.Time) (*storage.SigningKey, error) {
 
 // Cleanup releases the storage handle if this instance acquired it.
 func (h *Handler) Cleanup() error {
+	if h.unregister != nil {
+		h.unregister()
+		h.unregister = nil
+	}
 	if h.server != nil {
 		h.server.Close()
 	}

@@ -126,6 +126,12 @@ func (h *Handler) validate() error {
 			return fmt.Errorf("%s must be positive (got %s)", d.name, time.Duration(d.v))
 		}
 	}
+	if h.SigningKeyRotation < 0 || *h.SigningKeyPrepublish < 0 {
+		return errors.New("signing_key_rotation and signing_key_prepublish must not be negative")
+	}
+	if h.SigningKeyRotation > 0 && (h.SigningSecret != "" || h.SigningKey != "") {
+		return errors.New("signing_key_rotation rotates generated keys only; it cannot be used with signing_key or signing_secret")
+	}
 	if *h.RefreshReuseGrace < 0 {
 		return fmt.Errorf("refresh_reuse_grace must not be negative (got %s)", time.Duration(*h.RefreshReuseGrace))
 	}

@@ -79,7 +79,7 @@ func (s *Server) mintAccessToken(jti string, g grant, now time.Time) (accessToke
 	if !g.authTime.IsZero() {
 		claims.AuthTime = g.authTime.Unix()
 	}
-	token, err := s.cfg.Keys.Sign("at+jwt", claims)
+	token, err := s.Keys().Sign("at+jwt", claims)
 	return accessToken{token: token, id: jti, expiresAt: exp}, err
 }
 
@@ -98,7 +98,7 @@ var (
 // caller's to check.
 func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Time) (*accessTokenClaims, error) {
 	var c accessTokenClaims
-	if err := s.cfg.Keys.Verify(raw, &c); err != nil {
+	if err := s.Keys().Verify(raw, &c); err != nil {
 		return nil, errTokenMalformed
 	}
 	if c.Issuer != s.cfg.Issuer {

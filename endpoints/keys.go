@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,14 +23,21 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
-// KeySet signs tokens with one active key and knows every key that may
-// still verify one. Asymmetric public keys are published at the JWKS URI.
+// KeySet signs tokens with the key active now and knows every key that
+// may still verify one. Asymmetric public keys are published at the JWKS
+// URI, a rotation's next key before it signs.
 type KeySet struct {
-	active jose.SigningKey
-	verify map[string]verifyKey // by kid
-	jwks   []byte
-	alg    jose.SignatureAlgorithm
-	kid    string
+	signers []signer             // by activation time, oldest first
+	verify  map[string]verifyKey // by kid
+	jwks    []byte
+}
+
+// signer is a key that signs from a time on.
+type signer struct {
+	from      time.Time
+	createdAt time.Time
+	kid, alg  string
+	key       jose.SigningKey
 }
 
 type verifyKey struct {
@@ -46,51 +54,49 @@ func NewHMACKeySet(secret []byte) (*KeySet, error) {
 	// The kid names the key without revealing anything usable about it.
 	sum := sha256.Sum256(append([]byte("caddy-oauth2-server kid\x00"), secret...))
 	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(sum[:12])
-	ks := &KeySet{
-		active: jose.SigningKey{Algorithm: jose.HS256, Key: secret},
-		verify: map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
-		alg:    jose.HS256,
-		kid:    kid,
-		jwks:   []byte(`{"keys":[]}`),
-	}
-	return ks, nil
+	return &KeySet{
+		signers: []signer{{kid: kid, alg: string(jose.HS256), key: jose.SigningKey{Algorithm: jose.HS256, Key: secret}}},
+		verify:  map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
+		jwks:    []byte(`{"keys":[]}`),
+	}, nil
 }
 
-// NewKeySet returns a key set that signs with active and also verifies
-// with others (keys retired by a rotation whose tokens may still be live).
-func NewKeySet(active *storage.SigningKey, others []storage.SigningKey, now time.Time) (*KeySet, error) {
+// NewKeySet returns the key set of stored keys: each signs from its
+// activation (ActivatesAt, else its creation) until another takes over,
+// and verifies until VerifyUntil. Keys past VerifyUntil are left out.
+func NewKeySet(keys []storage.SigningKey, now time.Time) (*KeySet, error) {
 	ks := &KeySet{verify: map[string]verifyKey{}}
 	var public []jose.JSONWebKey
-	add := func(k *storage.SigningKey) (crypto.Signer, error) {
+	for i := range keys {
+		k := &keys[i]
+		if !k.VerifyUntil.IsZero() && !now.Before(k.VerifyUntil) {
+			continue
+		}
 		priv, err := x509.ParsePKCS8PrivateKey(k.PKCS8)
 		if err != nil {
 			return nil, fmt.Errorf("decoding signing key %s: %v", k.ID, err)
 		}
-		signer, ok := priv.(crypto.Signer)
+		sig, ok := priv.(crypto.Signer)
 		if !ok {
 			return nil, fmt.Errorf("signing key %s cannot sign", k.ID)
 		}
 		alg := jose.SignatureAlgorithm(k.Algorithm)
-		ks.verify[k.ID] = verifyKey{alg: alg, key: signer.Public()}
-		public = append(public, jose.JSONWebKey{Key: signer.Public(), KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
-		return signer, nil
-	}
-	signer, err := add(active)
-	if err != nil {
-		return nil, err
-	}
-	for i := range others {
-		k := &others[i]
-		if k.ID == active.ID || (!k.VerifyUntil.IsZero() && !now.Before(k.VerifyUntil)) {
-			continue
+		ks.verify[k.ID] = verifyKey{alg: alg, key: sig.Public()}
+		public = append(public, jose.JSONWebKey{Key: sig.Public(), KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
+		if !k.RetiredAt.IsZero() && !now.Before(k.RetiredAt) {
+			continue // verifies only
 		}
-		if _, err := add(k); err != nil {
-			return nil, err
+		from := k.ActivatesAt
+		if from.IsZero() {
+			from = k.CreatedAt
 		}
+		ks.signers = append(ks.signers, signer{from: from, createdAt: k.CreatedAt, kid: k.ID, alg: k.Algorithm,
+			key: jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: sig, KeyID: k.ID, Algorithm: k.Algorithm}}})
 	}
-	ks.alg = jose.SignatureAlgorithm(active.Algorithm)
-	ks.kid = active.ID
-	ks.active = jose.SigningKey{Algorithm: ks.alg, Key: jose.JSONWebKey{Key: signer, KeyID: active.ID, Algorithm: active.Algorithm}}
+	if len(ks.signers) == 0 {
+		return nil, errors.New("no signing key is active")
+	}
+	slices.SortFunc(ks.signers, func(a, b signer) int { return a.from.Compare(b.from) })
 	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: public})
 	if err != nil {
 		return nil, fmt.Errorf("encoding key set: %v", err)
@@ -99,36 +105,58 @@ func NewKeySet(active *storage.SigningKey, others []storage.SigningKey, now time
 	return ks, nil
 }
 
-// Algorithm is the JWS algorithm of the active key.
-func (ks *KeySet) Algorithm() string { return string(ks.alg) }
+// current is the key that signs at now: the latest activated one (the
+// first, before any is).
+func (ks *KeySet) current(now time.Time) signer {
+	cur := ks.signers[0]
+	for _, s := range ks.signers[1:] {
+		if !now.Before(s.from) {
+			cur = s
+		}
+	}
+	return cur
+}
 
-// KeyID is the kid of the active key.
-func (ks *KeySet) KeyID() string { return ks.kid }
+// Algorithm is the JWS algorithm of the key signing now.
+func (ks *KeySet) Algorithm() string { return ks.current(time.Now()).alg }
 
-// PublicKey is the active key's public key (nil for HS256).
+// KeyID is the kid of the key signing now.
+func (ks *KeySet) KeyID() string { return ks.current(time.Now()).kid }
+
+// ActiveSince is when the key signing now was created.
+func (ks *KeySet) ActiveSince() time.Time { return ks.current(time.Now()).createdAt }
+
+// Pending reports whether a published key has yet to start signing.
+func (ks *KeySet) Pending(now time.Time) bool {
+	return now.Before(ks.signers[len(ks.signers)-1].from)
+}
+
+// PublicKey is the signing key's public key (nil for HS256).
 func (ks *KeySet) PublicKey() any {
-	if ks.alg == jose.HS256 {
+	cur := ks.current(time.Now())
+	if cur.alg == string(jose.HS256) {
 		return nil
 	}
-	return ks.verify[ks.kid].key
+	return ks.verify[cur.kid].key
 }
 
 // JWKS is the public key set document.
 func (ks *KeySet) JWKS() []byte { return ks.jwks }
 
-// Sign serialises claims as a JWT signed with the active key, with the
-// given "typ" header (e.g. "at+jwt") and the key's "kid".
+// Sign serialises claims as a JWT signed with the key active now, with
+// the given "typ" header (e.g. "at+jwt") and the key's "kid".
 func (ks *KeySet) Sign(typ string, claims any) (string, error) {
+	cur := ks.current(time.Now())
 	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
-	if _, hmac := ks.active.Key.([]byte); hmac {
+	if _, hmac := cur.key.Key.([]byte); hmac {
 		// go-jose names asymmetric keys from their JSONWebKey, not secrets.
-		opts = opts.WithHeader("kid", ks.kid)
+		opts = opts.WithHeader("kid", cur.kid)
 	}
-	signer, err := jose.NewSigner(ks.active, opts)
+	sig, err := jose.NewSigner(cur.key, opts)
 	if err != nil {
 		return "", fmt.Errorf("preparing signer: %v", err)
 	}
-	return jwt.Signed(signer).Claims(claims).Serialize()
+	return jwt.Signed(sig).Claims(claims).Serialize()
 }
 
 // Verify checks a compact JWS signed by one of this set's keys and decodes
@@ -256,4 +284,18 @@ func ParseSigningKeyPEM(data []byte, now time.Time) (*storage.SigningKey, error)
 		return nil, fmt.Errorf("%v: want an EC P-256 or Ed25519 private key", err)
 	}
 	return key, nil
+}
+
+// publicJWK is the public JWK of a key of the set (nil for HS256, or a
+// kid it does not hold).
+func (ks *KeySet) publicJWK(kid string) json.RawMessage {
+	k, ok := ks.verify[kid]
+	if !ok || k.alg == jose.HS256 {
+		return nil
+	}
+	raw, err := json.Marshal(jose.JSONWebKey{Key: k.key, KeyID: kid, Algorithm: string(k.alg), Use: "sig"})
+	if err != nil {
+		return nil
+	}
+	return raw
 }

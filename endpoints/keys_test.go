@@ -19,7 +19,7 @@ func TestEveryKeySignsWithKidAndVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	es, _ := GenerateSigningKey(time.Now())
-	esSet, err := NewKeySet(es, nil, time.Now())
+	esSet, err := NewKeySet([]storage.SigningKey{*es}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestEveryKeySignsWithKidAndVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edSet, err := NewKeySet(ed, nil, time.Now())
+	edSet, err := NewKeySet([]storage.SigningKey{*ed}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +64,11 @@ func TestEveryKeySignsWithKidAndVerifies(t *testing.T) {
 func TestRotatedKeysStillVerify(t *testing.T) {
 	now := time.Now()
 	old, _ := GenerateSigningKey(now.Add(-time.Hour))
-	oldSet, _ := NewKeySet(old, nil, now)
+	oldSet, _ := NewKeySet([]storage.SigningKey{*old}, now)
 	tok, _ := oldSet.Sign("at+jwt", map[string]any{"sub": "alice"})
 	old.RetiredAt, old.VerifyUntil = now, now.Add(time.Hour)
 	next, _ := GenerateSigningKey(now)
-	rotated, err := NewKeySet(next, []storage.SigningKey{*old}, now)
+	rotated, err := NewKeySet([]storage.SigningKey{*next, *old}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestRotatedKeysStillVerify(t *testing.T) {
 	if len(jwks.Keys) != 2 {
 		t.Fatalf("JWKS has %d keys, want both", len(jwks.Keys))
 	}
-	expired, _ := NewKeySet(next, []storage.SigningKey{*old}, now.Add(2*time.Hour))
+	expired, _ := NewKeySet([]storage.SigningKey{*next, *old}, now.Add(2*time.Hour))
 	if expired.Verify(tok, &c) == nil {
 		t.Fatal("a key past VerifyUntil still verifies")
 	}

@@ -105,7 +105,14 @@ func (r resource) MetadataURL() string {
 // serveDocument answers GET/HEAD with a fixed JSON document that any
 // origin may read, and answers CORS preflight.
 func serveDocument(body []byte) http.HandlerFunc {
+	return serveDocumentFunc(func() []byte { return body })
+}
+
+// serveDocumentFunc is serveDocument for a document that may change (the
+// JWKS, across key rotations).
+func serveDocumentFunc(document func() []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		body := document()
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
 		switch r.Method {

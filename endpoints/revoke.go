@@ -88,7 +88,7 @@ func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, tok
 // expires; it reports whether the token was one of our access tokens.
 func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, token string) bool {
 	var c accessTokenClaims
-	if err := s.cfg.Keys.Verify(token, &c); err != nil || c.ID == "" || c.Expiry == nil {
+	if err := s.Keys().Verify(token, &c); err != nil || c.ID == "" || c.Expiry == nil {
 		return false
 	}
 	switch {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -72,7 +73,16 @@ type Config struct {
 	GuardCORS bool
 	Store     storage.Store
 	Keys      *KeySet
-	Logger    *zap.Logger
+	// StoredKeys says the keys are the storage's generated ones: they are
+	// re-read from it (other sites and nodes may rotate them), and may be
+	// rotated.
+	StoredKeys bool
+	// KeyRotation, when positive, rotates a stored key that has signed
+	// this long; KeyPrepublish is how long a new key is published before
+	// it signs.
+	KeyRotation   time.Duration
+	KeyPrepublish time.Duration
+	Logger        *zap.Logger
 	// Audit receives the audit events (see audit.go); default: Logger's
 	// "audit" child.
 	Audit *zap.Logger
@@ -98,6 +108,7 @@ type Server struct {
 	audit          *auditor
 	stop           chan struct{} // closed by Close
 	closeOnce      sync.Once
+	keys           atomic.Pointer[KeySet]
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -136,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 	for _, p := range cfg.Providers {
 		s.providerByName[p.Name()] = p
 	}
+	s.keys.Store(cfg.Keys)
 	for i := range cfg.Clients {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
 	}
@@ -176,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 		s.routes["/.well-known/oauth-protected-resource"] = serveDocument(s.resources[0].metadata)
 	}
 
-	s.routes[issuerPath+"/.well-known/jwks.json"] = serveDocument(cfg.Keys.JWKS())
+	s.routes[issuerPath+"/.well-known/jwks.json"] = serveDocumentFunc(func() []byte { return s.Keys().JWKS() })
 
 	s.routes[issuerPath+"/oauth/authorize"] = s.authorize
 	s.routes[issuerPath+"/oauth/consent"] = s.consent
@@ -203,6 +215,9 @@ func New(cfg Config) (*Server, error) {
 		s.routes["/register"] = register
 	}
 	go s.audit.watch(s.stop)
+	if cfg.StoredKeys {
+		go s.maintainKeys()
+	}
 	return s, nil
 }
 
@@ -238,7 +253,7 @@ func (s *Server) Route(path string) http.HandlerFunc {
 func (s *Server) Store() storage.Store { return s.cfg.Store }
 
 // Keys is the server's signing key set.
-func (s *Server) Keys() *KeySet { return s.cfg.Keys }
+func (s *Server) Keys() *KeySet { return s.keys.Load() }
 
 // urlPath returns u's path without a trailing slash.
 func urlPath(raw string) (string, error) {

@@ -29,7 +29,7 @@ func benchServer(b *testing.B) *Server {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if c.Keys, err = NewKeySet(key, nil, time.Now()); err != nil {
+		if c.Keys, err = NewKeySet([]storage.SigningKey{*key}, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	})

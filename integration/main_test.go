@@ -20,6 +20,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The CLI tests run this binary again as the caddy command.
+	if args := os.Getenv("OAUTH2_CHILD_ARGS"); args != "" {
+		var argv []string
+		if err := json.Unmarshal([]byte(args), &argv); err != nil {
+			panic(err)
+		}
+		os.Args = append([]string{"caddy"}, argv...)
+		caddycmd.Main()
+		return
+	}
 	// The crash test runs this binary again as a stand-alone Caddy.
 	if config := os.Getenv("OAUTH2_CHILD_CADDYFILE"); config != "" {
 		os.Args = []string{"caddy", "run", "--config", config, "--adapter", "caddyfile"}

@@ -198,7 +198,7 @@ func serverKeys(t *testing.T, storagePath string) *endpoints.KeySet {
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("signing keys: %v", err)
 	}
-	ks, err := endpoints.NewKeySet(&keys[0], keys, time.Now())
+	ks, err := endpoints.NewKeySet(keys, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

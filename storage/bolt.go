@@ -99,6 +99,34 @@ func OpenBolt(path string) (*Bolt, error) {
 	return s, nil
 }
 
+// OpenBoltReadOnly opens an existing file for reading only (the CLI's
+// listings without a running Caddy); it waits for the lock as OpenBolt
+// does.
+func OpenBoltReadOnly(path string) (*Bolt, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("opening storage %s: locked by another process for %s; while Caddy runs, leave out --storage to ask it through its admin API", path, lockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || string(meta.Get(keySchemaVersion)) != strconv.Itoa(SchemaVersion) {
+			return fmt.Errorf("not a storage file of schema version %d (open it once with this build to upgrade it)", SchemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
 func (s *Bolt) initSchema(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
@@ -760,20 +788,23 @@ func (s *Bolt) EnsureSigningKey(ctx context.Context, generate func() (*SigningKe
 }
 
 // RotateSigningKey implements Store.
-func (s *Bolt) RotateSigningKey(ctx context.Context, next *SigningKey, verifyOldUntil time.Time) error {
+func (s *Bolt) RotateSigningKey(ctx context.Context, current string, next *SigningKey, verifyOldUntil time.Time) error {
+	takeover := next.ActivatesAt
+	if takeover.IsZero() {
+		takeover = next.CreatedAt
+	}
 	return s.update(ctx, "rotate_signing_key", func(tx *bolt.Tx) error {
 		keys, err := signingKeys(tx)
 		if err != nil {
 			return err
 		}
-		for i := range keys {
-			if keys[i].RetiredAt.IsZero() {
-				keys[i].RetiredAt = next.CreatedAt
-				keys[i].VerifyUntil = verifyOldUntil
-				if err := put(tx, bucketKeys, []byte(keys[i].ID), &keys[i]); err != nil {
-					return err
-				}
-			}
+		old := activeKey(keys)
+		if old == nil || old.ID != current || old.ActivatesAt.After(next.CreatedAt) {
+			return ErrConflict
+		}
+		old.RetiredAt, old.VerifyUntil = takeover, verifyOldUntil
+		if err := put(tx, bucketKeys, []byte(old.ID), old); err != nil {
+			return err
 		}
 		return put(tx, bucketKeys, []byte(next.ID), next)
 	})

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -325,12 +326,21 @@ func TestSigningKeysEnsureAndRotate(t *testing.T) {
 	if err != nil || k.ID != "k1" || calls != 1 {
 		t.Fatalf("second Ensure = %v, %v after %d generations; want k1 and 1", k, err, calls)
 	}
-	if err := s.RotateSigningKey(ctx, &SigningKey{ID: "k2", Algorithm: "ES256", PKCS8: []byte("k2"), CreatedAt: t0.Add(time.Hour)}, t0.Add(2*time.Hour)); err != nil {
+	k2 := &SigningKey{ID: "k2", Algorithm: "ES256", PKCS8: []byte("k2"), CreatedAt: t0.Add(time.Hour), ActivatesAt: t0.Add(90 * time.Minute)}
+	if err := s.RotateSigningKey(ctx, "k-wrong", k2, t0.Add(2*time.Hour)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("rotating from a key that is not the active one: %v", err)
+	}
+	if err := s.RotateSigningKey(ctx, "k1", k2, t0.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := s.SigningKeys(ctx)
-	if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[1].ID != "k1" || keys[1].RetiredAt.IsZero() || !keys[0].RetiredAt.IsZero() {
+	if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[1].ID != "k1" || !keys[1].RetiredAt.Equal(t0.Add(90*time.Minute)) || !keys[0].RetiredAt.IsZero() {
 		t.Fatalf("keys after rotation = %+v, %v", keys, err)
+	}
+	// While k2 is pending, another rotation (a second node, say) is a conflict.
+	k3 := &SigningKey{ID: "k3", Algorithm: "ES256", PKCS8: []byte("k3"), CreatedAt: t0.Add(time.Hour + time.Minute)}
+	if err := s.RotateSigningKey(ctx, "k2", k3, t0.Add(2*time.Hour)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second rotation while one is pending: %v", err)
 	}
 	if k, _ := s.EnsureSigningKey(ctx, gen("k3", t0)); k.ID != "k2" {
 		t.Fatalf("active after rotation = %s, want k2", k.ID)
@@ -926,5 +936,116 @@ func TestGrantsListAndRevoke(t *testing.T) {
 				t.Errorf("another issuer's grant was touched: %v", names(otherGrants))
 			}
 		})
+	}
+}
+
+// TestExportImport: an export imports into an empty file with every record
+// (signing keys excepted); importing it again adds nothing; a differing
+// record refuses the whole import.
+func TestExportImport(t *testing.T) {
+	ctx := context.Background()
+	src := openTemp(t)
+	if err := src.PutClient(ctx, &Client{ID: "c1", Name: "App", SecretHash: Hash("secret-of-c1")}); err != nil {
+		t.Fatal(err)
+	}
+	grantFamily(t, src, "fam", "alice", "c1", "https://r/mcp")
+	if err := src.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.EnsureSigningKey(ctx, func() (*SigningKey, error) {
+		return &SigningKey{ID: "k1", Algorithm: "ES256", PKCS8: []byte("PRIVATE-KEY-BYTES"), CreatedAt: t0}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var export bytes.Buffer
+	n, err := src.Export(ctx, &export)
+	if err != nil || n == 0 {
+		t.Fatalf("export: %d %v", n, err)
+	}
+	for _, secret := range []string{"secret-of-c1", "fam-rt", "PRIVATE-KEY-BYTES", base64.StdEncoding.EncodeToString([]byte("PRIVATE-KEY-BYTES"))} {
+		if strings.Contains(export.String(), secret) {
+			t.Errorf("the export holds %q", secret)
+		}
+	}
+
+	dst := openTemp(t)
+	added, err := dst.Import(ctx, bytes.NewReader(export.Bytes()))
+	if err != nil || added != n {
+		t.Fatalf("import: %d of %d, %v", added, n, err)
+	}
+	if c, err := dst.GetClient(ctx, "c1"); err != nil || !bytes.Equal(c.SecretHash, Hash("secret-of-c1")) {
+		t.Fatalf("imported client: %+v %v", c, err)
+	}
+	if gs, _ := dst.Grants(ctx, GrantFilter{Subject: "alice"}, t0); len(gs) != 1 || len(gs[0].Families) != 1 {
+		t.Fatalf("imported grants: %+v", gs)
+	}
+	if keys, _ := dst.SigningKeys(ctx); len(keys) != 0 {
+		t.Fatal("signing keys were imported")
+	}
+	if again, err := dst.Import(ctx, bytes.NewReader(export.Bytes())); err != nil || again != 0 {
+		t.Fatalf("importing twice: %d %v", again, err)
+	}
+	if _, _, err := dst.RotateRefreshToken(ctx, Rotation{Presented: "fam-rt", ClientID: "c1", NextToken: "fam-rt2", Now: t0.Add(time.Minute),
+		Next: RefreshToken{ExpiresAt: t0.Add(time.Hour)}}); err != nil {
+		t.Fatalf("the imported refresh token: %v", err)
+	}
+	// A record that differs: nothing is imported.
+	if err := dst.PutClient(ctx, &Client{ID: "c1", Name: "Changed"}); err != nil {
+		t.Fatal(err)
+	}
+	other := openTemp(t)
+	other.PutClient(ctx, &Client{ID: "c1", Name: "Other"})
+	if _, err := other.Import(ctx, bytes.NewReader(export.Bytes())); !errors.Is(err, ErrImportConflict) {
+		t.Fatalf("import over a different record: %v", err)
+	}
+	if gs, _ := other.Grants(ctx, GrantFilter{}, t0); len(gs) != 0 {
+		t.Fatal("a refused import wrote records")
+	}
+	for name, bad := range map[string]string{"not JSON": "{", "unknown bucket": `{"bucket":"nope","key":"YQ==","value":{}}`, "keys": `{"bucket":"signing_keys","key":"YQ==","value":{}}`} {
+		if _, err := other.Import(ctx, strings.NewReader(bad)); err == nil {
+			t.Errorf("%s: imported", name)
+		}
+	}
+}
+
+// TestBackupIsConsistent: a backup taken while rotations run opens and is
+// consistent.
+func TestBackupIsConsistent(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	newFamily(t, s, "fb", "b0")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		prev := "b0"
+		for i := range 200 {
+			next := fmt.Sprintf("b%d", i+1)
+			if _, _, err := rotate(s, prev, next, t0.Add(time.Duration(i)*time.Second)); err != nil {
+				t.Error(err)
+				return
+			}
+			prev = next
+		}
+	}()
+	path := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backup(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	<-done
+	b, err := OpenBolt(path)
+	if err != nil {
+		t.Fatalf("opening the backup: %v", err)
+	}
+	defer b.Close()
+	if err := b.CheckConsistency(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.ForIssuer(testIssuer).GetRefreshToken(ctx, "b0", t0); err != nil {
+		t.Fatalf("a token issued before the backup: %v", err)
 	}
 }

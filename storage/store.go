@@ -37,6 +37,9 @@ var (
 	ErrReused = errors.New("refresh token reused")
 	// ErrWrongClient: the token belongs to another client; nothing changed.
 	ErrWrongClient = errors.New("issued to another client")
+	// ErrConflict: the state changed under the caller (a key rotation
+	// raced another); nothing changed.
+	ErrConflict = errors.New("changed concurrently")
 )
 
 // Store is the persistence contract of one authorization server (issuer).
@@ -145,9 +148,12 @@ type Store interface {
 	// EnsureSigningKey returns the active signing key, calling generate and
 	// storing its result in the same step when there is none.
 	EnsureSigningKey(ctx context.Context, generate func() (*SigningKey, error)) (*SigningKey, error)
-	// RotateSigningKey makes next the active key; the previous active key
-	// keeps verifying until verifyOldUntil and is then swept.
-	RotateSigningKey(ctx context.Context, next *SigningKey, verifyOldUntil time.Time) error
+	// RotateSigningKey schedules next to take over signing from the key
+	// named current at next.ActivatesAt (at once when zero); current keeps
+	// verifying until verifyOldUntil and is then swept. ErrConflict when
+	// current is not the active key or a rotation is already pending:
+	// someone else rotated first.
+	RotateSigningKey(ctx context.Context, current string, next *SigningKey, verifyOldUntil time.Time) error
 
 	// DeleteExpired removes every record that can no longer be used and
 	// reports how many it removed.
@@ -397,7 +403,11 @@ type SigningKey struct {
 	Algorithm string    `json:"alg"`
 	PKCS8     []byte    `json:"pkcs8"`
 	CreatedAt time.Time `json:"created_at"`
-	// RetiredAt is set when another key took over signing.
+	// ActivatesAt, when set, is when the key starts signing: it is
+	// published (in the JWKS) before, so that resource servers caching
+	// the key set know it first.
+	ActivatesAt time.Time `json:"activates_at,omitzero"`
+	// RetiredAt is when another key took (or takes) over signing.
 	RetiredAt time.Time `json:"retired_at,omitzero"`
 	// VerifyUntil is when a retired key's last token has expired.
 	VerifyUntil time.Time `json:"verify_until,omitzero"`

@@ -1,0 +1,358 @@
+package endpoints
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// What the operator sees and does through the admin API: clients, grants,
+// keys and tokens in OAuth terms. Nothing returned carries a secret or a
+// secret's hash.
+
+// Origins of a client.
+const (
+	OriginCaddyfile  = "caddyfile"
+	OriginRegistered = "registered"
+	OriginAdmin      = "admin"
+	OriginDocument   = "metadata document"
+)
+
+// ClientInfo is a client as an operator sees it.
+type ClientInfo struct {
+	ID           string    `json:"client_id"`
+	Name         string    `json:"client_name,omitempty"`
+	RedirectURIs []string  `json:"redirect_uris,omitempty"`
+	GrantTypes   []string  `json:"grant_types,omitempty"`
+	Scope        string    `json:"scope,omitempty"`
+	AuthMethod   string    `json:"token_endpoint_auth_method,omitempty"`
+	Origin       string    `json:"origin"`
+	Trusted      bool      `json:"trusted,omitempty"`
+	CreatedAt    time.Time `json:"created_at,omitzero"`
+	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
+}
+
+func clientInfo(c *storage.Client, origin string) ClientInfo {
+	return ClientInfo{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scope: c.Scope,
+		AuthMethod: c.TokenEndpointAuthMethod, Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
+}
+
+// Issuer is the server's issuer identifier.
+func (s *Server) Issuer() string { return s.cfg.Issuer }
+
+// Resources are the server's protected resources.
+func (s *Server) Resources() []string { return slices.Clone(s.cfg.Resources) }
+
+// Counts are the server's registered clients, live grants and sessions;
+// Clients adds the Caddyfile's.
+func (s *Server) Counts(ctx context.Context) (storage.Counts, error) {
+	c, err := s.cfg.Store.Counts(ctx, time.Now())
+	c.Clients += len(s.cfg.Clients)
+	return c, err
+}
+
+// ListClients lists the Caddyfile's clients, then the stored ones.
+func (s *Server) ListClients(ctx context.Context) ([]ClientInfo, error) {
+	var out []ClientInfo
+	for i := range s.cfg.Clients {
+		out = append(out, clientInfo(&s.cfg.Clients[i], OriginCaddyfile))
+	}
+	stored, err := s.cfg.Store.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range stored {
+		c := &stored[i]
+		origin := OriginRegistered
+		switch {
+		case isMetadataDocumentURL(c.ID):
+			origin = OriginDocument
+		case len(c.RegistrationTokenHash) == 0:
+			origin = OriginAdmin
+		}
+		out = append(out, clientInfo(c, origin))
+	}
+	return out, nil
+}
+
+// NewClient is a client an operator creates.
+type NewClient struct {
+	Name string `json:"client_name"`
+	// GrantTypes default to authorization_code refresh_token; a machine
+	// client has client_credentials alone.
+	GrantTypes   []string `json:"grant_types,omitempty"`
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	Scope        string   `json:"scope,omitempty"`
+	// AuthMethod: client_secret_basic (default), client_secret_post, or
+	// none for a public client.
+	AuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+}
+
+// ErrInvalid is a request the operator must correct; its text says why.
+type ErrInvalid struct{ Reason string }
+
+func (e *ErrInvalid) Error() string { return e.Reason }
+
+func invalid(format string, args ...any) error { return &ErrInvalid{fmt.Sprintf(format, args...)} }
+
+// CreateClient stores a new client and returns it with its secret, which
+// is shown this once and kept only hashed.
+func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, string, error) {
+	n.Name = strings.TrimSpace(n.Name)
+	if n.Name == "" || len(n.Name) > maxClientNameLength {
+		return ClientInfo{}, "", invalid("client_name is required (at most %d characters)", maxClientNameLength)
+	}
+	if len(n.GrantTypes) == 0 {
+		n.GrantTypes = []string{"authorization_code", "refresh_token"}
+	}
+	n.GrantTypes = dedupe(n.GrantTypes)
+	switch n.AuthMethod {
+	case "":
+		n.AuthMethod = "client_secret_basic"
+	case "client_secret_basic", "client_secret_post", "none":
+	default:
+		return ClientInfo{}, "", invalid("token_endpoint_auth_method %q is not supported (client_secret_basic, client_secret_post, none)", n.AuthMethod)
+	}
+	for _, g := range n.GrantTypes {
+		switch {
+		case g == "authorization_code", g == "refresh_token":
+		case g == grantClientCredentials && n.AuthMethod != "none":
+		default:
+			return ClientInfo{}, "", invalid("grant type %q is not supported for this client", g)
+		}
+	}
+	code := slices.Contains(n.GrantTypes, "authorization_code")
+	if code == (len(n.RedirectURIs) == 0) {
+		return ClientInfo{}, "", invalid("redirect_uris are required with authorization_code, and only with it")
+	}
+	for _, u := range n.RedirectURIs {
+		if err := ValidateRedirectURI(u); err != nil {
+			return ClientInfo{}, "", invalid("redirect URI %q: %v", u, err)
+		}
+	}
+	for _, sc := range splitScope(n.Scope) {
+		if !ValidScopeToken(sc) || s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {
+			return ClientInfo{}, "", invalid("scope %q is not offered by this server", sc)
+		}
+	}
+	c := &storage.Client{
+		ID: randomID(), Name: n.Name, RedirectURIs: n.RedirectURIs, GrantTypes: n.GrantTypes, Scope: joinScope(splitScope(n.Scope)),
+		TokenEndpointAuthMethod: n.AuthMethod, CreatedAt: time.Now(),
+	}
+	if code {
+		c.ResponseTypes = []string{"code"}
+	}
+	secret := ""
+	if n.AuthMethod != "none" {
+		secret = randomToken()
+		c.SecretHash = storage.Hash(secret)
+	}
+	if err := s.cfg.Store.PutClient(ctx, c); err != nil {
+		return ClientInfo{}, "", err
+	}
+	s.audit.info(eventClientRegistered, zap.String("client_id", c.ID), zap.String("client_name", c.Name), zap.Strings("redirect_uris", c.RedirectURIs),
+		zap.String("by", "admin"))
+	return clientInfo(c, OriginAdmin), secret, nil
+}
+
+// ErrConfiguredClient: a Caddyfile client is changed in the Caddyfile.
+var ErrConfiguredClient = errors.New("the client is configured in the Caddyfile; remove it there")
+
+// ErrUnknown: no such client, grant or token.
+var ErrUnknown = errors.New("not found")
+
+// RemoveClient deletes a stored client with its grants and live access
+// tokens.
+func (s *Server) RemoveClient(ctx context.Context, id string) error {
+	if _, static := s.staticClients[id]; static {
+		return ErrConfiguredClient
+	}
+	if _, err := s.cfg.Store.GetClient(ctx, id); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return ErrUnknown
+		}
+		return err
+	}
+	now := time.Now()
+	if err := s.cfg.Store.DeleteClient(ctx, id, now, s.tokensExpireBy(now)); err != nil {
+		return err
+	}
+	s.audit.info(eventClientDeleted, zap.String("client_id", id), zap.String("by", "admin"))
+	return nil
+}
+
+// tokensExpireBy is when every access token issued until now has expired.
+func (s *Server) tokensExpireBy(now time.Time) time.Time {
+	return now.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
+}
+
+// GrantInfo is a grant as an operator or its user sees it.
+type GrantInfo struct {
+	ID         string    `json:"id"`
+	User       string    `json:"user"`
+	ClientID   string    `json:"client_id"`
+	ClientName string    `json:"client_name,omitempty"`
+	Scope      string    `json:"scope,omitempty"`
+	Resource   string    `json:"resource"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	// RefreshTokens counts the live refresh-token families.
+	RefreshTokens int `json:"refresh_tokens"`
+	// client is the grant's client, when it still exists.
+	client *storage.Client
+}
+
+// GrantID names a grant (user, client, resource) in URLs; it is not a
+// secret.
+func GrantID(user, clientID, resource string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(user + "\x00" + clientID + "\x00" + resource))
+}
+
+// ParseGrantID is the filter naming the grant of a GrantID.
+func ParseGrantID(id string) (storage.GrantFilter, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	parts := strings.Split(string(raw), "\x00")
+	if err != nil || len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return storage.GrantFilter{}, invalid("%q is not a grant id", id)
+	}
+	return storage.GrantFilter{Subject: parts[0], ClientID: parts[1], Resource: parts[2]}, nil
+}
+
+// ListGrants lists the grants the filter matches, naming their clients.
+func (s *Server) ListGrants(ctx context.Context, f storage.GrantFilter) ([]GrantInfo, error) {
+	grants, err := s.cfg.Store.Grants(ctx, f, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]GrantInfo, 0, len(grants))
+	for _, g := range grants {
+		info := GrantInfo{
+			ID: GrantID(g.Subject, g.ClientID, g.Resource), User: g.Subject, ClientID: g.ClientID, Scope: g.Scope, Resource: g.Resource,
+			CreatedAt: g.GrantedAt, LastUsedAt: g.LastUsedAt, ExpiresAt: g.ExpiresAt, RefreshTokens: len(g.Families),
+		}
+		if c, err := s.lookupClient(ctx, g.ClientID); err == nil {
+			info.ClientName, info.client = c.Name, c
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// RevokeGrants revokes the grants the filter matches: refresh families,
+// their access tokens at the guard's next request, remembered consent.
+func (s *Server) RevokeGrants(ctx context.Context, f storage.GrantFilter, by string) (int, error) {
+	if f == (storage.GrantFilter{}) {
+		return 0, invalid("name a grant, a user or a client")
+	}
+	now := time.Now()
+	n, err := s.cfg.Store.RevokeGrants(ctx, f, now, s.tokensExpireBy(now))
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		s.metrics.familyRevocations.WithLabelValues(by).Inc()
+		s.audit.info(eventConsentRevoked, zap.String("sub", f.Subject), zap.String("client_id", f.ClientID), zap.String("resource", f.Resource),
+			zap.Int("grants", n), zap.String("by", by))
+	}
+	return n, nil
+}
+
+// KeyInfo is a signing key's public side.
+type KeyInfo struct {
+	ID          string          `json:"kid"`
+	Algorithm   string          `json:"alg"`
+	CreatedAt   time.Time       `json:"created_at"`
+	ActivatesAt time.Time       `json:"activates_at,omitzero"`
+	RetiredAt   time.Time       `json:"retired_at,omitzero"`
+	VerifyUntil time.Time       `json:"verify_until,omitzero"`
+	Signing     bool            `json:"signing"`
+	Public      json.RawMessage `json:"public_jwk,omitempty"`
+}
+
+// ListKeys lists the signing keys (public parts only); for configured keys,
+// the one in use.
+func (s *Server) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	ks := s.Keys()
+	current := ks.KeyID()
+	if !s.cfg.StoredKeys {
+		return []KeyInfo{{ID: current, Algorithm: ks.Algorithm(), Signing: true, Public: ks.publicJWK(current)}}, nil
+	}
+	keys, err := s.cfg.Store.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []KeyInfo
+	for _, k := range keys {
+		out = append(out, KeyInfo{ID: k.ID, Algorithm: k.Algorithm, CreatedAt: k.CreatedAt, ActivatesAt: k.ActivatesAt,
+			RetiredAt: k.RetiredAt, VerifyUntil: k.VerifyUntil, Signing: k.ID == current, Public: ks.publicJWK(k.ID)})
+	}
+	return out, nil
+}
+
+// Inspection is what the admin API says of a token.
+type Inspection struct {
+	Valid  bool   `json:"valid"`
+	Reason string `json:"reason,omitempty"`
+	// Kind is access_token or refresh_token.
+	Kind   string         `json:"kind,omitempty"`
+	Claims map[string]any `json:"claims,omitempty"`
+	// Grant is the id of the grant the token belongs to.
+	Grant string `json:"grant,omitempty"`
+	// FamilyID names a refresh token's family, or an access token's sid.
+	FamilyID string `json:"family_id,omitempty"`
+}
+
+// Inspect verifies a token (an access token of this server, or a refresh
+// token in its storage) and says what it is.
+func (s *Server) Inspect(ctx context.Context, token string) Inspection {
+	token = strings.TrimSpace(token)
+	if strings.Count(token, ".") == 2 {
+		var claims map[string]any
+		if err := s.Keys().Verify(token, &claims); err != nil {
+			return Inspection{Kind: "access_token", Reason: "the signature is not by a key of this server, or the token is malformed: " + err.Error()}
+		}
+		in := Inspection{Kind: "access_token", Claims: claims}
+		c, err := s.verifyAccessToken(ctx, token, time.Now())
+		if c == nil {
+			var ac accessTokenClaims
+			s.Keys().Verify(token, &ac)
+			c = &ac
+		}
+		if len(c.Audience) > 0 {
+			in.Grant = GrantID(c.Subject, c.ClientID, c.Audience[0])
+		}
+		in.FamilyID = c.FamilyID
+		if err != nil {
+			in.Reason = err.Error()
+			return in
+		}
+		in.Valid = true
+		return in
+	}
+	fam, t, err := s.cfg.Store.GetRefreshToken(ctx, token, time.Now())
+	if err != nil {
+		return Inspection{Reason: "neither an access token of this server nor a live refresh token in its storage"}
+	}
+	in := Inspection{Kind: "refresh_token", FamilyID: fam.ID, Grant: GrantID(fam.Subject, fam.ClientID, fam.Resource), Claims: map[string]any{
+		"sub": fam.Subject, "client_id": fam.ClientID, "scope": t.Scope, "aud": fam.Resource, "exp": t.ExpiresAt.Unix(), "iat": t.IssuedAt.Unix(),
+	}}
+	switch {
+	case !fam.RevokedAt.IsZero():
+		in.Reason = "the refresh-token family has been revoked"
+	case !t.RotatedAt.IsZero():
+		in.Reason = "the refresh token was rotated (a successor replaced it)"
+	default:
+		in.Valid = true
+	}
+	return in
+}

@@ -1,0 +1,92 @@
+package endpoints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// keyRefresh is how often stored keys are re-read (a rotation by another
+// site on the file, or another node); never longer than half the
+// prepublish time, so every signer learns a new key before it signs.
+func (s *Server) keyRefresh() time.Duration {
+	d := 30 * time.Second
+	if p := s.cfg.KeyPrepublish / 2; p > 0 && p < d {
+		d = p
+	}
+	return max(d, 100*time.Millisecond)
+}
+
+// maintainKeys re-reads the stored keys, and rotates the signing key once
+// it has signed for key_rotation, until Close.
+func (s *Server) maintainKeys() {
+	t := time.NewTicker(s.keyRefresh())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			if err := s.reloadKeys(context.Background()); err != nil {
+				s.cfg.Logger.Error("reading the signing keys", zap.Error(err))
+				continue
+			}
+			ks := s.Keys()
+			if s.cfg.KeyRotation > 0 && !ks.Pending(now) && now.Sub(ks.ActiveSince()) >= s.cfg.KeyRotation {
+				if _, err := s.RotateKey(context.Background(), "schedule"); err != nil && !errors.Is(err, storage.ErrConflict) {
+					s.cfg.Logger.Error("rotating the signing key", zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+// reloadKeys rebuilds the key set from the storage.
+func (s *Server) reloadKeys(ctx context.Context) error {
+	keys, err := s.cfg.Store.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	ks, err := NewKeySet(keys, time.Now())
+	if err != nil {
+		return err
+	}
+	s.keys.Store(ks)
+	return nil
+}
+
+// ErrKeysNotRotatable: the keys come from the config (signing_key,
+// signing_secret), not from the storage.
+var ErrKeysNotRotatable = errors.New("the signing key is configured (signing_key or signing_secret); only generated keys rotate")
+
+// RotateKey generates the next signing key and publishes it at once; it
+// signs after key_prepublish, and the key it replaces verifies until the
+// last token it signed has expired. A rotation that another site or node
+// did first is storage.ErrConflict.
+func (s *Server) RotateKey(ctx context.Context, by string) (*storage.SigningKey, error) {
+	if !s.cfg.StoredKeys {
+		return nil, ErrKeysNotRotatable
+	}
+	now := time.Now()
+	current := s.Keys().KeyID()
+	next, err := GenerateSigningKey(now)
+	if err != nil {
+		return nil, fmt.Errorf("generating a signing key: %v", err)
+	}
+	next.ActivatesAt = now.Add(s.cfg.KeyPrepublish)
+	verifyOldUntil := next.ActivatesAt.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
+	if err := s.cfg.Store.RotateSigningKey(ctx, current, next, verifyOldUntil); err != nil {
+		s.reloadKeys(ctx) // a conflict: learn the rotation that won
+		return nil, err
+	}
+	if err := s.reloadKeys(ctx); err != nil {
+		return nil, err
+	}
+	s.audit.info(eventKeyRotated, zap.String("kid", next.ID), zap.String("previous", current), zap.Time("activates_at", next.ActivatesAt), zap.String("by", by))
+	return next, nil
+}

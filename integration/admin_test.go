@@ -1,0 +1,459 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+const adminBase = "http://localhost:2999/oauth2/"
+
+// adminCall calls the admin API; body, when not nil, is sent as JSON.
+func adminCall(t *testing.T, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var in *bytes.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		in = bytes.NewReader(raw)
+	} else {
+		in = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, adminBase+path, in)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.Bytes()
+}
+
+// caddyCLI runs `caddy <args>` (this test binary, re-executed) and
+// returns its output and exit error.
+func caddyCLI(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv, _ := json.Marshal(args)
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "OAUTH2_CHILD_ARGS="+string(argv))
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func wantStatus(t *testing.T, name string, got int, body []byte, want int) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: %d %s, want %d", name, got, body, want)
+	}
+}
+
+// TestAdminAPI exercises every route against a running Caddy.
+func TestAdminAPI(t *testing.T) {
+	storagePath, _ := flowServer(t, dcr)
+	alice := signedIn(t)
+	tokens := tokensFor(t, alice, nil)
+
+	status, body := adminCall(t, http.MethodGet, "", nil)
+	var servers []map[string]any
+	json.Unmarshal(body, &servers)
+	if status != 200 || len(servers) != 1 || servers[0]["issuer"] != base || servers[0]["live_grants"].(float64) < 1 || servers[0]["storage"] == "" {
+		t.Fatalf("GET /oauth2/: %d %s", status, body)
+	}
+
+	// Clients: a machine client, its secret once.
+	status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "Nightly job", "grant_types": []string{"client_credentials"}, "scope": "mcp:read"})
+	var machine map[string]any
+	json.Unmarshal(body, &machine)
+	secret, _ := machine["client_secret"].(string)
+	if status != http.StatusCreated || secret == "" || machine["origin"] != "admin" {
+		t.Fatalf("POST clients: %d %s", status, body)
+	}
+	id := machine["client_id"].(string)
+	resp, cc := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth(id, secret))
+	if resp.StatusCode != 200 {
+		t.Fatalf("the created client's token: %d %v", resp.StatusCode, cc)
+	}
+	status, body = adminCall(t, http.MethodGet, "clients", nil)
+	if status != 200 || !strings.Contains(string(body), `"client_id": "pub1"`) || !strings.Contains(string(body), `"origin": "caddyfile"`) ||
+		!strings.Contains(string(body), id) || strings.Contains(string(body), secret) || strings.Contains(string(body), "secret_hash") || strings.Contains(string(body), `"client_secret"`) {
+		t.Fatalf("GET clients: %d %s", status, body)
+	}
+	status, body = adminCall(t, http.MethodDelete, "clients/pub1", nil)
+	wantStatus(t, "delete a Caddyfile client", status, body, http.StatusConflict)
+	status, body = adminCall(t, http.MethodDelete, "clients/nobody", nil)
+	wantStatus(t, "delete an unknown client", status, body, http.StatusNotFound)
+	status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "x", "grant_types": []string{"implicit"}})
+	wantStatus(t, "bad client", status, body, http.StatusBadRequest)
+	req, _ := http.NewRequest(http.MethodPost, adminBase+"clients", strings.NewReader("{"))
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad JSON: %d", resp.StatusCode)
+	}
+	status, body = adminCall(t, http.MethodDelete, "clients/"+id, nil)
+	wantStatus(t, "delete the created client", status, body, http.StatusNoContent)
+	if p := callAPI(t, cc["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the deleted client's token: %d", p.resp.StatusCode)
+	}
+
+	// Grants of alice, then revoked.
+	status, body = adminCall(t, http.MethodGet, "grants?user=alice", nil)
+	var grants []map[string]any
+	json.Unmarshal(body, &grants)
+	if status != 200 || len(grants) != 1 || grants[0]["client_id"] != "pub1" || grants[0]["client_name"] != "Public One" || grants[0]["refresh_tokens"].(float64) != 1 {
+		t.Fatalf("GET grants: %d %s", status, body)
+	}
+	status, body = adminCall(t, http.MethodGet, "tokens/inspect", nil)
+	wantStatus(t, "inspect with GET", status, body, http.StatusMethodNotAllowed)
+	status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": tokens["access_token"].(string)})
+	if status != 200 || !strings.Contains(string(body), `"valid": true`) || !strings.Contains(string(body), grants[0]["id"].(string)) {
+		t.Fatalf("inspect: %d %s", status, body)
+	}
+	status, body = adminCall(t, http.MethodDelete, "grants/"+grants[0]["id"].(string), nil)
+	if status != 200 || !strings.Contains(string(body), `"revoked": 1`) {
+		t.Fatalf("DELETE grant: %d %s", status, body)
+	}
+	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the revoked grant's access token: %d", p.resp.StatusCode)
+	}
+	if resp, body := tokenRequest(t, refreshForm(tokens["refresh_token"].(string))); resp.StatusCode != 400 {
+		t.Errorf("the revoked grant's refresh token: %d %v", resp.StatusCode, body)
+	}
+	status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": tokens["access_token"].(string)})
+	if !strings.Contains(string(body), `"valid": false`) || !strings.Contains(string(body), "revoked") {
+		t.Errorf("inspect after revocation: %s", body)
+	}
+	// The next authorization asks for consent again.
+	if p := alice.get(authorizeQuery(newPKCE(), nil)); p.field("request_id") == "" {
+		t.Errorf("consent is still remembered: %d", p.resp.StatusCode)
+	}
+	status, body = adminCall(t, http.MethodDelete, "grants?client=pub2", nil)
+	wantStatus(t, "revoke a client's grants (none)", status, body, http.StatusOK)
+	status, body = adminCall(t, http.MethodDelete, "grants", nil)
+	wantStatus(t, "revoke everything", status, body, http.StatusBadRequest)
+
+	// Keys and rotation.
+	status, body = adminCall(t, http.MethodGet, "keys", nil)
+	if status != 200 || !strings.Contains(string(body), `"signing": true`) || strings.Contains(string(body), "pkcs8") || strings.Contains(string(body), `"d":`) {
+		t.Fatalf("GET keys: %d %s", status, body)
+	}
+	status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
+	var next map[string]any
+	json.Unmarshal(body, &next)
+	if status != 200 || next["kid"] == nil {
+		t.Fatalf("rotate: %d %s", status, body)
+	}
+	if jwks := newBrowser(t).get("/.well-known/jwks.json").body; !strings.Contains(jwks, next["kid"].(string)) {
+		t.Errorf("the new key is not published: %s", jwks)
+	}
+	status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
+	wantStatus(t, "rotate while a rotation is pending", status, body, http.StatusConflict)
+
+	// Backup and export stream.
+	status, body = adminCall(t, http.MethodGet, "backup", nil)
+	if status != 200 || len(body) < 4096 {
+		t.Fatalf("backup: %d, %d bytes", status, len(body))
+	}
+	status, body = adminCall(t, http.MethodGet, "export", nil)
+	if status != 200 || !strings.Contains(string(body), `"bucket":"refresh_families"`) {
+		t.Fatalf("export: %d %s", status, body)
+	}
+	status, body = adminCall(t, http.MethodGet, "nope", nil)
+	wantStatus(t, "unknown route", status, body, http.StatusNotFound)
+	status, body = adminCall(t, http.MethodGet, "clients?issuer=https://other.test", nil)
+	wantStatus(t, "unknown issuer", status, body, http.StatusNotFound)
+	_ = storagePath
+}
+
+// TestAdminAmbiguousIssuer: with two servers, issuer= is required.
+func TestAdminAmbiguousIssuer(t *testing.T) {
+	dir := t.TempDir()
+	block := func(origin string) string {
+		return origin + " {\n\toauth2_server {\n\t\tissuer " + origin + "\n\t\tresource " + origin + "/mcp\n\t\tstorage " + filepath.Join(dir, "shared.db") + "\n\t}\n\trespond ok\n}\n"
+	}
+	start(t, globalOptions+block(siteA)+block(siteB))
+	status, body := adminCall(t, http.MethodGet, "clients", nil)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), "several oauth2_server handlers run") {
+		t.Fatalf("ambiguous: %d %s", status, body)
+	}
+	if status, body := adminCall(t, http.MethodGet, "clients?issuer="+url.QueryEscape(siteB), nil); status != 200 {
+		t.Fatalf("with issuer: %d %s", status, body)
+	}
+	out, err := caddyCLI(t, "", "oauth2", "clients", "--address", "localhost:2999")
+	if err == nil || !strings.Contains(out, "several oauth2_server handlers run") {
+		t.Fatalf("CLI without --issuer: %v %s", err, out)
+	}
+	out, err = caddyCLI(t, "", "oauth2", "servers", "--address", "localhost:2999")
+	if err != nil || !strings.Contains(out, siteA) || !strings.Contains(out, siteB) || !strings.Contains(out, "ISSUER") {
+		t.Fatalf("CLI servers: %v %s", err, out)
+	}
+}
+
+// TestCLI runs every `caddy oauth2` command against the running Caddy,
+// then against the storage file with Caddy stopped.
+func TestCLI(t *testing.T) {
+	storagePath, _ := flowServer(t, "")
+	tokens := tokensFor(t, signedIn(t), nil)
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := caddyCLI(t, "", append([]string{"oauth2"}, append(args, "--address", "localhost:2999")...)...)
+		if err != nil {
+			t.Fatalf("caddy oauth2 %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	if out := cli("clients"); !strings.Contains(out, "CLIENT_ID") || !strings.Contains(out, "pub1") || !strings.Contains(out, "caddyfile") {
+		t.Errorf("clients: %s", out)
+	}
+	out := cli("clients", "add", "--name", "CI job", "--grant-type", "client_credentials", "--scope", "mcp:read", "--json")
+	var added map[string]any
+	if err := json.Unmarshal([]byte(out), &added); err != nil || added["client_secret"] == nil {
+		t.Fatalf("clients add --json: %s", out)
+	}
+	if resp, _ := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth(added["client_id"].(string), added["client_secret"].(string))); resp.StatusCode != 200 {
+		t.Errorf("the client the CLI created: %d", resp.StatusCode)
+	}
+	if out := cli("grants", "--user", "alice"); !strings.Contains(out, "alice") || !strings.Contains(out, "Public One (pub1)") {
+		t.Errorf("grants: %s", out)
+	}
+	if out := cli("keys"); !strings.Contains(out, "ES256") || !strings.Contains(out, "true") {
+		t.Errorf("keys: %s", out)
+	}
+	if out, err := caddyCLI(t, tokens["access_token"].(string), "oauth2", "inspect", "-", "--address", "localhost:2999"); err != nil || !strings.Contains(out, "true") || !strings.Contains(out, "access_token") {
+		t.Errorf("inspect -: %v %s", err, out)
+	}
+	exportPath := filepath.Join(t.TempDir(), "export.jsonl")
+	cli("export", exportPath)
+	if out := cli("clients", "delete", added["client_id"].(string)); !strings.Contains(out, "deleted") {
+		t.Errorf("clients delete: %s", out)
+	}
+	if out, err := caddyCLI(t, "", "oauth2", "clients", "delete", "pub1", "--address", "localhost:2999"); err == nil || !strings.Contains(out, "configured in the Caddyfile") || strings.Count(strings.TrimSpace(out), "\n") > 1 {
+		t.Errorf("deleting a Caddyfile client: %v %q", err, out)
+	}
+	if out := cli("revoke", "--user", "alice"); !strings.Contains(out, "1") {
+		t.Errorf("revoke --user: %s", out)
+	}
+	if out, err := caddyCLI(t, "", "oauth2", "revoke", "--address", "localhost:2999"); err == nil || !strings.Contains(out, "exactly one") {
+		t.Errorf("revoke without a target: %v %s", err, out)
+	}
+	if out := cli("keys", "rotate"); !strings.Contains(out, "NEW KID") {
+		t.Errorf("keys rotate: %s", out)
+	}
+
+	cli("clients", "add", "--name", "Kept", "--grant-type", "client_credentials")
+
+	// Offline: another config lets go of the file; the CLI opens it.
+	flowServer(t, "")
+	off := func(args ...string) (string, error) {
+		return caddyCLI(t, "", append([]string{"oauth2"}, append(args, "--storage", storagePath, "--issuer", base)...)...)
+	}
+	if out, err := off("clients"); err != nil || !strings.Contains(out, "Kept") || !strings.Contains(out, "admin") {
+		t.Errorf("offline clients: %v %s", err, out)
+	}
+	if out, err := off("grants"); err != nil || !strings.Contains(out, "ID") {
+		t.Errorf("offline grants: %v %s", err, out)
+	}
+	if out, err := off("keys"); err != nil || !strings.Contains(out, "ES256") {
+		t.Errorf("offline keys: %v %s", err, out)
+	}
+	if out, err := off("import", exportPath); err == nil || !strings.Contains(out, "differs") {
+		t.Errorf("offline import over changed records: %v %s", err, out)
+	}
+	if out, err := caddyCLI(t, "", "oauth2", "clients", "--storage", storagePath); err == nil || !strings.Contains(out, "--storage needs --issuer") {
+		t.Errorf("offline without issuer: %v %s", err, out)
+	}
+}
+
+// TestBackupDuringRefreshBurst: the CLI's backup, taken while refreshes
+// run, opens, is consistent and holds every token issued before it began.
+func TestBackupDuringRefreshBurst(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	const clients = 8
+	current := make([]string, clients)
+	for i := range current {
+		current[i] = tokensFor(t, b, nil)["refresh_token"].(string)
+	}
+	before := append([]string(nil), current...)
+	var mu sync.Mutex
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var rotations atomic.Int32
+	for i := range clients {
+		wg.Go(func() {
+			for !stop.Load() {
+				mu.Lock()
+				rt := current[i]
+				mu.Unlock()
+				p := newBrowser(t).post("/oauth/token", refreshForm(rt))
+				if p.resp.StatusCode != 200 {
+					t.Errorf("refresh: %d %s", p.resp.StatusCode, p.body)
+					return
+				}
+				mu.Lock()
+				current[i] = jsonField(t, p.body, "refresh_token")
+				mu.Unlock()
+				rotations.Add(1)
+			}
+		})
+	}
+	for rotations.Load() < 20 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	path := filepath.Join(t.TempDir(), "backup.db")
+	out, err := caddyCLI(t, "", "oauth2", "backup", path, "--address", "localhost:2999")
+	stop.Store(true)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("backup: %v %s", err, out)
+	}
+	t.Logf("%d rotations around the backup", rotations.Load())
+	s, err := storage.OpenBolt(path)
+	if err != nil {
+		t.Fatalf("opening the backup: %v", err)
+	}
+	defer s.Close()
+	if err := s.CheckConsistency(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, rt := range before {
+		if _, _, err := s.ForIssuer(base).GetRefreshToken(context.Background(), rt, time.Now()); err != nil {
+			t.Errorf("client %d: a refresh token issued before the backup is missing: %v", i, err)
+		}
+	}
+}
+
+// TestExportImportIntoEmptyFile: an export imported into a new file gives
+// a server where every client and grant works.
+func TestExportImportIntoEmptyFile(t *testing.T) {
+	flowServer(t, dcr)
+	_, reg := registerJSON(t, `{"client_name":"Exported","redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"none"}`)
+	regID := reg["client_id"].(string)
+	b := signedIn(t)
+	pub := tokensFor(t, b, nil)
+	mine := tokensFor(t, b, map[string]string{"client_id": regID}, "client_id", regID)
+	exportPath := filepath.Join(t.TempDir(), "export.jsonl")
+	if out, err := caddyCLI(t, "", "oauth2", "export", exportPath, "--address", "localhost:2999"); err != nil {
+		t.Fatalf("export: %v %s", err, out)
+	}
+	flowServer(t, dcr) // a new, empty storage file
+	out, err := caddyCLI(t, "", "oauth2", "import", exportPath, "--address", "localhost:2999")
+	if err != nil || !strings.Contains(out, "IMPORTED") {
+		t.Fatalf("import: %v %s", err, out)
+	}
+	for name, form := range map[string]url.Values{
+		"Caddyfile client":  refreshForm(pub["refresh_token"].(string)),
+		"registered client": refreshForm(mine["refresh_token"].(string), "client_id", regID),
+	} {
+		if resp, body := tokenRequest(t, form); resp.StatusCode != 200 {
+			t.Errorf("%s's refresh token after the import: %d %v", name, resp.StatusCode, body)
+		}
+	}
+	// Its consent came along: no screen.
+	codeFrom(t, b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": regID})), "https://client.test/cb", "xyz")
+}
+
+// TestKeyRotationUnderLoad: tokens issued and used continuously across a
+// rotation are never refused; the new key signs after the prepublish time.
+func TestKeyRotationUnderLoad(t *testing.T) {
+	flowServer(t, `signing_key_prepublish 1s
+		client machine {
+			secret machine-secret-0123456789
+			grant_types client_credentials
+		}`)
+	var stop atomic.Bool
+	var refused, calls atomic.Int32
+	kids := sync.Map{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			var old []string
+			for !stop.Load() {
+				resp, body := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth("machine", "machine-secret-0123456789"))
+				if resp.StatusCode != 200 {
+					refused.Add(1)
+					continue
+				}
+				tok := body["access_token"].(string)
+				kids.Store(tokenKID(tok), true)
+				old = append(old, tok)
+				for _, t2 := range []string{tok, old[0]} { // a new token, and the oldest one
+					calls.Add(1)
+					if p := callAPI(t, t2, "/mcp"); p.resp.StatusCode != 200 {
+						refused.Add(1)
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	status, body := adminCall(t, http.MethodPost, "keys/rotate", nil)
+	if status != 200 {
+		t.Fatalf("rotate: %d %s", status, body)
+	}
+	time.Sleep(1800 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	n := 0
+	kids.Range(func(any, any) bool { n++; return true })
+	t.Logf("%d guard calls across the rotation, %d refused, %d signing keys seen", calls.Load(), refused.Load(), n)
+	if refused.Load() != 0 {
+		t.Fatalf("%d refusals across the rotation", refused.Load())
+	}
+	if n != 2 {
+		t.Fatalf("%d signing keys signed tokens, want the old and the new", n)
+	}
+}
+
+// tokenKID is the kid of a JWT's header.
+func tokenKID(tok string) string {
+	head, _, _ := strings.Cut(tok, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(head)
+	var h struct{ Kid string }
+	json.Unmarshal(raw, &h)
+	return h.Kid
+}
+
+// TestScheduledKeyRotation: signing_key_rotation rotates by itself, and
+// the next key is published before it signs.
+func TestScheduledKeyRotation(t *testing.T) {
+	_, logPath := flowServer(t, "signing_key_rotation 1s\n signing_key_prepublish 400ms")
+	first := newBrowser(t).get("/.well-known/jwks.json").body
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, body := adminCall(t, http.MethodGet, "keys", nil)
+		var keys []map[string]any
+		json.Unmarshal(body, &keys)
+		if status == 200 && len(keys) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no rotation after 10s: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if jwks := newBrowser(t).get("/.well-known/jwks.json").body; jwks == first || strings.Count(jwks, `"kid"`) < 2 {
+		t.Fatalf("the JWKS does not publish both keys: %s", jwks)
+	}
+	logs, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(logs), `"event":"key_rotated"`) || !strings.Contains(string(logs), `"by":"schedule"`) {
+		t.Error("no key_rotated audit event by the schedule")
+	}
+}
