@@ -94,9 +94,10 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 }
 
 // safeReturnTo accepts only a same-origin path back to the authorization
-// endpoint, so the login page is no open redirector.
+// endpoint or the connected-apps page, so the login page is no open
+// redirector.
 func (s *Server) safeReturnTo(v string) string {
-	for _, prefix := range []string{s.issuerPath + "/oauth/authorize?", "/authorize?"} {
+	for _, prefix := range []string{s.issuerPath + "/oauth/authorize?", "/authorize?", s.issuerPath + "/oauth/account?"} {
 		if strings.HasPrefix(v, prefix) && !strings.ContainsAny(v, "\\\r\n") {
 			return v
 		}

@@ -16,10 +16,10 @@ import (
 var embeddedTemplates embed.FS
 
 // pageNames are the templates an operator may replace.
-var pageNames = []string{"login.html", "consent.html", "error.html", "logout.html"}
+var pageNames = []string{"login.html", "consent.html", "error.html", "logout.html", "account.html"}
 
 // loadPages parses the embedded pages, then any of login.html,
-// consent.html, error.html and logout.html found in dir (which may use the
+// consent.html, error.html, logout.html and account.html found in dir (which may use the
 // embedded "head" and "foot" blocks).
 func loadPages(dir string) (map[string]*template.Template, error) {
 	layout, err := template.ParseFS(embeddedTemplates, "templates/layout.html")

@@ -198,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 		s.routes[issuerPath+"/oauth/login"] = s.noLogin
 	}
 	s.routes[issuerPath+"/oauth/logout"] = s.logout
+	s.routes[issuerPath+"/oauth/account"] = s.account
 	s.routes[issuerPath+"/oauth/revoke"] = s.revoke
 	s.routes[issuerPath+"/oauth/introspect"] = s.introspect
 	register := registrationOff

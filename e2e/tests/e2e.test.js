@@ -293,3 +293,26 @@ test('sign-out, then sign in as another account', async () => {
   const unexpected = browser.consoleErrors.filter((e) => !e.includes('401') && !(e.includes('/oauth/callback/corp?') && e.includes('status of 403')));
   assert.deepEqual(unexpected, [], 'console errors on our pages');
 });
+
+test('connected apps: the user revokes an app in the page, and its next call needs a new authorization', async () => {
+  const provider = new MemoryProvider({ name: 'E2E Account Client' });
+  const client = await connect(provider);
+  assert.equal((await whoami(client)).user, 'alice');
+  const page = await browser.page();
+  await page.goto(`${BASE}/oauth/account`);
+  assert.equal(await page.title(), 'Connected apps');
+  const revoke = page.getByRole('button', { name: 'Revoke E2E Account Client' });
+  assert.equal(await revoke.count(), 1, 'the app is not listed');
+  assert.match(await page.locator('main').innerText(), /127\.0\.0\.1:9712/);
+  await page.screenshot({ path: `${ARTIFACTS}/account.png`, fullPage: true });
+  // Keyboard only: focus the app's Revoke button and press Enter.
+  await revoke.focus();
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  assert.match(await page.locator('main').innerText(), /The app was revoked/);
+  assert.equal(await page.getByRole('button', { name: 'Revoke E2E Account Client' }).count(), 0);
+  await page.close();
+  const previous = provider.authorizationUrl;
+  await assert.rejects(whoami(client), (err) => err instanceof UnauthorizedError, 'the revoked app could still call');
+  assert.notEqual(provider.authorizationUrl, previous, 'the SDK did not start a new authorization');
+  assert.deepEqual(browser.consoleErrors.filter((e) => !e.includes('401') && !e.includes('status of 403')), [], 'console errors on our pages');
+});
