@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/admin"
 	"github.com/caddy-oauth2/caddy-oauth2-server/endpoints"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 func init() {
@@ -313,11 +314,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("public: %v", err)
 	}
 
-	key, err := storage.Key(h.Storage)
+	key, err := bolt.Key(h.Storage)
 	if err != nil {
 		return err
 	}
-	file, err := storage.Acquire(key, storage.Options{
+	file, err := bolt.Acquire(key, bolt.Options{
 		SweepInterval: time.Duration(h.SweepInterval),
 		Logger:        h.logger.Named("storage"),
 		Observe:       endpoints.ObserveStorage,
@@ -548,7 +549,7 @@ func (h *Handler) Cleanup() error {
 	if h.storageKey == "" {
 		return nil
 	}
-	err := storage.Release(h.storageKey)
+	err := bolt.Release(h.storageKey)
 	h.storageKey = ""
 	return err
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 func TestMain(m *testing.M) {
@@ -289,7 +290,7 @@ func TestReloadSharesStorage(t *testing.T) {
 
 	cancelB()
 	// Everything released: the file can be opened directly.
-	s, err := storage.OpenBolt(path)
+	s, err := bolt.Open(path)
 	if err != nil {
 		t.Fatalf("the file is still held after the last config stopped: %v", err)
 	}

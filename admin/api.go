@@ -248,10 +248,14 @@ func inspect(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
 }
 
 func backup(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
+	b, ok := s.File.(storage.Backuper)
+	if !ok {
+		return apiError(http.StatusNotImplemented, "this storage has no backup through Caddy; use the database's own tools (pg_dump)")
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="oauth2-backup.db"`)
 	w.Header().Set("Cache-Control", "no-store")
-	if _, err := s.File.Backup(r.Context(), w); err != nil {
+	if _, err := b.Backup(r.Context(), w); err != nil {
 		return fmt.Errorf("backing up: %v", err) // the stream has begun: the client sees it cut short
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/endpoints"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 func init() {
@@ -135,9 +136,9 @@ func (c *cli) openStorage(writes bool) (func(), error) {
 	if c.issuer == "" {
 		return nil, errors.New("--storage needs --issuer: a file may hold several authorization servers")
 	}
-	open := storage.OpenBoltReadOnly
+	open := bolt.OpenReadOnly
 	if writes {
-		open = storage.OpenBolt
+		open = bolt.Open
 	}
 	file, err := open(c.storagePath)
 	if err != nil {

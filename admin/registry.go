@@ -22,7 +22,7 @@ import (
 // Site is one running authorization server.
 type Site struct {
 	Server      *endpoints.Server
-	File        *storage.Bolt
+	File        storage.Backend
 	StoragePath string
 	seq         uint64
 }

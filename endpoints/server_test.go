@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 // newTestServer is a Server on a real bbolt file with a few static clients.
 func newTestServer(t testing.TB, mutate ...func(*Config)) *Server {
 	t.Helper()
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "oauth.db"))
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

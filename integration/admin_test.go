@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 const adminBase = "http://localhost:2999/oauth2/"
@@ -325,7 +325,7 @@ func TestBackupDuringRefreshBurst(t *testing.T) {
 		t.Fatalf("backup: %v %s", err, out)
 	}
 	t.Logf("%d rotations around the backup", rotations.Load())
-	s, err := storage.OpenBolt(path)
+	s, err := bolt.Open(path)
 	if err != nil {
 		t.Fatalf("opening the backup: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 // alicePassword is alice's password; aliceHash its bcrypt hash at the
@@ -173,14 +174,14 @@ func codeFrom(t *testing.T, p page, wantRedirect, wantState string) string {
 // holds, as the site at base sees it.
 func sharedStore(t *testing.T, path string) storage.Store {
 	t.Helper()
-	key, err := storage.Key(path)
+	key, err := bolt.Key(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := storage.Acquire(key, storage.Options{})
+	s, err := bolt.Acquire(key, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { storage.Release(key) })
+	t.Cleanup(func() { bolt.Release(key) })
 	return s.ForIssuer(base)
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 const crashBase = "http://localhost:9180"
@@ -123,7 +123,7 @@ func TestCrashDuringRefreshBurst(t *testing.T) {
 	}
 	t.Logf("%d refresh rotations, then SIGKILL", rotations.Load())
 
-	s, err := storage.OpenBolt(dbPath)
+	s, err := bolt.Open(dbPath)
 	if err != nil {
 		t.Fatalf("reopening the file after the crash: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 // TestReloadWithChangedConfigKeepsData reloads the running Caddy with a
@@ -33,15 +34,15 @@ func TestReloadWithChangedConfigKeepsData(t *testing.T) {
 
 	// The running server holds the file; in this process the test shares
 	// its handle, as the next config would.
-	key, err := storage.Key(path)
+	key, err := bolt.Key(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := storage.Acquire(key, storage.Options{})
+	file, err := bolt.Acquire(key, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer storage.Release(key)
+	defer bolt.Release(key)
 	store := file.ForIssuer("https://mcp.example.com")
 	if err := store.PutClient(context.Background(), &storage.Client{ID: "registered-before-reload", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -41,6 +42,29 @@ var (
 	// raced another); nothing changed.
 	ErrConflict = errors.New("changed concurrently")
 )
+
+// Backend keeps the state of one or more authorization servers (a bbolt
+// file, a PostgreSQL schema): each issuer's Store, and what an operator
+// does with all of it at once.
+type Backend interface {
+	// ForIssuer is the Store of the authorization server with this issuer.
+	ForIssuer(issuer string) Store
+	// Export writes every record as JSON lines (secrets stay hashed; no
+	// private keys) and reports how many.
+	Export(ctx context.Context, w io.Writer) (int, error)
+	// Import adds the records of an export in one step, refusing the whole
+	// import if any differs from a stored one (ErrImportConflict).
+	Import(ctx context.Context, r io.Reader) (int, error)
+}
+
+// Backuper is a Backend that can write a consistent copy of itself.
+type Backuper interface {
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// ErrImportConflict: an imported record differs from the one stored under
+// its key; nothing was imported.
+var ErrImportConflict = errors.New("a record to import differs from the stored one")
 
 // Store is the persistence contract of one authorization server (issuer).
 type Store interface {

@@ -15,13 +15,12 @@ type Expirer interface {
 	DeleteExpired(ctx context.Context, now time.Time) (int, error)
 }
 
-// sweep deletes expired records every opts.SweepInterval until ctx ends.
-func sweep(ctx context.Context, s Expirer, opts Options) {
-	interval := opts.SweepInterval
+// Sweep deletes expired records every interval (DefaultSweepInterval when
+// 0) until ctx ends, logging failures.
+func Sweep(ctx context.Context, s Expirer, interval time.Duration, logger *zap.Logger) {
 	if interval <= 0 {
 		interval = DefaultSweepInterval
 	}
-	logger := opts.Logger
 	if logger == nil {
 		logger = zap.NewNop()
 	}

@@ -1,8 +1,9 @@
-package storage
+package bolt
 
 import (
 	"context"
 	"fmt"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"path/filepath"
 	"time"
 
@@ -18,7 +19,7 @@ var handles = caddy.NewUsagePool()
 
 // handle is the pooled value: the open file and its sweeper.
 type handle struct {
-	store     *Bolt
+	store     *File
 	stopSweep context.CancelFunc
 	swept     chan struct{}
 }
@@ -61,9 +62,9 @@ func Key(path string) (string, error) {
 // Acquire returns the store for the file at key (from Key), opening it and
 // starting its sweeper on first use. Every successful Acquire must be
 // matched by exactly one Release of the same key.
-func Acquire(key string, opts Options) (*Bolt, error) {
+func Acquire(key string, opts Options) (*File, error) {
 	val, _, err := handles.LoadOrNew(key, func() (caddy.Destructor, error) {
-		store, err := OpenBolt(key)
+		store, err := Open(key)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +76,7 @@ func Acquire(key string, opts Options) (*Bolt, error) {
 		h := &handle{store: store, stopSweep: cancel, swept: make(chan struct{})}
 		go func() {
 			defer close(h.swept)
-			sweep(ctx, store, opts)
+			storage.Sweep(ctx, store, opts.SweepInterval, opts.Logger)
 		}()
 		return h, nil
 	})

@@ -1,24 +1,24 @@
-package storage
+package bolt
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"io"
 	"slices"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Backup writes a consistent snapshot of the whole file (a read
 // transaction's copy) while the file keeps serving. The snapshot holds
 // the generated signing keys: keep it as safe as the file.
-func (s *Bolt) Backup(ctx context.Context, w io.Writer) (int64, error) {
+func (s *File) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	var n int64
-	err := s.view(ctx, "backup", func(tx *bolt.Tx) error {
+	err := s.view(ctx, "backup", func(tx *bbolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
@@ -41,11 +41,11 @@ var notExported = [][]byte{bucketMeta, bucketKeys}
 // Export writes every record of the file as JSON lines, in key order.
 // Secrets stay as they are stored: hashed. It reports how many records it
 // wrote.
-func (s *Bolt) Export(ctx context.Context, w io.Writer) (int, error) {
+func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
 	n := 0
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
-	err := s.view(ctx, "export", func(tx *bolt.Tx) error {
+	err := s.view(ctx, "export", func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {
 			if slices.ContainsFunc(notExported, func(b []byte) bool { return bytes.Equal(b, name) }) {
 				continue
@@ -69,18 +69,14 @@ func (s *Bolt) Export(ctx context.Context, w io.Writer) (int, error) {
 	return n, err
 }
 
-// ErrImportConflict: an imported record differs from the one stored under
-// its key; nothing was imported.
-var ErrImportConflict = errors.New("a record to import differs from the stored one")
-
 // maxImportLine bounds one line of an import.
 const maxImportLine = 1 << 20
 
 // Import adds the records of an export, in one transaction: a record
 // already stored identically is skipped; one that differs refuses the
-// whole import (ErrImportConflict), so nothing is ever overwritten. It
+// whole import (storage.ErrImportConflict), so nothing is ever overwritten. It
 // reports how many records it added.
-func (s *Bolt) Import(ctx context.Context, r io.Reader) (int, error) {
+func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
 	var records []exportRecord
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxImportLine)
@@ -108,14 +104,14 @@ func (s *Bolt) Import(ctx context.Context, r io.Reader) (int, error) {
 		return 0, fmt.Errorf("reading the import: %v", err)
 	}
 	added := 0
-	err := s.update(ctx, "import", func(tx *bolt.Tx) error {
+	err := s.update(ctx, "import", func(tx *bbolt.Tx) error {
 		added = 0
 		for i, rec := range records {
 			b := tx.Bucket([]byte(rec.Bucket))
 			value := compact(rec.Value)
 			if old := b.Get(rec.Key); old != nil {
 				if !bytes.Equal(compact(old), value) {
-					return fmt.Errorf("record %d (%s): %w", i+1, rec.Bucket, ErrImportConflict)
+					return fmt.Errorf("record %d (%s): %w", i+1, rec.Bucket, storage.ErrImportConflict)
 				}
 				continue
 			}

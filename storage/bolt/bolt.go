@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
@@ -64,24 +65,24 @@ var (
 // lockTimeout bounds how long Open waits for another process's lock on the file.
 const lockTimeout = 5 * time.Second
 
-// Bolt is one bbolt file holding the state of one or more authorization
+// File is one bbolt file holding the state of one or more authorization
 // servers; ForIssuer gives the Store of each.
-type Bolt struct {
-	db          *bolt.DB
+type File struct {
+	db          *bbolt.DB
 	revocations atomic.Uint64
 	observer    atomic.Pointer[func(op string, d time.Duration)]
 	// upgraded describes what opening the file changed, for the log.
 	upgraded string
 }
 
-// OpenBolt opens (creating if needed) the bbolt file at path and checks its
+// Open opens (creating if needed) the bbolt file at path and checks its
 // schema version. Most callers want Acquire, which shares one handle per
 // file across config reloads.
-func OpenBolt(path string) (*Bolt, error) {
+func Open(path string) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating storage folder: %v", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening storage %s: locked by another process for %s; if Caddy is already running, use 'caddy reload' instead of starting a second instance", path, lockTimeout)
 	}
@@ -91,7 +92,7 @@ func OpenBolt(path string) (*Bolt, error) {
 	// A short group-commit window: the default 10ms would add 10ms to
 	// every write of a lone client.
 	db.MaxBatchDelay = time.Millisecond
-	s := &Bolt{db: db}
+	s := &File{db: db}
 	if err := db.Update(s.initSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
@@ -99,21 +100,21 @@ func OpenBolt(path string) (*Bolt, error) {
 	return s, nil
 }
 
-// OpenBoltReadOnly opens an existing file for reading only (the CLI's
-// listings without a running Caddy); it waits for the lock as OpenBolt
+// OpenReadOnly opens an existing file for reading only (the CLI's
+// listings without a running Caddy); it waits for the lock as Open
 // does.
-func OpenBoltReadOnly(path string) (*Bolt, error) {
+func OpenReadOnly(path string) (*File, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, ReadOnly: true})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening storage %s: locked by another process for %s; while Caddy runs, leave out --storage to ask it through its admin API", path, lockTimeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
-	err = db.View(func(tx *bolt.Tx) error {
+	err = db.View(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil || string(meta.Get(keySchemaVersion)) != strconv.Itoa(SchemaVersion) {
 			return fmt.Errorf("not a storage file of schema version %d (open it once with this build to upgrade it)", SchemaVersion)
@@ -124,10 +125,10 @@ func OpenBoltReadOnly(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
-	return &Bolt{db: db}, nil
+	return &File{db: db}, nil
 }
 
-func (s *Bolt) initSchema(tx *bolt.Tx) error {
+func (s *File) initSchema(tx *bbolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
 		return err
@@ -159,7 +160,7 @@ func (s *Bolt) initSchema(tx *bolt.Tx) error {
 // so no record of those buckets can be given to one safely: they are
 // removed (registered clients register again, users sign in again). The
 // signing keys and the revoked access tokens are kept.
-func (s *Bolt) upgradeSchema(tx *bolt.Tx) error {
+func (s *File) upgradeSchema(tx *bbolt.Tx) error {
 	removed := 0
 	for _, name := range issuerBuckets {
 		if b := tx.Bucket(name); b != nil {
@@ -174,20 +175,20 @@ func (s *Bolt) upgradeSchema(tx *bolt.Tx) error {
 }
 
 // Upgraded says what opening the file changed, or "" when nothing did.
-func (s *Bolt) Upgraded() string { return s.upgraded }
+func (s *File) Upgraded() string { return s.upgraded }
 
 // Close closes the file.
-func (s *Bolt) Close() error { return s.db.Close() }
+func (s *File) Close() error { return s.db.Close() }
 
 // Path is the file's path.
-func (s *Bolt) Path() string { return s.db.Path() }
+func (s *File) Path() string { return s.db.Path() }
 
 // update runs fn in a write transaction through bbolt's group commit:
 // writers arriving within MaxBatchDelay share one durable commit (two
 // fsyncs), which is what lets many clients refresh at once. fn may run
 // more than once (bbolt retries a failed member of a batch alone), so it
 // must not keep state across runs.
-func (s *Bolt) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+func (s *File) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -195,7 +196,7 @@ func (s *Bolt) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error
 	return s.db.Batch(fn)
 }
 
-func (s *Bolt) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+func (s *File) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func (s *Bolt) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) 
 }
 
 // observe reports how long an operation took to the file's observer.
-func (s *Bolt) observe(op string, start time.Time) {
+func (s *File) observe(op string, start time.Time) {
 	if f := s.observer.Load(); f != nil {
 		(*f)(op, time.Since(start))
 	}
@@ -212,7 +213,7 @@ func (s *Bolt) observe(op string, start time.Time) {
 
 // Observe sets a function told the duration of every operation (for
 // metrics); nil stops it.
-func (s *Bolt) Observe(f func(op string, d time.Duration)) {
+func (s *File) Observe(f func(op string, d time.Duration)) {
 	if f == nil {
 		s.observer.Store(nil)
 		return
@@ -223,11 +224,11 @@ func (s *Bolt) Observe(f func(op string, d time.Duration)) {
 // get decodes a record into v, which it first resets: a batched
 // transaction may run again after a rollback, and json.Unmarshal leaves
 // fields that are absent from the record as they were.
-func get(tx *bolt.Tx, bucket, key []byte, v any) error {
+func get(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	reflect.ValueOf(v).Elem().SetZero()
 	raw := tx.Bucket(bucket).Get(key)
 	if raw == nil {
-		return ErrNotFound
+		return storage.ErrNotFound
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("decoding %s record: %v", bucket, err)
@@ -235,7 +236,7 @@ func get(tx *bolt.Tx, bucket, key []byte, v any) error {
 	return nil
 }
 
-func put(tx *bolt.Tx, bucket, key []byte, v any) error {
+func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encoding %s record: %v", bucket, err)
@@ -251,15 +252,15 @@ func expired(deadline, now time.Time) bool {
 // ForIssuer is the Store of the authorization server with this issuer.
 // Every record it writes names the issuer, and records of other issuers
 // are invisible to it.
-func (s *Bolt) ForIssuer(issuer string) Store {
-	return &issuerStore{Bolt: s, issuer: issuer}
+func (s *File) ForIssuer(issuer string) storage.Store {
+	return &issuerStore{File: s, issuer: issuer}
 }
 
 // issuerStore is one issuer's view of a file. The signing keys, the
 // revocation counter and the sweeper are the file's, shared by its
 // issuers.
 type issuerStore struct {
-	*Bolt
+	*File
 	issuer string
 }
 
@@ -273,35 +274,35 @@ func scopedKey(issuer string, parts ...string) []byte {
 func (s *issuerStore) scopedKey(parts ...string) []byte { return scopedKey(s.issuer, parts...) }
 
 // PutClient implements Store.
-func (s *issuerStore) PutClient(ctx context.Context, c *Client) error {
+func (s *issuerStore) PutClient(ctx context.Context, c *storage.Client) error {
 	if c.ID == "" {
 		return errors.New("storing client: empty client_id")
 	}
 	c.Issuer = s.issuer
-	return s.update(ctx, "put_client", func(tx *bolt.Tx) error {
+	return s.update(ctx, "put_client", func(tx *bbolt.Tx) error {
 		return put(tx, bucketClients, s.scopedKey(c.ID), c)
 	})
 }
 
 // GetClient implements Store.
-func (s *issuerStore) GetClient(ctx context.Context, id string) (*Client, error) {
-	var c Client
-	err := s.view(ctx, "get_client", func(tx *bolt.Tx) error {
+func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client, error) {
+	var c storage.Client
+	err := s.view(ctx, "get_client", func(tx *bbolt.Tx) error {
 		return get(tx, bucketClients, s.scopedKey(id), &c)
 	})
 	if err != nil {
 		return nil, err
 	}
 	if c.Issuer != s.issuer || expired(c.ExpiresAt, time.Now()) {
-		return nil, ErrNotFound
+		return nil, storage.ErrNotFound
 	}
 	return &c, nil
 }
 
 // MarkClientUsed implements Store.
 func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
-	return s.update(ctx, "mark_client_used", func(tx *bolt.Tx) error {
-		var c Client
+	return s.update(ctx, "mark_client_used", func(tx *bbolt.Tx) error {
+		var c storage.Client
 		if err := get(tx, bucketClients, s.scopedKey(id), &c); err != nil {
 			return err
 		}
@@ -313,24 +314,24 @@ func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Ti
 // DeleteClient implements Store.
 func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
 	defer s.revocations.Add(1)
-	return s.update(ctx, "delete_client", func(tx *bolt.Tx) error {
+	return s.update(ctx, "delete_client", func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketClients).Delete(s.scopedKey(id)); err != nil {
 			return err
 		}
-		_, err := s.revokeGrants(tx, GrantFilter{ClientID: id}, now, tokensExpireBy)
+		_, err := s.revokeGrants(tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
 		return err
 	})
 }
 
 // revokeClientFamilies revokes every family of a client, found through
 // the client index.
-func revokeClientFamilies(tx *bolt.Tx, issuer, clientID string, now time.Time) error {
+func revokeClientFamilies(tx *bbolt.Tx, issuer, clientID string, now time.Time) error {
 	prefix := scopedKey(issuer, clientID, "")
 	c := tx.Bucket(bucketClientFamilies).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		id := k[len(prefix):]
-		var fam RefreshFamily
-		if err := get(tx, bucketFamilies, id, &fam); errors.Is(err, ErrNotFound) {
+		var fam storage.RefreshFamily
+		if err := get(tx, bucketFamilies, id, &fam); errors.Is(err, storage.ErrNotFound) {
 			continue
 		} else if err != nil {
 			return err
@@ -346,28 +347,28 @@ func revokeClientFamilies(tx *bolt.Tx, issuer, clientID string, now time.Time) e
 }
 
 // SaveAuthorizationCode implements Store.
-func (s *issuerStore) SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error {
+func (s *issuerStore) SaveAuthorizationCode(ctx context.Context, code string, c *storage.AuthorizationCode) error {
 	c.Issuer = s.issuer
-	return s.update(ctx, "save_authorization_code", func(tx *bolt.Tx) error {
-		return put(tx, bucketCodes, Hash(code), c)
+	return s.update(ctx, "save_authorization_code", func(tx *bbolt.Tx) error {
+		return put(tx, bucketCodes, storage.Hash(code), c)
 	})
 }
 
 // getCode reads a live code of this issuer.
-func (s *issuerStore) getCode(tx *bolt.Tx, code string, now time.Time, c *AuthorizationCode) error {
-	if err := get(tx, bucketCodes, Hash(code), c); err != nil {
+func (s *issuerStore) getCode(tx *bbolt.Tx, code string, now time.Time, c *storage.AuthorizationCode) error {
+	if err := get(tx, bucketCodes, storage.Hash(code), c); err != nil {
 		return err
 	}
 	if c.Issuer != s.issuer || expired(c.ExpiresAt, now) {
-		return ErrNotFound
+		return storage.ErrNotFound
 	}
 	return nil
 }
 
 // GetAuthorizationCode implements Store.
-func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*AuthorizationCode, error) {
-	var c AuthorizationCode
-	err := s.view(ctx, "get_authorization_code", func(tx *bolt.Tx) error {
+func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*storage.AuthorizationCode, error) {
+	var c storage.AuthorizationCode
+	err := s.view(ctx, "get_authorization_code", func(tx *bbolt.Tx) error {
 		return s.getCode(tx, code, now, &c)
 	})
 	if err != nil {
@@ -377,14 +378,14 @@ func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now
 }
 
 // RedeemAuthorizationCode implements Store.
-func (s *issuerStore) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error) {
-	var c AuthorizationCode
-	err := s.update(ctx, "redeem_authorization_code", func(tx *bolt.Tx) error {
+func (s *issuerStore) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued storage.Issuance, refresh *storage.NewRefreshFamily) (*storage.AuthorizationCode, error) {
+	var c storage.AuthorizationCode
+	err := s.update(ctx, "redeem_authorization_code", func(tx *bbolt.Tx) error {
 		if err := s.getCode(tx, code, now, &c); err != nil {
 			return err
 		}
 		if !c.UsedAt.IsZero() {
-			return ErrAlreadyUsed
+			return storage.ErrAlreadyUsed
 		}
 		c.UsedAt = now
 		c.Issued = issued
@@ -394,16 +395,16 @@ func (s *issuerStore) RedeemAuthorizationCode(ctx context.Context, code string, 
 			}
 			c.Issued.RefreshFamilyID = refresh.Family.ID
 		}
-		return put(tx, bucketCodes, Hash(code), &c)
+		return put(tx, bucketCodes, storage.Hash(code), &c)
 	})
-	if err != nil && !errors.Is(err, ErrAlreadyUsed) {
+	if err != nil && !errors.Is(err, storage.ErrAlreadyUsed) {
 		return nil, err
 	}
 	return &c, err
 }
 
 // createFamily stores a new family, its index entry and its first token.
-func (s *issuerStore) createFamily(tx *bolt.Tx, n *NewRefreshFamily) error {
+func (s *issuerStore) createFamily(tx *bbolt.Tx, n *storage.NewRefreshFamily) error {
 	f := n.Family
 	if f.ID == "" {
 		return errors.New("storing refresh family: empty id")
@@ -425,7 +426,7 @@ func (s *issuerStore) createFamily(tx *bolt.Tx, n *NewRefreshFamily) error {
 	if err := tx.Bucket(bucketClientFamilies).Put(s.scopedKey(f.ClientID, f.ID), nil); err != nil {
 		return err
 	}
-	return put(tx, bucketRefresh, Hash(n.Token), &first)
+	return put(tx, bucketRefresh, storage.Hash(n.Token), &first)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -436,7 +437,7 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // getRefreshToken reads a refresh token and its family, of this issuer.
-func (s *issuerStore) getRefreshToken(tx *bolt.Tx, key []byte, t *RefreshToken, fam *RefreshFamily) error {
+func (s *issuerStore) getRefreshToken(tx *bbolt.Tx, key []byte, t *storage.RefreshToken, fam *storage.RefreshFamily) error {
 	if err := get(tx, bucketRefresh, key, t); err != nil {
 		return err
 	}
@@ -444,31 +445,31 @@ func (s *issuerStore) getRefreshToken(tx *bolt.Tx, key []byte, t *RefreshToken, 
 		return err
 	}
 	if fam.Issuer != s.issuer {
-		return ErrNotFound
+		return storage.ErrNotFound
 	}
 	return nil
 }
 
 // RotateRefreshToken implements Store.
-func (s *issuerStore) RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFamily, *RefreshToken, error) {
-	var fam RefreshFamily
+func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	var fam storage.RefreshFamily
 	next := r.Next
 	reused := false
-	err := s.update(ctx, "rotate_refresh_token", func(tx *bolt.Tx) error {
+	err := s.update(ctx, "rotate_refresh_token", func(tx *bbolt.Tx) error {
 		reused = false
-		key := Hash(r.Presented)
-		var cur RefreshToken
+		key := storage.Hash(r.Presented)
+		var cur storage.RefreshToken
 		if err := s.getRefreshToken(tx, key, &cur, &fam); err != nil {
 			return err
 		}
 		if fam.ClientID != r.ClientID {
-			return ErrWrongClient
+			return storage.ErrWrongClient
 		}
 		if !fam.RevokedAt.IsZero() {
-			return ErrRevoked
+			return storage.ErrRevoked
 		}
 		if expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now) {
-			return ErrNotFound
+			return storage.ErrNotFound
 		}
 		if !cur.RotatedAt.IsZero() {
 			since := r.Now.Sub(cur.RotatedAt)
@@ -485,7 +486,7 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r Rotation) (*Refr
 		if err := put(tx, bucketFamilies, []byte(fam.ID), &fam); err != nil {
 			return err
 		}
-		nextKey := Hash(r.NextToken)
+		nextKey := storage.Hash(r.NextToken)
 		cur.Successors = append(cur.Successors, nextKey)
 		if err := put(tx, bucketRefresh, key, &cur); err != nil {
 			return err
@@ -499,14 +500,14 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r Rotation) (*Refr
 		return nil, nil, err
 	case reused:
 		s.revocations.Add(1)
-		return &fam, nil, ErrReused
+		return &fam, nil, storage.ErrReused
 	}
 	return &fam, &next, nil
 }
 
-func anySuccessorUsed(tx *bolt.Tx, successors [][]byte) bool {
+func anySuccessorUsed(tx *bbolt.Tx, successors [][]byte) bool {
 	for _, h := range successors {
-		var t RefreshToken
+		var t storage.RefreshToken
 		if get(tx, bucketRefresh, h, &t) == nil && !t.RotatedAt.IsZero() {
 			return true
 		}
@@ -515,35 +516,35 @@ func anySuccessorUsed(tx *bolt.Tx, successors [][]byte) bool {
 }
 
 // GetRefreshToken implements Store.
-func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error) {
-	var fam RefreshFamily
-	var t RefreshToken
-	err := s.view(ctx, "get_refresh_token", func(tx *bolt.Tx) error {
-		return s.getRefreshToken(tx, Hash(token), &t, &fam)
+func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now time.Time) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	var fam storage.RefreshFamily
+	var t storage.RefreshToken
+	err := s.view(ctx, "get_refresh_token", func(tx *bbolt.Tx) error {
+		return s.getRefreshToken(tx, storage.Hash(token), &t, &fam)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	if expired(t.ExpiresAt, now) || expired(fam.ExpiresAt, now) {
-		return nil, nil, ErrNotFound
+		return nil, nil, storage.ErrNotFound
 	}
 	return &fam, &t, nil
 }
 
 // Revocations implements Store. It counts the revocations committed
 // through this file, which every site of the process shares.
-func (s *Bolt) Revocations() uint64 { return s.revocations.Load() }
+func (s *File) Revocations() uint64 { return s.revocations.Load() }
 
 // RevokeRefreshFamily implements Store.
 func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
 	defer s.revocations.Add(1)
-	return s.update(ctx, "revoke_refresh_family", func(tx *bolt.Tx) error {
-		var fam RefreshFamily
+	return s.update(ctx, "revoke_refresh_family", func(tx *bbolt.Tx) error {
+		var fam storage.RefreshFamily
 		if err := get(tx, bucketFamilies, []byte(familyID), &fam); err != nil {
 			return err
 		}
 		if fam.Issuer != s.issuer {
-			return ErrNotFound
+			return storage.ErrNotFound
 		}
 		if !fam.RevokedAt.IsZero() {
 			return nil
@@ -564,28 +565,28 @@ func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expires
 		return errors.New("revoking access token: empty jti")
 	}
 	defer s.revocations.Add(1)
-	return s.update(ctx, "revoke_access_token", func(tx *bolt.Tx) error {
+	return s.update(ctx, "revoke_access_token", func(tx *bbolt.Tx) error {
 		return put(tx, bucketRevokedAccess, []byte(jti), revokedAccessToken{ExpiresAt: expiresAt})
 	})
 }
 
 // AccessTokenRevoked implements Store, in one read transaction.
-func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) (bool, error) {
+func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t storage.AccessTokenRef) (bool, error) {
 	var revoked bool
-	err := s.view(ctx, "access_token_revoked", func(tx *bolt.Tx) error {
+	err := s.view(ctx, "access_token_revoked", func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketRevokedAccess).Get([]byte(t.ID)) != nil {
 			revoked = true
 			return nil
 		}
 		if t.FamilyID != "" {
-			var fam RefreshFamily
+			var fam storage.RefreshFamily
 			switch err := get(tx, bucketFamilies, []byte(t.FamilyID), &fam); {
 			case err == nil:
 				if fam.Issuer == s.issuer && !fam.RevokedAt.IsZero() {
 					revoked = true
 					return nil
 				}
-			case !errors.Is(err, ErrNotFound):
+			case !errors.Is(err, storage.ErrNotFound):
 				return err
 			}
 		}
@@ -597,9 +598,9 @@ func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t AccessTokenRef) 
 }
 
 // PutConsent implements Store.
-func (s *issuerStore) PutConsent(ctx context.Context, c *Consent) error {
+func (s *issuerStore) PutConsent(ctx context.Context, c *storage.Consent) error {
 	c.Issuer = s.issuer
-	return s.update(ctx, "put_consent", func(tx *bolt.Tx) error {
+	return s.update(ctx, "put_consent", func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketClientConsents).Put(s.scopedKey(c.ClientID, c.Subject, c.Resource), nil); err != nil {
 			return err
 		}
@@ -608,9 +609,9 @@ func (s *issuerStore) PutConsent(ctx context.Context, c *Consent) error {
 }
 
 // GetConsent implements Store.
-func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resource string) (*Consent, error) {
-	var c Consent
-	err := s.view(ctx, "get_consent", func(tx *bolt.Tx) error {
+func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resource string) (*storage.Consent, error) {
+	var c storage.Consent
+	err := s.view(ctx, "get_consent", func(tx *bbolt.Tx) error {
 		return get(tx, bucketConsents, s.scopedKey(subject, clientID, resource), &c)
 	})
 	if err != nil {
@@ -620,27 +621,27 @@ func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resourc
 }
 
 // SavePendingAuthorization implements Store.
-func (s *issuerStore) SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error {
+func (s *issuerStore) SavePendingAuthorization(ctx context.Context, id string, p *storage.PendingAuthorization) error {
 	p.Issuer = s.issuer
-	return s.update(ctx, "save_pending_authorization", func(tx *bolt.Tx) error {
-		return put(tx, bucketPending, Hash(id), p)
+	return s.update(ctx, "save_pending_authorization", func(tx *bbolt.Tx) error {
+		return put(tx, bucketPending, storage.Hash(id), p)
 	})
 }
 
 // AnswerPendingAuthorization implements Store.
-func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string, a ConsentAnswer) (*PendingAuthorization, bool, error) {
-	var p PendingAuthorization
+func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string, a storage.ConsentAnswer) (*storage.PendingAuthorization, bool, error) {
+	var p storage.PendingAuthorization
 	var repeated, refused bool
-	err := s.update(ctx, "answer_pending_authorization", func(tx *bolt.Tx) error {
+	err := s.update(ctx, "answer_pending_authorization", func(tx *bbolt.Tx) error {
 		repeated, refused = false, false
-		key := Hash(id)
+		key := storage.Hash(id)
 		if err := get(tx, bucketPending, key, &p); err != nil {
 			return err
 		}
 		if p.Issuer != s.issuer || expired(p.ExpiresAt, a.Now) {
-			return ErrNotFound
+			return storage.ErrNotFound
 		}
-		if subtle.ConstantTimeCompare(Hash(a.CSRF), p.CSRFHash) != 1 || a.Subject == "" || a.Subject != p.Subject {
+		if subtle.ConstantTimeCompare(storage.Hash(a.CSRF), p.CSRFHash) != 1 || a.Subject == "" || a.Subject != p.Subject {
 			// Commit the deletion: a guessed form is used up.
 			refused = true
 			return tx.Bucket(bucketPending).Delete(key)
@@ -654,7 +655,7 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 		return put(tx, bucketPending, key, &p)
 	})
 	if err == nil && refused {
-		err = ErrNotFound
+		err = storage.ErrNotFound
 	}
 	if err != nil {
 		return nil, false, err
@@ -663,57 +664,57 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 }
 
 // CreateSession implements Store.
-func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *Session) error {
+func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *storage.Session) error {
 	sess.Issuer = s.issuer
-	return s.update(ctx, "create_session", func(tx *bolt.Tx) error {
-		return put(tx, bucketSessions, Hash(id), sess)
+	return s.update(ctx, "create_session", func(tx *bbolt.Tx) error {
+		return put(tx, bucketSessions, storage.Hash(id), sess)
 	})
 }
 
 // GetSession implements Store.
-func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) (*Session, error) {
-	var sess Session
-	err := s.view(ctx, "get_session", func(tx *bolt.Tx) error {
-		return get(tx, bucketSessions, Hash(id), &sess)
+func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) (*storage.Session, error) {
+	var sess storage.Session
+	err := s.view(ctx, "get_session", func(tx *bbolt.Tx) error {
+		return get(tx, bucketSessions, storage.Hash(id), &sess)
 	})
 	if err != nil {
 		return nil, err
 	}
 	if sess.Issuer != s.issuer || expired(sess.ExpiresAt, now) {
-		return nil, ErrNotFound
+		return nil, storage.ErrNotFound
 	}
 	return &sess, nil
 }
 
 // DeleteSession implements Store.
 func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
-	return s.update(ctx, "delete_session", func(tx *bolt.Tx) error {
-		var sess Session
-		if err := get(tx, bucketSessions, Hash(id), &sess); err != nil || sess.Issuer != s.issuer {
+	return s.update(ctx, "delete_session", func(tx *bbolt.Tx) error {
+		var sess storage.Session
+		if err := get(tx, bucketSessions, storage.Hash(id), &sess); err != nil || sess.Issuer != s.issuer {
 			return nil
 		}
-		return tx.Bucket(bucketSessions).Delete(Hash(id))
+		return tx.Bucket(bucketSessions).Delete(storage.Hash(id))
 	})
 }
 
 // SaveUpstreamSignIn implements Store.
-func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *UpstreamSignIn) error {
+func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *storage.UpstreamSignIn) error {
 	u.Issuer = s.issuer
-	return s.update(ctx, "save_upstream_sign_in", func(tx *bolt.Tx) error {
-		return put(tx, bucketUpstream, Hash(state), u)
+	return s.update(ctx, "save_upstream_sign_in", func(tx *bbolt.Tx) error {
+		return put(tx, bucketUpstream, storage.Hash(state), u)
 	})
 }
 
 // TakeUpstreamSignIn implements Store.
-func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*UpstreamSignIn, error) {
-	var u UpstreamSignIn
-	err := s.update(ctx, "take_upstream_sign_in", func(tx *bolt.Tx) error {
-		key := Hash(state)
+func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*storage.UpstreamSignIn, error) {
+	var u storage.UpstreamSignIn
+	err := s.update(ctx, "take_upstream_sign_in", func(tx *bbolt.Tx) error {
+		key := storage.Hash(state)
 		if err := get(tx, bucketUpstream, key, &u); err != nil {
 			return err
 		}
 		if u.Issuer != s.issuer {
-			return ErrNotFound
+			return storage.ErrNotFound
 		}
 		return tx.Bucket(bucketUpstream).Delete(key)
 	})
@@ -721,15 +722,15 @@ func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now 
 		return nil, err
 	}
 	if expired(u.ExpiresAt, now) {
-		return nil, ErrNotFound
+		return nil, storage.ErrNotFound
 	}
 	return &u, nil
 }
 
 // SigningKeys implements Store.
-func (s *Bolt) SigningKeys(ctx context.Context) ([]SigningKey, error) {
-	var keys []SigningKey
-	err := s.view(ctx, "signing_keys", func(tx *bolt.Tx) error {
+func (s *File) SigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
+	var keys []storage.SigningKey
+	err := s.view(ctx, "signing_keys", func(tx *bbolt.Tx) error {
 		var err error
 		keys, err = signingKeys(tx)
 		return err
@@ -738,10 +739,10 @@ func (s *Bolt) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 }
 
 // signingKeys returns the stored keys, newest first.
-func signingKeys(tx *bolt.Tx) ([]SigningKey, error) {
-	var keys []SigningKey
+func signingKeys(tx *bbolt.Tx) ([]storage.SigningKey, error) {
+	var keys []storage.SigningKey
 	err := tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
-		var key SigningKey
+		var key storage.SigningKey
 		if err := json.Unmarshal(v, &key); err != nil {
 			return fmt.Errorf("decoding signing key %s: %v", k, err)
 		}
@@ -756,7 +757,7 @@ func signingKeys(tx *bolt.Tx) ([]SigningKey, error) {
 	return keys, err
 }
 
-func activeKey(keys []SigningKey) *SigningKey {
+func activeKey(keys []storage.SigningKey) *storage.SigningKey {
 	for i := range keys {
 		if keys[i].RetiredAt.IsZero() {
 			return &keys[i]
@@ -766,9 +767,9 @@ func activeKey(keys []SigningKey) *SigningKey {
 }
 
 // EnsureSigningKey implements Store.
-func (s *Bolt) EnsureSigningKey(ctx context.Context, generate func() (*SigningKey, error)) (*SigningKey, error) {
-	var active *SigningKey
-	err := s.update(ctx, "ensure_signing_key", func(tx *bolt.Tx) error {
+func (s *File) EnsureSigningKey(ctx context.Context, generate func() (*storage.SigningKey, error)) (*storage.SigningKey, error) {
+	var active *storage.SigningKey
+	err := s.update(ctx, "ensure_signing_key", func(tx *bbolt.Tx) error {
 		keys, err := signingKeys(tx)
 		if err != nil {
 			return err
@@ -788,19 +789,19 @@ func (s *Bolt) EnsureSigningKey(ctx context.Context, generate func() (*SigningKe
 }
 
 // RotateSigningKey implements Store.
-func (s *Bolt) RotateSigningKey(ctx context.Context, current string, next *SigningKey, verifyOldUntil time.Time) error {
+func (s *File) RotateSigningKey(ctx context.Context, current string, next *storage.SigningKey, verifyOldUntil time.Time) error {
 	takeover := next.ActivatesAt
 	if takeover.IsZero() {
 		takeover = next.CreatedAt
 	}
-	return s.update(ctx, "rotate_signing_key", func(tx *bolt.Tx) error {
+	return s.update(ctx, "rotate_signing_key", func(tx *bbolt.Tx) error {
 		keys, err := signingKeys(tx)
 		if err != nil {
 			return err
 		}
 		old := activeKey(keys)
 		if old == nil || old.ID != current || old.ActivatesAt.After(next.CreatedAt) {
-			return ErrConflict
+			return storage.ErrConflict
 		}
 		old.RetiredAt, old.VerifyUntil = takeover, verifyOldUntil
 		if err := put(tx, bucketKeys, []byte(old.ID), old); err != nil {
@@ -816,27 +817,36 @@ func (s *Bolt) RotateSigningKey(ctx context.Context, current string, next *Signi
 // detected; a family is kept until its own expiry. An unused registered
 // client that expires has its families (if any) revoked; it never got an
 // access token, so none needs denying.
-func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
+func (s *File) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 	deleted, revoked := 0, false
-	err := s.update(ctx, "delete_expired", func(tx *bolt.Tx) error {
+	err := s.update(ctx, "delete_expired", func(tx *bbolt.Tx) error {
 		deleted, revoked = 0, false
 		sweeps := []struct {
 			bucket []byte
 			dead   func(raw []byte) bool
 			then   func(key, raw []byte) error
 		}{
-			{bucketClients, func(raw []byte) bool { var c Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
+			{bucketClients, func(raw []byte) bool { var c storage.Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
 				func(key, raw []byte) error {
-					var c Client
+					var c storage.Client
 					json.Unmarshal(raw, &c)
 					revoked = true
 					return revokeClientFamilies(tx, c.Issuer, c.ID, now)
 				}},
-			{bucketCodes, func(raw []byte) bool { var c AuthorizationCode; return decodes(raw, &c) && expired(c.ExpiresAt, now) }, nil},
-			{bucketRefresh, func(raw []byte) bool { var t RefreshToken; return decodes(raw, &t) && expired(t.ExpiresAt, now) }, nil},
-			{bucketFamilies, func(raw []byte) bool { var f RefreshFamily; return decodes(raw, &f) && expired(f.ExpiresAt, now) },
+			{bucketCodes, func(raw []byte) bool {
+				var c storage.AuthorizationCode
+				return decodes(raw, &c) && expired(c.ExpiresAt, now)
+			}, nil},
+			{bucketRefresh, func(raw []byte) bool {
+				var t storage.RefreshToken
+				return decodes(raw, &t) && expired(t.ExpiresAt, now)
+			}, nil},
+			{bucketFamilies, func(raw []byte) bool {
+				var f storage.RefreshFamily
+				return decodes(raw, &f) && expired(f.ExpiresAt, now)
+			},
 				func(key, raw []byte) error {
-					var f RefreshFamily
+					var f storage.RefreshFamily
 					json.Unmarshal(raw, &f)
 					if err := tx.Bucket(bucketGrantFamilies).Delete(scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)); err != nil {
 						return err
@@ -845,13 +855,19 @@ func (s *Bolt) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 				}},
 			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
 			{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
-			{bucketSessions, func(raw []byte) bool { var s Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
-			{bucketUpstream, func(raw []byte) bool { var u UpstreamSignIn; return decodes(raw, &u) && expired(u.ExpiresAt, now) }, nil},
+			{bucketSessions, func(raw []byte) bool { var s storage.Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
+			{bucketUpstream, func(raw []byte) bool {
+				var u storage.UpstreamSignIn
+				return decodes(raw, &u) && expired(u.ExpiresAt, now)
+			}, nil},
 			{bucketPending, func(raw []byte) bool {
-				var p PendingAuthorization
+				var p storage.PendingAuthorization
 				return decodes(raw, &p) && expired(p.ExpiresAt, now)
 			}, nil},
-			{bucketKeys, func(raw []byte) bool { var k SigningKey; return decodes(raw, &k) && expired(k.VerifyUntil, now) }, nil},
+			{bucketKeys, func(raw []byte) bool {
+				var k storage.SigningKey
+				return decodes(raw, &k) && expired(k.VerifyUntil, now)
+			}, nil},
 		}
 		for _, sw := range sweeps {
 			n, err := deleteWhere(tx.Bucket(sw.bucket), sw.dead, sw.then)
@@ -874,7 +890,7 @@ func decodes(raw []byte, v any) bool { return json.Unmarshal(raw, v) == nil }
 
 // deleteWhere deletes the records of b that are dead, calling then (when
 // not nil) with each one first.
-func deleteWhere(b *bolt.Bucket, dead func(raw []byte) bool, then func(key, raw []byte) error) (int, error) {
+func deleteWhere(b *bbolt.Bucket, dead func(raw []byte) bool, then func(key, raw []byte) error) (int, error) {
 	type record struct{ key, raw []byte }
 	var doomed []record
 	err := b.ForEach(func(k, v []byte) error {
@@ -899,18 +915,22 @@ func deleteWhere(b *bolt.Bucket, dead func(raw []byte) bool, then func(key, raw 
 	return len(doomed), nil
 }
 
-// Interface guard
-var _ Store = (*issuerStore)(nil)
+// Interface guards
+var (
+	_ storage.Store    = (*issuerStore)(nil)
+	_ storage.Backend  = (*File)(nil)
+	_ storage.Backuper = (*File)(nil)
+)
 
 // CheckConsistency verifies the links between records: every refresh
 // token belongs to a stored family, every rotated token's successors are
 // stored, and every family issued from a code exists. It is how the crash
 // test proves that no transaction was half applied.
-func (s *Bolt) CheckConsistency(ctx context.Context) error {
-	return s.view(ctx, "check_consistency", func(tx *bolt.Tx) error {
+func (s *File) CheckConsistency(ctx context.Context) error {
+	return s.view(ctx, "check_consistency", func(tx *bbolt.Tx) error {
 		families, tokens := tx.Bucket(bucketFamilies), tx.Bucket(bucketRefresh)
 		err := tokens.ForEach(func(k, v []byte) error {
-			var t RefreshToken
+			var t storage.RefreshToken
 			if err := json.Unmarshal(v, &t); err != nil {
 				return fmt.Errorf("refresh token %x: %v", k[:4], err)
 			}
@@ -928,7 +948,7 @@ func (s *Bolt) CheckConsistency(ctx context.Context) error {
 			return err
 		}
 		return tx.Bucket(bucketCodes).ForEach(func(k, v []byte) error {
-			var c AuthorizationCode
+			var c storage.AuthorizationCode
 			if err := json.Unmarshal(v, &c); err != nil {
 				return fmt.Errorf("authorization code %x: %v", k[:4], err)
 			}

@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,16 +15,16 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 const testIssuer = "https://auth.test"
 
-func openFile(t *testing.T) *Bolt {
+func openFile(t *testing.T) *File {
 	t.Helper()
-	s, err := OpenBolt(filepath.Join(t.TempDir(), "oauth.db"))
+	s, err := Open(filepath.Join(t.TempDir(), "oauth.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,16 +41,16 @@ func openTemp(t *testing.T) *issuerStore {
 func TestClientRoundTrip(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	c := &Client{ID: "c1", Name: "Demo", RedirectURIs: []string{"https://a.test/cb"}, SecretHash: Hash("s3cret"), CreatedAt: t0}
+	c := &storage.Client{ID: "c1", Name: "Demo", RedirectURIs: []string{"https://a.test/cb"}, SecretHash: storage.Hash("s3cret"), CreatedAt: t0}
 	if err := s.PutClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.GetClient(ctx, "c1")
-	if err != nil || got.Name != "Demo" || got.RedirectURIs[0] != "https://a.test/cb" || !bytes.Equal(got.SecretHash, Hash("s3cret")) {
+	if err != nil || got.Name != "Demo" || got.RedirectURIs[0] != "https://a.test/cb" || !bytes.Equal(got.SecretHash, storage.Hash("s3cret")) {
 		t.Fatalf("GetClient = %+v, %v", got, err)
 	}
 	// An unused client expires; one marked used stays.
-	if err := s.PutClient(ctx, &Client{ID: "fresh", CreatedAt: t0, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+	if err := s.PutClient(ctx, &storage.Client{ID: "fresh", CreatedAt: t0, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.MarkClientUsed(ctx, "fresh", t0); err != nil {
@@ -58,22 +59,22 @@ func TestClientRoundTrip(t *testing.T) {
 	if c, err := s.GetClient(ctx, "fresh"); err != nil || !c.ExpiresAt.IsZero() || !c.LastUsedAt.Equal(t0) {
 		t.Fatalf("after MarkClientUsed: %+v, %v", c, err)
 	}
-	if err := s.PutClient(ctx, &Client{ID: "stale", CreatedAt: t0, ExpiresAt: time.Now().Add(-time.Second)}); err != nil {
+	if err := s.PutClient(ctx, &storage.Client{ID: "stale", CreatedAt: t0, ExpiresAt: time.Now().Add(-time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetClient(ctx, "stale"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetClient(ctx, "stale"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired client: %v", err)
 	}
-	if err := s.MarkClientUsed(ctx, "nobody", t0); !errors.Is(err, ErrNotFound) {
+	if err := s.MarkClientUsed(ctx, "nobody", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("MarkClientUsed of an unknown client: %v", err)
 	}
 	if err := s.DeleteClient(ctx, "c1", t0, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after delete: %v, want ErrNotFound", err)
+	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after delete: %v, want storage.ErrNotFound", err)
 	}
-	if err := s.PutClient(ctx, &Client{}); err == nil {
+	if err := s.PutClient(ctx, &storage.Client{}); err == nil {
 		t.Fatal("a client without id was stored")
 	}
 }
@@ -82,7 +83,7 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
 	code := "code-" + strings.Repeat("x", 40)
-	if err := s.SaveAuthorizationCode(ctx, code, &AuthorizationCode{
+	if err := s.SaveAuthorizationCode(ctx, code, &storage.AuthorizationCode{
 		ClientID: "c1", Subject: "alice", Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(10 * time.Minute),
 	}); err != nil {
 		t.Fatal(err)
@@ -92,11 +93,11 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			_, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(time.Minute), Issuance{AccessTokenID: fmt.Sprint("jti-", i)}, nil)
+			_, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(time.Minute), storage.Issuance{AccessTokenID: fmt.Sprint("jti-", i)}, nil)
 			switch {
 			case err == nil:
 				wins.Add(1)
-			case errors.Is(err, ErrAlreadyUsed):
+			case errors.Is(err, storage.ErrAlreadyUsed):
 				used.Add(1)
 			default:
 				t.Error(err)
@@ -109,28 +110,28 @@ func TestRedeemAuthorizationCodeExactlyOnce(t *testing.T) {
 	}
 
 	// A replay reports what the winning redemption issued.
-	c, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(2*time.Minute), Issuance{AccessTokenID: "late"}, nil)
-	if !errors.Is(err, ErrAlreadyUsed) || c == nil || !strings.HasPrefix(c.Issued.AccessTokenID, "jti-") {
+	c, err := s.RedeemAuthorizationCode(ctx, code, t0.Add(2*time.Minute), storage.Issuance{AccessTokenID: "late"}, nil)
+	if !errors.Is(err, storage.ErrAlreadyUsed) || c == nil || !strings.HasPrefix(c.Issued.AccessTokenID, "jti-") {
 		t.Fatalf("replay = %+v, %v", c, err)
 	}
 	// Expired codes are gone, used or not.
-	if _, err := s.GetAuthorizationCode(ctx, code, t0.Add(10*time.Minute)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetAuthorizationCode(ctx, code, t0.Add(10*time.Minute)); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired code: %v", err)
 	}
-	if _, err := s.RedeemAuthorizationCode(ctx, "unknown", t0, Issuance{}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.RedeemAuthorizationCode(ctx, "unknown", t0, storage.Issuance{}, nil); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("unknown code: %v", err)
 	}
 }
 
 // startFamily starts a refresh family the way a code redemption does.
-func startFamily(t *testing.T, s *issuerStore, f RefreshFamily, token string, first RefreshToken) {
+func startFamily(t *testing.T, s *issuerStore, f storage.RefreshFamily, token string, first storage.RefreshToken) {
 	t.Helper()
 	ctx := context.Background()
 	code := "code-for-" + f.ID
-	if err := s.SaveAuthorizationCode(ctx, code, &AuthorizationCode{ClientID: f.ClientID, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+	if err := s.SaveAuthorizationCode(ctx, code, &storage.AuthorizationCode{ClientID: f.ClientID, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.RedeemAuthorizationCode(ctx, code, t0, Issuance{AccessTokenID: "jti-" + f.ID}, &NewRefreshFamily{Family: f, Token: token, First: first})
+	c, err := s.RedeemAuthorizationCode(ctx, code, t0, storage.Issuance{AccessTokenID: "jti-" + f.ID}, &storage.NewRefreshFamily{Family: f, Token: token, First: first})
 	if err != nil || c.Issued.RefreshFamilyID != f.ID {
 		t.Fatalf("redeeming with a new family: %+v, %v", c, err)
 	}
@@ -139,14 +140,14 @@ func startFamily(t *testing.T, s *issuerStore, f RefreshFamily, token string, fi
 func newFamily(t *testing.T, s *issuerStore, id, token string) {
 	t.Helper()
 	startFamily(t, s,
-		RefreshFamily{ID: id, ClientID: "c1", Subject: "alice", Scope: "mcp:read", Resource: "https://r.test", CreatedAt: t0, ExpiresAt: t0.Add(90 * 24 * time.Hour)},
-		token, RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
+		storage.RefreshFamily{ID: id, ClientID: "c1", Subject: "alice", Scope: "mcp:read", Resource: "https://r.test", CreatedAt: t0, ExpiresAt: t0.Add(90 * 24 * time.Hour)},
+		token, storage.RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
 }
 
-func rotate(s *issuerStore, presented, next string, at time.Time) (*RefreshFamily, *RefreshToken, error) {
-	return s.RotateRefreshToken(context.Background(), Rotation{
+func rotate(s *issuerStore, presented, next string, at time.Time) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	return s.RotateRefreshToken(context.Background(), storage.Rotation{
 		Presented: presented, ClientID: "c1", NextToken: next,
-		Next: RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: at, ExpiresAt: at.Add(30 * 24 * time.Hour)},
+		Next: storage.RefreshToken{Scope: "mcp:read", Resource: "https://r.test", IssuedAt: at, ExpiresAt: at.Add(30 * 24 * time.Hour)},
 		Now:  at, Grace: 30 * time.Second,
 	})
 }
@@ -161,7 +162,7 @@ func TestRotateRefreshToken(t *testing.T) {
 		t.Fatalf("rotate = %+v %+v %v", fam, next, err)
 	}
 	// Another client cannot use it, and its attempt changes nothing.
-	if _, _, err := s.RotateRefreshToken(ctx, Rotation{Presented: "rt1", ClientID: "evil", NextToken: "x", Now: t0.Add(time.Hour)}); !errors.Is(err, ErrWrongClient) {
+	if _, _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: "rt1", ClientID: "evil", NextToken: "x", Now: t0.Add(time.Hour)}); !errors.Is(err, storage.ErrWrongClient) {
 		t.Fatalf("wrong client: %v", err)
 	}
 	// Within the grace window, before rt1 is used: a retry succeeds.
@@ -172,16 +173,16 @@ func TestRotateRefreshToken(t *testing.T) {
 	if _, _, err := rotate(s, "rt1", "rt2", t0.Add(time.Hour+20*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := rotate(s, "rt0", "rt-evil", t0.Add(time.Hour+25*time.Second)); !errors.Is(err, ErrReused) {
+	if _, _, err := rotate(s, "rt0", "rt-evil", t0.Add(time.Hour+25*time.Second)); !errors.Is(err, storage.ErrReused) {
 		t.Fatalf("reuse after successor used: %v", err)
 	}
 	if revoked, err := familyRevoked(s, "fam1"); err != nil || !revoked {
 		t.Fatalf("family revoked = %v, %v", revoked, err)
 	}
-	if _, _, err := rotate(s, "rt2", "rt3", t0.Add(time.Hour+30*time.Second)); !errors.Is(err, ErrRevoked) {
+	if _, _, err := rotate(s, "rt2", "rt3", t0.Add(time.Hour+30*time.Second)); !errors.Is(err, storage.ErrRevoked) {
 		t.Fatalf("rotate in revoked family: %v", err)
 	}
-	if _, _, err := s.GetRefreshToken(ctx, "rt-evil", t0.Add(2*time.Hour)); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.GetRefreshToken(ctx, "rt-evil", t0.Add(2*time.Hour)); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the reuse attempt's token was stored: %v", err)
 	}
 }
@@ -192,10 +193,10 @@ func TestRotateOutsideGraceRevokes(t *testing.T) {
 	if _, _, err := rotate(s, "a0", "a1", t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := rotate(s, "a0", "a1b", t0.Add(31*time.Second)); !errors.Is(err, ErrReused) {
+	if _, _, err := rotate(s, "a0", "a1b", t0.Add(31*time.Second)); !errors.Is(err, storage.ErrReused) {
 		t.Fatalf("reuse after grace: %v", err)
 	}
-	if _, _, err := rotate(s, "a1", "a2", t0.Add(32*time.Second)); !errors.Is(err, ErrRevoked) {
+	if _, _, err := rotate(s, "a1", "a2", t0.Add(32*time.Second)); !errors.Is(err, storage.ErrRevoked) {
 		t.Fatalf("successor after revocation: %v", err)
 	}
 }
@@ -224,13 +225,13 @@ func TestParallelRotationsWithinGrace(t *testing.T) {
 
 func TestFamilyLifetimeCapsTokens(t *testing.T) {
 	s := openTemp(t)
-	startFamily(t, s, RefreshFamily{ID: "short", ClientID: "c1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
-		"s0", RefreshToken{IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
+	startFamily(t, s, storage.RefreshFamily{ID: "short", ClientID: "c1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		"s0", storage.RefreshToken{IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)})
 	_, next, err := rotate(s, "s0", "s1", t0.Add(time.Minute))
 	if err != nil || !next.ExpiresAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("successor expiry = %v, %v; want the family's", next, err)
 	}
-	if _, _, err := rotate(s, "s1", "s2", t0.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
+	if _, _, err := rotate(s, "s1", "s2", t0.Add(time.Hour)); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("rotation after the family expired: %v", err)
 	}
 }
@@ -242,10 +243,10 @@ func TestRevokeRefreshFamilyAndAccessTokens(t *testing.T) {
 	if err := s.RevokeRefreshFamily(ctx, "fam4", t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := rotate(s, "r0", "r1", t0.Add(time.Second)); !errors.Is(err, ErrRevoked) {
+	if _, _, err := rotate(s, "r0", "r1", t0.Add(time.Second)); !errors.Is(err, storage.ErrRevoked) {
 		t.Fatalf("rotate after revoke: %v", err)
 	}
-	if err := s.RevokeRefreshFamily(ctx, "nope", t0); !errors.Is(err, ErrNotFound) {
+	if err := s.RevokeRefreshFamily(ctx, "nope", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("revoke unknown family: %v", err)
 	}
 	if revoked, err := familyRevoked(s, "nope"); revoked || err != nil {
@@ -256,7 +257,7 @@ func TestRevokeRefreshFamilyAndAccessTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for jti, want := range map[string]bool{"jti-1": true, "jti-2": false} {
-		if got, err := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: jti}); got != want || err != nil {
+		if got, err := s.AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: jti}); got != want || err != nil {
 			t.Fatalf("AccessTokenRevoked(%s) = %v, %v", jti, got, err)
 		}
 	}
@@ -265,20 +266,20 @@ func TestRevokeRefreshFamilyAndAccessTokens(t *testing.T) {
 func TestConsentsAndSessions(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	if err := s.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Scope: "mcp:read", GrantedAt: t0}); err != nil {
+	if err := s.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "c1", Scope: "mcp:read", GrantedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Scope: "mcp:read mcp:write", GrantedAt: t0}); err != nil {
+	if err := s.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "c1", Scope: "mcp:read mcp:write", GrantedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := s.GetConsent(ctx, "alice", "c1", ""); err != nil || c.Scope != "mcp:read mcp:write" {
 		t.Fatalf("consent = %+v, %v", c, err)
 	}
-	if _, err := s.GetConsent(ctx, "alice", "c2", ""); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetConsent(ctx, "alice", "c2", ""); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("consent for another client: %v", err)
 	}
 	// Consent is per resource.
-	if err := s.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test/api", Scope: "api:read", GrantedAt: t0}); err != nil {
+	if err := s.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test/api", Scope: "api:read", GrantedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := s.GetConsent(ctx, "alice", "c1", "https://r.test/api"); err != nil || c.Scope != "api:read" {
@@ -287,23 +288,23 @@ func TestConsentsAndSessions(t *testing.T) {
 	if c, err := s.GetConsent(ctx, "alice", "c1", ""); err != nil || c.Scope != "mcp:read mcp:write" {
 		t.Fatalf("consent for the first resource after the second = %+v, %v", c, err)
 	}
-	if _, err := s.GetConsent(ctx, "alice", "c1", "https://r.test/other"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetConsent(ctx, "alice", "c1", "https://r.test/other"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("consent for a third resource: %v", err)
 	}
 
-	if err := s.CreateSession(ctx, "sid", &Session{Subject: "alice", AuthTime: t0, ExpiresAt: t0.Add(12 * time.Hour)}); err != nil {
+	if err := s.CreateSession(ctx, "sid", &storage.Session{Subject: "alice", AuthTime: t0, ExpiresAt: t0.Add(12 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if sess, err := s.GetSession(ctx, "sid", t0.Add(time.Hour)); err != nil || sess.Subject != "alice" {
 		t.Fatalf("session = %+v, %v", sess, err)
 	}
-	if _, err := s.GetSession(ctx, "sid", t0.Add(12*time.Hour)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetSession(ctx, "sid", t0.Add(12*time.Hour)); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired session: %v", err)
 	}
 	if err := s.DeleteSession(ctx, "sid"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetSession(ctx, "sid", t0); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetSession(ctx, "sid", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("deleted session: %v", err)
 	}
 }
@@ -312,10 +313,10 @@ func TestSigningKeysEnsureAndRotate(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
 	calls := 0
-	gen := func(id string, at time.Time) func() (*SigningKey, error) {
-		return func() (*SigningKey, error) {
+	gen := func(id string, at time.Time) func() (*storage.SigningKey, error) {
+		return func() (*storage.SigningKey, error) {
 			calls++
-			return &SigningKey{ID: id, Algorithm: "ES256", PKCS8: []byte(id), CreatedAt: at}, nil
+			return &storage.SigningKey{ID: id, Algorithm: "ES256", PKCS8: []byte(id), CreatedAt: at}, nil
 		}
 	}
 	k1, err := s.EnsureSigningKey(ctx, gen("k1", t0))
@@ -326,8 +327,8 @@ func TestSigningKeysEnsureAndRotate(t *testing.T) {
 	if err != nil || k.ID != "k1" || calls != 1 {
 		t.Fatalf("second Ensure = %v, %v after %d generations; want k1 and 1", k, err, calls)
 	}
-	k2 := &SigningKey{ID: "k2", Algorithm: "ES256", PKCS8: []byte("k2"), CreatedAt: t0.Add(time.Hour), ActivatesAt: t0.Add(90 * time.Minute)}
-	if err := s.RotateSigningKey(ctx, "k-wrong", k2, t0.Add(2*time.Hour)); !errors.Is(err, ErrConflict) {
+	k2 := &storage.SigningKey{ID: "k2", Algorithm: "ES256", PKCS8: []byte("k2"), CreatedAt: t0.Add(time.Hour), ActivatesAt: t0.Add(90 * time.Minute)}
+	if err := s.RotateSigningKey(ctx, "k-wrong", k2, t0.Add(2*time.Hour)); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("rotating from a key that is not the active one: %v", err)
 	}
 	if err := s.RotateSigningKey(ctx, "k1", k2, t0.Add(2*time.Hour)); err != nil {
@@ -338,8 +339,8 @@ func TestSigningKeysEnsureAndRotate(t *testing.T) {
 		t.Fatalf("keys after rotation = %+v, %v", keys, err)
 	}
 	// While k2 is pending, another rotation (a second node, say) is a conflict.
-	k3 := &SigningKey{ID: "k3", Algorithm: "ES256", PKCS8: []byte("k3"), CreatedAt: t0.Add(time.Hour + time.Minute)}
-	if err := s.RotateSigningKey(ctx, "k2", k3, t0.Add(2*time.Hour)); !errors.Is(err, ErrConflict) {
+	k3 := &storage.SigningKey{ID: "k3", Algorithm: "ES256", PKCS8: []byte("k3"), CreatedAt: t0.Add(time.Hour + time.Minute)}
+	if err := s.RotateSigningKey(ctx, "k2", k3, t0.Add(2*time.Hour)); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("a second rotation while one is pending: %v", err)
 	}
 	if k, _ := s.EnsureSigningKey(ctx, gen("k3", t0)); k.ID != "k2" {
@@ -363,14 +364,14 @@ func TestDeleteExpired(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(s.PutClient(ctx, &Client{ID: "unused", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
-	must(s.PutClient(ctx, &Client{ID: "kept", CreatedAt: t0}))
-	must(s.SaveAuthorizationCode(ctx, "old-code", &AuthorizationCode{ExpiresAt: t0.Add(time.Minute)}))
-	must(s.SaveAuthorizationCode(ctx, "new-code", &AuthorizationCode{ExpiresAt: t0.Add(3 * time.Hour)}))
-	must(s.CreateSession(ctx, "old-sid", &Session{ExpiresAt: t0.Add(time.Minute)}))
+	must(s.PutClient(ctx, &storage.Client{ID: "unused", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+	must(s.PutClient(ctx, &storage.Client{ID: "kept", CreatedAt: t0}))
+	must(s.SaveAuthorizationCode(ctx, "old-code", &storage.AuthorizationCode{ExpiresAt: t0.Add(time.Minute)}))
+	must(s.SaveAuthorizationCode(ctx, "new-code", &storage.AuthorizationCode{ExpiresAt: t0.Add(3 * time.Hour)}))
+	must(s.CreateSession(ctx, "old-sid", &storage.Session{ExpiresAt: t0.Add(time.Minute)}))
 	must(s.RevokeAccessToken(ctx, "old-jti", t0.Add(time.Minute)))
 	must(s.RevokeAccessToken(ctx, "new-jti", t0.Add(3*time.Hour)))
-	startFamily(t, s, RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", RefreshToken{ExpiresAt: t0.Add(time.Hour)})
+	startFamily(t, s, storage.RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
 
 	n, err := s.DeleteExpired(ctx, t0.Add(2*time.Hour))
 	must(err)
@@ -385,7 +386,7 @@ func TestDeleteExpired(t *testing.T) {
 	if _, err := s.GetAuthorizationCode(ctx, "new-code", t0.Add(2*time.Hour)); err != nil {
 		t.Fatal("a live code was swept")
 	}
-	if revoked, _ := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: "new-jti"}); !revoked {
+	if revoked, _ := s.AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: "new-jti"}); !revoked {
 		t.Fatal("a live denylist entry was swept")
 	}
 	if n, _ := s.DeleteExpired(ctx, t0.Add(2*time.Hour)); n != 0 {
@@ -396,18 +397,18 @@ func TestDeleteExpired(t *testing.T) {
 func TestSecretsAreStoredHashed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "oauth.db")
-	file, err := OpenBolt(path)
+	file, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := file.ForIssuer(testIssuer).(*issuerStore)
 	ctx := context.Background()
 	code, refresh, sid := "CODE-7a1f0c2e9b8d4c6a", "REFRESH-5e3b9d1c7a2f4e8b", "SESSION-1c9e7b5a3d2f8e6c"
-	if err := s.SaveAuthorizationCode(ctx, code, &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}); err != nil {
+	if err := s.SaveAuthorizationCode(ctx, code, &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	startFamily(t, s, RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, refresh, RefreshToken{})
-	if err := s.CreateSession(ctx, sid, &Session{Subject: "alice"}); err != nil {
+	startFamily(t, s, storage.RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, refresh, storage.RefreshToken{})
+	if err := s.CreateSession(ctx, sid, &storage.Session{Subject: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -419,7 +420,7 @@ func TestSecretsAreStoredHashed(t *testing.T) {
 		if bytes.Contains(raw, []byte(secret)) {
 			t.Errorf("%s is stored in the clear", secret)
 		}
-		if !bytes.Contains(raw, Hash(secret)) {
+		if !bytes.Contains(raw, storage.Hash(secret)) {
 			t.Errorf("the hash of %s is not the key it is stored under", secret)
 		}
 	}
@@ -427,30 +428,30 @@ func TestSecretsAreStoredHashed(t *testing.T) {
 
 func TestSchemaVersionGuard(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "oauth.db")
-	s, err := OpenBolt(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 
 	// A file written by a newer build is refused, and left untouched.
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
+	if err := db.Update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(fmt.Sprint(SchemaVersion+1)))
 	}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	_, err = OpenBolt(path)
+	_, err = Open(path)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d is newer than this build understands (%d)", SchemaVersion+1, SchemaVersion)) {
 		t.Fatalf("opening a newer file: %v", err)
 	}
-	db, _ = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	db, _ = bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
 	defer db.Close()
-	db.View(func(tx *bolt.Tx) error {
+	db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); string(v) != fmt.Sprint(SchemaVersion+1) {
 			t.Errorf("schema version rewritten to %s", v)
 		}
@@ -462,7 +463,7 @@ func TestCancelledContext(t *testing.T) {
 	s := openTemp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.PutClient(ctx, &Client{ID: "c"}); !errors.Is(err, context.Canceled) {
+	if err := s.PutClient(ctx, &storage.Client{ID: "c"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("PutClient with a cancelled context: %v", err)
 	}
 }
@@ -470,11 +471,11 @@ func TestCancelledContext(t *testing.T) {
 // familyRevoked asks the store, as the guard does, whether a token of the
 // family is revoked.
 func familyRevoked(s *issuerStore, id string) (bool, error) {
-	return s.AccessTokenRevoked(context.Background(), AccessTokenRef{ID: "some-jti", FamilyID: id, ClientID: "c1", IssuedAt: t0})
+	return s.AccessTokenRevoked(context.Background(), storage.AccessTokenRef{ID: "some-jti", FamilyID: id, ClientID: "c1", IssuedAt: t0})
 }
 
-func answer(csrf, subject, decision string, at time.Time) ConsentAnswer {
-	return ConsentAnswer{CSRF: csrf, Subject: subject, Decision: decision, Now: at, ReplayWindow: 2 * time.Minute}
+func answer(csrf, subject, decision string, at time.Time) storage.ConsentAnswer {
+	return storage.ConsentAnswer{CSRF: csrf, Subject: subject, Decision: decision, Now: at, ReplayWindow: 2 * time.Minute}
 }
 
 // TestPendingAuthorizationIsAnsweredOnce: of concurrent answers one is
@@ -485,7 +486,7 @@ func TestPendingAuthorizationIsAnsweredOnce(t *testing.T) {
 	ctx := context.Background()
 	save := func(id string) {
 		t.Helper()
-		if err := s.SavePendingAuthorization(ctx, id, &PendingAuthorization{ClientID: "c1", Subject: "alice", CSRFHash: Hash("csrf-" + id), ExpiresAt: t0.Add(10 * time.Minute)}); err != nil {
+		if err := s.SavePendingAuthorization(ctx, id, &storage.PendingAuthorization{ClientID: "c1", Subject: "alice", CSRFHash: storage.Hash("csrf-" + id), ExpiresAt: t0.Add(10 * time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -518,28 +519,28 @@ func TestPendingAuthorizationIsAnsweredOnce(t *testing.T) {
 	if err != nil || !repeated || last.Decision != first.Decision {
 		t.Fatalf("repeat at the end of the window: %+v %v %v", last, repeated, err)
 	}
-	if _, _, err := s.AnswerPendingAuthorization(ctx, "pid", answer("csrf-pid", "alice", "allow", t0.Add(2*time.Minute))); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.AnswerPendingAuthorization(ctx, "pid", answer("csrf-pid", "alice", "allow", t0.Add(2*time.Minute))); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("repeat after the window: %v", err)
 	}
 
 	// Another subject, or a wrong CSRF token, is refused and uses the request up.
-	for name, a := range map[string]ConsentAnswer{
+	for name, a := range map[string]storage.ConsentAnswer{
 		"other subject": answer("csrf-p2", "mallory", "allow", t0),
 		"no subject":    answer("csrf-p2", "", "allow", t0),
 		"wrong csrf":    answer("forged", "alice", "allow", t0),
 	} {
 		save("p2")
-		if _, _, err := s.AnswerPendingAuthorization(ctx, "p2", a); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.AnswerPendingAuthorization(ctx, "p2", a); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if _, _, err := s.AnswerPendingAuthorization(ctx, "p2", answer("csrf-p2", "alice", "allow", t0)); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.AnswerPendingAuthorization(ctx, "p2", answer("csrf-p2", "alice", "allow", t0)); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("%s: the request was not used up: %v", name, err)
 		}
 	}
-	if err := s.SavePendingAuthorization(ctx, "old", &PendingAuthorization{Subject: "alice", CSRFHash: Hash("c"), ExpiresAt: t0}); err != nil {
+	if err := s.SavePendingAuthorization(ctx, "old", &storage.PendingAuthorization{Subject: "alice", CSRFHash: storage.Hash("c"), ExpiresAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.AnswerPendingAuthorization(ctx, "old", answer("c", "alice", "allow", t0.Add(time.Second))); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.AnswerPendingAuthorization(ctx, "old", answer("c", "alice", "allow", t0.Add(time.Second))); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired pending request: %v", err)
 	}
 }
@@ -551,9 +552,9 @@ func TestRotateBurstToleratesUsedSuccessor(t *testing.T) {
 	s := openTemp(t)
 	newFamily(t, s, "burst", "b0")
 	at := func(d time.Duration, presented, next string) error {
-		_, _, err := s.RotateRefreshToken(context.Background(), Rotation{
+		_, _, err := s.RotateRefreshToken(context.Background(), storage.Rotation{
 			Presented: presented, ClientID: "c1", NextToken: next,
-			Next: RefreshToken{IssuedAt: t0.Add(d), ExpiresAt: t0.Add(d + time.Hour)},
+			Next: storage.RefreshToken{IssuedAt: t0.Add(d), ExpiresAt: t0.Add(d + time.Hour)},
 			Now:  t0.Add(d), Grace: 30 * time.Second, Burst: 2 * time.Second,
 		})
 		return err
@@ -567,7 +568,7 @@ func TestRotateBurstToleratesUsedSuccessor(t *testing.T) {
 	if err := at(200*time.Millisecond, "b0", "b1x"); err != nil { // a slower sibling still holds b0
 		t.Fatalf("reuse within the burst window: %v", err)
 	}
-	if err := at(3*time.Second, "b0", "b1y"); !errors.Is(err, ErrReused) {
+	if err := at(3*time.Second, "b0", "b1y"); !errors.Is(err, storage.ErrReused) {
 		t.Fatalf("reuse after the burst window with a used successor: %v", err)
 	}
 }
@@ -586,18 +587,18 @@ func TestIssuersShareAFileButNothingElse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(b.PutClient(ctx, &Client{ID: "c1", Name: "B's"}))
-	must(b.SaveAuthorizationCode(ctx, "code", &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
-	startFamily(t, b, RefreshFamily{ID: "fb", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", RefreshToken{ExpiresAt: t0.Add(time.Hour)})
-	must(b.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test", Scope: "x"}))
-	must(b.CreateSession(ctx, "sid", &Session{Subject: "alice", ExpiresAt: t0.Add(time.Hour)}))
-	must(b.SavePendingAuthorization(ctx, "pid", &PendingAuthorization{Subject: "alice", CSRFHash: Hash("csrf"), ExpiresAt: t0.Add(time.Hour)}))
-	must(b.SaveAuthorizationCode(ctx, "code2", &AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
+	must(b.PutClient(ctx, &storage.Client{ID: "c1", Name: "B's"}))
+	must(b.SaveAuthorizationCode(ctx, "code", &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
+	startFamily(t, b, storage.RefreshFamily{ID: "fb", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
+	must(b.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test", Scope: "x"}))
+	must(b.CreateSession(ctx, "sid", &storage.Session{Subject: "alice", ExpiresAt: t0.Add(time.Hour)}))
+	must(b.SavePendingAuthorization(ctx, "pid", &storage.PendingAuthorization{Subject: "alice", CSRFHash: storage.Hash("csrf"), ExpiresAt: t0.Add(time.Hour)}))
+	must(b.SaveAuthorizationCode(ctx, "code2", &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
 
 	notFound := func(name string, err error) {
 		t.Helper()
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s at A: %v, want ErrNotFound", name, err)
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s at A: %v, want storage.ErrNotFound", name, err)
 		}
 	}
 	_, err := a.GetClient(ctx, "c1")
@@ -605,11 +606,11 @@ func TestIssuersShareAFileButNothingElse(t *testing.T) {
 	notFound("mark client used", a.MarkClientUsed(ctx, "c1", t0))
 	_, err = a.GetAuthorizationCode(ctx, "code", t0)
 	notFound("code", err)
-	_, err = a.RedeemAuthorizationCode(ctx, "code2", t0, Issuance{AccessTokenID: "j"}, nil)
+	_, err = a.RedeemAuthorizationCode(ctx, "code2", t0, storage.Issuance{AccessTokenID: "j"}, nil)
 	notFound("redeem", err)
 	_, _, err = a.GetRefreshToken(ctx, "rt", t0)
 	notFound("refresh token", err)
-	_, _, err = a.RotateRefreshToken(ctx, Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2", Now: t0})
+	_, _, err = a.RotateRefreshToken(ctx, storage.Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2", Now: t0})
 	notFound("rotation", err)
 	notFound("revoke family", a.RevokeRefreshFamily(ctx, "fb", t0))
 	_, err = a.GetConsent(ctx, "alice", "c1", "https://r.test")
@@ -625,10 +626,10 @@ func TestIssuersShareAFileButNothingElse(t *testing.T) {
 	if c, err := b.GetClient(ctx, "c1"); err != nil || c.Name != "B's" || !c.LastUsedAt.IsZero() {
 		t.Errorf("B's client: %+v %v", c, err)
 	}
-	if _, err := b.RedeemAuthorizationCode(ctx, "code2", t0, Issuance{AccessTokenID: "j"}, nil); err != nil {
+	if _, err := b.RedeemAuthorizationCode(ctx, "code2", t0, storage.Issuance{AccessTokenID: "j"}, nil); err != nil {
 		t.Errorf("B's code: %v", err)
 	}
-	if _, _, err := b.RotateRefreshToken(ctx, Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2", Now: t0, Next: RefreshToken{ExpiresAt: t0.Add(time.Hour)}}); err != nil {
+	if _, _, err := b.RotateRefreshToken(ctx, storage.Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2", Now: t0, Next: storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)}}); err != nil {
 		t.Errorf("B's refresh token: %v", err)
 	}
 	if revoked, _ := familyRevoked(b, "fb"); revoked {
@@ -652,12 +653,12 @@ func TestDeleteClientRevokesWhatItHolds(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
 	for _, c := range []string{"doomed", "other"} {
-		if err := s.PutClient(ctx, &Client{ID: c}); err != nil {
+		if err := s.PutClient(ctx, &storage.Client{ID: c}); err != nil {
 			t.Fatal(err)
 		}
 		for i := range 2 {
 			id := fmt.Sprintf("%s-f%d", c, i)
-			startFamily(t, s, RefreshFamily{ID: id, ClientID: c, ExpiresAt: t0.Add(time.Hour)}, id+"-rt", RefreshToken{ExpiresAt: t0.Add(time.Hour)})
+			startFamily(t, s, storage.RefreshFamily{ID: id, ClientID: c, ExpiresAt: t0.Add(time.Hour)}, id+"-rt", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
 		}
 	}
 	before := s.Revocations()
@@ -675,13 +676,13 @@ func TestDeleteClientRevokesWhatItHolds(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		ref    AccessTokenRef
+		ref    storage.AccessTokenRef
 		denied bool
 	}{
-		{"issued before the deletion", AccessTokenRef{ID: "j1", ClientID: "doomed", IssuedAt: t0}, true},
-		{"issued in the same second", AccessTokenRef{ID: "j2", ClientID: "doomed", IssuedAt: deleted}, true},
-		{"another client's", AccessTokenRef{ID: "j3", ClientID: "other", IssuedAt: t0}, false},
-		{"a family token", AccessTokenRef{ID: "j4", ClientID: "doomed", FamilyID: "doomed-f0", IssuedAt: deleted.Add(time.Second)}, true},
+		{"issued before the deletion", storage.AccessTokenRef{ID: "j1", ClientID: "doomed", IssuedAt: t0}, true},
+		{"issued in the same second", storage.AccessTokenRef{ID: "j2", ClientID: "doomed", IssuedAt: deleted}, true},
+		{"another client's", storage.AccessTokenRef{ID: "j3", ClientID: "other", IssuedAt: t0}, false},
+		{"a family token", storage.AccessTokenRef{ID: "j4", ClientID: "doomed", FamilyID: "doomed-f0", IssuedAt: deleted.Add(time.Second)}, true},
 	} {
 		if got, err := s.AccessTokenRevoked(ctx, tc.ref); err != nil || got != tc.denied {
 			t.Errorf("%s: revoked %v %v, want %v", tc.name, got, err, tc.denied)
@@ -691,7 +692,7 @@ func TestDeleteClientRevokesWhatItHolds(t *testing.T) {
 	if _, err := s.DeleteExpired(ctx, deleted.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: "j1", ClientID: "doomed", IssuedAt: t0}); got {
+	if got, _ := s.AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: "j1", ClientID: "doomed", IssuedAt: t0}); got {
 		t.Error("the deletion record outlived its tokens")
 	}
 }
@@ -702,10 +703,10 @@ func TestDeleteClientRevokesWhatItHolds(t *testing.T) {
 func TestSweptClientLosesItsFamilies(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	if err := s.PutClient(ctx, &Client{ID: "unused", ExpiresAt: t0.Add(time.Minute)}); err != nil {
+	if err := s.PutClient(ctx, &storage.Client{ID: "unused", ExpiresAt: t0.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	startFamily(t, s, RefreshFamily{ID: "fu", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-u", RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
+	startFamily(t, s, storage.RefreshFamily{ID: "fu", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-u", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
 	if _, err := s.DeleteExpired(ctx, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -715,7 +716,7 @@ func TestSweptClientLosesItsFamilies(t *testing.T) {
 	if _, err := s.DeleteExpired(ctx, t0.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	s.view(ctx, "test", func(tx *bolt.Tx) error {
+	s.view(ctx, "test", func(tx *bbolt.Tx) error {
 		if n := tx.Bucket(bucketClientFamilies).Stats().KeyN; n != 0 {
 			t.Errorf("%d index entries left after their families were swept", n)
 		}
@@ -728,11 +729,11 @@ func TestSweptClientLosesItsFamilies(t *testing.T) {
 // upgrade says so.
 func TestUpgradeFromSchema1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "oauth.db")
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets[:10] { // the buckets of version 1
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
@@ -748,7 +749,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := OpenBolt(path)
+	file, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -761,14 +762,14 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	if keys, err := s.SigningKeys(ctx); err != nil || len(keys) != 1 {
 		t.Fatalf("signing keys after the upgrade: %v %v", keys, err)
 	}
-	if revoked, _ := s.AccessTokenRevoked(ctx, AccessTokenRef{ID: "jti"}); !revoked {
+	if revoked, _ := s.AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: "jti"}); !revoked {
 		t.Fatal("the denylist was lost")
 	}
-	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a version 1 client survived: %v", err)
 	}
 	file.Close()
-	if again, err := OpenBolt(path); err != nil || again.Upgraded() != "" {
+	if again, err := Open(path); err != nil || again.Upgraded() != "" {
 		t.Fatalf("reopening: %q %v", again.Upgraded(), err)
 	} else {
 		again.Close()
@@ -783,12 +784,12 @@ func TestUpstreamSignInIsTakenOnce(t *testing.T) {
 	ctx := context.Background()
 	save := func(state string, expires time.Time) {
 		t.Helper()
-		if err := s.SaveUpstreamSignIn(ctx, state, &UpstreamSignIn{Provider: "google", BrowserHash: Hash("b"), ReturnTo: "/oauth/authorize?x", ExpiresAt: expires}); err != nil {
+		if err := s.SaveUpstreamSignIn(ctx, state, &storage.UpstreamSignIn{Provider: "google", BrowserHash: storage.Hash("b"), ReturnTo: "/oauth/authorize?x", ExpiresAt: expires}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	save("st", t0.Add(10*time.Minute))
-	if _, err := file.ForIssuer("https://other.test").TakeUpstreamSignIn(ctx, "st", t0); !errors.Is(err, ErrNotFound) {
+	if _, err := file.ForIssuer("https://other.test").TakeUpstreamSignIn(ctx, "st", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("taken at another issuer: %v", err)
 	}
 	var wins atomic.Int32
@@ -797,7 +798,7 @@ func TestUpstreamSignInIsTakenOnce(t *testing.T) {
 		wg.Go(func() {
 			if u, err := s.TakeUpstreamSignIn(ctx, "st", t0); err == nil && u.Provider == "google" {
 				wins.Add(1)
-			} else if !errors.Is(err, ErrNotFound) {
+			} else if !errors.Is(err, storage.ErrNotFound) {
 				t.Error(err)
 			}
 		})
@@ -807,7 +808,7 @@ func TestUpstreamSignInIsTakenOnce(t *testing.T) {
 		t.Fatalf("%d callbacks took the sign-in, want 1", wins.Load())
 	}
 	save("old", t0)
-	if _, err := s.TakeUpstreamSignIn(ctx, "old", t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.TakeUpstreamSignIn(ctx, "old", t0.Add(time.Second)); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired sign-in: %v", err)
 	}
 }
@@ -815,8 +816,8 @@ func TestUpstreamSignInIsTakenOnce(t *testing.T) {
 // grantFamily starts a family for (sub, client, resource).
 func grantFamily(t *testing.T, s *issuerStore, id, sub, client, resource string) {
 	t.Helper()
-	startFamily(t, s, RefreshFamily{ID: id, ClientID: client, Subject: sub, Resource: resource, Scope: "mcp:read", CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)},
-		id+"-rt", RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
+	startFamily(t, s, storage.RefreshFamily{ID: id, ClientID: client, Subject: sub, Resource: resource, Scope: "mcp:read", CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)},
+		id+"-rt", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
 }
 
 // TestGrantsListAndRevoke: grants join consents and families by (user,
@@ -829,7 +830,7 @@ func TestGrantsListAndRevoke(t *testing.T) {
 		file := openFile(t)
 		s := file.ForIssuer(testIssuer).(*issuerStore)
 		other := file.ForIssuer("https://other.test").(*issuerStore)
-		for _, c := range []Consent{
+		for _, c := range []storage.Consent{
 			{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0},
 			{Subject: "alice", ClientID: "app2", Resource: "https://r/mcp", Scope: "mcp:write", GrantedAt: t0.Add(time.Minute)},
 			{Subject: "alice2", ClientID: "app1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0.Add(2 * time.Minute)},
@@ -843,12 +844,12 @@ func TestGrantsListAndRevoke(t *testing.T) {
 		grantFamily(t, s, "f-bob-app1", "bob", "app1", "https://r/api")
 		grantFamily(t, s, "f-carol-trusted", "carol", "app3", "https://r/mcp") // no consent remembered
 		grantFamily(t, other, "f-other", "alice", "app1", "https://r/mcp")
-		if err := other.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}); err != nil {
+		if err := other.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	names := func(gs []Grant) []string {
+	names := func(gs []storage.Grant) []string {
 		var out []string
 		for _, g := range gs {
 			out = append(out, fmt.Sprintf("%s/%s/%s:%d", g.Subject, g.ClientID, g.Resource, len(g.Families)))
@@ -857,51 +858,51 @@ func TestGrantsListAndRevoke(t *testing.T) {
 	}
 	s := setup(t)
 	for _, tc := range []struct {
-		f    GrantFilter
+		f    storage.GrantFilter
 		want string
 	}{
-		{GrantFilter{}, "[alice/app1/https://r/mcp:1 carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
-		{GrantFilter{Subject: "alice"}, "[alice/app1/https://r/mcp:1 alice/app2/https://r/mcp:0]"},
-		{GrantFilter{ClientID: "app1"}, "[alice/app1/https://r/mcp:1 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
-		{GrantFilter{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}, "[alice/app1/https://r/mcp:1]"},
-		{GrantFilter{Subject: "nobody"}, "[]"},
+		{storage.GrantFilter{}, "[alice/app1/https://r/mcp:1 carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
+		{storage.GrantFilter{Subject: "alice"}, "[alice/app1/https://r/mcp:1 alice/app2/https://r/mcp:0]"},
+		{storage.GrantFilter{ClientID: "app1"}, "[alice/app1/https://r/mcp:1 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
+		{storage.GrantFilter{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}, "[alice/app1/https://r/mcp:1]"},
+		{storage.GrantFilter{Subject: "nobody"}, "[]"},
 	} {
 		gs, err := s.Grants(ctx, tc.f, t0)
 		if err != nil || fmt.Sprint(names(gs)) != tc.want {
 			t.Errorf("Grants(%+v) = %v %v, want %s", tc.f, names(gs), err, tc.want)
 		}
 	}
-	gs, _ := s.Grants(ctx, GrantFilter{Subject: "carol"}, t0)
+	gs, _ := s.Grants(ctx, storage.GrantFilter{Subject: "carol"}, t0)
 	if len(gs) != 1 || gs[0].Scope != "mcp:read" || !gs[0].GrantedAt.Equal(t0) || !gs[0].ExpiresAt.Equal(t0.Add(24*time.Hour)) {
 		t.Errorf("a grant without consent: %+v", gs)
 	}
 	if c, err := s.Counts(ctx, t0); err != nil || c.Grants != 5 {
-		t.Errorf("Counts = %+v %v", c, err)
+		t.Errorf("storage.Counts = %+v %v", c, err)
 	}
 
-	token := func(sub, client, resource, family string) AccessTokenRef {
-		return AccessTokenRef{ID: "j-" + sub + client, FamilyID: family, ClientID: client, Subject: sub, Resource: resource, IssuedAt: t0.Add(time.Minute)}
+	token := func(sub, client, resource, family string) storage.AccessTokenRef {
+		return storage.AccessTokenRef{ID: "j-" + sub + client, FamilyID: family, ClientID: client, Subject: sub, Resource: resource, IssuedAt: t0.Add(time.Minute)}
 	}
 	revokedAt := t0.Add(10 * time.Minute)
 	for _, tc := range []struct {
 		name    string
-		f       GrantFilter
+		f       storage.GrantFilter
 		n       int
-		denied  []AccessTokenRef
-		allowed []AccessTokenRef
+		denied  []storage.AccessTokenRef
+		allowed []storage.AccessTokenRef
 		left    string
 	}{
-		{"one grant", GrantFilter{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}, 1,
-			[]AccessTokenRef{token("alice", "app1", "https://r/mcp", "")},
-			[]AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("alice", "app1", "https://r/api", ""), token("bob", "app1", "https://r/api", "f-bob-app1")},
+		{"one grant", storage.GrantFilter{Subject: "alice", ClientID: "app1", Resource: "https://r/mcp"}, 1,
+			[]storage.AccessTokenRef{token("alice", "app1", "https://r/mcp", "")},
+			[]storage.AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("alice", "app1", "https://r/api", ""), token("bob", "app1", "https://r/api", "f-bob-app1")},
 			"[carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
-		{"a user", GrantFilter{Subject: "alice"}, 2,
-			[]AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("alice", "app9", "https://r/x", "")},
-			[]AccessTokenRef{token("alice2", "app1", "https://r/mcp", ""), token("bob", "app1", "https://r/api", "")},
+		{"a user", storage.GrantFilter{Subject: "alice"}, 2,
+			[]storage.AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("alice", "app9", "https://r/x", "")},
+			[]storage.AccessTokenRef{token("alice2", "app1", "https://r/mcp", ""), token("bob", "app1", "https://r/api", "")},
 			"[carol/app3/https://r/mcp:1 alice2/app1/https://r/mcp:0 bob/app1/https://r/api:1]"},
-		{"a client", GrantFilter{ClientID: "app1"}, 3,
-			[]AccessTokenRef{token("bob", "app1", "https://r/api", ""), token("machine", "app1", "https://r/mcp", "")},
-			[]AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("carol", "app3", "https://r/mcp", "f-carol-trusted")},
+		{"a client", storage.GrantFilter{ClientID: "app1"}, 3,
+			[]storage.AccessTokenRef{token("bob", "app1", "https://r/api", ""), token("machine", "app1", "https://r/mcp", "")},
+			[]storage.AccessTokenRef{token("alice", "app2", "https://r/mcp", ""), token("carol", "app3", "https://r/mcp", "f-carol-trusted")},
 			"[carol/app3/https://r/mcp:1 alice/app2/https://r/mcp:0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -925,13 +926,13 @@ func TestGrantsListAndRevoke(t *testing.T) {
 			if revoked, _ := s.AccessTokenRevoked(ctx, later); revoked {
 				t.Error("a token issued after the revocation is denied")
 			}
-			if gs, _ := s.Grants(ctx, GrantFilter{}, t0); fmt.Sprint(names(gs)) != tc.left {
+			if gs, _ := s.Grants(ctx, storage.GrantFilter{}, t0); fmt.Sprint(names(gs)) != tc.left {
 				t.Errorf("left %v, want %s", names(gs), tc.left)
 			}
-			if _, err := s.GetConsent(ctx, tc.denied[0].Subject, tc.denied[0].ClientID, tc.denied[0].Resource); tc.name != "a client" && !errors.Is(err, ErrNotFound) {
+			if _, err := s.GetConsent(ctx, tc.denied[0].Subject, tc.denied[0].ClientID, tc.denied[0].Resource); tc.name != "a client" && !errors.Is(err, storage.ErrNotFound) {
 				t.Errorf("the consent is still remembered: %v", err)
 			}
-			otherGrants, _ := s.Bolt.ForIssuer("https://other.test").Grants(ctx, GrantFilter{}, t0)
+			otherGrants, _ := s.File.ForIssuer("https://other.test").Grants(ctx, storage.GrantFilter{}, t0)
 			if len(otherGrants) != 1 || len(otherGrants[0].Families) != 1 {
 				t.Errorf("another issuer's grant was touched: %v", names(otherGrants))
 			}
@@ -945,15 +946,15 @@ func TestGrantsListAndRevoke(t *testing.T) {
 func TestExportImport(t *testing.T) {
 	ctx := context.Background()
 	src := openTemp(t)
-	if err := src.PutClient(ctx, &Client{ID: "c1", Name: "App", SecretHash: Hash("secret-of-c1")}); err != nil {
+	if err := src.PutClient(ctx, &storage.Client{ID: "c1", Name: "App", SecretHash: storage.Hash("secret-of-c1")}); err != nil {
 		t.Fatal(err)
 	}
 	grantFamily(t, src, "fam", "alice", "c1", "https://r/mcp")
-	if err := src.PutConsent(ctx, &Consent{Subject: "alice", ClientID: "c1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0}); err != nil {
+	if err := src.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "c1", Resource: "https://r/mcp", Scope: "mcp:read", GrantedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.EnsureSigningKey(ctx, func() (*SigningKey, error) {
-		return &SigningKey{ID: "k1", Algorithm: "ES256", PKCS8: []byte("PRIVATE-KEY-BYTES"), CreatedAt: t0}, nil
+	if _, err := src.EnsureSigningKey(ctx, func() (*storage.SigningKey, error) {
+		return &storage.SigningKey{ID: "k1", Algorithm: "ES256", PKCS8: []byte("PRIVATE-KEY-BYTES"), CreatedAt: t0}, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -973,10 +974,10 @@ func TestExportImport(t *testing.T) {
 	if err != nil || added != n {
 		t.Fatalf("import: %d of %d, %v", added, n, err)
 	}
-	if c, err := dst.GetClient(ctx, "c1"); err != nil || !bytes.Equal(c.SecretHash, Hash("secret-of-c1")) {
+	if c, err := dst.GetClient(ctx, "c1"); err != nil || !bytes.Equal(c.SecretHash, storage.Hash("secret-of-c1")) {
 		t.Fatalf("imported client: %+v %v", c, err)
 	}
-	if gs, _ := dst.Grants(ctx, GrantFilter{Subject: "alice"}, t0); len(gs) != 1 || len(gs[0].Families) != 1 {
+	if gs, _ := dst.Grants(ctx, storage.GrantFilter{Subject: "alice"}, t0); len(gs) != 1 || len(gs[0].Families) != 1 {
 		t.Fatalf("imported grants: %+v", gs)
 	}
 	if keys, _ := dst.SigningKeys(ctx); len(keys) != 0 {
@@ -985,20 +986,20 @@ func TestExportImport(t *testing.T) {
 	if again, err := dst.Import(ctx, bytes.NewReader(export.Bytes())); err != nil || again != 0 {
 		t.Fatalf("importing twice: %d %v", again, err)
 	}
-	if _, _, err := dst.RotateRefreshToken(ctx, Rotation{Presented: "fam-rt", ClientID: "c1", NextToken: "fam-rt2", Now: t0.Add(time.Minute),
-		Next: RefreshToken{ExpiresAt: t0.Add(time.Hour)}}); err != nil {
+	if _, _, err := dst.RotateRefreshToken(ctx, storage.Rotation{Presented: "fam-rt", ClientID: "c1", NextToken: "fam-rt2", Now: t0.Add(time.Minute),
+		Next: storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)}}); err != nil {
 		t.Fatalf("the imported refresh token: %v", err)
 	}
 	// A record that differs: nothing is imported.
-	if err := dst.PutClient(ctx, &Client{ID: "c1", Name: "Changed"}); err != nil {
+	if err := dst.PutClient(ctx, &storage.Client{ID: "c1", Name: "Changed"}); err != nil {
 		t.Fatal(err)
 	}
 	other := openTemp(t)
-	other.PutClient(ctx, &Client{ID: "c1", Name: "Other"})
-	if _, err := other.Import(ctx, bytes.NewReader(export.Bytes())); !errors.Is(err, ErrImportConflict) {
+	other.PutClient(ctx, &storage.Client{ID: "c1", Name: "Other"})
+	if _, err := other.Import(ctx, bytes.NewReader(export.Bytes())); !errors.Is(err, storage.ErrImportConflict) {
 		t.Fatalf("import over a different record: %v", err)
 	}
-	if gs, _ := other.Grants(ctx, GrantFilter{}, t0); len(gs) != 0 {
+	if gs, _ := other.Grants(ctx, storage.GrantFilter{}, t0); len(gs) != 0 {
 		t.Fatal("a refused import wrote records")
 	}
 	for name, bad := range map[string]string{"not JSON": "{", "unknown bucket": `{"bucket":"nope","key":"YQ==","value":{}}`, "keys": `{"bucket":"signing_keys","key":"YQ==","value":{}}`} {
@@ -1037,7 +1038,7 @@ func TestBackupIsConsistent(t *testing.T) {
 	}
 	f.Close()
 	<-done
-	b, err := OpenBolt(path)
+	b, err := Open(path)
 	if err != nil {
 		t.Fatalf("opening the backup: %v", err)
 	}

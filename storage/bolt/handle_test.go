@@ -1,8 +1,9 @@
-package storage
+package bolt
 
 import (
 	"context"
 	"errors"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +43,7 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 	if first != second || time.Since(start) > time.Second {
 		t.Fatal("second Acquire did not share the open handle")
 	}
-	if err := first.ForIssuer(testIssuer).PutClient(context.Background(), &Client{ID: "kept"}); err != nil {
+	if err := first.ForIssuer(testIssuer).PutClient(context.Background(), &storage.Client{ID: "kept"}); err != nil {
 		t.Fatal(err)
 	}
 	// The old config lets go: the file stays open for the new one.
@@ -56,7 +57,7 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The last release closed the file: it can be opened again directly.
-	s, err := OpenBolt(key)
+	s, err := Open(key)
 	if err != nil {
 		t.Fatalf("file still locked after the last release: %v", err)
 	}
@@ -70,7 +71,7 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 // that opens a file the parent holds.
 func TestSecondProcessGetsClearError(t *testing.T) {
 	if path := os.Getenv("OAUTH2_TEST_OPEN_LOCKED"); path != "" {
-		_, err := OpenBolt(path)
+		_, err := Open(path)
 		if err == nil {
 			os.Exit(3)
 		}
@@ -109,7 +110,7 @@ func TestSweeperDeletesExpiredAndStops(t *testing.T) {
 	}
 	s := file.ForIssuer(testIssuer)
 	ctx := context.Background()
-	if err := s.CreateSession(ctx, "old", &Session{Subject: "alice", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+	if err := s.CreateSession(ctx, "old", &storage.Session{Subject: "alice", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

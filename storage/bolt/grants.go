@@ -1,15 +1,16 @@
-package storage
+package bolt
 
 import (
 	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"slices"
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // tokenRevocation denies every access token of a client, a user or a
@@ -28,7 +29,7 @@ const (
 
 // deniedByRecord reports whether a token revocation record of its client,
 // user or grant denies the token.
-func (s *issuerStore) deniedByRecord(tx *bolt.Tx, t AccessTokenRef) (bool, error) {
+func (s *issuerStore) deniedByRecord(tx *bbolt.Tx, t storage.AccessTokenRef) (bool, error) {
 	for _, key := range [][]byte{
 		s.scopedKey(revokedClient, t.ClientID),
 		s.scopedKey(revokedSubject, t.Subject),
@@ -40,7 +41,7 @@ func (s *issuerStore) deniedByRecord(tx *bolt.Tx, t AccessTokenRef) (bool, error
 			if !t.IssuedAt.After(d.RevokedAt) {
 				return true, nil
 			}
-		case !errors.Is(err, ErrNotFound):
+		case !errors.Is(err, storage.ErrNotFound):
 			return false, err
 		}
 	}
@@ -48,12 +49,12 @@ func (s *issuerStore) deniedByRecord(tx *bolt.Tx, t AccessTokenRef) (bool, error
 }
 
 // Clients implements Store.
-func (s *issuerStore) Clients(ctx context.Context) ([]Client, error) {
-	var out []Client
+func (s *issuerStore) Clients(ctx context.Context) ([]storage.Client, error) {
+	var out []storage.Client
 	now := time.Now()
-	err := s.view(ctx, "clients", func(tx *bolt.Tx) error {
+	err := s.view(ctx, "clients", func(tx *bbolt.Tx) error {
 		return s.scan(tx, bucketClients, s.prefix(""), func(_, v []byte) error {
-			var c Client
+			var c storage.Client
 			if decodes(v, &c) && c.Issuer == s.issuer && !expired(c.ExpiresAt, now) {
 				out = append(out, c)
 			}
@@ -73,7 +74,7 @@ func (s *issuerStore) prefix(first string) []byte {
 }
 
 // scan calls fn for every record of bucket whose key starts with prefix.
-func (s *issuerStore) scan(tx *bolt.Tx, bucket, prefix []byte, fn func(k, v []byte) error) error {
+func (s *issuerStore) scan(tx *bbolt.Tx, bucket, prefix []byte, fn func(k, v []byte) error) error {
 	c := tx.Bucket(bucket).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		if err := fn(k, v); err != nil {
@@ -84,9 +85,9 @@ func (s *issuerStore) scan(tx *bolt.Tx, bucket, prefix []byte, fn func(k, v []by
 }
 
 // Grants implements Store.
-func (s *issuerStore) Grants(ctx context.Context, f GrantFilter, now time.Time) ([]Grant, error) {
-	var out []Grant
-	err := s.view(ctx, "grants", func(tx *bolt.Tx) error {
+func (s *issuerStore) Grants(ctx context.Context, f storage.GrantFilter, now time.Time) ([]storage.Grant, error) {
+	var out []storage.Grant
+	err := s.view(ctx, "grants", func(tx *bbolt.Tx) error {
 		grants, err := s.matchingGrants(tx, f, now)
 		out = grants
 		return err
@@ -100,12 +101,12 @@ type grantKey struct{ subject, client, resource string }
 // matchingGrants collects the grants the filter matches: consents and
 // live families found through the indexes, joined by (user, client,
 // resource), oldest first.
-func (s *issuerStore) matchingGrants(tx *bolt.Tx, f GrantFilter, now time.Time) ([]Grant, error) {
-	byKey := map[grantKey]*Grant{}
-	grant := func(k grantKey) *Grant {
+func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now time.Time) ([]storage.Grant, error) {
+	byKey := map[grantKey]*storage.Grant{}
+	grant := func(k grantKey) *storage.Grant {
 		g, ok := byKey[k]
 		if !ok {
-			g = &Grant{Subject: k.subject, ClientID: k.client, Resource: k.resource}
+			g = &storage.Grant{Subject: k.subject, ClientID: k.client, Resource: k.resource}
 			byKey[k] = g
 		}
 		return g
@@ -114,9 +115,9 @@ func (s *issuerStore) matchingGrants(tx *bolt.Tx, f GrantFilter, now time.Time) 
 		return (f.Subject == "" || k.subject == f.Subject) && (f.ClientID == "" || k.client == f.ClientID) && (f.Resource == "" || k.resource == f.Resource)
 	}
 	addConsent := func(key []byte) error {
-		var c Consent
+		var c storage.Consent
 		switch err := get(tx, bucketConsents, key, &c); {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, storage.ErrNotFound):
 			return nil
 		case err != nil:
 			return err
@@ -128,9 +129,9 @@ func (s *issuerStore) matchingGrants(tx *bolt.Tx, f GrantFilter, now time.Time) 
 		return nil
 	}
 	addFamily := func(id []byte) error {
-		var fam RefreshFamily
+		var fam storage.RefreshFamily
 		switch err := get(tx, bucketFamilies, id, &fam); {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, storage.ErrNotFound):
 			return nil
 		case err != nil:
 			return err
@@ -173,7 +174,7 @@ func (s *issuerStore) matchingGrants(tx *bolt.Tx, f GrantFilter, now time.Time) 
 		return nil, err
 	}
 
-	out := make([]Grant, 0, len(byKey))
+	out := make([]storage.Grant, 0, len(byKey))
 	for _, g := range byKey {
 		consented := !g.GrantedAt.IsZero()
 		for _, fam := range g.Families {
@@ -185,7 +186,7 @@ func (s *issuerStore) matchingGrants(tx *bolt.Tx, f GrantFilter, now time.Time) 
 		}
 		out = append(out, *g)
 	}
-	slices.SortFunc(out, func(a, b Grant) int {
+	slices.SortFunc(out, func(a, b storage.Grant) int {
 		return cmp.Or(a.GrantedAt.Compare(b.GrantedAt), cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.ClientID, b.ClientID), cmp.Compare(a.Resource, b.Resource))
 	})
 	return out, nil
@@ -199,10 +200,10 @@ func latest(a, b time.Time) time.Time {
 }
 
 // RevokeGrants implements Store.
-func (s *issuerStore) RevokeGrants(ctx context.Context, f GrantFilter, now, tokensExpireBy time.Time) (int, error) {
+func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
 	n := 0
 	defer s.revocations.Add(1)
-	err := s.update(ctx, "revoke_grants", func(tx *bolt.Tx) error {
+	err := s.update(ctx, "revoke_grants", func(tx *bbolt.Tx) error {
 		var err error
 		n, err = s.revokeGrants(tx, f, now, tokensExpireBy)
 		return err
@@ -213,7 +214,7 @@ func (s *issuerStore) RevokeGrants(ctx context.Context, f GrantFilter, now, toke
 // revokeGrants forgets the consents of the grants f matches, revokes their
 // families, and records the token revocation: for the client or the user
 // when f names only that, else for each grant.
-func (s *issuerStore) revokeGrants(tx *bolt.Tx, f GrantFilter, now, tokensExpireBy time.Time) (int, error) {
+func (s *issuerStore) revokeGrants(tx *bbolt.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
 	grants, err := s.matchingGrants(tx, f, now)
 	if err != nil {
 		return 0, err
@@ -256,17 +257,17 @@ func (s *issuerStore) revokeGrants(tx *bolt.Tx, f GrantFilter, now, tokensExpire
 }
 
 // Counts implements Store.
-func (s *issuerStore) Counts(ctx context.Context, now time.Time) (Counts, error) {
-	var c Counts
-	err := s.view(ctx, "counts", func(tx *bolt.Tx) error {
-		c = Counts{}
-		grants, err := s.matchingGrants(tx, GrantFilter{}, now)
+func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts, error) {
+	var c storage.Counts
+	err := s.view(ctx, "counts", func(tx *bbolt.Tx) error {
+		c = storage.Counts{}
+		grants, err := s.matchingGrants(tx, storage.GrantFilter{}, now)
 		if err != nil {
 			return err
 		}
 		c.Grants = len(grants)
 		if err := s.scan(tx, bucketClients, s.prefix(""), func(_, v []byte) error {
-			var cl Client
+			var cl storage.Client
 			if decodes(v, &cl) && !expired(cl.ExpiresAt, now) {
 				c.Clients++
 			}
@@ -275,7 +276,7 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (Counts, error)
 			return err
 		}
 		return tx.Bucket(bucketSessions).ForEach(func(_, v []byte) error {
-			var sess Session
+			var sess storage.Session
 			if decodes(v, &sess) && sess.Issuer == s.issuer && !expired(sess.ExpiresAt, now) {
 				c.Sessions++
 			}
