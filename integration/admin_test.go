@@ -172,7 +172,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("backup: %d, %d bytes", status, len(body))
 	}
 	status, body = adminCall(t, http.MethodGet, "export", nil)
-	if status != 200 || !strings.Contains(string(body), `"bucket":"refresh_families"`) {
+	if status != 200 || !strings.Contains(string(body), `"type":"refresh_family"`) {
 		t.Fatalf("export: %d %s", status, body)
 	}
 	status, body = adminCall(t, http.MethodGet, "nope", nil)

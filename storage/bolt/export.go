@@ -1,16 +1,15 @@
 package bolt
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"io"
-	"slices"
+	"strings"
 
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
 // Backup writes a consistent snapshot of the whole file (a read
@@ -26,36 +25,36 @@ func (s *File) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return n, err
 }
 
-// exportRecord is one line of an export.
-type exportRecord struct {
-	Bucket string          `json:"bucket"`
-	Key    []byte          `json:"key"` // base64 in JSON
-	Value  json.RawMessage `json:"value"`
+// exportBuckets are the record buckets of each export type; the index
+// buckets are rebuilt on import.
+var exportBuckets = map[string][]byte{
+	storage.ExportClient: bucketClients, storage.ExportFamily: bucketFamilies, storage.ExportRefreshToken: bucketRefresh,
+	storage.ExportCode: bucketCodes, storage.ExportConsent: bucketConsents, storage.ExportSession: bucketSessions,
+	storage.ExportPending: bucketPending, storage.ExportUpstreamSignIn: bucketUpstream,
+	storage.ExportRevokedAccessToken: bucketRevokedAccess, storage.ExportTokenRevocation: bucketTokenRevocations,
 }
 
-// notExported are the buckets an export leaves out: the schema marker,
-// and the signing keys, which are private keys in the clear (a file
-// imported elsewhere generates its own).
-var notExported = [][]byte{bucketMeta, bucketKeys}
+// hashed are the types kept under a hash.
+var hashed = map[string]bool{storage.ExportRefreshToken: true, storage.ExportCode: true, storage.ExportSession: true,
+	storage.ExportPending: true, storage.ExportUpstreamSignIn: true}
 
-// Export writes every record of the file as JSON lines, in key order.
-// Secrets stay as they are stored: hashed. It reports how many records it
-// wrote.
+// Export implements storage.Backend.
 func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
-	n := 0
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
+	out := storage.NewExportWriter(w)
 	err := s.view(ctx, "export", func(tx *bbolt.Tx) error {
-		for _, name := range allBuckets {
-			if slices.ContainsFunc(notExported, func(b []byte) bool { return bytes.Equal(b, name) }) {
-				continue
-			}
-			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-				if len(v) == 0 {
-					v = []byte("null") // index entries carry no value
+		for _, typ := range storage.ExportTypes {
+			err := tx.Bucket(exportBuckets[typ]).ForEach(func(k, v []byte) error {
+				switch typ {
+				case storage.ExportRevokedAccessToken:
+					var r revokedAccessToken
+					json.Unmarshal(v, &r)
+					return out.Write(typ, nil, storage.RevokedAccessToken{JTI: string(k), ExpiresAt: r.ExpiresAt})
+				case storage.ExportTokenRevocation:
+					return out.Write(typ, nil, tokenRevocationOf(k, v))
+				case storage.ExportRefreshToken, storage.ExportCode, storage.ExportSession, storage.ExportPending, storage.ExportUpstreamSignIn:
+					return out.Write(typ, k, v)
 				}
-				n++
-				return enc.Encode(exportRecord{Bucket: string(name), Key: k, Value: v})
+				return out.Write(typ, nil, v)
 			})
 			if err != nil {
 				return err
@@ -64,59 +63,133 @@ func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
 		return nil
 	})
 	if err == nil {
-		err = bw.Flush()
+		err = out.Flush()
 	}
-	return n, err
+	return out.N, err
 }
 
-// maxImportLine bounds one line of an import.
-const maxImportLine = 1 << 20
-
-// Import adds the records of an export, in one transaction: a record
-// already stored identically is skipped; one that differs refuses the
-// whole import (storage.ErrImportConflict), so nothing is ever overwritten. It
-// reports how many records it added.
-func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
-	var records []exportRecord
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxImportLine)
-	for line := 1; sc.Scan(); line++ {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		var rec exportRecord
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || len(rec.Key) == 0 || len(rec.Value) == 0 {
-			return 0, fmt.Errorf("line %d: not an export record", line)
-		}
-		known := slices.ContainsFunc(allBuckets, func(b []byte) bool { return string(b) == rec.Bucket })
-		excluded := slices.ContainsFunc(notExported, func(b []byte) bool { return string(b) == rec.Bucket })
-		if !known || excluded {
-			return 0, fmt.Errorf("line %d: %q is not a bucket records are imported into", line, rec.Bucket)
-		}
-		if string(rec.Value) == "null" {
-			rec.Value = nil
-		} else if !json.Valid(rec.Value) {
-			return 0, fmt.Errorf("line %d: the value is not JSON", line)
-		}
-		records = append(records, rec)
+// tokenRevocationOf reads a token revocation record and its key (issuer
+// NUL kind NUL the kind's parts).
+func tokenRevocationOf(k, v []byte) storage.TokenRevocation {
+	var r tokenRevocation
+	json.Unmarshal(v, &r)
+	parts := strings.Split(string(k), "\x00")
+	out := storage.TokenRevocation{Issuer: parts[0], Kind: parts[1], RevokedAt: r.RevokedAt, ExpiresAt: r.ExpiresAt}
+	switch {
+	case out.Kind == storage.RevokedClient && len(parts) == 3:
+		out.ClientID = parts[2]
+	case out.Kind == storage.RevokedSubject && len(parts) == 3:
+		out.Subject = parts[2]
+	case out.Kind == storage.RevokedGrant && len(parts) == 5:
+		out.Subject, out.ClientID, out.Resource = parts[2], parts[3], parts[4]
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("reading the import: %v", err)
+	return out
+}
+
+// imported is one record to store: its bucket, key and value, and the
+// index entries that go with it.
+type imported struct {
+	bucket, key, value []byte
+	index              [][2][]byte // bucket, key
+}
+
+// importable turns an export record into what this file stores.
+func importable(rec storage.ExportRecord) (imported, error) {
+	im := imported{bucket: exportBuckets[rec.Type], value: rec.Record}
+	bad := func(err error) (imported, error) { return im, fmt.Errorf("%s: %v", rec.Type, err) }
+	if hashed[rec.Type] {
+		if len(rec.Hash) != 32 {
+			return bad(fmt.Errorf("the hash is missing"))
+		}
+		im.key = rec.Hash
+		return im, nil
+	}
+	switch rec.Type {
+	case storage.ExportClient:
+		var c storage.Client
+		if err := json.Unmarshal(rec.Record, &c); err != nil || c.ID == "" {
+			return bad(fmt.Errorf("not a client: %v", err))
+		}
+		im.key = scopedKey(c.Issuer, c.ID)
+	case storage.ExportFamily:
+		var f storage.RefreshFamily
+		if err := json.Unmarshal(rec.Record, &f); err != nil || f.ID == "" {
+			return bad(fmt.Errorf("not a refresh family: %v", err))
+		}
+		im.key = []byte(f.ID)
+		im.index = [][2][]byte{{bucketClientFamilies, scopedKey(f.Issuer, f.ClientID, f.ID)}, {bucketGrantFamilies, scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)}}
+	case storage.ExportConsent:
+		var c storage.Consent
+		if err := json.Unmarshal(rec.Record, &c); err != nil || c.Subject == "" {
+			return bad(fmt.Errorf("not a consent: %v", err))
+		}
+		im.key = scopedKey(c.Issuer, c.Subject, c.ClientID, c.Resource)
+		im.index = [][2][]byte{{bucketClientConsents, scopedKey(c.Issuer, c.ClientID, c.Subject, c.Resource)}}
+	case storage.ExportRevokedAccessToken:
+		var r storage.RevokedAccessToken
+		if err := json.Unmarshal(rec.Record, &r); err != nil || r.JTI == "" {
+			return bad(fmt.Errorf("not a revoked access token: %v", err))
+		}
+		im.key, im.value = []byte(r.JTI), mustJSON(revokedAccessToken{ExpiresAt: r.ExpiresAt})
+	case storage.ExportTokenRevocation:
+		var r storage.TokenRevocation
+		if err := json.Unmarshal(rec.Record, &r); err != nil || r.Issuer == "" {
+			return bad(fmt.Errorf("not a token revocation: %v", err))
+		}
+		switch r.Kind {
+		case storage.RevokedClient:
+			im.key = scopedKey(r.Issuer, r.Kind, r.ClientID)
+		case storage.RevokedSubject:
+			im.key = scopedKey(r.Issuer, r.Kind, r.Subject)
+		case storage.RevokedGrant:
+			im.key = scopedKey(r.Issuer, r.Kind, r.Subject, r.ClientID, r.Resource)
+		default:
+			return bad(fmt.Errorf("kind %q", r.Kind))
+		}
+		im.value = mustJSON(tokenRevocation{RevokedAt: r.RevokedAt, ExpiresAt: r.ExpiresAt})
+	}
+	return im, nil
+}
+
+func mustJSON(v any) []byte {
+	raw, _ := json.Marshal(v)
+	return raw
+}
+
+// Import implements storage.Backend: in one transaction, a record
+// already stored identically is skipped, one that differs refuses the
+// whole import.
+func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
+	records, err := storage.ReadExport(r)
+	if err != nil {
+		return 0, err
+	}
+	var items []imported
+	for i, rec := range records {
+		im, err := importable(rec)
+		if err != nil {
+			return 0, fmt.Errorf("record %d: %v", i+1, err)
+		}
+		items = append(items, im)
 	}
 	added := 0
-	err := s.update(ctx, "import", func(tx *bbolt.Tx) error {
+	err = s.update(ctx, "import", func(tx *bbolt.Tx) error {
 		added = 0
-		for i, rec := range records {
-			b := tx.Bucket([]byte(rec.Bucket))
-			value := compact(rec.Value)
-			if old := b.Get(rec.Key); old != nil {
-				if !bytes.Equal(compact(old), value) {
-					return fmt.Errorf("record %d (%s): %w", i+1, rec.Bucket, storage.ErrImportConflict)
+		for i, im := range items {
+			b := tx.Bucket(im.bucket)
+			if old := b.Get(im.key); old != nil {
+				if !storage.SameRecord(old, im.value) {
+					return fmt.Errorf("record %d (%s): %w", i+1, im.bucket, storage.ErrImportConflict)
 				}
 				continue
 			}
-			if err := b.Put(rec.Key, value); err != nil {
+			if err := b.Put(im.key, im.value); err != nil {
 				return err
+			}
+			for _, ix := range im.index {
+				if err := tx.Bucket(ix[0]).Put(ix[1], nil); err != nil {
+					return err
+				}
 			}
 			added++
 		}
@@ -127,16 +200,4 @@ func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
 	}
 	s.revocations.Add(1) // imported revocations take effect at once
 	return added, nil
-}
-
-// compact is a JSON value without insignificant spaces (nil stays nil).
-func compact(v []byte) []byte {
-	if len(v) == 0 {
-		return nil
-	}
-	var b bytes.Buffer
-	if json.Compact(&b, v) != nil {
-		return v
-	}
-	return b.Bytes()
 }

@@ -2,13 +2,12 @@ package bolt
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 
 	bbolt "go.etcd.io/bbolt"
 )
@@ -20,20 +19,13 @@ type tokenRevocation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Kinds of token revocation record, the second part of their keys.
-const (
-	revokedClient  = "client"
-	revokedSubject = "sub"
-	revokedGrant   = "grant"
-)
-
 // deniedByRecord reports whether a token revocation record of its client,
 // user or grant denies the token.
 func (s *issuerStore) deniedByRecord(tx *bbolt.Tx, t storage.AccessTokenRef) (bool, error) {
 	for _, key := range [][]byte{
-		s.scopedKey(revokedClient, t.ClientID),
-		s.scopedKey(revokedSubject, t.Subject),
-		s.scopedKey(revokedGrant, t.Subject, t.ClientID, t.Resource),
+		s.scopedKey(storage.RevokedClient, t.ClientID),
+		s.scopedKey(storage.RevokedSubject, t.Subject),
+		s.scopedKey(storage.RevokedGrant, t.Subject, t.ClientID, t.Resource),
 	} {
 		var d tokenRevocation
 		switch err := get(tx, bucketTokenRevocations, key, &d); {
@@ -95,25 +87,12 @@ func (s *issuerStore) Grants(ctx context.Context, f storage.GrantFilter, now tim
 	return out, err
 }
 
-// grantKey names a grant.
-type grantKey struct{ subject, client, resource string }
-
 // matchingGrants collects the grants the filter matches: consents and
 // live families found through the indexes, joined by (user, client,
 // resource), oldest first.
 func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now time.Time) ([]storage.Grant, error) {
-	byKey := map[grantKey]*storage.Grant{}
-	grant := func(k grantKey) *storage.Grant {
-		g, ok := byKey[k]
-		if !ok {
-			g = &storage.Grant{Subject: k.subject, ClientID: k.client, Resource: k.resource}
-			byKey[k] = g
-		}
-		return g
-	}
-	matches := func(k grantKey) bool {
-		return (f.Subject == "" || k.subject == f.Subject) && (f.ClientID == "" || k.client == f.ClientID) && (f.Resource == "" || k.resource == f.Resource)
-	}
+	var consents []storage.Consent
+	var families []storage.RefreshFamily
 	addConsent := func(key []byte) error {
 		var c storage.Consent
 		switch err := get(tx, bucketConsents, key, &c); {
@@ -122,9 +101,8 @@ func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now ti
 		case err != nil:
 			return err
 		}
-		if k := (grantKey{c.Subject, c.ClientID, c.Resource}); c.Issuer == s.issuer && matches(k) {
-			g := grant(k)
-			g.Scope, g.GrantedAt = c.Scope, c.GrantedAt
+		if c.Issuer == s.issuer && f.Matches(c.Subject, c.ClientID, c.Resource) {
+			consents = append(consents, c)
 		}
 		return nil
 	}
@@ -136,12 +114,9 @@ func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now ti
 		case err != nil:
 			return err
 		}
-		k := grantKey{fam.Subject, fam.ClientID, fam.Resource}
-		if fam.Issuer != s.issuer || !fam.RevokedAt.IsZero() || expired(fam.ExpiresAt, now) || !matches(k) {
-			return nil
+		if fam.Issuer == s.issuer && fam.RevokedAt.IsZero() && !expired(fam.ExpiresAt, now) && f.Matches(fam.Subject, fam.ClientID, fam.Resource) {
+			families = append(families, fam)
 		}
-		g := grant(k)
-		g.Families = append(g.Families, fam)
 		return nil
 	}
 
@@ -173,30 +148,7 @@ func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now ti
 	if err != nil {
 		return nil, err
 	}
-
-	out := make([]storage.Grant, 0, len(byKey))
-	for _, g := range byKey {
-		consented := !g.GrantedAt.IsZero()
-		for _, fam := range g.Families {
-			if !consented && (g.GrantedAt.IsZero() || fam.CreatedAt.Before(g.GrantedAt)) {
-				g.GrantedAt, g.Scope = fam.CreatedAt, fam.Scope // no consent remembered: the family says
-			}
-			g.LastUsedAt = latest(g.LastUsedAt, fam.LastUsedAt)
-			g.ExpiresAt = latest(g.ExpiresAt, fam.ExpiresAt)
-		}
-		out = append(out, *g)
-	}
-	slices.SortFunc(out, func(a, b storage.Grant) int {
-		return cmp.Or(a.GrantedAt.Compare(b.GrantedAt), cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.ClientID, b.ClientID), cmp.Compare(a.Resource, b.Resource))
-	})
-	return out, nil
-}
-
-func latest(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
+	return storage.JoinGrants(consents, families), nil
 }
 
 // RevokeGrants implements Store.
@@ -227,16 +179,16 @@ func (s *issuerStore) revokeGrants(tx *bbolt.Tx, f storage.GrantFilter, now, tok
 	}
 	switch {
 	case f.Subject == "" && f.ClientID != "" && f.Resource == "":
-		err = record(s.scopedKey(revokedClient, f.ClientID))
+		err = record(s.scopedKey(storage.RevokedClient, f.ClientID))
 	case f.Subject != "" && f.ClientID == "" && f.Resource == "":
-		err = record(s.scopedKey(revokedSubject, f.Subject))
+		err = record(s.scopedKey(storage.RevokedSubject, f.Subject))
 	}
 	if err != nil {
 		return 0, err
 	}
 	for _, g := range grants {
 		if f.ClientID == "" || f.Subject != "" {
-			if err := record(s.scopedKey(revokedGrant, g.Subject, g.ClientID, g.Resource)); err != nil {
+			if err := record(s.scopedKey(storage.RevokedGrant, g.Subject, g.ClientID, g.Resource)); err != nil {
 				return 0, err
 			}
 		}
