@@ -74,6 +74,8 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		Now:       now,
 		Grace:     s.cfg.RefreshReuseGrace,
 		Burst:     min(refreshBurst, s.cfg.RefreshReuseGrace),
+		// Across nodes, one family's rotations are judged by the store's clock.
+		StoreClock: true,
 	})
 	switch {
 	case errors.Is(err, storage.ErrReused):

@@ -285,15 +285,19 @@ type RefreshToken struct {
 // retry after a lost response): Next then becomes one more successor.
 // Otherwise the family is revoked and ErrReused returned. A token of
 // another client gives ErrWrongClient and changes nothing. Burst should
-// not exceed Grace.
+// not exceed Grace; with Grace 0 every second use is a reuse. With
+// StoreClock, a backend shared by several nodes takes Now from its own
+// clock once it holds the family, so that the rotations of one family are
+// judged by one clock, whatever the nodes' clocks say.
 type Rotation struct {
-	Presented string
-	ClientID  string
-	NextToken string
-	Next      RefreshToken
-	Now       time.Time
-	Grace     time.Duration
-	Burst     time.Duration
+	Presented  string
+	ClientID   string
+	NextToken  string
+	Next       RefreshToken
+	Now        time.Time
+	Grace      time.Duration
+	Burst      time.Duration
+	StoreClock bool
 }
 
 // PendingAuthorization is a validated authorization request shown on the

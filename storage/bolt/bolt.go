@@ -472,8 +472,8 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 			return storage.ErrNotFound
 		}
 		if !cur.RotatedAt.IsZero() {
-			since := r.Now.Sub(cur.RotatedAt)
-			if since > r.Grace || since > r.Burst && anySuccessorUsed(tx, cur.Successors) {
+			since := max(r.Now.Sub(cur.RotatedAt), 0)
+			if r.Grace <= 0 || since > r.Grace || since > r.Burst && anySuccessorUsed(tx, cur.Successors) {
 				// Commit the revocation: returning an error would roll it back.
 				reused = true
 				fam.RevokedAt = r.Now

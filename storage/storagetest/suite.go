@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"UpstreamSignInIsTakenOnce", testUpstreamSignInIsTakenOnce},
 		{"GrantsListAndRevoke", testGrantsListAndRevoke},
 		{"ExportImport", testExportImport},
+		{"StrictRotation", testStrictRotation},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -907,5 +908,27 @@ func testExportImport(t *testing.T, open Opener) {
 		if _, err := otherFile.Import(ctx, strings.NewReader(bad)); err == nil {
 			t.Errorf("%s: imported", name)
 		}
+	}
+}
+
+// testStrictRotation: with no grace, every second use of a rotated token
+// is a reuse, even at the same instant (or with an earlier clock).
+func testStrictRotation(t *testing.T, open Opener) {
+	s := open(t).ForIssuer(testIssuer)
+	ctx := context.Background()
+	NewFamily(t, s, "strict", "s0")
+	strict := func(next string, at time.Time) error {
+		_, _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: "s0", ClientID: "c1", NextToken: next,
+			Next: storage.RefreshToken{ExpiresAt: at.Add(time.Hour)}, Now: at})
+		return err
+	}
+	if err := strict("s1", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := strict("s1b", t0.Add(time.Minute-time.Second)); !errors.Is(err, storage.ErrReused) {
+		t.Fatalf("a second use with grace 0: %v", err)
+	}
+	if revoked, _ := FamilyRevoked(s, "strict"); !revoked {
+		t.Fatal("the family is not revoked")
 	}
 }

@@ -1,0 +1,117 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// listener keeps one connection LISTENing for the revocations other
+// nodes commit. Every notice moves the revocation counter, so guards
+// check their cached tokens again; so does every reconnect, since notices
+// sent while disconnected are not replayed.
+type listener struct {
+	d      *DB
+	cfg    *pgx.ConnConfig
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	connected bool
+	since     time.Time // when the connection was last known good (or lost)
+}
+
+func (d *DB) listen(ctx context.Context, cfg *pgx.ConnConfig) (*listener, error) {
+	l := &listener{d: d, cfg: cfg.Copy(), done: make(chan struct{})}
+	conn, err := l.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go l.run(bg, conn)
+	return l, nil
+}
+
+func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, l.cfg)
+	if err != nil {
+		return nil, redact(err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.d.channel}.Sanitize()); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	l.setConnected(true)
+	l.d.revocations.Add(1) // anything before LISTEN took effect is re-checked
+	return conn, nil
+}
+
+func (l *listener) setConnected(ok bool) {
+	l.mu.Lock()
+	l.connected, l.since = ok, time.Now()
+	l.mu.Unlock()
+}
+
+// run waits for notices, reconnecting with a short backoff, until ctx ends.
+func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
+	defer close(l.done)
+	backoff := 50 * time.Millisecond
+	for {
+		if conn == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			var err error
+			if conn, err = l.connect(ctx); err != nil {
+				backoff = min(2*backoff, 2*time.Second)
+				continue
+			}
+			l.d.log.Info("revocation listener reconnected")
+			backoff = 50 * time.Millisecond
+		}
+		wait, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := conn.WaitForNotification(wait)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			conn.Close(context.Background())
+			return
+		case err == nil:
+			l.d.revocations.Add(1)
+		case wait.Err() != nil:
+			// A quiet second: check that the connection is still there.
+			ping, cancel := context.WithTimeout(ctx, time.Second)
+			err = conn.Ping(ping)
+			cancel()
+			if err == nil {
+				l.setConnected(true)
+				continue
+			}
+			fallthrough
+		default:
+			l.d.log.Warn("revocation listener lost its connection", zap.Error(err))
+			l.setConnected(false)
+			conn.Close(context.Background())
+			conn = nil
+		}
+	}
+}
+
+// current reports whether the listener is connected, or was within
+// staleness.
+func (l *listener) current(staleness time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.connected || time.Since(l.since) < staleness
+}
+
+func (l *listener) stop() {
+	l.cancel()
+	<-l.done
+}

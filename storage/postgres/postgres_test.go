@@ -1,0 +1,162 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres/pgtest"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/storagetest"
+)
+
+var cluster *pgtest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
+
+// openSchema opens a new, empty schema of the test cluster.
+func openSchema(t *testing.T) *DB {
+	t.Helper()
+	pgtest.Need(t, cluster)
+	db, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: cluster.Schema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Backend { return openSchema(t) })
+}
+
+// TestSchemaVersionGuard: a schema migrated by a newer build is refused
+// and left alone.
+func TestSchemaVersionGuard(t *testing.T) {
+	pgtest.Need(t, cluster)
+	schema := cluster.Schema(t)
+	ctx := context.Background()
+	db, err := Open(ctx, Config{DSN: cluster.DSN, Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	conn, err := pgx.Connect(ctx, cluster.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "UPDATE "+schema+".schema_version SET version = $1", SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, Config{DSN: cluster.DSN, Schema: schema})
+	if err == nil || !strings.Contains(err.Error(), "newer than this build understands") {
+		t.Fatalf("opening a newer schema: %v", err)
+	}
+}
+
+// TestDSNPasswordIsNotPrinted: a failing connection's error never shows
+// the password.
+func TestDSNPasswordIsNotPrinted(t *testing.T) {
+	_, err := Open(context.Background(), Config{DSN: "postgres://oauth:s3cret-password@127.0.0.1:1/db?sslmode=disable&connect_timeout=2"})
+	if err == nil || strings.Contains(err.Error(), "s3cret-password") {
+		t.Fatalf("error %v", err)
+	}
+	_, err = Open(context.Background(), Config{DSN: "postgres://oauth:s3cret-password@[bad"})
+	if err == nil || strings.Contains(err.Error(), "s3cret-password") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// TestTwoNodes: two connections to one schema behave as one store: one
+// redemption of a code wins, strict rotation has one winner, and a
+// revocation committed by one moves the other's revocation counter.
+func TestTwoNodes(t *testing.T) {
+	pgtest.Need(t, cluster)
+	schema := cluster.Schema(t)
+	ctx := context.Background()
+	var nodes []storage.Store
+	var dbs []*DB
+	for range 2 {
+		db, err := Open(ctx, Config{DSN: cluster.DSN, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs = append(dbs, db)
+		nodes = append(nodes, db.ForIssuer("https://auth.test"))
+	}
+	now := time.Now()
+	if err := nodes[0].SaveAuthorizationCode(ctx, "the-code", &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	var wins, used atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			fam := &storage.NewRefreshFamily{Family: storage.RefreshFamily{ID: fmt.Sprint("fam-", i), ClientID: "c1", Subject: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+				Token: fmt.Sprint("rt-", i), First: storage.RefreshToken{ExpiresAt: now.Add(time.Hour)}}
+			_, err := nodes[i%2].RedeemAuthorizationCode(ctx, "the-code", now, storage.Issuance{AccessTokenID: fmt.Sprint("j", i)}, fam)
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, storage.ErrAlreadyUsed):
+				used.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 || used.Load() != 39 {
+		t.Fatalf("%d wins, %d already used", wins.Load(), used.Load())
+	}
+
+	// Strict rotation of one token from both nodes at once: one winner.
+	storagetest.StartFamily(t, nodes[0], storage.RefreshFamily{ID: "strict", ClientID: "c1", Subject: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		"strict-rt", storage.RefreshToken{ExpiresAt: now.Add(time.Hour)})
+	var rotated, reused atomic.Int32
+	for i := range 20 {
+		wg.Go(func() {
+			_, _, err := nodes[i%2].RotateRefreshToken(ctx, storage.Rotation{Presented: "strict-rt", ClientID: "c1", NextToken: fmt.Sprint("next-", i),
+				Next: storage.RefreshToken{ExpiresAt: now.Add(time.Hour)}, Now: time.Now(), StoreClock: true})
+			switch {
+			case err == nil:
+				rotated.Add(1)
+			case errors.Is(err, storage.ErrReused), errors.Is(err, storage.ErrRevoked):
+				reused.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if rotated.Load() != 1 || reused.Load() != 19 {
+		t.Fatalf("strict rotation from two nodes: %d rotated, %d refused", rotated.Load(), reused.Load())
+	}
+
+	// A revocation at node 0 reaches node 1's counter through NOTIFY.
+	before := dbs[1].Revocations()
+	start := time.Now()
+	if err := nodes[0].RevokeAccessToken(ctx, "some-jti", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for dbs[1].Revocations() == before {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("node 1 never heard of the revocation")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("the revocation reached the other node after %s", time.Since(start))
+	if revoked, _ := nodes[1].AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: "some-jti"}); !revoked {
+		t.Fatal("node 1 does not see the revocation")
+	}
+}

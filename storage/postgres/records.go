@@ -1,0 +1,482 @@
+package postgres
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// issuerStore is one issuer's view of the schema: every row it writes
+// names the issuer, and rows of other issuers are invisible to it.
+type issuerStore struct {
+	*DB
+	issuer string
+}
+
+// expiry is a record's deadline as a column: NULL for none.
+func expiry(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func expired(deadline, now time.Time) bool {
+	return !deadline.IsZero() && !now.Before(deadline)
+}
+
+// one reads one jsonb doc into v; ErrNotFound when there is no row.
+func one(row pgx.Row, v any) error {
+	var doc []byte
+	if err := row.Scan(&doc); errors.Is(err, pgx.ErrNoRows) {
+		return storage.ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	return json.Unmarshal(doc, v)
+}
+
+func (s *issuerStore) view(ctx context.Context, op string, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer s.timed(op, time.Now())
+	return fn()
+}
+
+// PutClient implements storage.Store.
+func (s *issuerStore) PutClient(ctx context.Context, c *storage.Client) error {
+	if c.ID == "" {
+		return errors.New("storing client: empty client_id")
+	}
+	c.Issuer = s.issuer
+	return s.view(ctx, "put_client", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO clients (issuer, id, doc, expires_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (issuer, id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at`, s.issuer, c.ID, c, expiry(c.ExpiresAt))
+		return err
+	})
+}
+
+// GetClient implements storage.Store.
+func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client, error) {
+	var c storage.Client
+	err := s.view(ctx, "get_client", func() error {
+		return one(s.pool.QueryRow(ctx, "SELECT doc FROM clients WHERE issuer = $1 AND id = $2", s.issuer, id), &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(c.ExpiresAt, time.Now()) {
+		return nil, storage.ErrNotFound
+	}
+	return &c, nil
+}
+
+// MarkClientUsed implements storage.Store.
+func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
+	return s.tx(ctx, "mark_client_used", func(tx pgx.Tx) error {
+		var c storage.Client
+		if err := one(tx.QueryRow(ctx, "SELECT doc FROM clients WHERE issuer = $1 AND id = $2 FOR UPDATE", s.issuer, id), &c); err != nil {
+			return err
+		}
+		c.LastUsedAt, c.ExpiresAt = now, time.Time{}
+		_, err := tx.Exec(ctx, "UPDATE clients SET doc = $3, expires_at = NULL WHERE issuer = $1 AND id = $2", s.issuer, id, &c)
+		return err
+	})
+}
+
+// DeleteClient implements storage.Store.
+func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
+	defer s.revocations.Add(1)
+	return s.tx(ctx, "delete_client", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM clients WHERE issuer = $1 AND id = $2", s.issuer, id); err != nil {
+			return err
+		}
+		_, err := s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
+		return err
+	})
+}
+
+// SaveAuthorizationCode implements storage.Store.
+func (s *issuerStore) SaveAuthorizationCode(ctx context.Context, code string, c *storage.AuthorizationCode) error {
+	c.Issuer = s.issuer
+	return s.view(ctx, "save_authorization_code", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO authorization_codes (hash, issuer, doc, used, expires_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (hash) DO UPDATE SET issuer = excluded.issuer, doc = excluded.doc, used = excluded.used, expires_at = excluded.expires_at`,
+			storage.Hash(code), s.issuer, c, !c.UsedAt.IsZero(), c.ExpiresAt)
+		return err
+	})
+}
+
+// GetAuthorizationCode implements storage.Store.
+func (s *issuerStore) GetAuthorizationCode(ctx context.Context, code string, now time.Time) (*storage.AuthorizationCode, error) {
+	var c storage.AuthorizationCode
+	err := s.view(ctx, "get_authorization_code", func() error {
+		return one(s.pool.QueryRow(ctx, "SELECT doc FROM authorization_codes WHERE hash = $1 AND issuer = $2 AND expires_at > $3", storage.Hash(code), s.issuer, now), &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// RedeemAuthorizationCode implements storage.Store: the conditional
+// update's row count decides the one winner.
+func (s *issuerStore) RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued storage.Issuance, refresh *storage.NewRefreshFamily) (*storage.AuthorizationCode, error) {
+	var c storage.AuthorizationCode
+	used := false
+	err := s.tx(ctx, "redeem_authorization_code", func(tx pgx.Tx) error {
+		used = false
+		hash := storage.Hash(code)
+		err := one(tx.QueryRow(ctx, `UPDATE authorization_codes SET used = true
+			WHERE hash = $1 AND issuer = $2 AND NOT used AND expires_at > $3 RETURNING doc`, hash, s.issuer, now), &c)
+		if errors.Is(err, storage.ErrNotFound) {
+			if err := one(tx.QueryRow(ctx, "SELECT doc FROM authorization_codes WHERE hash = $1 AND issuer = $2 AND expires_at > $3 AND used",
+				hash, s.issuer, now), &c); err != nil {
+				return err
+			}
+			used = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.UsedAt, c.Issued = now, issued
+		if refresh != nil {
+			if err := s.createFamily(ctx, tx, refresh); err != nil {
+				return err
+			}
+			c.Issued.RefreshFamilyID = refresh.Family.ID
+		}
+		_, err = tx.Exec(ctx, "UPDATE authorization_codes SET doc = $2 WHERE hash = $1", hash, &c)
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case used:
+		return &c, storage.ErrAlreadyUsed
+	}
+	return &c, nil
+}
+
+// createFamily stores a new family and its first token.
+func (s *issuerStore) createFamily(ctx context.Context, tx pgx.Tx, n *storage.NewRefreshFamily) error {
+	f := n.Family
+	if f.ID == "" {
+		return errors.New("storing refresh family: empty id")
+	}
+	f.Issuer, f.LastUsedAt = s.issuer, f.CreatedAt
+	tag, err := tx.Exec(ctx, `INSERT INTO refresh_families (id, issuer, subject, client_id, resource, doc, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, f.ID, s.issuer, f.Subject, f.ClientID, f.Resource, &f, f.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("storing refresh family: id %s exists", f.ID)
+	}
+	first := n.First
+	first.FamilyID = f.ID
+	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
+	_, err = tx.Exec(ctx, "INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($1, $2, $3, $4)",
+		storage.Hash(n.Token), f.ID, &first, first.ExpiresAt)
+	return err
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// RotateRefreshToken implements storage.Store. The family row is locked
+// first, so every rotation of one family runs one after the other; the
+// rules are those of storage.Rotation.
+func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	var fam storage.RefreshFamily
+	next := r.Next
+	reused := false
+	err := s.tx(ctx, "rotate_refresh_token", func(tx pgx.Tx) error {
+		reused = false
+		key := storage.Hash(r.Presented)
+		var familyID string
+		if err := tx.QueryRow(ctx, "SELECT family_id FROM refresh_tokens WHERE hash = $1", key).Scan(&familyID); errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_families WHERE id = $1 AND issuer = $2 FOR UPDATE", familyID, s.issuer), &fam); err != nil {
+			return err
+		}
+		var cur storage.RefreshToken
+		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_tokens WHERE hash = $1", key), &cur); err != nil {
+			return err
+		}
+		// Under the family's lock, the database's clock orders the
+		// rotations of every node: no node's clock skew, no reordering
+		// between reading the time and taking the lock.
+		if r.StoreClock {
+			if err := tx.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&r.Now); err != nil {
+				return err
+			}
+		}
+		switch {
+		case fam.ClientID != r.ClientID:
+			return storage.ErrWrongClient
+		case !fam.RevokedAt.IsZero():
+			return storage.ErrRevoked
+		case expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now):
+			return storage.ErrNotFound
+		}
+		if !cur.RotatedAt.IsZero() {
+			since := max(r.Now.Sub(cur.RotatedAt), 0)
+			successorUsed := false
+			if since > r.Burst && since <= r.Grace {
+				if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE hash = ANY($1) AND rotated)", cur.Successors).Scan(&successorUsed); err != nil {
+					return err
+				}
+			}
+			if r.Grace <= 0 || since > r.Grace || successorUsed {
+				reused = true
+				fam.RevokedAt = r.Now
+				if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
+					return err
+				}
+				return s.announce(ctx, tx, fam.ExpiresAt)
+			}
+		} else {
+			cur.RotatedAt = r.Now
+		}
+		fam.LastUsedAt = r.Now
+		if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2 WHERE id = $1", fam.ID, &fam); err != nil {
+			return err
+		}
+		nextKey := storage.Hash(r.NextToken)
+		cur.Successors = append(cur.Successors, nextKey)
+		if _, err := tx.Exec(ctx, "UPDATE refresh_tokens SET doc = $2, rotated = true WHERE hash = $1", key, &cur); err != nil {
+			return err
+		}
+		next.FamilyID = fam.ID
+		next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
+		_, err := tx.Exec(ctx, "INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($1, $2, $3, $4)", nextKey, fam.ID, &next, next.ExpiresAt)
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case reused:
+		s.revocations.Add(1)
+		return &fam, nil, storage.ErrReused
+	}
+	return &fam, &next, nil
+}
+
+// GetRefreshToken implements storage.Store.
+func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now time.Time) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	var fam storage.RefreshFamily
+	var t storage.RefreshToken
+	err := s.view(ctx, "get_refresh_token", func() error {
+		var fdoc, tdoc []byte
+		err := s.pool.QueryRow(ctx, `SELECT f.doc, t.doc FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+			WHERE t.hash = $1 AND f.issuer = $2`, storage.Hash(token), s.issuer).Scan(&fdoc, &tdoc)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		if err == nil {
+			err = errors.Join(json.Unmarshal(fdoc, &fam), json.Unmarshal(tdoc, &t))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if expired(t.ExpiresAt, now) || expired(fam.ExpiresAt, now) {
+		return nil, nil, storage.ErrNotFound
+	}
+	return &fam, &t, nil
+}
+
+// RevokeRefreshFamily implements storage.Store.
+func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
+	defer s.revocations.Add(1)
+	return s.tx(ctx, "revoke_refresh_family", func(tx pgx.Tx) error {
+		var fam storage.RefreshFamily
+		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_families WHERE id = $1 AND issuer = $2 FOR UPDATE", familyID, s.issuer), &fam); err != nil {
+			return err
+		}
+		if !fam.RevokedAt.IsZero() {
+			return nil
+		}
+		fam.RevokedAt = now
+		if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", familyID, &fam); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, fam.ExpiresAt)
+	})
+}
+
+// RevokeAccessToken implements storage.Store.
+func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	if jti == "" {
+		return errors.New("revoking access token: empty jti")
+	}
+	defer s.revocations.Add(1)
+	return s.tx(ctx, "revoke_access_token", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2)
+			ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at`, jti, expiresAt); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, expiresAt)
+	})
+}
+
+// AccessTokenRevoked implements storage.Store, in one query.
+func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t storage.AccessTokenRef) (bool, error) {
+	var revoked bool
+	err := s.view(ctx, "access_token_revoked", func() error {
+		return s.pool.QueryRow(ctx, `SELECT
+			EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1)
+			OR EXISTS (SELECT 1 FROM refresh_families WHERE id = $2 AND issuer = $3 AND revoked)
+			OR EXISTS (SELECT 1 FROM token_revocations WHERE issuer = $3 AND revoked_at >= $7 AND (
+				(kind = 'client' AND client_id = $4) OR (kind = 'sub' AND subject = $5) OR
+				(kind = 'grant' AND subject = $5 AND client_id = $4 AND resource = $6)))`,
+			t.ID, t.FamilyID, s.issuer, t.ClientID, t.Subject, t.Resource, t.IssuedAt).Scan(&revoked)
+	})
+	return revoked, err
+}
+
+// PutConsent implements storage.Store.
+func (s *issuerStore) PutConsent(ctx context.Context, c *storage.Consent) error {
+	c.Issuer = s.issuer
+	return s.view(ctx, "put_consent", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO consents (issuer, subject, client_id, resource, doc) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (issuer, subject, client_id, resource) DO UPDATE SET doc = excluded.doc`, s.issuer, c.Subject, c.ClientID, c.Resource, c)
+		return err
+	})
+}
+
+// GetConsent implements storage.Store.
+func (s *issuerStore) GetConsent(ctx context.Context, subject, clientID, resource string) (*storage.Consent, error) {
+	var c storage.Consent
+	err := s.view(ctx, "get_consent", func() error {
+		return one(s.pool.QueryRow(ctx, "SELECT doc FROM consents WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4",
+			s.issuer, subject, clientID, resource), &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// SavePendingAuthorization implements storage.Store.
+func (s *issuerStore) SavePendingAuthorization(ctx context.Context, id string, p *storage.PendingAuthorization) error {
+	p.Issuer = s.issuer
+	return s.view(ctx, "save_pending_authorization", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO pending_authorizations (hash, issuer, doc, expires_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (hash) DO UPDATE SET issuer = excluded.issuer, doc = excluded.doc, expires_at = excluded.expires_at`,
+			storage.Hash(id), s.issuer, p, p.ExpiresAt)
+		return err
+	})
+}
+
+// AnswerPendingAuthorization implements storage.Store: the row is locked
+// while the answer is decided.
+func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string, a storage.ConsentAnswer) (*storage.PendingAuthorization, bool, error) {
+	var p storage.PendingAuthorization
+	var repeated, refused bool
+	err := s.tx(ctx, "answer_pending_authorization", func(tx pgx.Tx) error {
+		repeated, refused = false, false
+		key := storage.Hash(id)
+		if err := one(tx.QueryRow(ctx, "SELECT doc FROM pending_authorizations WHERE hash = $1 AND issuer = $2 FOR UPDATE", key, s.issuer), &p); err != nil {
+			return err
+		}
+		if expired(p.ExpiresAt, a.Now) {
+			return storage.ErrNotFound
+		}
+		if subtle.ConstantTimeCompare(storage.Hash(a.CSRF), p.CSRFHash) != 1 || a.Subject == "" || a.Subject != p.Subject {
+			refused = true // commit the deletion: a guessed form is used up
+			_, err := tx.Exec(ctx, "DELETE FROM pending_authorizations WHERE hash = $1", key)
+			return err
+		}
+		if !p.AnsweredAt.IsZero() {
+			repeated = true
+			return nil
+		}
+		p.Decision, p.AnsweredAt = a.Decision, a.Now
+		p.ExpiresAt = a.Now.Add(a.ReplayWindow)
+		_, err := tx.Exec(ctx, "UPDATE pending_authorizations SET doc = $2, expires_at = $3 WHERE hash = $1", key, &p, p.ExpiresAt)
+		return err
+	})
+	if err == nil && refused {
+		err = storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &p, repeated, nil
+}
+
+// CreateSession implements storage.Store.
+func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *storage.Session) error {
+	sess.Issuer = s.issuer
+	return s.view(ctx, "create_session", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO sessions (hash, issuer, doc, expires_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (hash) DO UPDATE SET issuer = excluded.issuer, doc = excluded.doc, expires_at = excluded.expires_at`,
+			storage.Hash(id), s.issuer, sess, sess.ExpiresAt)
+		return err
+	})
+}
+
+// GetSession implements storage.Store.
+func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) (*storage.Session, error) {
+	var sess storage.Session
+	err := s.view(ctx, "get_session", func() error {
+		return one(s.pool.QueryRow(ctx, "SELECT doc FROM sessions WHERE hash = $1 AND issuer = $2 AND expires_at > $3", storage.Hash(id), s.issuer, now), &sess)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &sess, nil
+}
+
+// DeleteSession implements storage.Store.
+func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
+	return s.view(ctx, "delete_session", func() error {
+		_, err := s.pool.Exec(ctx, "DELETE FROM sessions WHERE hash = $1 AND issuer = $2", storage.Hash(id), s.issuer)
+		return err
+	})
+}
+
+// SaveUpstreamSignIn implements storage.Store.
+func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *storage.UpstreamSignIn) error {
+	u.Issuer = s.issuer
+	return s.view(ctx, "save_upstream_sign_in", func() error {
+		_, err := s.pool.Exec(ctx, "INSERT INTO upstream_sign_ins (hash, issuer, doc, expires_at) VALUES ($1, $2, $3, $4)",
+			storage.Hash(state), s.issuer, u, u.ExpiresAt)
+		return err
+	})
+}
+
+// TakeUpstreamSignIn implements storage.Store: one DELETE … RETURNING,
+// so one callback takes it.
+func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*storage.UpstreamSignIn, error) {
+	var u storage.UpstreamSignIn
+	err := s.view(ctx, "take_upstream_sign_in", func() error {
+		return one(s.pool.QueryRow(ctx, "DELETE FROM upstream_sign_ins WHERE hash = $1 AND issuer = $2 RETURNING doc", storage.Hash(state), s.issuer), &u)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(u.ExpiresAt, now) {
+		return nil, storage.ErrNotFound
+	}
+	return &u, nil
+}
