@@ -3,7 +3,9 @@ package oauth2server
 import (
 	"strconv"
 
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -117,7 +119,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "signing_key":
 			err = oneArg(d, &h.SigningKey)
 		case "storage":
-			err = oneArg(d, &h.Storage)
+			err = h.unmarshalStorage(d)
+		case "storage_key":
+			err = oneArg(d, &h.StorageKey)
+		case "health_path":
+			err = oneArg(d, &h.HealthPath)
 		case "user_from":
 			err = oneArg(d, &h.UserFrom)
 		case "sign_in_path":
@@ -365,3 +371,25 @@ func parseDuration(d *caddyfile.Dispenser, zeroOK bool) (caddy.Duration, error) 
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// unmarshalStorage reads `storage <file>` (bolt), `storage bolt { … }` or
+// `storage postgres { … }`.
+func (h *Handler) unmarshalStorage(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	if name != "bolt" && name != "postgres" {
+		if d.NextArg() {
+			return d.Errf("storage: expected a file, 'bolt { … }' or 'postgres { … }'")
+		}
+		h.StorageRaw = caddyconfig.JSONModuleObject(bolt.Module{Path: name}, "backend", "bolt", nil)
+		return nil
+	}
+	unm, err := caddyfile.UnmarshalModule(d, "http.handlers.oauth2_server.storage."+name)
+	if err != nil {
+		return err
+	}
+	h.StorageRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
+	return nil
+}

@@ -101,7 +101,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		Resources:                 []string{"https://mcp.example.com/mcp", "https://mcp.example.com/api", "https://other.example.com"},
 		ResourceName:              "Example MCP",
 		SigningSecret:             "{env.OAUTH2_SECRET}",
-		Storage:                   "/var/lib/oauth.db",
+		StorageRaw:                json.RawMessage(`{"backend":"bolt","path":"/var/lib/oauth.db"}`),
 		SweepInterval:             caddy.Duration(5 * time.Minute),
 		Scopes:                    []string{"mcp:read", "mcp:write", "mcp:admin"},
 		EnforceScopes:             &enforce,
@@ -145,6 +145,26 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 	}
 }
 
+// TestUnmarshalCaddyfileStorage reads the three forms of storage into the
+// guest-module JSON Caddy loads.
+func TestUnmarshalCaddyfileStorage(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"storage /var/lib/oauth.db", `{"backend":"bolt","path":"/var/lib/oauth.db"}`},
+		{"storage bolt {\n  path {env.DATA}/oauth.db\n }", `{"backend":"bolt","path":"{env.DATA}/oauth.db"}`},
+		{"storage bolt", `{"backend":"bolt"}`},
+		{"storage postgres {\n  dsn {env.DATABASE_URL}\n  schema tenant_1\n  max_connections 8\n  revocation_max_staleness 2s\n }",
+			`{"backend":"postgres","dsn":"{env.DATABASE_URL}","max_connections":8,"revocation_max_staleness":2000000000,"schema":"tenant_1"}`},
+	} {
+		h, err := parse("oauth2_server {\n " + tc.src + "\n storage_key {env.KEY}\n health_path /healthz\n}")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		if string(h.StorageRaw) != tc.want || h.StorageKey != "{env.KEY}" || h.HealthPath != "/healthz" {
+			t.Errorf("%q: storage %s, storage_key %q, health_path %q; want %s", tc.src, h.StorageRaw, h.StorageKey, h.HealthPath, tc.want)
+		}
+	}
+}
+
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"oauth2_server inline {\n}", "wrong argument count"},
@@ -171,6 +191,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"oauth2_server {\n dynamic_registration {\n  rate_limit many 1h\n }\n}", `rate_limit: "many" is not a positive number`},
 		{"oauth2_server {\n client_id_metadata_documents on\n}", "wrong argument count"},
 		{"oauth2_server {\n require_scope /admin/*\n}", "require_scope: expected a path and at least one scope"},
+		{"oauth2_server {\n storage\n}", "wrong argument count"},
+		{"oauth2_server {\n storage a.db b.db\n}", "storage: expected a file, 'bolt { … }' or 'postgres { … }'"},
+		{"oauth2_server {\n storage postgres {\n  dns x\n }\n}", `storage postgres: unrecognized subdirective "dns"`},
+		{"oauth2_server {\n storage postgres {\n  max_connections lots\n }\n}", `max_connections "lots" is not a positive number`},
+		{"oauth2_server {\n storage bolt {\n  file x\n }\n}", `storage bolt: unrecognized subdirective "file"`},
 	} {
 		_, err := parse(tc.src)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -6,17 +6,19 @@ package oauth2server
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/endpoints"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
+	_ "github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres" // registers the postgres storage module
 )
 
 func init() {
@@ -107,10 +110,23 @@ type Handler struct {
 	// resource servers caching the key set learn it first. Default: 1h.
 	SigningKeyPrepublish *caddy.Duration `json:"signing_key_prepublish,omitempty"`
 
-	// The bbolt file that keeps clients, codes, refresh tokens, consents,
-	// sessions and generated keys. Default: `oauth2_server/<issuer>.db` in
-	// Caddy's data directory. Several sites may share one file.
-	Storage string `json:"storage,omitempty"`
+	// Where clients, codes, refresh tokens, consents, sessions and
+	// generated keys are kept: a guest module, `bolt` (the default: one
+	// file, `oauth2_server/<issuer>.db` in Caddy's data directory, which
+	// several sites of one process may share) or `postgres` (several Caddy
+	// instances share one database schema).
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=http.handlers.oauth2_server.storage inline_key=backend"`
+
+	// 32 bytes, base64: generated signing keys are sealed with it
+	// (AES-256-GCM) before they are stored. Required with a shared
+	// storage (postgres) unless signing_key or signing_secret is set;
+	// optional with bolt. Placeholders such as {env.OAUTH2_STORAGE_KEY}
+	// are resolved at load.
+	StorageKey string `json:"storage_key,omitempty"`
+
+	// A path answering 200 while the storage is reachable and this node
+	// knows every revocation, 503 otherwise: for load balancers.
+	HealthPath string `json:"health_path,omitempty"`
 
 	// How often expired records are deleted from the storage file. The
 	// first site to open a file sets it. Default: 10m.
@@ -211,7 +227,8 @@ type Handler struct {
 
 	server     *endpoints.Server
 	unregister func() // removes the server from the admin API's registry
-	storageKey string // set only once this instance holds the storage handle
+	storage    storage.BackendModule
+	release    func() error // set only once this instance holds the backend
 	logger     *zap.Logger
 }
 
@@ -314,20 +331,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("public: %v", err)
 	}
 
-	key, err := bolt.Key(h.Storage)
+	backend, store, err := h.openStorage(ctx)
 	if err != nil {
 		return err
 	}
-	file, err := bolt.Acquire(key, bolt.Options{
-		SweepInterval: time.Duration(h.SweepInterval),
-		Logger:        h.logger.Named("storage"),
-		Observe:       endpoints.ObserveStorage,
-	})
-	if err != nil {
-		return err
-	}
-	h.storageKey = key
-	store := file.ForIssuer(h.Issuer)
 	if slices.Contains(h.Scopes, "offline_access") {
 		h.logger.Warn("scopes: offline_access is not a permission of the resource; it is accepted at /oauth/authorize without being listed, " +
 			"never advertised in protected-resource metadata or challenges, and refresh tokens follow each client's grant_types")
@@ -377,6 +384,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		GuardCORS:                 *h.CORS,
 		TemplatesDir:              h.Templates,
 		Store:                     store,
+		HealthPath:                h.HealthPath,
 		Keys:                      keys,
 		StoredKeys:                h.SigningSecret == "" && h.SigningKey == "",
 		KeyRotation:               time.Duration(h.SigningKeyRotation),
@@ -389,23 +397,26 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		cfg.RegistrationRateLimit = dr.RateLimit.Events
 		cfg.RegistrationRateWindow = time.Duration(dr.RateLimit.Window)
 	}
+	if p, ok := backend.(storage.Pinger); ok {
+		cfg.Ping = p.Ping
+	}
+	if s, ok := backend.(storage.Syncer); ok {
+		cfg.Synced = s.Synced
+	}
 	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
 	}
-	h.unregister = admin.Register(admin.Site{Server: h.server, File: file, StoragePath: key})
+	h.unregister = admin.Register(admin.Site{Server: h.server, File: backend, StoragePath: h.storage.Describe()})
 	h.logger.Info("authorization server ready",
 		zap.String("issuer", h.Issuer),
 		zap.Strings("resources", h.Resources),
-		zap.String("storage", key),
+		zap.String("storage", h.storage.Describe()),
 		zap.String("signing_alg", keys.Algorithm()),
 		zap.String("kid", keys.KeyID()))
 	return nil
 }
 
 func (h *Handler) setDefaults() {
-	if h.Storage == "" {
-		h.Storage = filepath.Join(caddy.AppDataDir(), "oauth2_server", storageFileName(h.Issuer))
-	}
 	if h.EnforceScopes == nil {
 		h.EnforceScopes = new(true)
 	}
@@ -443,18 +454,6 @@ func setDuration(d *caddy.Duration, def time.Duration) {
 	if *d == 0 {
 		*d = caddy.Duration(def)
 	}
-}
-
-var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9.\-]+`)
-
-// storageFileName names the default file after the issuer, e.g.
-// https://mcp.example.com/t1 -> mcp.example.com_t1.db.
-func storageFileName(issuer string) string {
-	name := issuer
-	if u, err := parseAbsoluteURL(issuer); err == nil {
-		name = u.Host + u.Path
-	}
-	return unsafeFileChars.ReplaceAllString(name, "_") + ".db"
 }
 
 // staticClients turns the configured clients into the stored form, with
@@ -537,7 +536,52 @@ func readSigningKey(path string, now time.Time) (*storage.SigningKey, error) {
 	return key, nil
 }
 
-// Cleanup releases the storage handle if this instance acquired it.
+// openStorage loads the storage module (bolt when none is configured),
+// opens its backend and returns this issuer's store, with generated keys
+// sealed under storage_key.
+func (h *Handler) openStorage(ctx caddy.Context) (storage.Backend, storage.Store, error) {
+	if h.StorageRaw == nil {
+		h.StorageRaw = caddyconfig.JSONModuleObject(bolt.Module{}, "backend", "bolt", nil)
+	}
+	mod, err := ctx.LoadModule(h, "StorageRaw")
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading storage module: %v", err)
+	}
+	h.storage = mod.(storage.BackendModule)
+	sealKey, err := h.sealKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	backend, release, err := h.storage.OpenBackend(storage.OpenOptions{
+		Issuer: h.Issuer, SweepInterval: time.Duration(h.SweepInterval), Logger: h.logger.Named("storage"), Observe: endpoints.ObserveStorage,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	h.release = release
+	store, err := storage.SealKeys(backend.ForIssuer(h.Issuer), sealKey)
+	return backend, store, err
+}
+
+// sealKey decodes storage_key; with a shared storage and generated keys it
+// is required.
+func (h *Handler) sealKey() ([]byte, error) {
+	generated := h.SigningSecret == "" && h.SigningKey == ""
+	if h.StorageKey == "" {
+		if generated && h.storage.Shared() {
+			return nil, errors.New("storage_key is required: a shared storage keeps the generated signing key, which must be sealed " +
+				"(32 random bytes, base64, e.g. from 'openssl rand -base64 32'); or configure signing_key")
+		}
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(h.StorageKey)
+	if err != nil || len(key) != 32 {
+		return nil, errors.New("storage_key must be 32 bytes, base64-encoded (e.g. from 'openssl rand -base64 32')")
+	}
+	return key, nil
+}
+
+// Cleanup releases the storage backend if this instance opened it.
 func (h *Handler) Cleanup() error {
 	if h.unregister != nil {
 		h.unregister()
@@ -546,11 +590,11 @@ func (h *Handler) Cleanup() error {
 	if h.server != nil {
 		h.server.Close()
 	}
-	if h.storageKey == "" {
+	if h.release == nil {
 		return nil
 	}
-	err := bolt.Release(h.storageKey)
-	h.storageKey = ""
+	err := h.release()
+	h.release = nil
 	return err
 }
 

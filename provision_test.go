@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -104,9 +105,24 @@ func TestLoadTimeValidation(t *testing.T) {
 		return "oauth2_server {\n issuer https://mcp.example.com\n resource https://mcp.example.com/mcp\n storage " +
 			filepath.Join(dir, "v.db") + "\n" + extra + "\n}"
 	}
+	// pg is a config on an unreachable PostgreSQL whose password is the
+	// secret the errors must not show.
+	pg := func(extra string) string {
+		return "oauth2_server {\n issuer https://a.test\n resource https://a.test\n storage postgres {\n  dsn postgres://oauth:" + secret +
+			"@127.0.0.1:1/oauth?connect_timeout=2\n }\n " + extra + "\n}"
+	}
+	storageKey := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	for _, tc := range []struct {
 		name, src, want string
 	}{
+		{"postgres without storage_key", pg(""), "storage_key is required: a shared storage keeps the generated signing key"},
+		{"short storage_key", pg("storage_key c2hvcnQ="), "storage_key must be 32 bytes, base64-encoded"},
+		{"postgres dsn unset", "oauth2_server {\n issuer https://a.test\n resource https://a.test\n signing_secret " + secret +
+			"\n storage postgres {\n dsn {env.OAUTH2_TEST_UNSET}\n }\n}", "storage postgres: dsn: evaluated placeholder {env.OAUTH2_TEST_UNSET} is empty"},
+		{"postgres bad dsn", "oauth2_server {\n issuer https://a.test\n resource https://a.test\n signing_secret " + secret +
+			"\n storage postgres {\n dsn :::" + secret + "\n }\n}", "storage postgres: dsn is not a PostgreSQL connection string"},
+		{"postgres unreachable", pg("storage_key " + storageKey), "storage postgres (postgres://127.0.0.1:1/oauth schema oauth2):"},
+		{"bad health_path", base("health_path /oauth/health"), `health_path "/oauth/health": must be a path starting with '/', outside /oauth/ and /.well-known/`},
 		{"missing issuer", "oauth2_server {\n resource https://a.test\n}", "issuer is required"},
 		{"missing resource", "oauth2_server {\n issuer https://a.test\n}", "resource is required"},
 		{"http issuer", "oauth2_server {\n issuer http://mcp.example.com\n resource https://mcp.example.com\n}",
@@ -228,8 +244,8 @@ func TestDefaultStorageFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := filepath.Join(caddy.AppDataDir(), "oauth2_server", "mcp.example.com_t1.db")
-	if h.Storage != want {
-		t.Fatalf("storage = %s, want %s", h.Storage, want)
+	if got := h.storage.Describe(); got != want {
+		t.Fatalf("storage = %s, want %s", got, want)
 	}
 	if _, err := os.Stat(want); err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func (h *Handler) resolvePlaceholders() error {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"signing_secret", &h.SigningSecret}, {"signing_key", &h.SigningKey}, {"storage", &h.Storage}, {"templates", &h.Templates}} {
+	}{{"signing_secret", &h.SigningSecret}, {"signing_key", &h.SigningKey}, {"storage_key", &h.StorageKey}, {"templates", &h.Templates}} {
 		if err := resolve(f.name, f.v); err != nil {
 			return err
 		}
@@ -152,6 +152,9 @@ func (h *Handler) validate() error {
 	}
 	if h.SignInPath != "" && !strings.HasPrefix(h.SignInPath, "/") {
 		return fmt.Errorf("sign_in_path %q: must be a path starting with '/'", h.SignInPath)
+	}
+	if h.HealthPath != "" && (!strings.HasPrefix(h.HealthPath, "/") || strings.HasPrefix(h.HealthPath, "/oauth/") || strings.HasPrefix(h.HealthPath, "/.well-known/")) {
+		return fmt.Errorf("health_path %q: must be a path starting with '/', outside /oauth/ and /.well-known/", h.HealthPath)
 	}
 	for _, p := range h.Public {
 		if err := checkPathPattern("public", p); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
+	"go.uber.org/zap"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
@@ -90,6 +91,9 @@ var (
 	errTokenNotYet    = errors.New("the access token is not valid yet")
 	errTokenIssuer    = errors.New("the access token was issued by another server")
 	errTokenRevoked   = errors.New("the access token has been revoked")
+	// errRevocationUnknown: whether the token was revoked cannot be told
+	// now (the storage is down, or this node's revocations are stale).
+	errRevocationUnknown = errors.New("the authorization server cannot tell whether the access token was revoked; retry shortly")
 )
 
 // verifyAccessToken checks an access token's signature and header (see
@@ -98,7 +102,11 @@ var (
 // caller's to check.
 func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Time) (*accessTokenClaims, error) {
 	var c accessTokenClaims
-	if err := s.Keys().Verify(raw, &c); err != nil {
+	err := s.Keys().Verify(raw, &c)
+	if errors.Is(err, errUnknownKID) && s.reloadForUnknownKID(ctx) {
+		err = s.Keys().Verify(raw, &c)
+	}
+	if err != nil {
 		return nil, errTokenMalformed
 	}
 	if c.Issuer != s.cfg.Issuer {
@@ -107,7 +115,7 @@ func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 	if c.ID == "" || c.Expiry == nil || c.Subject == "" {
 		return nil, errTokenMalformed
 	}
-	err := c.Claims.ValidateWithLeeway(jwt.Expected{Time: now}, s.cfg.ClockSkew)
+	err = c.Claims.ValidateWithLeeway(jwt.Expected{Time: now}, s.cfg.ClockSkew)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return nil, errTokenExpired
@@ -133,7 +141,12 @@ func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) erro
 	if c.IssuedAt != nil {
 		ref.IssuedAt = c.IssuedAt.Time()
 	}
-	if revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, ref); err != nil || revoked {
+	revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, ref)
+	switch {
+	case err != nil:
+		s.cfg.Logger.Error("checking revocation: storage unavailable", zap.Error(err))
+		return errRevocationUnknown
+	case revoked:
 		return errTokenRevoked
 	}
 	return nil

@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
@@ -50,8 +48,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user identity, notice string) {
 	grants, err := s.ListGrants(r.Context(), storage.GrantFilter{Subject: user.subject})
 	if err != nil {
-		s.cfg.Logger.Error("account: listing grants", zap.Error(err))
-		s.renderError(w, http.StatusInternalServerError, "Something went wrong", "Your connected apps cannot be shown right now.")
+		s.pageUnavailable(w, "account: listing grants", err)
 		return
 	}
 	page := accountPage{Title: "Connected apps", Action: s.issuerPath + "/oauth/account", LogoutAction: s.issuerPath + "/oauth/logout",
@@ -95,8 +92,7 @@ func (s *Server) revokeApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.RevokeGrants(r.Context(), f, "user"); err != nil {
-		s.cfg.Logger.Error("account: revoking", zap.Error(err))
-		s.renderError(w, http.StatusInternalServerError, "Something went wrong", "The app could not be revoked. Please try again.")
+		s.pageUnavailable(w, "account: revoking", err)
 		return
 	}
 	http.Redirect(w, r, s.issuerPath+"/oauth/account?"+url.Values{"revoked": {"1"}}.Encode(), http.StatusSeeOther)

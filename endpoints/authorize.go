@@ -42,6 +42,9 @@ func pageError(description string) *authorizeError {
 	return &authorizeError{page: true, code: "invalid_request", description: description}
 }
 
+// errPageUnavailable: the storage is down; the page says so with 503.
+var errPageUnavailable = &authorizeError{page: true, code: "temporarily_unavailable", description: unavailableDescription}
+
 func redirectError(code, description string) *authorizeError {
 	return &authorizeError{code: code, description: description}
 }
@@ -59,6 +62,10 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 		return nil, pageError("The request names no client (client_id is missing).")
 	}
 	client, err := s.resolveClient(ctx, clientID)
+	if storageDown(err) && !(isMetadataDocumentURL(clientID) && s.fetcher != nil) {
+		s.cfg.Logger.Error("authorize: storage unavailable", zap.Error(err))
+		return nil, errPageUnavailable
+	}
 	if err != nil {
 		if isMetadataDocumentURL(clientID) && s.fetcher != nil {
 			s.cfg.Logger.Debug("authorize: client ID metadata document refused", zap.String("client_id", clientID), zap.Error(err))
@@ -294,6 +301,11 @@ func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, req
 		fields = append(fields, zap.String("client_id", req.client.ID))
 	}
 	s.cfg.Logger.Debug("authorize: refused", fields...)
+	if aerr == errPageUnavailable {
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The sign-in service cannot be reached right now. Please try again in a moment.")
+		return
+	}
 	if aerr.page {
 		s.renderError(w, http.StatusBadRequest, "This sign-in request cannot be completed", aerr.description)
 		return
@@ -356,7 +368,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authoriz
 		ExpiresAt:        now.Add(s.cfg.AuthorizationCodeLifetime),
 	})
 	if err != nil {
-		s.redirectToClient(w, r, req, url.Values{"error": {"server_error"}, "error_description": {"the authorization code could not be stored"}})
+		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the authorization code could not be stored; retry shortly"}})
 		return err
 	}
 	s.redirectToClient(w, r, req, url.Values{"code": {code}})

@@ -52,6 +52,10 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 		return fail("client authentication is required")
 	}
 	client, err := s.lookupClient(r.Context(), id)
+	if storageDown(err) {
+		s.unavailable(w, "client authentication", err)
+		return nil, "temporarily_unavailable"
+	}
 	if err != nil {
 		return fail("unknown client")
 	}

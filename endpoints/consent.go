@@ -51,7 +51,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 	})
 	if err != nil {
 		s.cfg.Logger.Error("authorize: storing pending request", zap.Error(err))
-		s.redirectToClient(w, r, req, url.Values{"error": {"server_error"}, "error_description": {"the request could not be stored"}})
+		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the request could not be stored; retry shortly"}})
 		return
 	}
 	name := req.client.Name
@@ -115,11 +115,19 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	pending, repeated, err := s.cfg.Store.AnswerPendingAuthorization(r.Context(), id, storage.ConsentAnswer{
 		CSRF: csrf, Subject: user.subject, Decision: decision, Now: time.Now(), ReplayWindow: consentReplayWindow,
 	})
+	if storageDown(err) {
+		s.pageUnavailable(w, "consent", err)
+		return
+	}
 	if err != nil {
 		refuse("unknown, expired or already answered request, a wrong CSRF token, or not the user it was shown to")
 		return
 	}
 	client, err := s.lookupClient(r.Context(), pending.ClientID)
+	if storageDown(err) {
+		s.pageUnavailable(w, "consent", err)
+		return
+	}
 	if err != nil {
 		refuse("client no longer exists")
 		return

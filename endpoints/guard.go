@@ -95,9 +95,25 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
 		return nil
 	}
-	claims, fresh, err := s.verifyCached(r, raw)
+	var claims *accessTokenClaims
+	fresh := false
+	err = errRevocationUnknown
+	if s.synced() {
+		claims, fresh, err = s.verifyCached(r, raw)
+	}
 	if err == nil && (!inResource || !slices.Contains(claims.Audience, res.id)) {
 		err = errWrongAudience
+	}
+	if err == errRevocationUnknown {
+		// Fail closed without telling the client its token is bad: it
+		// retries the same token.
+		s.metrics.guardDecision(res.id, decisionUnavailable)
+		if s.cfg.GuardCORS {
+			allowCORS(w)
+		}
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		return nil
 	}
 	if err != nil {
 		s.metrics.guardDecision(res.id, refusalDecision(err))
@@ -295,7 +311,9 @@ func (s *Server) verifyCached(r *http.Request, raw string) (claims *accessTokenC
 			return e.claims, false, nil
 		}
 		if err := s.checkRevocation(r.Context(), e.claims); err != nil {
-			s.tokens.drop(raw)
+			if err != errRevocationUnknown {
+				s.tokens.drop(raw)
+			}
 			return nil, false, err
 		}
 		e.checked.Store(epoch)

@@ -36,9 +36,13 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := form.Get("token")
-	result := s.introspectAccessToken(r, token)
-	if !result.Active {
-		result = s.introspectRefreshToken(r, token)
+	result, err := s.introspectAccessToken(r, token)
+	if err == nil && !result.Active {
+		result, err = s.introspectRefreshToken(r, token)
+	}
+	if err != nil {
+		s.unavailable(w, "introspect", err)
+		return
 	}
 	if result.Active && result.ClientID != client.ID && !client.IntrospectAll {
 		result = inactive
@@ -47,24 +51,32 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, result)
 }
 
-func (s *Server) introspectAccessToken(r *http.Request, token string) introspection {
+// introspectAccessToken fails only when revocation cannot be checked.
+func (s *Server) introspectAccessToken(r *http.Request, token string) (introspection, error) {
 	c, err := s.verifyAccessToken(r.Context(), token, time.Now())
+	if err == errRevocationUnknown {
+		return inactive, err
+	}
 	if err != nil || len(c.Audience) == 0 {
-		return inactive
+		return inactive, nil
 	}
 	return introspection{
 		Active: true, Scope: c.Scope, ClientID: c.ClientID, Subject: c.Subject, Audience: c.Audience[0],
 		Issuer: c.Issuer, Expiry: c.Expiry.Time().Unix(), IssuedAt: c.IssuedAt.Time().Unix(), TokenType: "Bearer",
-	}
+	}, nil
 }
 
-func (s *Server) introspectRefreshToken(r *http.Request, token string) introspection {
+// introspectRefreshToken fails only when the storage does.
+func (s *Server) introspectRefreshToken(r *http.Request, token string) (introspection, error) {
 	fam, t, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
+	if storageDown(err) {
+		return inactive, err
+	}
 	if err != nil || !fam.RevokedAt.IsZero() || !t.RotatedAt.IsZero() {
-		return inactive
+		return inactive, nil
 	}
 	return introspection{
 		Active: true, Scope: t.Scope, ClientID: fam.ClientID, Subject: fam.Subject, Audience: fam.Resource,
 		Issuer: s.cfg.Issuer, Expiry: t.ExpiresAt.Unix(), IssuedAt: t.IssuedAt.Unix(), TokenType: "refresh_token",
-	}
+	}, nil
 }

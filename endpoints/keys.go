@@ -159,6 +159,9 @@ func (ks *KeySet) Sign(typ string, claims any) (string, error) {
 	return jwt.Signed(sig).Claims(claims).Serialize()
 }
 
+// errUnknownKID: the token names a key this set does not hold.
+var errUnknownKID = errors.New("unknown kid")
+
 // Verify checks a compact JWS signed by one of this set's keys and decodes
 // its claims into v. The header must name a known kid, use exactly that
 // key's algorithm (so alg=none and HS/ES confusion fail), carry no
@@ -182,7 +185,7 @@ func (ks *KeySet) Verify(raw string, v any) error {
 	key, ok := ks.verify[h.KeyID]
 	switch {
 	case !ok:
-		return errors.New("unknown kid")
+		return errUnknownKID
 	case jose.SignatureAlgorithm(h.Algorithm) != key.alg:
 		return errors.New("algorithm does not match the key")
 	}

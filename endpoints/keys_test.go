@@ -1,15 +1,19 @@
 package endpoints
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
 // TestEveryKeySignsWithKidAndVerifies covers the three signing modes.
@@ -87,5 +91,47 @@ func TestRotatedKeysStillVerify(t *testing.T) {
 	expired, _ := NewKeySet([]storage.SigningKey{*next, *old}, now.Add(2*time.Hour))
 	if expired.Verify(tok, &c) == nil {
 		t.Fatal("a key past VerifyUntil still verifies")
+	}
+}
+
+// TestUnknownKIDReloadsKeys: a node that has not yet re-read the keys
+// meets a token signed with a key another node just rotated in; it
+// re-reads the keys once and accepts it.
+func TestUnknownKIDReloadsKeys(t *testing.T) {
+	file, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	node := func(prepublish time.Duration) *Server {
+		store := file.ForIssuer("https://auth.test")
+		key, err := store.EnsureSigningKey(context.Background(), func() (*storage.SigningKey, error) { return GenerateSigningKey(time.Now()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := NewKeySet([]storage.SigningKey{*key}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newTestServer(t, func(c *Config) {
+			c.Store, c.Keys, c.StoredKeys, c.KeyPrepublish = store, ks, true, prepublish
+		})
+	}
+	a, b := node(0), node(time.Hour) // b re-reads the keys every 30 s
+	next, err := a.RotateKey(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := a.mintAccessToken(randomID(), grant{clientID: "pub1", subject: "alice", resource: "https://auth.test/mcp"}, time.Now())
+	if err != nil || a.Keys().KeyID() != next.ID {
+		t.Fatalf("a signs with %s, want %s (%v)", a.Keys().KeyID(), next.ID, err)
+	}
+	if _, ok := b.Keys().verify[next.ID]; ok {
+		t.Fatal("b already knows the new key: the test proves nothing")
+	}
+	w, r := guardRequest(at.token)
+	b.Guard(w, r, okNext)
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("b refused the new key's token: %d %s", w.Code, w.Body)
 	}
 }

@@ -196,8 +196,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	id := randomToken()
 	now := time.Now()
 	if err := s.cfg.Store.CreateSession(r.Context(), id, &storage.Session{Subject: username, AuthTime: now, ExpiresAt: now.Add(s.cfg.SessionLifetime)}); err != nil {
-		s.cfg.Logger.Error("login: storing session", zap.Error(err))
-		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The session could not be stored. Please try again.")
+		s.pageUnavailable(w, "login: storing session", err)
 		return
 	}
 	s.setCookie(w, r, sessionCookie, id, s.cfg.SessionLifetime)

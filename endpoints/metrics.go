@@ -80,9 +80,10 @@ const (
 	decisionRevoked           = "revoked"
 	decisionWrongAudience     = "wrong_audience"
 	decisionInsufficientScope = "insufficient_scope"
+	decisionUnavailable       = "unavailable"
 )
 
-var guardDecisions = []string{decisionAllowed, decisionMissingToken, decisionInvalid, decisionExpired, decisionRevoked, decisionWrongAudience, decisionInsufficientScope}
+var guardDecisions = []string{decisionAllowed, decisionMissingToken, decisionInvalid, decisionExpired, decisionRevoked, decisionWrongAudience, decisionInsufficientScope, decisionUnavailable}
 
 // serverMetrics are the collectors of one server, curried with its issuer;
 // the guard's counters are resolved in advance, one per resource and

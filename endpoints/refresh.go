@@ -35,6 +35,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	}
 	fam, _, err := s.cfg.Store.GetRefreshToken(ctx, presented, now)
 	switch {
+	case storageDown(err):
+		s.tokenUnavailable(w, err)
+		return
 	case err != nil:
 		invalidGrant("the refresh token is unknown or expired")
 		return
@@ -83,6 +86,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		s.metrics.familyRevocations.WithLabelValues("reuse").Inc()
 		s.audit.warn(eventReuseDetected, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject))
 		invalidGrant("the refresh token was already used")
+		return
+	case storageDown(err):
+		s.tokenUnavailable(w, err)
 		return
 	case err != nil:
 		invalidGrant("the refresh token is unknown, expired or revoked")

@@ -135,8 +135,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	registrationToken := randomToken()
 	client.RegistrationTokenHash = storage.Hash(registrationToken)
 	if err := s.cfg.Store.PutClient(r.Context(), client); err != nil {
-		s.cfg.Logger.Error("register: storing client", zap.Error(err))
-		writeError(w, http.StatusInternalServerError, "server_error", "the client could not be stored")
+		s.unavailable(w, "register", err)
 		return
 	}
 	resp := s.registrationResponse(client)
@@ -301,6 +300,10 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 	}
 	token, _ := bearerToken(r.Header)
 	client, err := s.cfg.Store.GetClient(r.Context(), clientID)
+	if storageDown(err) {
+		s.unavailable(w, "register", err)
+		return
+	}
 	if err != nil || token == "" || len(client.RegistrationTokenHash) == 0 ||
 		subtle.ConstantTimeCompare(storage.Hash(token), client.RegistrationTokenHash) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
@@ -311,7 +314,7 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 		// Its refresh families and live access tokens go with it.
 		now := time.Now()
 		if err := s.cfg.Store.DeleteClient(r.Context(), clientID, now, now.Add(s.cfg.AccessTokenLifetime+s.cfg.ClockSkew)); err != nil {
-			writeError(w, http.StatusInternalServerError, "server_error", "the client could not be deleted")
+			s.unavailable(w, "register: deleting client", err)
 			return
 		}
 		s.audit.info(eventClientDeleted, zap.String("client_id", clientID), zap.String("by", "registration access token"))

@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -43,17 +44,23 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	token := form.Get("token")
 	kinds := []struct {
 		name string
-		try  func() bool
+		try  func() (bool, error)
 	}{
-		{"refresh_token", func() bool { return s.revokeRefreshToken(r, client, token) }},
-		{"access_token", func() bool { return s.revokeAccessToken(r, client, token) }},
+		{"refresh_token", func() (bool, error) { return s.revokeRefreshToken(r, client, token) }},
+		{"access_token", func() (bool, error) { return s.revokeAccessToken(r, client, token) }},
 	}
 	if form.Get("token_type_hint") == "access_token" {
 		kinds[0], kinds[1] = kinds[1], kinds[0]
 	}
 	kind := "unknown"
 	for _, k := range kinds {
-		if k.try() {
+		found, err := k.try()
+		if err != nil {
+			// RFC 7009 §2.2.1: 503 when the token could not be revoked now.
+			s.unavailable(w, "revoke", err)
+			return
+		}
+		if found {
 			kind = k.name
 			break
 		}
@@ -65,31 +72,35 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeRefreshToken revokes the family of a refresh token of this
-// client; it reports whether the token was a refresh token at all.
-func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, token string) bool {
+// client; it reports whether the token was a refresh token at all, and
+// an error when the storage failed.
+func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, token string) (bool, error) {
 	fam, _, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
+	if storageDown(err) {
+		return false, err
+	}
 	if err != nil {
-		return false
+		return false, nil
 	}
 	if fam.ClientID != client.ID {
 		s.cfg.Logger.Debug("revoke: refresh token of another client; not revoked", zap.String("client_id", client.ID), zap.String("owner", fam.ClientID))
-		return true
+		return true, nil
 	}
 	if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam.ID, time.Now()); err != nil {
-		s.cfg.Logger.Error("revoke: refresh family", zap.String("family_id", fam.ID), zap.Error(err))
-		return true
+		return true, fmt.Errorf("revoking refresh family %s: %w", fam.ID, err)
 	}
 	s.metrics.familyRevocations.WithLabelValues("revocation_endpoint").Inc()
 	s.audit.info(eventFamilyRevoked, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject), zap.String("by", "revocation endpoint"))
-	return true
+	return true, nil
 }
 
 // revokeAccessToken denies an access token of this client until it
-// expires; it reports whether the token was one of our access tokens.
-func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, token string) bool {
+// expires; it reports whether the token was one of our access tokens,
+// and an error when the storage failed.
+func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, token string) (bool, error) {
 	var c accessTokenClaims
 	if err := s.Keys().Verify(token, &c); err != nil || c.ID == "" || c.Expiry == nil {
-		return false
+		return false, nil
 	}
 	switch {
 	case c.ClientID != client.ID:
@@ -98,10 +109,9 @@ func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, toke
 		// Expired: nothing left to deny.
 	default:
 		if err := s.cfg.Store.RevokeAccessToken(r.Context(), c.ID, c.Expiry.Time().Add(s.cfg.ClockSkew)); err != nil {
-			s.cfg.Logger.Error("revoke: access token", zap.String("jti", c.ID), zap.Error(err))
-			return true
+			return true, fmt.Errorf("revoking access token %s: %w", c.ID, err)
 		}
 		s.audit.info(eventAccessTokenRevoked, zap.String("client_id", client.ID), zap.String("jti", c.ID), zap.String("sub", c.Subject))
 	}
-	return true
+	return true, nil
 }

@@ -46,6 +46,29 @@ func (s *Server) maintainKeys() {
 	}
 }
 
+// unknownKIDReload is the least time between two key reloads caused by
+// tokens naming an unknown kid (a key another node just created): forged
+// kids cannot make every request a storage read.
+const unknownKIDReload = time.Second
+
+// reloadForUnknownKID re-reads the stored keys, at most once per
+// unknownKIDReload, and reports whether it did.
+func (s *Server) reloadForUnknownKID(ctx context.Context) bool {
+	if !s.cfg.StoredKeys {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := s.lastKIDReload.Load()
+	if now-last < int64(unknownKIDReload) || !s.lastKIDReload.CompareAndSwap(last, now) {
+		return false
+	}
+	if err := s.reloadKeys(ctx); err != nil {
+		s.cfg.Logger.Error("reading the signing keys for an unknown kid", zap.Error(err))
+		return false
+	}
+	return true
+}
+
 // reloadKeys rebuilds the key set from the storage.
 func (s *Server) reloadKeys(ctx context.Context) error {
 	keys, err := s.cfg.Store.SigningKeys(ctx)

@@ -5,6 +5,7 @@
 package endpoints
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -72,7 +73,14 @@ type Config struct {
 	// read the guard's answers.
 	GuardCORS bool
 	Store     storage.Store
-	Keys      *KeySet
+	// Synced, when set, reports whether this node knows every committed
+	// revocation; while it does not, protected requests get 503.
+	Synced func() bool
+	// Ping, when set, checks that the storage answers (HealthPath).
+	Ping func(ctx context.Context) error
+	// HealthPath, when set, answers 200 or 503 for load balancers.
+	HealthPath string
+	Keys       *KeySet
 	// StoredKeys says the keys are the storage's generated ones: they are
 	// re-read from it (other sites and nodes may rotate them), and may be
 	// rotated.
@@ -109,6 +117,7 @@ type Server struct {
 	stop           chan struct{} // closed by Close
 	closeOnce      sync.Once
 	keys           atomic.Pointer[KeySet]
+	lastKIDReload  atomic.Int64 // unix nanoseconds, see reloadForUnknownKID
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -209,6 +218,9 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.routes[issuerPath+"/oauth/register"] = register
+	if cfg.HealthPath != "" {
+		s.routes[cfg.HealthPath] = s.health
+	}
 	if cfg.RootAliases {
 		// Claude.ai's web client builds these paths at the MCP origin itself.
 		s.routes["/authorize"] = s.authorize

@@ -68,6 +68,10 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 		return
 	}
 	ac, err := s.cfg.Store.GetAuthorizationCode(ctx, code, now)
+	if storageDown(err) {
+		s.tokenUnavailable(w, err)
+		return
+	}
 	if err != nil {
 		invalidGrant("the authorization code is unknown or expired")
 		return
@@ -115,6 +119,9 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 	case errors.Is(err, storage.ErrAlreadyUsed):
 		s.revokeIssuance(r, client, redeemed)
 		invalidGrant("the authorization code was already used")
+		return
+	case storageDown(err):
+		s.tokenUnavailable(w, err)
 		return
 	case err != nil:
 		invalidGrant("the authorization code is unknown or expired")

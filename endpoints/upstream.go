@@ -60,8 +60,7 @@ func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, p upstrea
 		ExpiresAt:   now.Add(upstreamSignInLifetime),
 	})
 	if err != nil {
-		log.Error("login: storing the sign-in", zap.Error(err))
-		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The sign-in could not be started. Please try again.")
+		s.pageUnavailable(w, "login: storing the sign-in", err)
 		return
 	}
 	s.setCookie(w, r, upstreamCookie, secret, upstreamSignInLifetime)
@@ -109,7 +108,6 @@ func parseCallback(rawQuery string) (callbackParams, error) {
 
 // upstreamCallback serves GET /oauth/callback/<name>.
 func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upstream.Provider) {
-	log := s.cfg.Logger.With(zap.String("provider", p.Name()))
 	fail := func(status int, reason, message string) {
 		s.metrics.signIns.WithLabelValues(p.Kind(), "failure").Inc()
 		s.audit.info(eventSignInFailed, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("reason", reason))
@@ -127,6 +125,10 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 	}
 	const startAgain = "This sign-in expired, was already used, or was started in another browser. Start again from the application."
 	signIn, err := s.cfg.Store.TakeUpstreamSignIn(r.Context(), params.state, time.Now())
+	if storageDown(err) {
+		s.pageUnavailable(w, "login callback", err)
+		return
+	}
 	if err != nil {
 		fail(http.StatusBadRequest, "unknown, used or expired state", startAgain)
 		return
@@ -176,8 +178,7 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 	profile := storage.Profile{Provider: p.Name(), Email: id.Email, Name: id.Name, PreferredUsername: id.PreferredUsername}
 	err = s.cfg.Store.CreateSession(r.Context(), sid, &storage.Session{Subject: id.Subject, Profile: profile, AuthTime: now, ExpiresAt: now.Add(s.cfg.SessionLifetime)})
 	if err != nil {
-		log.Error("login: storing session", zap.Error(err))
-		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The session could not be stored. Please try again.")
+		s.pageUnavailable(w, "login: storing session", err)
 		return
 	}
 	s.setCookie(w, r, sessionCookie, sid, s.cfg.SessionLifetime)

@@ -2,7 +2,7 @@ package postgres
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,9 +19,10 @@ type listener struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu        sync.Mutex
-	connected bool
-	since     time.Time // when the connection was last known good (or lost)
+	// connected, and since when (unix nanoseconds) it is known good or
+	// lost: read on every protected request, so atomics.
+	connected atomic.Bool
+	since     atomic.Int64
 }
 
 func (d *DB) listen(ctx context.Context, cfg *pgx.ConnConfig) (*listener, error) {
@@ -51,9 +52,8 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 }
 
 func (l *listener) setConnected(ok bool) {
-	l.mu.Lock()
-	l.connected, l.since = ok, time.Now()
-	l.mu.Unlock()
+	l.since.Store(time.Now().UnixNano())
+	l.connected.Store(ok)
 }
 
 // run waits for notices, reconnecting with a short backoff, until ctx ends.
@@ -106,9 +106,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 // current reports whether the listener is connected, or was within
 // staleness.
 func (l *listener) current(staleness time.Duration) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.connected || time.Since(l.since) < staleness
+	return l.connected.Load() || time.Since(time.Unix(0, l.since.Load())) < staleness
 }
 
 func (l *listener) stop() {

@@ -57,6 +57,9 @@ type DB struct {
 	observe     func(op string, d time.Duration)
 	revocations atomic.Uint64
 	listener    *listener
+	// maxStaleness is how long the listener may be lost before Synced
+	// turns false.
+	maxStaleness time.Duration
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -89,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL: %v", redact(err))
 	}
-	d := &DB{pool: pool, schema: cfg.Schema, channel: "oauth2_revocations_" + cfg.Schema, log: cfg.Logger, observe: cfg.Observe}
+	d := &DB{pool: pool, schema: cfg.Schema, channel: "oauth2_revocations_" + cfg.Schema, log: cfg.Logger, observe: cfg.Observe, maxStaleness: DefaultMaxStaleness}
 	if err := d.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

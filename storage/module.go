@@ -1,0 +1,47 @@
+package storage
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// BackendModule is a storage guest module of the oauth2_server handler
+// (Caddy namespace http.handlers.oauth2_server.storage, inline key
+// "backend"): bolt or postgres.
+type BackendModule interface {
+	// OpenBackend returns the backend, shared with the other handlers and
+	// configs that open the same one, and the function that gives it back
+	// at cleanup.
+	OpenBackend(o OpenOptions) (Backend, func() error, error)
+	// Describe names the storage for logs and the admin API; never a
+	// password.
+	Describe() string
+	// Shared reports whether other processes read the same state (so a
+	// generated private key must be sealed before it is stored).
+	Shared() bool
+}
+
+// OpenOptions are the handler's settings for its backend.
+type OpenOptions struct {
+	// Issuer names the default location (bbolt: oauth2_server/<issuer>.db).
+	Issuer string
+	// SweepInterval is how often expired records are deleted.
+	SweepInterval time.Duration
+	Logger        *zap.Logger
+	// Observe, when set, is told the duration of every operation.
+	Observe func(op string, d time.Duration)
+}
+
+// Pinger is a backend whose reachability can be checked (health_path).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Syncer is a Backend whose node learns revocations from other nodes: while
+// it cannot confirm it is current, protected requests are refused (fail
+// closed).
+type Syncer interface {
+	Synced() bool
+}
