@@ -403,6 +403,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if s, ok := backend.(storage.Syncer); ok {
 		cfg.Synced = s.Synced
 	}
+	if e, ok := backend.(storage.EventCounter); ok {
+		cfg.Events = e
+	}
 	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
 	}

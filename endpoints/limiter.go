@@ -1,10 +1,13 @@
 package endpoints
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 )
 
@@ -28,6 +31,22 @@ type keyedLimiter struct {
 	window time.Duration
 	mu     sync.Mutex
 	keys   map[string]*keyState
+	shared *sharedLimit // nil on a single node
+}
+
+// sharedLimit extends a keyedLimiter to every node of a cluster: counted
+// events are recorded in the storage, and an attempt is admitted only
+// while the cluster-wide count in the window is under the limit.
+type sharedLimit struct {
+	counter storage.EventCounter
+	name    string // the issuer and the limit, e.g. "https://a.example\x00login"
+	log     *zap.Logger
+}
+
+// key names a limiter key in the storage; hashed, so addresses and user
+// names are not kept in the clear.
+func (s *sharedLimit) key(k string) []byte {
+	return storage.Hash(s.name + "\x00" + k)
 }
 
 type keyState struct {
@@ -59,6 +78,30 @@ func (l *keyedLimiter) state(key string, now time.Time) *keyState {
 type attempt struct {
 	l    *keyedLimiter
 	keys []string
+	ctx  context.Context // set when the events are shared
+}
+
+// admitShared is admit, then (on a cluster) the cluster-wide count of
+// every key. A storage that cannot be asked leaves the node's own limit.
+func (l *keyedLimiter) admitShared(ctx context.Context, keys ...string) (*attempt, time.Duration) {
+	a, wait := l.admit(keys...)
+	if a == nil || l.shared == nil {
+		return a, wait
+	}
+	a.ctx = ctx
+	for _, key := range keys {
+		n, err := l.shared.counter.CountEvents(ctx, l.shared.key(key), l.window, false)
+		if err != nil {
+			l.shared.log.Warn("rate limit: the cluster-wide count is unavailable; this node's own limit applies", zap.Error(err))
+			return a, 0
+		}
+		if n >= l.events {
+			a.ctx = nil
+			a.settle(false)
+			return nil, l.window / time.Duration(l.events)
+		}
+	}
+	return a, 0
 }
 
 // admit lets an attempt in when every key has an event left that no other
@@ -96,13 +139,20 @@ func (l *keyedLimiter) admit(keys ...string) (*attempt, time.Duration) {
 func (a *attempt) settle(counted bool) {
 	l := a.l
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := time.Now()
 	for _, key := range a.keys {
 		st := l.state(key, now)
 		st.inFlight = max(st.inFlight-1, 0)
 		if counted {
 			st.lim.AllowN(now, 1)
+		}
+	}
+	l.mu.Unlock()
+	if counted && a.ctx != nil {
+		for _, key := range a.keys {
+			if _, err := l.shared.counter.CountEvents(a.ctx, l.shared.key(key), l.window, true); err != nil {
+				l.shared.log.Warn("rate limit: recording the event for the cluster", zap.Error(err))
+			}
 		}
 	}
 }

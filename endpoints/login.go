@@ -177,7 +177,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
 	// The attempt takes its place in the throttle before the password is
 	// compared, so parallel guesses cannot all be evaluated.
-	try, wait := s.loginLimit.admit("user:"+username, "ip:"+ip)
+	try, wait := s.loginLimit.admitShared(r.Context(), "user:"+username, "ip:"+ip)
 	if try == nil {
 		s.metrics.signIns.WithLabelValues("password", "throttled").Inc()
 		s.audit.warn(eventSignInThrottled, zap.String("method", "password"), zap.String("user", username), zap.String("client_ip", ip))

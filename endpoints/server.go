@@ -78,6 +78,9 @@ type Config struct {
 	Synced func() bool
 	// Ping, when set, checks that the storage answers (HealthPath).
 	Ping func(ctx context.Context) error
+	// Events, when set, makes the sign-in throttle and the registration
+	// limit hold across every node sharing the storage.
+	Events storage.EventCounter
 	// HealthPath, when set, answers 200 or 503 for load balancers.
 	HealthPath string
 	Keys       *KeySet
@@ -215,6 +218,12 @@ func New(cfg Config) (*Server, error) {
 		register = s.register
 		if cfg.RegistrationRateLimit > 0 {
 			s.registerLimit = newKeyedLimiter(cfg.RegistrationRateLimit, cfg.RegistrationRateWindow)
+		}
+	}
+	if cfg.Events != nil {
+		s.loginLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00login", log: cfg.Logger}
+		if s.registerLimit != nil {
+			s.registerLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00register", log: cfg.Logger}
 		}
 	}
 	s.routes[issuerPath+"/oauth/register"] = register

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres/pgtest"
 )
 
 // Benchmarks of the token endpoint through its HTTP handler, with a real
@@ -19,8 +21,11 @@ import (
 //
 //	go test ./endpoints -run '^$' -bench 'Exchange|Refresh' -benchmem
 
-func benchServer(b *testing.B) *Server {
+func benchServer(b *testing.B, store ...storage.Store) *Server {
 	return newTestServer(b, func(c *Config) {
+		if len(store) == 1 {
+			c.Store = store[0]
+		}
 		c.RefreshTokenLifetime = 24 * time.Hour
 		c.RefreshFamilyLifetime = 90 * 24 * time.Hour
 		c.RefreshReuseGrace = 30 * time.Second
@@ -107,11 +112,38 @@ func BenchmarkRefreshRotation(b *testing.B) {
 }
 
 // BenchmarkRefreshRotationParallel: 32 clients rotating at once, each its
-// own family; reports rotations/s.
+// own family; reports rotations/s. On the bbolt file, on PostgreSQL (a
+// throw-away cluster on this machine, fsync on), and on PostgreSQL with
+// the clients spread over three servers with a pool each, as three nodes:
+//
+//	go test ./endpoints -run '^$' -bench RefreshRotationParallel -benchtime 5s
 func BenchmarkRefreshRotationParallel(b *testing.B) {
-	s := benchServer(b)
+	b.Run("bolt", func(b *testing.B) { benchRotations(b, []*Server{benchServer(b)}) })
+	b.Run("postgres", func(b *testing.B) { benchRotations(b, postgresServers(b, 1)) })
+	b.Run("postgres-3-nodes", func(b *testing.B) { benchRotations(b, postgresServers(b, 3)) })
+}
+
+// postgresServers are n servers of one issuer, each with its own
+// connection pool on one new schema.
+func postgresServers(b *testing.B, n int) []*Server {
+	pg := pgtest.Shared(b)
+	schema := pg.Schema(b)
+	var servers []*Server
+	for range n {
+		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pg.DSN, Schema: schema})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		servers = append(servers, benchServer(b, db.ForIssuer("https://auth.test")))
+	}
+	return servers
+}
+
+func benchRotations(b *testing.B, servers []*Server) {
 	var families []string
-	for range 64 {
+	for i := range 64 {
+		s := servers[i%len(servers)]
 		families = append(families, exchange(b, s, saveCode(b, s)))
 	}
 	var next atomic.Int64
@@ -120,7 +152,8 @@ func BenchmarkRefreshRotationParallel(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
-		token := families[next.Add(1)-1]
+		i := next.Add(1) - 1
+		s, token := servers[int(i)%len(servers)], families[i]
 		for pb.Next() {
 			token = refresh(b, s, token)
 		}

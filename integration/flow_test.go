@@ -37,6 +37,10 @@ func flowServerUpstream(t *testing.T, global, extra, upstream string) (storagePa
 	t.Helper()
 	dir := t.TempDir()
 	storagePath, logPath = filepath.Join(dir, "oauth.db"), filepath.Join(dir, "caddy.log")
+	storageLine := "storage " + storagePath
+	if strings.Contains(extra, "storage postgres") { // the test brings its own storage
+		storageLine, storagePath = "", ""
+	}
 	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}\n\t"+global, 1) +
 		base + ` {
 	log {
@@ -51,7 +55,7 @@ func flowServerUpstream(t *testing.T, global, extra, upstream string) (storagePa
 		issuer ` + base + `
 		resource ` + base + `/mcp ` + base + `/api
 		scopes mcp:read mcp:write
-		storage ` + storagePath + `
+		` + storageLine + `
 		user alice ` + aliceHash + `
 		client pub1 {
 			public

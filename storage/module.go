@@ -39,6 +39,16 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// EventCounter is a Backend that counts rate-limited events (failed
+// sign-ins, registrations) for every node sharing it, so that a limit
+// holds across a cluster.
+type EventCounter interface {
+	// CountEvents records one event of key when record is set, and
+	// returns how many key had in the window ending now (the backend's
+	// clock), the recorded one included.
+	CountEvents(ctx context.Context, key []byte, window time.Duration, record bool) (int, error)
+}
+
 // Syncer is a Backend whose node learns revocations from other nodes: while
 // it cannot confirm it is current, protected requests are refused (fail
 // closed).

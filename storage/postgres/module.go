@@ -190,3 +190,16 @@ var (
 	_ storage.Pinger        = (*DB)(nil)
 	_ storage.Syncer        = (*DB)(nil)
 )
+
+// CountEvents implements storage.EventCounter, on the database clock.
+func (d *DB) CountEvents(ctx context.Context, key []byte, window time.Duration, record bool) (int, error) {
+	defer d.timed("count_events", time.Now())
+	var n int
+	err := d.pool.QueryRow(ctx, `WITH recorded AS (
+			INSERT INTO rate_events (key, expires_at) SELECT $1, clock_timestamp() + make_interval(secs => $2) WHERE $3 RETURNING 1)
+		SELECT (SELECT count(*) FROM rate_events WHERE key = $1 AND at > clock_timestamp() - make_interval(secs => $2))
+			+ (SELECT count(*) FROM recorded)`, key, window.Seconds(), record).Scan(&n)
+	return n, err
+}
+
+var _ storage.EventCounter = (*DB)(nil)

@@ -119,6 +119,12 @@ func (d *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("connecting to PostgreSQL: %v", redact(err))
 	}
 	defer conn.Release()
+	// CREATE SCHEMA IF NOT EXISTS is not safe against itself: nodes
+	// starting at once would fail on the catalog's unique index.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", d.lock("schema")); err != nil {
+		return fmt.Errorf("locking schema %s: %v", d.schema, err)
+	}
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", d.lock("schema"))
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+d.schema); err != nil {
 		return fmt.Errorf("creating schema %s: %v", d.schema, err)
 	}

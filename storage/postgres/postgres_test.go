@@ -160,3 +160,67 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatal("node 1 does not see the revocation")
 	}
 }
+
+// TestCountEvents: events are counted per key over a sliding window on
+// the database clock, by every node sharing the schema, and swept once
+// they expire.
+func TestCountEvents(t *testing.T) {
+	a := openSchema(t)
+	b, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: a.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	key, other := storage.Hash("login\x00user:alice"), storage.Hash("login\x00user:bob")
+	for i, node := range []*DB{a, b, a} {
+		n, err := node.CountEvents(ctx, key, time.Second, true)
+		if err != nil || n != i+1 {
+			t.Fatalf("event %d: count %d, %v", i+1, n, err)
+		}
+	}
+	if n, err := b.CountEvents(ctx, key, time.Second, false); err != nil || n != 3 {
+		t.Fatalf("count without recording: %d, %v; want 3", n, err)
+	}
+	if n, _ := b.CountEvents(ctx, other, time.Second, false); n != 0 {
+		t.Fatalf("another key counts %d", n)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if n, _ := a.CountEvents(ctx, key, time.Second, false); n != 0 {
+		t.Fatalf("events older than the window count: %d", n)
+	}
+	if _, err := a.DeleteExpired(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	a.pool.QueryRow(ctx, "SELECT count(*) FROM rate_events").Scan(&left)
+	if left != 0 {
+		t.Fatalf("%d expired events left after the sweep", left)
+	}
+}
+
+// TestNodesStartAtOnce: nodes opening one new schema at the same moment
+// all start (CREATE SCHEMA IF NOT EXISTS alone races on the catalog).
+func TestNodesStartAtOnce(t *testing.T) {
+	pgtest.Need(t, cluster)
+	for round := range 5 {
+		schema := cluster.Schema(t)
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Go(func() {
+				db, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: schema})
+				if err == nil {
+					db.Close()
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, node %d: %v", round, i, err)
+			}
+		}
+	}
+}

@@ -207,17 +207,22 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 	err := s.tx(ctx, "rotate_refresh_token", func(tx pgx.Tx) error {
 		reused = false
 		key := storage.Hash(r.Presented)
-		var familyID string
-		if err := tx.QueryRow(ctx, "SELECT family_id FROM refresh_tokens WHERE hash = $1", key).Scan(&familyID); errors.Is(err, pgx.ErrNoRows) {
+		// One statement finds and locks the token and its family: every
+		// rotation of the family waits here, and reads both as the one
+		// before it left them.
+		var fdoc, tdoc []byte
+		err := tx.QueryRow(ctx, `SELECT f.doc, t.doc FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+			WHERE t.hash = $1 AND f.issuer = $2 FOR UPDATE OF f, t`, key, s.issuer).Scan(&fdoc, &tdoc)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return storage.ErrNotFound
 		} else if err != nil {
 			return err
 		}
-		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_families WHERE id = $1 AND issuer = $2 FOR UPDATE", familyID, s.issuer), &fam); err != nil {
+		var cur storage.RefreshToken
+		if err := json.Unmarshal(fdoc, &fam); err != nil {
 			return err
 		}
-		var cur storage.RefreshToken
-		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_tokens WHERE hash = $1", key), &cur); err != nil {
+		if err := json.Unmarshal(tdoc, &cur); err != nil {
 			return err
 		}
 		// Under the family's lock, the database's clock orders the
@@ -256,17 +261,15 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 			cur.RotatedAt = r.Now
 		}
 		fam.LastUsedAt = r.Now
-		if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2 WHERE id = $1", fam.ID, &fam); err != nil {
-			return err
-		}
 		nextKey := storage.Hash(r.NextToken)
 		cur.Successors = append(cur.Successors, nextKey)
-		if _, err := tx.Exec(ctx, "UPDATE refresh_tokens SET doc = $2, rotated = true WHERE hash = $1", key, &cur); err != nil {
-			return err
-		}
 		next.FamilyID = fam.ID
 		next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
-		_, err := tx.Exec(ctx, "INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($1, $2, $3, $4)", nextKey, fam.ID, &next, next.ExpiresAt)
+		// The three writes in one statement (one round trip).
+		_, err = tx.Exec(ctx, `WITH family AS (UPDATE refresh_families SET doc = $2 WHERE id = $1),
+				presented AS (UPDATE refresh_tokens SET doc = $4, rotated = true WHERE hash = $3)
+			INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($5, $1, $6, $7)`,
+			fam.ID, &fam, key, &cur, nextKey, &next, next.ExpiresAt)
 		return err
 	})
 	switch {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -279,12 +280,13 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 			"DELETE FROM pending_authorizations WHERE expires_at <= $1",
 			"DELETE FROM signing_keys WHERE verify_until <= $1",
 			"DELETE FROM revocation_log WHERE expires_at <= $1",
+			"DELETE FROM rate_events WHERE expires_at <= $1",
 		} {
 			tag, err := tx.Exec(ctx, stmt, now)
 			if err != nil {
 				return fmt.Errorf("%s: %v", stmt, err)
 			}
-			if stmt != "DELETE FROM revocation_log WHERE expires_at <= $1" {
+			if !strings.Contains(stmt, "revocation_log") && !strings.Contains(stmt, "rate_events") {
 				deleted += int(tag.RowsAffected())
 			}
 		}

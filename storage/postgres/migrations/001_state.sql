@@ -102,3 +102,14 @@ CREATE TABLE revocation_log (
 	at         timestamptz NOT NULL DEFAULT clock_timestamp(),
 	expires_at timestamptz NOT NULL
 );
+
+-- Rate-limited events (failed sign-ins, registrations) of every node, so
+-- a throttle holds across the cluster; key is a hash naming the issuer,
+-- the limit and the account or address.
+CREATE TABLE rate_events (
+	key        bytea NOT NULL,
+	at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+	expires_at timestamptz NOT NULL
+);
+CREATE INDEX rate_events_key_at ON rate_events (key, at);
+CREATE INDEX rate_events_expires_at ON rate_events (expires_at);

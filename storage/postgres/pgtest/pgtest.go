@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type Cluster struct {
 	DSN  string
 	dir  string
 	ctl  string
+	opts string // the server options pg_ctl start passes
 	asPG bool
 }
 
@@ -70,11 +72,10 @@ func Start() (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s -c fsync=on -c max_connections=300", port, c.dir)
-	if out, err := c.run(c.ctl, "-D", data, "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+	c.opts = fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s -c fsync=on -c max_connections=300", port, c.dir)
+	if err := c.StartServer(); err != nil {
 		c.Stop()
-		return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+		return nil, err
 	}
 	c.DSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	return c, nil
@@ -114,6 +115,27 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StopServer stops the server (fast shutdown: sessions are disconnected),
+// keeping its data, as an operator's restart or a failover does.
+func (c *Cluster) StopServer() error {
+	if c.dir == "" {
+		return errors.New("pgtest: a cluster named by OAUTH2_TEST_POSTGRES cannot be stopped")
+	}
+	if out, err := c.run(c.ctl, "-D", filepath.Join(c.dir, "data"), "-m", "fast", "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// StartServer starts the server again on the same port.
+func (c *Cluster) StartServer() error {
+	if out, err := c.run(c.ctl, "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-o", c.opts, "-w", "-t", "60", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	return nil
 }
 
 // Stop stops the cluster and removes its directory (a cluster named by
@@ -170,5 +192,33 @@ func Need(t testing.TB, c *Cluster) {
 	t.Helper()
 	if c == nil {
 		t.Skip(ErrNotInstalled.Error())
+	}
+}
+
+var shared struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Shared returns the test binary's cluster, started on first use (for
+// packages whose other tests need no database); StopShared stops it.
+// Without PostgreSQL the test is skipped, except under CI, where it fails.
+func Shared(t testing.TB) *Cluster {
+	t.Helper()
+	shared.once.Do(func() { shared.c, shared.err = Start() })
+	if shared.err != nil {
+		if errors.Is(shared.err, ErrNotInstalled) && strings.ToLower(os.Getenv("CI")) != "true" {
+			t.Skip(shared.err.Error())
+		}
+		t.Fatal(shared.err)
+	}
+	return shared.c
+}
+
+// StopShared stops the cluster Shared started, if any.
+func StopShared() {
+	if shared.c != nil {
+		shared.c.Stop()
 	}
 }
