@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 	"go.uber.org/zap"
@@ -186,9 +187,16 @@ func (d *DB) timed(op string, start time.Time) {
 	}
 }
 
+// querier is a pool, a transaction or a connection inside one.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // announce logs a revocation and notifies every node, inside tx: the
 // notice goes out when tx commits, never before, never if it aborts.
-func (d *DB) announce(ctx context.Context, tx pgx.Tx, expiresAt time.Time) error {
+func (d *DB) announce(ctx context.Context, tx querier, expiresAt time.Time) error {
 	var seq int64
 	if err := tx.QueryRow(ctx, "INSERT INTO revocation_log (expires_at) VALUES ($1) RETURNING seq", expiresAt).Scan(&seq); err != nil {
 		return err

@@ -197,87 +197,127 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
-// RotateRefreshToken implements storage.Store. The family row is locked
-// first, so every rotation of one family runs one after the other; the
-// rules are those of storage.Rotation.
+// RotateRefreshToken implements storage.Store; the rules are those of
+// storage.Rotation. The token and its family are locked first, so every
+// rotation of one family runs one after the other. A fresh rotation takes
+// two round trips: BEGIN, the locking read and the database clock in one
+// pipeline, then the writes and COMMIT in another.
 func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation) (*storage.RefreshFamily, *storage.RefreshToken, error) {
-	var fam storage.RefreshFamily
-	next := r.Next
-	reused := false
-	err := s.tx(ctx, "rotate_refresh_token", func(tx pgx.Tx) error {
-		reused = false
-		key := storage.Hash(r.Presented)
-		// One statement finds and locks the token and its family: every
-		// rotation of the family waits here, and reads both as the one
-		// before it left them.
-		var fdoc, tdoc []byte
-		err := tx.QueryRow(ctx, `SELECT f.doc, t.doc FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
-			WHERE t.hash = $1 AND f.issuer = $2 FOR UPDATE OF f, t`, key, s.issuer).Scan(&fdoc, &tdoc)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return storage.ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		var cur storage.RefreshToken
-		if err := json.Unmarshal(fdoc, &fam); err != nil {
-			return err
-		}
-		if err := json.Unmarshal(tdoc, &cur); err != nil {
-			return err
-		}
-		// Under the family's lock, the database's clock orders the
-		// rotations of every node: no node's clock skew, no reordering
-		// between reading the time and taking the lock.
-		if r.StoreClock {
-			if err := tx.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&r.Now); err != nil {
-				return err
-			}
-		}
-		switch {
-		case fam.ClientID != r.ClientID:
-			return storage.ErrWrongClient
-		case !fam.RevokedAt.IsZero():
-			return storage.ErrRevoked
-		case expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now):
-			return storage.ErrNotFound
-		}
-		if !cur.RotatedAt.IsZero() {
-			since := max(r.Now.Sub(cur.RotatedAt), 0)
-			successorUsed := false
-			if since > r.Burst && since <= r.Grace {
-				if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE hash = ANY($1) AND rotated)", cur.Successors).Scan(&successorUsed); err != nil {
-					return err
-				}
-			}
-			if r.Grace <= 0 || since > r.Grace || successorUsed {
-				reused = true
-				fam.RevokedAt = r.Now
-				if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
-					return err
-				}
-				return s.announce(ctx, tx, fam.ExpiresAt)
-			}
-		} else {
-			cur.RotatedAt = r.Now
-		}
-		fam.LastUsedAt = r.Now
-		nextKey := storage.Hash(r.NextToken)
-		cur.Successors = append(cur.Successors, nextKey)
-		next.FamilyID = fam.ID
-		next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
-		// The three writes in one statement (one round trip).
-		_, err = tx.Exec(ctx, `WITH family AS (UPDATE refresh_families SET doc = $2 WHERE id = $1),
-				presented AS (UPDATE refresh_tokens SET doc = $4, rotated = true WHERE hash = $3)
-			INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($5, $1, $6, $7)`,
-			fam.ID, &fam, key, &cur, nextKey, &next, next.ExpiresAt)
-		return err
-	})
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	defer s.timed("rotate_refresh_token", time.Now())
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, redact(err)
+	}
+	defer conn.Release()
+	fam, next, err := s.rotate(ctx, conn.Conn(), r)
+	if conn.Conn().PgConn().TxStatus() != 'I' {
+		// Unfinished (an error, or a refusal): leave nothing open. A
+		// connection that cannot roll back is closed by the pool.
+		conn.Exec(context.Background(), "ROLLBACK")
+	}
+	if errors.Is(err, storage.ErrReused) {
+		s.revocations.Add(1)
+	}
+	return fam, next, err
+}
+
+func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotation) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	key := storage.Hash(r.Presented)
+	var b pgx.Batch
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	b.Queue(`SELECT f.doc, t.doc FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+		WHERE t.hash = $1 AND f.issuer = $2 FOR UPDATE OF f, t`, key, s.issuer)
+	// After the lock, in the same pipeline: the database's clock orders
+	// the rotations of every node (no node's clock skew, no reordering
+	// between reading the time and taking the lock).
+	b.Queue("SELECT clock_timestamp()")
+	br := c.SendBatch(ctx, &b)
+	var fdoc, tdoc []byte
+	var dbNow time.Time
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&fdoc, &tdoc)
+	}
+	if err == nil {
+		err = br.QueryRow().Scan(&dbNow)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, storage.ErrNotFound
 	case err != nil:
 		return nil, nil, err
-	case reused:
-		s.revocations.Add(1)
-		return &fam, nil, storage.ErrReused
+	}
+	var fam storage.RefreshFamily
+	var cur storage.RefreshToken
+	if err := json.Unmarshal(fdoc, &fam); err != nil {
+		return nil, nil, err
+	}
+	if err := json.Unmarshal(tdoc, &cur); err != nil {
+		return nil, nil, err
+	}
+	if r.StoreClock {
+		r.Now = dbNow
+	}
+	switch {
+	case fam.ClientID != r.ClientID:
+		return nil, nil, storage.ErrWrongClient
+	case !fam.RevokedAt.IsZero():
+		return nil, nil, storage.ErrRevoked
+	case expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now):
+		return nil, nil, storage.ErrNotFound
+	}
+	if !cur.RotatedAt.IsZero() {
+		since := max(r.Now.Sub(cur.RotatedAt), 0)
+		successorUsed := false
+		if since > r.Burst && since <= r.Grace {
+			if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE hash = ANY($1) AND rotated)", cur.Successors).Scan(&successorUsed); err != nil {
+				return nil, nil, err
+			}
+		}
+		if r.Grace <= 0 || since > r.Grace || successorUsed {
+			fam.RevokedAt = r.Now
+			if _, err := c.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
+				return nil, nil, err
+			}
+			if err := s.announce(ctx, c, fam.ExpiresAt); err != nil {
+				return nil, nil, err
+			}
+			if _, err := c.Exec(ctx, "COMMIT"); err != nil {
+				return nil, nil, err
+			}
+			return &fam, nil, storage.ErrReused
+		}
+	} else {
+		cur.RotatedAt = r.Now
+	}
+	fam.LastUsedAt = r.Now
+	nextKey := storage.Hash(r.NextToken)
+	cur.Successors = append(cur.Successors, nextKey)
+	next := r.Next
+	next.FamilyID = fam.ID
+	next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
+	b = pgx.Batch{}
+	b.Queue(`WITH family AS (UPDATE refresh_families SET doc = $2 WHERE id = $1),
+			presented AS (UPDATE refresh_tokens SET doc = $4, rotated = true WHERE hash = $3)
+		INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($5, $1, $6, $7)`,
+		fam.ID, &fam, key, &cur, nextKey, &next, next.ExpiresAt)
+	b.Queue("COMMIT")
+	br = c.SendBatch(ctx, &b)
+	_, err = br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	return &fam, &next, nil
 }

@@ -20,10 +20,6 @@ func (d *DB) SigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
 	return signingKeys(ctx, d.pool)
 }
 
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
 // signingKeys returns the stored keys, newest first.
 func signingKeys(ctx context.Context, q querier) ([]storage.SigningKey, error) {
 	rows, err := q.Query(ctx, "SELECT doc FROM signing_keys ORDER BY created_at DESC")
