@@ -4,7 +4,9 @@
 #   (b) the same behind oauth2_server with a valid token,
 #   (c) oauth2_server answering 401 to a request without a token,
 # with wrk on loopback. Usage: bench/guard.sh [rounds] [seconds]
-# Needs Go; installs wrk with apt-get when it is missing.
+# Needs Go; installs wrk with apt-get when it is missing. With
+# OAUTH2_BENCH_POSTGRES=<dsn> the oauth2_server site keeps its state in
+# that PostgreSQL database (schema oauth2_bench) instead of a bbolt file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -23,6 +25,15 @@ trap cleanup EXIT
 
 echo "building caddy with the module" >&2
 go build -o "$work/caddy" ./cmd/caddy
+
+storage="storage $work/oauth.db"
+if [ -n "${OAUTH2_BENCH_POSTGRES:-}" ]; then
+	storage="storage postgres {
+			dsn $OAUTH2_BENCH_POSTGRES
+			schema oauth2_bench
+		}
+		storage_key $(head -c 32 /dev/urandom | base64)"
+fi
 
 cat >"$work/Caddyfile" <<CADDY
 {
@@ -44,7 +55,7 @@ http://127.0.0.1:9903 {
 	oauth2_server {
 		issuer http://127.0.0.1:9903
 		resource http://127.0.0.1:9903
-		storage $work/oauth.db
+		$storage
 		client bench {
 			secret bench-secret-0123456789abcdef
 			grant_types client_credentials
