@@ -301,6 +301,22 @@ func (c *cluster) refreshToken(b *browser) (access, refresh string) {
 	return jsonField(c.t, a.body, "access_token"), jsonField(c.t, a.body, "refresh_token")
 }
 
+// atOnce sends n requests released together and returns their answers.
+func atOnce(n int, send func(i int) answer) []answer {
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range answers {
+		wg.Go(func() {
+			<-start
+			answers[i] = send(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return answers
+}
+
 // TestClusterOneKeyAndCodeOnce: three nodes started at once on an empty
 // schema publish one generated key; 60 concurrent redemptions of one code
 // spread over the nodes give exactly one 200, and the winner's access
@@ -322,17 +338,7 @@ func TestClusterOneKeyAndCodeOnce(t *testing.T) {
 
 	b := c.signedInBrowser()
 	code, p := c.code(b)
-	answers := make([]answer, 60)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range answers {
-		wg.Go(func() {
-			<-start
-			answers[i] = c.postForm(i%3, "/oauth/token", redeemForm(code, p))
-		})
-	}
-	close(start)
-	wg.Wait()
+	answers := atOnce(60, func(i int) answer { return c.postForm(i%3, "/oauth/token", redeemForm(code, p)) })
 	winner, ok := "", 0
 	for i, a := range answers {
 		switch {
@@ -364,17 +370,7 @@ func TestClusterRefreshRotation(t *testing.T) {
 	b := c.signedInBrowser()
 
 	_, parent := c.refreshToken(b)
-	answers := make([]answer, 30)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range answers {
-		wg.Go(func() {
-			<-start
-			answers[i] = c.postForm(i%3, "/oauth/token", refreshForm(parent))
-		})
-	}
-	close(start)
-	wg.Wait()
+	answers := atOnce(30, func(i int) answer { return c.postForm(i%3, "/oauth/token", refreshForm(parent)) })
 	families := map[string]bool{}
 	for i, a := range answers {
 		if a.status != http.StatusOK {
@@ -421,17 +417,7 @@ func TestClusterStrictRotation(t *testing.T) {
 	c := startCluster(t, 3, "refresh_reuse_grace 0")
 	b := c.signedInBrowser()
 	_, parent := c.refreshToken(b)
-	answers := make([]answer, 30)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range answers {
-		wg.Go(func() {
-			<-start
-			answers[i] = c.postForm(i%3, "/oauth/token", refreshForm(parent))
-		})
-	}
-	close(start)
-	wg.Wait()
+	answers := atOnce(30, func(i int) answer { return c.postForm(i%3, "/oauth/token", refreshForm(parent)) })
 	var won []string
 	for i, a := range answers {
 		switch {
