@@ -164,7 +164,11 @@ func (c *cluster) start(i int) {
 	}
 	nd.log = &syncBuffer{}
 	nd.cmd = exec.Command(self)
-	nd.cmd.Env = append(os.Environ(), "OAUTH2_CHILD_CADDYFILE="+caddyfile)
+	// A data directory each, as on separate machines (Caddy's local CA
+	// files would otherwise be created by three processes at once).
+	home := filepath.Join(c.dir, fmt.Sprintf("node%d", i))
+	nd.cmd.Env = append(os.Environ(), "OAUTH2_CHILD_CADDYFILE="+caddyfile,
+		"XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
 	nd.cmd.Stdout, nd.cmd.Stderr = nd.log, nd.log
 	nd.exited = make(chan struct{})
 	if err := nd.cmd.Start(); err != nil {
