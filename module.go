@@ -406,6 +406,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if e, ok := backend.(storage.EventCounter); ok {
 		cfg.Events = e
 	}
+	if k, ok := backend.(storage.KeyWatcher); ok {
+		cfg.KeyChanges = k.KeyChanges
+	}
 	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
 	}

@@ -22,15 +22,35 @@ func (s *Server) keyRefresh() time.Duration {
 	return max(d, 100*time.Millisecond)
 }
 
-// maintainKeys re-reads the stored keys, and rotates the signing key once
-// it has signed for key_rotation, until Close.
+// keyWatch is how often a storage's key-change counter is looked at (a
+// memory read; the storage moves it on another node's notice).
+const keyWatch = 50 * time.Millisecond
+
+// maintainKeys re-reads the stored keys (periodically, and at once when
+// the storage announces a change), and rotates the signing key once it
+// has signed for key_rotation, until Close.
 func (s *Server) maintainKeys() {
 	t := time.NewTicker(s.keyRefresh())
 	defer t.Stop()
+	var watch <-chan time.Time
+	var seen uint64
+	if s.cfg.KeyChanges != nil {
+		w := time.NewTicker(keyWatch)
+		defer w.Stop()
+		watch, seen = w.C, s.cfg.KeyChanges()
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-watch:
+			if n := s.cfg.KeyChanges(); n != seen {
+				if err := s.reloadKeys(context.Background()); err != nil {
+					s.cfg.Logger.Error("reading the signing keys", zap.Error(err))
+					continue // tried again at the next look
+				}
+				seen = n
+			}
 		case now := <-t.C:
 			if err := s.reloadKeys(context.Background()); err != nil {
 				s.cfg.Logger.Error("reading the signing keys", zap.Error(err))

@@ -78,6 +78,9 @@ type Config struct {
 	Synced func() bool
 	// Ping, when set, checks that the storage answers (HealthPath).
 	Ping func(ctx context.Context) error
+	// KeyChanges, when set, moves when another node stores a signing key:
+	// the keys are re-read at once.
+	KeyChanges func() uint64
 	// Events, when set, makes the sign-in throttle and the registration
 	// limit hold across every node sharing the storage.
 	Events storage.EventCounter

@@ -49,6 +49,13 @@ type EventCounter interface {
 	CountEvents(ctx context.Context, key []byte, window time.Duration, record bool) (int, error)
 }
 
+// KeyWatcher is a Backend that learns when another process stores a
+// signing key: KeyChanges moves then (and whenever a notice may have been
+// missed), so the keys are re-read at once.
+type KeyWatcher interface {
+	KeyChanges() uint64
+}
+
 // Syncer is a Backend whose node learns revocations from other nodes: while
 // it cannot confirm it is current, protected requests are refused (fail
 // closed).

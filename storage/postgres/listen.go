@@ -9,8 +9,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// listener keeps one connection LISTENing for the revocations other
-// nodes commit. Every notice moves the revocation counter, so guards
+// keysNotice is the payload announcing a new or rotated signing key (a
+// revocation's is its log sequence number).
+const keysNotice = "keys"
+
+// listener keeps one connection LISTENing for the revocations (and key
+// rotations) other nodes commit. Every notice moves the revocation counter, so guards
 // check their cached tokens again; so does every reconnect, since notices
 // sent while disconnected are not replayed.
 type listener struct {
@@ -48,6 +52,7 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	}
 	l.setConnected(true)
 	l.d.revocations.Add(1) // anything before LISTEN took effect is re-checked
+	l.d.keyChanges.Add(1)
 	return conn, nil
 }
 
@@ -76,14 +81,18 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			backoff = 50 * time.Millisecond
 		}
 		wait, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := conn.WaitForNotification(wait)
+		n, err := conn.WaitForNotification(wait)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			conn.Close(context.Background())
 			return
 		case err == nil:
-			l.d.revocations.Add(1)
+			if n.Payload == keysNotice {
+				l.d.keyChanges.Add(1)
+			} else {
+				l.d.revocations.Add(1)
+			}
 		case wait.Err() != nil:
 			// A quiet second: check that the connection is still there.
 			ping, cancel := context.WithTimeout(ctx, time.Second)

@@ -202,4 +202,10 @@ func (d *DB) CountEvents(ctx context.Context, key []byte, window time.Duration, 
 	return n, err
 }
 
-var _ storage.EventCounter = (*DB)(nil)
+// KeyChanges implements storage.KeyWatcher.
+func (d *DB) KeyChanges() uint64 { return d.keyChanges.Load() }
+
+var (
+	_ storage.EventCounter = (*DB)(nil)
+	_ storage.KeyWatcher   = (*DB)(nil)
+)

@@ -57,6 +57,7 @@ type DB struct {
 	log         *zap.Logger
 	observe     func(op string, d time.Duration)
 	revocations atomic.Uint64
+	keyChanges  atomic.Uint64 // moves when a node stores a signing key
 	listener    *listener
 	// maxStaleness is how long the listener may be lost before Synced
 	// turns false.

@@ -80,7 +80,11 @@ func (d *DB) EnsureSigningKey(ctx context.Context, generate func() (*storage.Sig
 		if active, err = generate(); err != nil {
 			return fmt.Errorf("generating signing key: %v", err)
 		}
-		return putKey(ctx, tx, active)
+		if err := putKey(ctx, tx, active); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", d.channel, keysNotice)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -110,7 +114,12 @@ func (d *DB) RotateSigningKey(ctx context.Context, current string, next *storage
 		if err := putKey(ctx, tx, old); err != nil {
 			return err
 		}
-		return putKey(ctx, tx, next)
+		if err := putKey(ctx, tx, next); err != nil {
+			return err
+		}
+		// Every node re-reads the keys when this commits.
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", d.channel, keysNotice)
+		return err
 	})
 }
 
