@@ -547,7 +547,7 @@ func TestClusterRevocationPropagation(t *testing.T) {
 	defer conn.Close(context.Background())
 	var dropped int
 	err = conn.QueryRow(context.Background(),
-		`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND query LIKE $1`, "%"+c.schema+"%").Scan(&dropped)
+		`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, "oauth2_server listener "+c.schema).Scan(&dropped)
 	if err != nil || dropped != 3 {
 		t.Fatalf("terminated %d listeners (%v), want 3", dropped, err)
 	}

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -10,13 +12,14 @@ import (
 )
 
 // keysNotice is the payload announcing a new or rotated signing key (a
-// revocation's is its log sequence number).
+// revocation's is the revocation in JSON).
 const keysNotice = "keys"
 
 // listener keeps one connection LISTENing for the revocations (and key
-// rotations) other nodes commit. Every notice moves the revocation counter, so guards
-// check their cached tokens again; so does every reconnect, since notices
-// sent while disconnected are not replayed.
+// rotations) other nodes commit, and keeps the node's revoked set by them.
+// Every notice moves the revocation counter, so guards check their cached
+// tokens again; so does every reconnect, which loads the set anew, since
+// notices sent while disconnected are not replayed.
 type listener struct {
 	d      *DB
 	cfg    *pgx.ConnConfig
@@ -31,6 +34,9 @@ type listener struct {
 
 func (d *DB) listen(ctx context.Context, cfg *pgx.ConnConfig) (*listener, error) {
 	l := &listener{d: d, cfg: cfg.Copy(), done: make(chan struct{})}
+	// Named, so that an operator (and the cluster tests) can tell it in
+	// pg_stat_activity.
+	l.cfg.RuntimeParams["application_name"] = listenerName(d.schema)
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -41,6 +47,10 @@ func (d *DB) listen(ctx context.Context, cfg *pgx.ConnConfig) (*listener, error)
 	return l, nil
 }
 
+// listenerName is the application_name of a schema's listening
+// connections (PostgreSQL keeps its first 63 bytes).
+func listenerName(schema string) string { return "oauth2_server listener " + schema }
+
 func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, l.cfg)
 	if err != nil {
@@ -49,6 +59,12 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.d.channel}.Sanitize()); err != nil {
 		conn.Close(ctx)
 		return nil, err
+	}
+	// LISTEN first, then load: a revocation committed in between is in
+	// the load or in a notice (applying one twice changes nothing).
+	if err := l.d.revoked.load(ctx, conn); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("loading the revocations: %v", err)
 	}
 	l.setConnected(true)
 	l.d.revocations.Add(1) // anything before LISTEN took effect is re-checked
@@ -88,11 +104,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			conn.Close(context.Background())
 			return
 		case err == nil:
-			if n.Payload == keysNotice {
-				l.d.keyChanges.Add(1)
-			} else {
-				l.d.revocations.Add(1)
-			}
+			l.notice(ctx, conn, n.Payload)
 		case wait.Err() != nil:
 			// A quiet second: check that the connection is still there.
 			ping, cancel := context.WithTimeout(ctx, time.Second)
@@ -110,6 +122,27 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			conn = nil
 		}
 	}
+}
+
+// notice applies one notification: a key change, a revocation, or a
+// reload (or anything unreadable, which is treated as one).
+func (l *listener) notice(ctx context.Context, conn *pgx.Conn, payload string) {
+	if payload == keysNotice {
+		l.d.keyChanges.Add(1)
+		return
+	}
+	var v revocation
+	if err := json.Unmarshal([]byte(payload), &v); err != nil || v.Kind == revokeReload {
+		if err := l.d.revoked.load(ctx, conn); err != nil {
+			// Not current any more: the connection is dropped, and the
+			// reconnect loads the set (or the node goes stale).
+			l.d.log.Warn("reloading the revocations", zap.Error(err))
+			conn.Close(context.Background())
+		}
+	} else {
+		l.d.revoked.add(v)
+	}
+	l.d.revocations.Add(1)
 }
 
 // current reports whether the listener is connected, or was within

@@ -57,6 +57,7 @@ type DB struct {
 	log         *zap.Logger
 	observe     func(op string, d time.Duration)
 	revocations atomic.Uint64
+	revoked     revokedSet    // every unexpired revocation, kept by the listener
 	keyChanges  atomic.Uint64 // moves when a node stores a signing key
 	listener    *listener
 	// maxStaleness is how long the listener may be lost before Synced
@@ -195,15 +196,30 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// announce logs a revocation and notifies every node, inside tx: the
-// notice goes out when tx commits, never before, never if it aborts.
-func (d *DB) announce(ctx context.Context, tx querier, expiresAt time.Time) error {
-	var seq int64
-	if err := tx.QueryRow(ctx, "INSERT INTO revocation_log (expires_at) VALUES ($1) RETURNING seq", expiresAt).Scan(&seq); err != nil {
-		return err
+// announce notifies every node of revocations, inside tx: the notices go
+// out when tx commits, never before, never if it aborts (the caller adds
+// them to this node's set once tx has committed: committed).
+func (d *DB) announce(ctx context.Context, tx querier, revs ...revocation) error {
+	for _, v := range revs {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", d.channel, v.notice()); err != nil {
+			return err
+		}
 	}
-	_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", d.channel, fmt.Sprint(seq))
-	return err
+	return nil
+}
+
+// committed applies this node's own committed revocations at once (its
+// listener hears them a moment later, to no effect).
+func (d *DB) committed(ctx context.Context, revs ...revocation) {
+	for _, v := range revs {
+		if v.Kind == revokeReload {
+			if err := d.revoked.load(ctx, d.pool); err != nil {
+				d.log.Warn("reloading the revocations", zap.Error(err))
+			}
+			return
+		}
+	}
+	d.revoked.add(revs...)
 }
 
 // Interface guards

@@ -95,13 +95,19 @@ func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Ti
 // DeleteClient implements storage.Store.
 func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
 	defer s.revocations.Add(1)
-	return s.tx(ctx, "delete_client", func(tx pgx.Tx) error {
+	var revs []revocation
+	err := s.tx(ctx, "delete_client", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM clients WHERE issuer = $1 AND id = $2", s.issuer, id); err != nil {
 			return err
 		}
-		_, err := s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
+		var err error
+		_, revs, err = s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
 		return err
 	})
+	if err == nil {
+		s.committed(ctx, revs...)
+	}
+	return err
 }
 
 // SaveAuthorizationCode implements storage.Store.
@@ -285,12 +291,14 @@ func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotatio
 			if _, err := c.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
 				return nil, nil, err
 			}
-			if err := s.announce(ctx, c, fam.ExpiresAt); err != nil {
+			rev := revocation{Kind: revokedFamily, Issuer: s.issuer, ID: fam.ID, Expires: fam.ExpiresAt}
+			if err := s.announce(ctx, c, rev); err != nil {
 				return nil, nil, err
 			}
 			if _, err := c.Exec(ctx, "COMMIT"); err != nil {
 				return nil, nil, err
 			}
+			s.committed(ctx, rev)
 			return &fam, nil, storage.ErrReused
 		}
 	} else {
@@ -350,7 +358,9 @@ func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now tim
 // RevokeRefreshFamily implements storage.Store.
 func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
 	defer s.revocations.Add(1)
-	return s.tx(ctx, "revoke_refresh_family", func(tx pgx.Tx) error {
+	var revs []revocation
+	err := s.tx(ctx, "revoke_refresh_family", func(tx pgx.Tx) error {
+		revs = nil
 		var fam storage.RefreshFamily
 		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_families WHERE id = $1 AND issuer = $2 FOR UPDATE", familyID, s.issuer), &fam); err != nil {
 			return err
@@ -362,8 +372,13 @@ func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, 
 		if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", familyID, &fam); err != nil {
 			return err
 		}
-		return s.announce(ctx, tx, fam.ExpiresAt)
+		revs = []revocation{{Kind: revokedFamily, Issuer: s.issuer, ID: familyID, Expires: fam.ExpiresAt}}
+		return s.announce(ctx, tx, revs...)
 	})
+	if err == nil {
+		s.committed(ctx, revs...)
+	}
+	return err
 }
 
 // RevokeAccessToken implements storage.Store.
@@ -372,17 +387,34 @@ func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expires
 		return errors.New("revoking access token: empty jti")
 	}
 	defer s.revocations.Add(1)
-	return s.tx(ctx, "revoke_access_token", func(tx pgx.Tx) error {
+	rev := revocation{Kind: revokedJTI, ID: jti, Expires: expiresAt}
+	err := s.tx(ctx, "revoke_access_token", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2)
 			ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at`, jti, expiresAt); err != nil {
 			return err
 		}
-		return s.announce(ctx, tx, expiresAt)
+		return s.announce(ctx, tx, rev)
 	})
+	if err == nil {
+		s.committed(ctx, rev)
+	}
+	return err
 }
 
-// AccessTokenRevoked implements storage.Store, in one query.
+// AccessTokenRevoked implements storage.Store: from this node's copy of
+// the revocations while its listener is connected (a memory read), else in
+// one query (a copy that may have missed a notice is not trusted).
 func (s *issuerStore) AccessTokenRevoked(ctx context.Context, t storage.AccessTokenRef) (bool, error) {
+	if s.listener.connected.Load() {
+		if revoked, ok := s.revoked.revoked(s.issuer, t); ok {
+			return revoked, nil
+		}
+	}
+	return s.revokedInDatabase(ctx, t)
+}
+
+// revokedInDatabase is AccessTokenRevoked in one query.
+func (s *issuerStore) revokedInDatabase(ctx context.Context, t storage.AccessTokenRef) (bool, error) {
 	var revoked bool
 	err := s.view(ctx, "access_token_revoked", func() error {
 		return s.pool.QueryRow(ctx, `SELECT

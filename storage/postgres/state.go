@@ -182,26 +182,33 @@ func (s *issuerStore) matchingGrants(ctx context.Context, q querier, f storage.G
 // RevokeGrants implements storage.Store.
 func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
 	n := 0
+	var revs []revocation
 	defer s.revocations.Add(1)
 	err := s.tx(ctx, "revoke_grants", func(tx pgx.Tx) error {
 		var err error
-		n, err = s.revokeGrants(ctx, tx, f, now, tokensExpireBy)
+		n, revs, err = s.revokeGrants(ctx, tx, f, now, tokensExpireBy)
 		return err
 	})
+	if err == nil {
+		s.committed(ctx, revs...)
+	}
 	return n, err
 }
 
 // revokeGrants is RevokeGrants inside tx (see the bbolt backend: the same
 // records, the same rules).
-func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
+// It returns the revocations it announced.
+func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, []revocation, error) {
 	grants, err := s.matchingGrants(ctx, tx, f, now, true)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
+	var revs []revocation
 	record := func(kind, subject, clientID, resource string) error {
 		if !tokensExpireBy.After(now) {
 			return nil
 		}
+		revs = append(revs, revocation{Kind: kind, Issuer: s.issuer, Subject: subject, ClientID: clientID, Resource: resource, At: now, Expires: tokensExpireBy})
 		_, err := tx.Exec(ctx, `INSERT INTO token_revocations (issuer, kind, subject, client_id, resource, revoked_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issuer, kind, subject, client_id, resource)
 			DO UPDATE SET revoked_at = excluded.revoked_at, expires_at = excluded.expires_at`, s.issuer, kind, subject, clientID, resource, now, tokensExpireBy)
@@ -214,33 +221,27 @@ func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.Gra
 		err = record(storage.RevokedSubject, f.Subject, "", "")
 	}
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for _, g := range grants {
 		if f.ClientID == "" || f.Subject != "" {
 			if err := record(storage.RevokedGrant, g.Subject, g.ClientID, g.Resource); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM consents WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4",
 			s.issuer, g.Subject, g.ClientID, g.Resource); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		for _, fam := range g.Families {
 			fam.RevokedAt = now
 			if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
+			revs = append(revs, revocation{Kind: revokedFamily, Issuer: s.issuer, ID: fam.ID, Expires: fam.ExpiresAt})
 		}
 	}
-	return len(grants), s.announce(ctx, tx, latestOf(now, tokensExpireBy))
-}
-
-func latestOf(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
+	return len(grants), revs, s.announce(ctx, tx, revs...)
 }
 
 // Counts implements storage.Store.
@@ -261,17 +262,23 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts
 // advisory lock; the others skip), in one transaction of bounded
 // statements. An unused client that expires has its families revoked.
 func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
-	deleted := 0
+	deleted, reload := 0, false
 	err := d.tx(ctx, "delete_expired", func(tx pgx.Tx) error {
 		deleted = 0
 		var mine bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", d.lock("sweeper")).Scan(&mine); err != nil || !mine {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE refresh_families f SET revoked = true,
+		tag, err := tx.Exec(ctx, `UPDATE refresh_families f SET revoked = true,
 			doc = jsonb_set(f.doc, '{revoked_at}', to_jsonb($1::timestamptz))
-			FROM clients c WHERE c.expires_at <= $1 AND f.issuer = c.issuer AND f.client_id = c.id AND NOT f.revoked`, now); err != nil {
+			FROM clients c WHERE c.expires_at <= $1 AND f.issuer = c.issuer AND f.client_id = c.id AND NOT f.revoked`, now)
+		if err != nil {
 			return err
+		}
+		if reload = tag.RowsAffected() > 0; reload {
+			if err := d.announce(ctx, tx, revocation{Kind: revokeReload}); err != nil {
+				return err
+			}
 		}
 		for _, stmt := range []string{
 			"DELETE FROM clients WHERE expires_at <= $1",
@@ -284,19 +291,23 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 			"DELETE FROM upstream_sign_ins WHERE expires_at <= $1",
 			"DELETE FROM pending_authorizations WHERE expires_at <= $1",
 			"DELETE FROM signing_keys WHERE verify_until <= $1",
-			"DELETE FROM revocation_log WHERE expires_at <= $1",
 			"DELETE FROM rate_events WHERE expires_at <= $1",
 		} {
 			tag, err := tx.Exec(ctx, stmt, now)
 			if err != nil {
 				return fmt.Errorf("%s: %v", stmt, err)
 			}
-			if !strings.Contains(stmt, "revocation_log") && !strings.Contains(stmt, "rate_events") {
+			if !strings.Contains(stmt, "rate_events") {
 				deleted += int(tag.RowsAffected())
 			}
 		}
 		return nil
 	})
+	if err == nil && reload {
+		d.committed(ctx, revocation{Kind: revokeReload})
+		d.revocations.Add(1)
+	}
+	d.revoked.prune(now)
 	return deleted, err
 }
 
@@ -371,11 +382,12 @@ func (d *DB) Import(ctx context.Context, r io.Reader) (int, error) {
 				added++
 			}
 		}
-		return d.announce(ctx, tx, time.Now().Add(24*time.Hour)) // imported revocations take effect at once
+		return d.announce(ctx, tx, revocation{Kind: revokeReload}) // imported revocations take effect at once
 	})
 	if err != nil {
 		return 0, err
 	}
+	d.committed(ctx, revocation{Kind: revokeReload})
 	d.revocations.Add(1)
 	return added, nil
 }

@@ -95,13 +95,6 @@ CREATE TABLE signing_keys (
 	verify_until timestamptz
 );
 
--- Every revocation adds a row and notifies in the same transaction, so
--- each node's copy of the revoked set follows at once (see listen.go).
-CREATE TABLE revocation_log (
-	seq        bigserial PRIMARY KEY,
-	at         timestamptz NOT NULL DEFAULT clock_timestamp(),
-	expires_at timestamptz NOT NULL
-);
 
 -- Rate-limited events (failed sign-ins, registrations) of every node, so
 -- a throttle holds across the cluster; key is a hash naming the issuer,
