@@ -1,6 +1,7 @@
 package oauth2server
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
@@ -37,6 +38,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    storage     <path>
 //	    sweep_interval <duration>
 //	    scopes      <scope>...
+//	    scope <scope> {
+//	        description <text>
+//	        implies     <scope>...
+//	    }
 //	    enforce_scopes <bool>
 //	    access_token_lifetime       <duration>
 //	    refresh_token_lifetime      <duration>
@@ -83,14 +88,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    client_id_metadata_documents
 //	    public      <path>...
 //	    require_scope <path> <scope>...
+//	    require_scope tool <glob> <scope>...
+//	    require_scope method <glob> <scope>...
+//	    allow_tools <glob>...
+//	    rate_limit_per_user <events> <window>
 //	    root_aliases <bool>
 //	    pass_token
 //	    cors        <bool>
 //	    templates   <folder>
 //	}
 //
-// `resource`, `scopes`, `user`, `client`, `login`, `public` and
-// `require_scope` may be repeated; every other option may appear once. Durations use Caddy's
+// `resource`, `scopes`, `scope`, `user`, `client`, `login`, `public`,
+// `require_scope` and `allow_tools` may be repeated; every other option may appear once. Durations use Caddy's
 // syntax (90s, 10m, 1h, 30d).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -101,7 +110,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "resource", "scopes", "user", "client", "public", "require_scope", "login":
+		case "resource", "scopes", "scope", "user", "client", "public", "require_scope", "allow_tools", "login":
 		default:
 			if seen[opt] {
 				return d.Errf("%s already specified", opt)
@@ -188,11 +197,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.ClientIDMetadataDocuments = true
 		case "require_scope":
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.Err("require_scope: expected a path and at least one scope")
-			}
-			h.RequireScope = append(h.RequireScope, ScopeRequirement{Path: args[0], Scopes: args[1:]})
+			err = h.unmarshalRequireScope(d)
+		case "scope":
+			err = h.unmarshalScope(d)
+		case "allow_tools":
+			err = someArgs(d, &h.AllowTools)
+		case "rate_limit_per_user":
+			h.RateLimitPerUser, err = rateLimitArgs(d)
 		default:
 			return d.Errf("unrecognized subdirective %q", opt)
 		}
@@ -279,6 +290,63 @@ func (h *Handler) unmarshalDynamicRegistration(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshalRequireScope reads `require_scope <path> <scope>...`,
+// `require_scope tool <glob> <scope>...` or `require_scope method <glob>
+// <scope>...` (a path starts with '/' or '*', so the forms are distinct).
+func (h *Handler) unmarshalRequireScope(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	var rs ScopeRequirement
+	switch {
+	case len(args) > 0 && (args[0] == "tool" || args[0] == "method"):
+		if len(args) < 3 {
+			return d.Errf("require_scope %s: expected a pattern and at least one scope", args[0])
+		}
+		if args[0] == "tool" {
+			rs.Tool = args[1]
+		} else {
+			rs.Method = args[1]
+		}
+		rs.Scopes = args[2:]
+	case len(args) >= 2:
+		rs.Path, rs.Scopes = args[0], args[1:]
+	default:
+		return d.Err("require_scope: expected a path (or tool or method and a pattern) and at least one scope")
+	}
+	h.RequireScope = append(h.RequireScope, rs)
+	return nil
+}
+
+// unmarshalScope reads a `scope <name> { description …; implies … }`
+// block; the scope joins the catalogue.
+func (h *Handler) unmarshalScope(d *caddyfile.Dispenser) error {
+	var def ScopeDefinition
+	if err := oneArg(d, &def.Name); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "description":
+			if def.Description != "" {
+				return d.Errf("scope %s: description already specified", def.Name)
+			}
+			if err := oneArg(d, &def.Description); err != nil {
+				return err
+			}
+		case "implies":
+			if err := someArgs(d, &def.Implies); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("scope %s: unrecognized subdirective %q", def.Name, opt)
+		}
+	}
+	if !slices.Contains(h.Scopes, def.Name) {
+		h.Scopes = append(h.Scopes, def.Name)
+	}
+	h.ScopeDefinitions = append(h.ScopeDefinitions, def)
+	return nil
+}
+
 func oneArg(d *caddyfile.Dispenser, v *string) error {
 	opt := d.Val()
 	if !d.NextArg() {
@@ -311,21 +379,23 @@ func noArgs(d *caddyfile.Dispenser, v *bool) error {
 }
 
 // rateLimitArgs reads `rate_limit <events> <window>` or `rate_limit off`.
+// (also rate_limit_per_user).
 func rateLimitArgs(d *caddyfile.Dispenser) (*RateLimit, error) {
+	opt := d.Val()
 	args := d.RemainingArgs()
 	if len(args) == 1 && args[0] == "off" {
 		return &RateLimit{Events: 0}, nil
 	}
 	if len(args) != 2 {
-		return nil, d.Err("rate_limit: expected <events> <window> (e.g. 20 1h) or off")
+		return nil, d.Errf("%s: expected <events> <window> (e.g. 20 1h) or off", opt)
 	}
 	events, err := strconv.Atoi(args[0])
 	if err != nil || events < 1 {
-		return nil, d.Errf("rate_limit: %q is not a positive number of events", args[0])
+		return nil, d.Errf("%s: %q is not a positive number of events", opt, args[0])
 	}
 	window, err := caddy.ParseDuration(args[1])
 	if err != nil || window <= 0 {
-		return nil, d.Errf("rate_limit: %q is not a positive duration", args[1])
+		return nil, d.Errf("%s: %q is not a positive duration", opt, args[1])
 	}
 	return &RateLimit{Events: events, Window: caddy.Duration(window)}, nil
 }

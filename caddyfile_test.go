@@ -91,6 +91,16 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		client_id_metadata_documents
 		public /healthz /docs/*
 		require_scope /admin/* mcp:admin mcp:write
+		scope mcp:write {
+			description "Create and delete notes"
+			implies     mcp:read
+		}
+		scope notes:export
+		require_scope tool delete_* mcp:write
+		require_scope method resources/* mcp:read
+		allow_tools search fetch_*
+		allow_tools delete_note
+		rate_limit_per_user 120 1m
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +113,8 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		SigningSecret:             "{env.OAUTH2_SECRET}",
 		StorageRaw:                json.RawMessage(`{"backend":"bolt","path":"/var/lib/oauth.db"}`),
 		SweepInterval:             caddy.Duration(5 * time.Minute),
-		Scopes:                    []string{"mcp:read", "mcp:write", "mcp:admin"},
+		Scopes:                    []string{"mcp:read", "mcp:write", "mcp:admin", "notes:export"},
+		ScopeDefinitions:          []ScopeDefinition{{Name: "mcp:write", Description: "Create and delete notes", Implies: []string{"mcp:read"}}, {Name: "notes:export"}},
 		EnforceScopes:             &enforce,
 		AccessTokenLifetime:       caddy.Duration(90 * time.Second),
 		RefreshTokenLifetime:      caddy.Duration(30 * 24 * time.Hour),
@@ -130,7 +141,10 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		UnusedClientTTL:           caddy.Duration(48 * time.Hour),
 		ClientIDMetadataDocuments: true,
 		Public:                    []string{"/healthz", "/docs/*"},
-		RequireScope:              []ScopeRequirement{{Path: "/admin/*", Scopes: []string{"mcp:admin", "mcp:write"}}},
+		RequireScope: []ScopeRequirement{{Path: "/admin/*", Scopes: []string{"mcp:admin", "mcp:write"}},
+			{Tool: "delete_*", Scopes: []string{"mcp:write"}}, {Method: "resources/*", Scopes: []string{"mcp:read"}}},
+		AllowTools:       []string{"search", "fetch_*", "delete_note"},
+		RateLimitPerUser: &RateLimit{Events: 120, Window: caddy.Duration(time.Minute)},
 	}
 	if !reflect.DeepEqual(h, want) {
 		got, _ := json.MarshalIndent(h, "", " ")
@@ -190,7 +204,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"oauth2_server {\n dynamic_registration {\n  rate_limit 20\n }\n}", `rate_limit: expected <events> <window>`},
 		{"oauth2_server {\n dynamic_registration {\n  rate_limit many 1h\n }\n}", `rate_limit: "many" is not a positive number`},
 		{"oauth2_server {\n client_id_metadata_documents on\n}", "wrong argument count"},
-		{"oauth2_server {\n require_scope /admin/*\n}", "require_scope: expected a path and at least one scope"},
+		{"oauth2_server {\n require_scope tool delete_*\n}", "require_scope tool: expected a pattern and at least one scope"},
+		{"oauth2_server {\n scope a {\n  colour blue\n }\n}", `scope a: unrecognized subdirective "colour"`},
+		{"oauth2_server {\n scope a {\n  description x\n  description y\n }\n}", "scope a: description already specified"},
+		{"oauth2_server {\n rate_limit_per_user 0 1m\n}", `rate_limit_per_user: "0" is not a positive number of events`},
+		{"oauth2_server {\n allow_tools\n}", "allow_tools: expected at least one value"},
+		{"oauth2_server {\n require_scope /admin/*\n}", "require_scope: expected a path (or tool or method and a pattern) and at least one scope"},
 		{"oauth2_server {\n storage\n}", "wrong argument count"},
 		{"oauth2_server {\n storage a.db b.db\n}", "storage: expected a file, 'bolt { … }' or 'postgres { … }'"},
 		{"oauth2_server {\n storage postgres {\n  dns x\n }\n}", `storage postgres: unrecognized subdirective "dns"`},

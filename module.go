@@ -135,6 +135,13 @@ type Handler struct {
 	// The scope catalogue, advertised in the metadata.
 	Scopes []string `json:"scopes,omitempty"`
 
+	// Scopes described for people and arranged in a hierarchy: each
+	// named scope joins the catalogue; its description is shown on the
+	// consent and connected-apps pages instead of the name, and a token
+	// holding it satisfies every requirement of the scopes it implies
+	// (transitively; a cycle is a load error).
+	ScopeDefinitions []ScopeDefinition `json:"scope_definitions,omitempty"`
+
 	// Whether requested scopes must be in the catalogue. Default: true.
 	EnforceScopes *bool `json:"enforce_scopes,omitempty"`
 
@@ -211,9 +218,21 @@ type Handler struct {
 	// exact, `/prefix/*`, `*.suffix`).
 	Public []string `json:"public,omitempty"`
 
-	// Per-path scope requirements: a token without every listed scope is
-	// refused with 403 insufficient_scope.
+	// Scope requirements by path, by MCP method or by MCP tool: a token
+	// without every scope the matching requirements list is refused with
+	// 403 insufficient_scope, naming them all.
 	RequireScope []ScopeRequirement `json:"require_scope,omitempty"`
+
+	// The MCP tools that may be called (path.Match globs: `fetch_*`); a
+	// tools/call of any other tool is refused with 403 and a JSON-RPC
+	// error naming it. Default: every tool.
+	AllowTools []string `json:"allow_tools,omitempty"`
+
+	// Guarded requests allowed per user and client (`sub`, `client_id`),
+	// answered 429 with Retry-After beyond it. Counted cluster-wide when
+	// the storage is shared (PostgreSQL: one database round trip per
+	// request), per process with bbolt. Default: no limit.
+	RateLimitPerUser *RateLimit `json:"rate_limit_per_user,omitempty"`
 
 	// Keep the Authorization header when passing a request upstream. By
 	// default the guard removes it: the token is bound to this gateway and
@@ -284,7 +303,18 @@ type DynamicRegistration struct {
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 }
 
-// RateLimit is a number of events per window, per client IP.
+// ScopeDefinition describes one scope of the catalogue.
+type ScopeDefinition struct {
+	// The scope.
+	Name string `json:"name"`
+	// What the scope allows, in words for the person consenting.
+	Description string `json:"description,omitempty"`
+	// Scopes this one includes: a token holding it passes their
+	// requirements too.
+	Implies []string `json:"implies,omitempty"`
+}
+
+// RateLimit is a number of events per window.
 type RateLimit struct {
 	// Events per window; 0 switches the limit off.
 	Events int `json:"events"`
@@ -292,10 +322,17 @@ type RateLimit struct {
 	Window caddy.Duration `json:"window,omitempty"`
 }
 
-// ScopeRequirement gates a path on scopes.
+// ScopeRequirement gates a path, an MCP method or an MCP tool on scopes;
+// exactly one of path, tool and method is set.
 type ScopeRequirement struct {
 	// The path (Caddy path matcher syntax).
-	Path string `json:"path"`
+	Path string `json:"path,omitempty"`
+	// A tool name pattern (path.Match glob: `delete_*`), matched against
+	// the Mcp-Name of a tools/call POST (or the body's params.name).
+	Tool string `json:"tool,omitempty"`
+	// A JSON-RPC method pattern (`resources/*`), matched against the
+	// Mcp-Method of a POST (or the body's method).
+	Method string `json:"method,omitempty"`
 	// Every scope a token needs for this path.
 	Scopes []string `json:"scopes"`
 }
@@ -349,7 +386,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	var rules []endpoints.ScopeRule
+	var mcpRules []endpoints.MCPScopeRule
 	for _, rs := range h.RequireScope {
+		if rs.Path == "" {
+			mcpRules = append(mcpRules, endpoints.MCPScopeRule{Tool: rs.Tool, Method: rs.Method, Scopes: rs.Scopes})
+			continue
+		}
 		m := caddyhttp.MatchPath{rs.Path}
 		if err := m.Provision(ctx); err != nil {
 			return fmt.Errorf("require_scope %s: %v", rs.Path, err)
@@ -380,6 +422,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RootAliases:               *h.RootAliases,
 		Public:                    public,
 		RequireScope:              rules,
+		MCPRules:                  mcpRules,
+		AllowTools:                h.AllowTools,
+		ScopeDefinitions:          h.scopeDefinitions(),
 		PassToken:                 h.PassToken,
 		GuardCORS:                 *h.CORS,
 		TemplatesDir:              h.Templates,
@@ -390,6 +435,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		KeyRotation:               time.Duration(h.SigningKeyRotation),
 		KeyPrepublish:             time.Duration(*h.SigningKeyPrepublish),
 		Logger:                    h.logger,
+	}
+	if rl := h.RateLimitPerUser; rl != nil {
+		cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow = rl.Events, time.Duration(rl.Window)
 	}
 	if dr := h.DynamicRegistration; dr != nil {
 		cfg.InitialAccessToken = dr.InitialAccessToken
@@ -425,6 +473,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) setDefaults() {
 	if h.EnforceScopes == nil {
 		h.EnforceScopes = new(true)
+	}
+	for _, def := range h.ScopeDefinitions {
+		if !slices.Contains(h.Scopes, def.Name) {
+			h.Scopes = append(h.Scopes, def.Name)
+		}
+	}
+	if rl := h.RateLimitPerUser; rl != nil && rl.Window == 0 {
+		rl.Window = caddy.Duration(time.Hour)
 	}
 	if h.RootAliases == nil {
 		h.RootAliases = new(true)
@@ -464,6 +520,14 @@ func setDuration(d *caddy.Duration, def time.Duration) {
 
 // staticClients turns the configured clients into the stored form, with
 // the secret hashed.
+func (h *Handler) scopeDefinitions() []endpoints.ScopeDefinition {
+	out := make([]endpoints.ScopeDefinition, len(h.ScopeDefinitions))
+	for i, d := range h.ScopeDefinitions {
+		out[i] = endpoints.ScopeDefinition{Name: d.Name, Description: d.Description, Implies: d.Implies}
+	}
+	return out
+}
+
 func (h *Handler) staticClients() []storage.Client {
 	var out []storage.Client
 	for _, c := range h.Clients {

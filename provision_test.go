@@ -122,6 +122,11 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"postgres bad dsn", "oauth2_server {\n issuer https://a.test\n resource https://a.test\n signing_secret " + secret +
 			"\n storage postgres {\n dsn :::" + secret + "\n }\n}", "storage postgres: dsn is not a PostgreSQL connection string"},
 		{"postgres unreachable", pg("storage_key " + storageKey), "storage postgres (postgres://127.0.0.1:1/oauth schema oauth2):"},
+		{"scope cycle", base("scopes a b\n scope a {\n implies b\n }\n scope b {\n implies a\n }"), "implies itself ("},
+		{"scope implies an unknown scope", base("scope a {\n implies nowhere\n }"), "scope a: implies nowhere, which is not in the scope catalogue"},
+		{"bad tool pattern", base("require_scope tool [delete mcp:write"), `require_scope tool [delete: not a valid pattern (path.Match syntax: *, ?, [a-z])`},
+		{"bad allow_tools pattern", base("allow_tools ok [x"), `allow_tools "[x": not a valid pattern (path.Match syntax: *, ?, [a-z])`},
+		{"bad tool scope", base("require_scope method tools/* écrire"), `require_scope method tools/*: "écrire" is not a valid scope token`},
 		{"bad health_path", base("health_path /oauth/health"), `health_path "/oauth/health": must be a path starting with '/', outside /oauth/ and /.well-known/`},
 		{"missing issuer", "oauth2_server {\n resource https://a.test\n}", "issuer is required"},
 		{"missing resource", "oauth2_server {\n issuer https://a.test\n}", "resource is required"},

@@ -161,16 +161,8 @@ func (h *Handler) validate() error {
 			return err
 		}
 	}
-	for _, rs := range h.RequireScope {
-		if err := checkPathPattern("require_scope", rs.Path); err != nil {
-			return err
-		}
-		if len(rs.Scopes) == 0 {
-			return fmt.Errorf("require_scope %q: needs at least one scope", rs.Path)
-		}
-		if err := checkScopes("require_scope "+rs.Path, rs.Scopes); err != nil {
-			return err
-		}
+	if err := h.validateMCPRules(); err != nil {
+		return err
 	}
 	if dr := h.DynamicRegistration; dr != nil {
 		if dr.InitialAccessToken != "" && len(dr.InitialAccessToken) < 16 {
@@ -179,6 +171,56 @@ func (h *Handler) validate() error {
 		if rl := dr.RateLimit; rl.Events < 0 || rl.Window <= 0 {
 			return fmt.Errorf("dynamic_registration: rate_limit must be a non-negative number of events per positive window (got %d per %s)", rl.Events, time.Duration(rl.Window))
 		}
+	}
+	return nil
+}
+
+// validateMCPRules checks require_scope (by path, tool or method),
+// allow_tools, the scope definitions and rate_limit_per_user.
+func (h *Handler) validateMCPRules() error {
+	for _, rs := range h.RequireScope {
+		what, pattern := "", ""
+		for _, f := range [][2]string{{"", rs.Path}, {"tool ", rs.Tool}, {"method ", rs.Method}} {
+			if f[1] != "" {
+				if pattern != "" {
+					return fmt.Errorf("require_scope: give one of path, tool and method (got %q and %q)", pattern, f[1])
+				}
+				what, pattern = f[0], f[1]
+			}
+		}
+		option := "require_scope " + what + pattern
+		switch {
+		case pattern == "":
+			return errors.New("require_scope: needs a path, a tool or a method")
+		case what == "":
+			if err := checkPathPattern("require_scope", rs.Path); err != nil {
+				return err
+			}
+		case !endpoints.ValidGlob(pattern):
+			return fmt.Errorf("%s: not a valid pattern (path.Match syntax: *, ?, [a-z])", option)
+		}
+		if len(rs.Scopes) == 0 {
+			return fmt.Errorf("%s: needs at least one scope", option)
+		}
+		if err := checkScopes(option, rs.Scopes); err != nil {
+			return err
+		}
+	}
+	for _, p := range h.AllowTools {
+		if !endpoints.ValidGlob(p) {
+			return fmt.Errorf("allow_tools %q: not a valid pattern (path.Match syntax: *, ?, [a-z])", p)
+		}
+	}
+	for _, def := range h.ScopeDefinitions {
+		if err := checkScopes("scope", append([]string{def.Name}, def.Implies...)); err != nil {
+			return err
+		}
+	}
+	if _, err := endpoints.NewScopeCatalogue(h.Scopes, h.scopeDefinitions()); err != nil {
+		return err
+	}
+	if rl := h.RateLimitPerUser; rl != nil && (rl.Events < 0 || rl.Window <= 0) {
+		return fmt.Errorf("rate_limit_per_user must be a non-negative number of events per positive window (got %d per %s)", rl.Events, time.Duration(rl.Window))
 	}
 	return nil
 }

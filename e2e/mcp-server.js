@@ -1,8 +1,8 @@
 // A small MCP server (Streamable HTTP, stateless) for the end-to-end
 // tests. It trusts the identity the oauth2_server guard put in X-User and
-// X-Scopes, and asks for mcp:write itself (403 insufficient_scope) before
-// running the write_note tool. Like many SDK-based servers it sends its
-// own CORS headers (any origin, Mcp-Session-Id exposed).
+// X-Scopes and knows nothing of OAuth: the gateway requires mcp:write for
+// write_note and refuses drop_all. Like many SDK-based servers it sends
+// its own CORS headers (any origin, Mcp-Session-Id exposed).
 import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -29,6 +29,8 @@ function mcpServer(identity) {
     async () => ({ content: [{ type: 'text', text: JSON.stringify(identity) }] }));
   server.registerTool('write_note', { description: 'Needs the mcp:write scope', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `saved: ${text}` }] }));
+  server.registerTool('drop_all', { description: 'Refused by the gateway to everyone' },
+    async () => ({ content: [{ type: 'text', text: 'dropped everything' }] }));
   return server;
 }
 
@@ -46,16 +48,6 @@ http.createServer(async (req, res) => {
       scopes: (req.headers['x-scopes'] ?? '').split(' ').filter(Boolean),
       authorizationHeader: req.headers.authorization !== undefined,
     };
-    const calls = Array.isArray(body) ? body : [body];
-    if (calls.some((m) => m?.method === 'tools/call' && m.params?.name === 'write_note') && !identity.scopes.includes('mcp:write')) {
-      res.writeHead(403, {
-        'Content-Type': 'application/json',
-        'WWW-Authenticate': `Bearer resource_metadata="${publicURL}/.well-known/oauth-protected-resource/mcp", ` +
-          'scope="mcp:read mcp:write", error="insufficient_scope", error_description="write_note needs mcp:write"',
-      });
-      res.end(JSON.stringify({ error: 'insufficient_scope' }));
-      return;
-    }
     const server = mcpServer(identity);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => { transport.close(); server.close(); });

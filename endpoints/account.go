@@ -18,7 +18,7 @@ type accountPage struct {
 // connectedApp is one grant as its user sees it.
 type connectedApp struct {
 	ID, Name, Host, Resource, Granted, LastUsed string
-	Scopes                                      []string
+	Scopes                                      []scopeItem
 }
 
 // account serves <issuer path>/oauth/account: a signed-in user's connected
@@ -56,7 +56,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user identi
 	page.Account, page.Via = s.accountName(user)
 	s.setCookie(w, r, loginCSRFCookie, page.CSRF, time.Hour)
 	for _, g := range grants {
-		app := connectedApp{ID: g.ID, Name: g.ClientID, Resource: g.Resource, Scopes: splitScope(g.Scope), Granted: day(g.CreatedAt)}
+		app := connectedApp{ID: g.ID, Name: g.ClientID, Resource: g.Resource, Scopes: s.scopes.items(splitScope(g.Scope)), Granted: day(g.CreatedAt)}
 		if !g.LastUsedAt.IsZero() {
 			app.LastUsed = day(g.LastUsedAt)
 		}

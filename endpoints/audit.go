@@ -32,6 +32,7 @@ const (
 	eventGrantFirstUsed      = "grant_first_used"
 	eventTokenNeverUsed      = "token_never_used"
 	eventAuthorizationDenied = "authorization_denied"
+	eventToolCall            = "mcp_tool_call"
 )
 
 // unusedAfter is how long an issued grant may go without reaching the

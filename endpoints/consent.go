@@ -22,7 +22,7 @@ type consentPage struct {
 	Resource, ResourceName, Subject    string
 	// Via is the label of the identity provider the user signed in with.
 	Via    string
-	Scopes []string
+	Scopes []scopeItem
 	// LoopbackHost is host:port of the redirect URI when every redirect
 	// URI of the client is on loopback: the application runs on the
 	// user's own computer.
@@ -72,7 +72,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 		ResourceName: s.cfg.ResourceName,
 		Subject:      account,
 		Via:          via,
-		Scopes:       splitScope(req.scope),
+		Scopes:       s.scopes.items(splitScope(req.scope)),
 	}
 	if loopbackRedirects(req.client.RedirectURIs) {
 		page.LoopbackHost = redirectHost(req.redirectURI)

@@ -84,14 +84,31 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	view := pathView(r)
 	res, inResource := s.resourceForPath(view.URL.Path)
 	required := s.requiredScopes(view)
+	var call *mcpCall
+	if r.Method == http.MethodPost && inResource {
+		var err error
+		if call, err = inspectMCP(r, s.mcpAware()); err != nil {
+			refusal := err.(*mcpRefusal)
+			s.metrics.guardDecision(res.id, decisionInvalid)
+			s.mcpOutcome(r, res, call, nil, decisionInvalid, refusal.message)
+			if s.cfg.GuardCORS {
+				allowCORS(w)
+			}
+			writeRPCError(w, refusal.status, nil, mcpRequest{id: refusal.id}, refusal.code, refusal.message)
+			return nil
+		}
+		required = resourceScopes(dedupe(append(required, s.mcpScopes(call)...)))
+	}
 	raw, err := bearerToken(r.Header)
 	if err != nil {
 		s.metrics.guardDecision(res.id, decisionInvalid)
+		s.mcpOutcome(r, res, call, nil, decisionInvalid, err.Error())
 		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
 		return nil
 	}
 	if raw == "" {
 		s.metrics.guardDecision(res.id, decisionMissingToken)
+		s.mcpOutcome(r, res, call, nil, decisionMissingToken, "no access token")
 		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
 		return nil
 	}
@@ -108,6 +125,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		// Fail closed without telling the client its token is bad: it
 		// retries the same token.
 		s.metrics.guardDecision(res.id, decisionUnavailable)
+		s.mcpOutcome(r, res, call, nil, decisionUnavailable, err.Error())
 		if s.cfg.GuardCORS {
 			allowCORS(w)
 		}
@@ -117,20 +135,37 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	if err != nil {
 		s.metrics.guardDecision(res.id, refusalDecision(err))
+		s.mcpOutcome(r, res, call, nil, refusalDecision(err), err.Error())
 		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
 		s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 		return nil
 	}
-	granted := splitScope(claims.Scope)
-	for _, sc := range required {
-		if !slices.Contains(granted, sc) {
-			s.metrics.guardDecision(res.id, decisionInsufficientScope)
-			s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
-			s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
+	if req, refused := s.refusedTool(call); refused {
+		s.metrics.guardDecision(res.id, decisionToolNotAllowed)
+		s.mcpOutcome(r, res, call, claims, decisionToolNotAllowed, toolNotAllowed(req.name))
+		if s.cfg.GuardCORS {
+			allowCORS(w)
+		}
+		writeRPCError(w, http.StatusForbidden, call, req, rpcInvalidParams, toolNotAllowed(req.name))
+		return nil
+	}
+	if missing := s.scopes.missing(splitScope(claims.Scope), required); len(missing) > 0 {
+		s.metrics.guardDecision(res.id, decisionInsufficientScope)
+		s.mcpOutcome(r, res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
+		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
+		s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
+		return nil
+	}
+	if s.userLimit != nil {
+		if ok, wait := s.userLimit.take(r.Context(), claims.Subject+"\x00"+claims.ClientID); !ok {
+			s.metrics.guardDecision(res.id, decisionRateLimited)
+			s.mcpOutcome(r, res, call, claims, decisionRateLimited, "rate_limit_per_user")
+			s.tooManyRequests(w, call, wait)
 			return nil
 		}
 	}
 	s.metrics.guardDecision(res.id, decisionAllowed)
+	s.mcpOutcome(r, res, call, claims, decisionAllowed, "")
 	if fresh {
 		s.audit.used(cmp.Or(claims.FamilyID, claims.ID), time.Now())
 	}
@@ -142,6 +177,22 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		w = newCORSWriter(w)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// tooManyRequests answers a request over rate_limit_per_user: 429 with
+// Retry-After, and a body an MCP client can read (a JSON-RPC error for a
+// JSON-RPC request, else an OAuth-style error).
+func (s *Server) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time.Duration) {
+	if s.cfg.GuardCORS {
+		allowCORS(w)
+	}
+	w.Header().Set("Retry-After", retryAfter(wait))
+	const msg = "too many requests for this user and client; retry later"
+	if call != nil && len(call.requests) > 0 {
+		writeRPCError(w, http.StatusTooManyRequests, call, call.requests[0], rpcRateLimited, msg)
+		return
+	}
+	writeError(w, http.StatusTooManyRequests, "rate_limited", msg)
 }
 
 // IsPublic reports whether the request's path is one of the public paths.

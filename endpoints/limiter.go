@@ -157,6 +157,35 @@ func (a *attempt) settle(counted bool) {
 	}
 }
 
+// take counts one event of key at once (a guarded request): refused when
+// the node's own bucket is empty, or, on a cluster, when the cluster-wide
+// count in the window (this event included) is over the limit; one
+// storage round trip. A storage that cannot be asked leaves the node's
+// own limit.
+func (l *keyedLimiter) take(ctx context.Context, key string) (bool, time.Duration) {
+	l.mu.Lock()
+	now := time.Now()
+	r := l.state(key, now).lim.ReserveN(now, 1)
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		l.mu.Unlock()
+		return false, wait
+	}
+	l.mu.Unlock()
+	if l.shared == nil {
+		return true, 0
+	}
+	n, err := l.shared.counter.CountEvents(ctx, l.shared.key(key), l.window, true)
+	if err != nil {
+		l.shared.log.Warn("rate limit: the cluster-wide count is unavailable; this node's own limit applies", zap.Error(err))
+		return true, 0
+	}
+	if n > l.events {
+		return false, l.window / time.Duration(l.events)
+	}
+	return true, 0
+}
+
 // retryAfter is a Retry-After value in whole seconds, at least 1.
 func retryAfter(d time.Duration) string {
 	s := int64((d + time.Second - 1) / time.Second)

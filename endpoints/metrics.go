@@ -22,6 +22,7 @@ var metrics struct {
 	familyRevocations *prometheus.CounterVec // issuer, reason
 	revocations       *prometheus.CounterVec // issuer, kind
 	guard             *prometheus.CounterVec // resource, decision
+	mcp               *prometheus.CounterVec // resource, method, tool, outcome
 	registrations     *prometheus.CounterVec // issuer, outcome
 	metadataFetches   *prometheus.CounterVec // issuer, outcome
 	signIns           *prometheus.CounterVec // issuer, method, outcome
@@ -39,6 +40,8 @@ func initMetrics() {
 		metrics.familyRevocations = counter("family_revocations_total", "Refresh-token families revoked, by reason.", "issuer", "reason")
 		metrics.revocations = counter("revocations_total", "Revocation requests (RFC 7009), by what the token was.", "issuer", "kind")
 		metrics.guard = counter("guard_decisions_total", "Decisions of the bearer guard, by resource.", "resource", "decision")
+		metrics.mcp = counter("mcp_requests_total", "MCP JSON-RPC requests the guard judged, by resource, method, tool (a name or pattern the operator listed) and outcome.",
+			"resource", "method", "tool", "outcome")
 		metrics.registrations = counter("registrations_total", "Dynamic client registrations, by outcome.", "issuer", "outcome")
 		metrics.metadataFetches = counter("metadata_document_fetches_total", "Client ID metadata documents resolved, by outcome.", "issuer", "outcome")
 		metrics.signIns = counter("sign_ins_total", "Sign-in attempts, by method and outcome.", "issuer", "method", "outcome")
@@ -55,7 +58,7 @@ func initMetrics() {
 func RegisterMetrics(reg prometheus.Registerer) error {
 	initMetrics()
 	for _, c := range []prometheus.Collector{metrics.tokensIssued, metrics.tokenErrors, metrics.refreshes, metrics.familyRevocations,
-		metrics.revocations, metrics.guard, metrics.registrations, metrics.metadataFetches, metrics.signIns, metrics.storage} {
+		metrics.revocations, metrics.guard, metrics.mcp, metrics.registrations, metrics.metadataFetches, metrics.signIns, metrics.storage} {
 		var already prometheus.AlreadyRegisteredError
 		if err := reg.Register(c); err != nil && !errors.As(err, &already) {
 			return err
@@ -81,9 +84,12 @@ const (
 	decisionWrongAudience     = "wrong_audience"
 	decisionInsufficientScope = "insufficient_scope"
 	decisionUnavailable       = "unavailable"
+	decisionToolNotAllowed    = "tool_not_allowed"
+	decisionRateLimited       = "rate_limited"
 )
 
-var guardDecisions = []string{decisionAllowed, decisionMissingToken, decisionInvalid, decisionExpired, decisionRevoked, decisionWrongAudience, decisionInsufficientScope, decisionUnavailable}
+var guardDecisions = []string{decisionAllowed, decisionMissingToken, decisionInvalid, decisionExpired, decisionRevoked, decisionWrongAudience,
+	decisionInsufficientScope, decisionUnavailable, decisionToolNotAllowed, decisionRateLimited}
 
 // serverMetrics are the collectors of one server, curried with its issuer;
 // the guard's counters are resolved in advance, one per resource and

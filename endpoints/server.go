@@ -67,6 +67,16 @@ type Config struct {
 	Public caddyhttp.MatchPath
 	// RequireScope gates paths on scopes.
 	RequireScope []ScopeRule
+	// ScopeDefinitions describe catalogue scopes and their hierarchy.
+	ScopeDefinitions []ScopeDefinition
+	// MCPRules gate MCP methods and tools on scopes; AllowTools, when
+	// set, is every tool that may be called.
+	MCPRules   []MCPScopeRule
+	AllowTools []string
+	// RateLimitPerUser is guarded requests per (sub, client) per
+	// RateLimitPerUserWindow; 0 is no limit.
+	RateLimitPerUser       int
+	RateLimitPerUserWindow time.Duration
 	// PassToken keeps the Authorization header for the upstream.
 	PassToken bool
 	// GuardCORS answers preflight on protected paths and lets any origin
@@ -124,6 +134,8 @@ type Server struct {
 	closeOnce      sync.Once
 	keys           atomic.Pointer[KeySet]
 	lastKIDReload  atomic.Int64 // unix nanoseconds, see reloadForUnknownKID
+	scopes         scopeCatalogue
+	userLimit      *keyedLimiter // guarded requests per (sub, client); nil when off
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -161,6 +173,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, p := range cfg.Providers {
 		s.providerByName[p.Name()] = p
+	}
+	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
+		return nil, err
+	}
+	if cfg.RateLimitPerUser > 0 {
+		s.userLimit = newKeyedLimiter(cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow)
 	}
 	s.keys.Store(cfg.Keys)
 	for i := range cfg.Clients {
@@ -225,6 +243,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Events != nil {
 		s.loginLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00login", log: cfg.Logger}
+		if s.userLimit != nil {
+			s.userLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00user", log: cfg.Logger}
+		}
 		if s.registerLimit != nil {
 			s.registerLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00register", log: cfg.Logger}
 		}

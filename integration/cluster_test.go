@@ -31,7 +31,6 @@ import (
 // every request goes to a node's own port).
 const clusterIssuer = "http://localhost:9190"
 
-
 // cluster is N Caddy processes (this test binary run again) sharing one
 // PostgreSQL schema.
 type cluster struct {

@@ -52,9 +52,10 @@ test('MCP client, first connection: 401, discovery, registration, sign-in, conse
   assert.match(main.lastConsent, /E2E Main Client/, 'the consent page names the client');
   assert.match(main.lastConsent, /127\.0\.0\.1:9712/, 'the consent page shows the redirect host');
   assert.match(main.lastConsent, /mcp:read/, 'the consent page lists the scopes');
+  assert.match(main.lastConsent, /Read your notes/, 'the consent page shows the scope description');
 
   const tools = await mainClient.listTools();
-  assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['whoami', 'write_note']);
+  assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['drop_all', 'whoami', 'write_note']);
   const me = await whoami(mainClient);
   assert.equal(me.user, 'alice', 'whoami returns the signed-in user');
   assert.equal(me.authorizationHeader, false, 'the guard passed the Authorization header upstream');
@@ -86,7 +87,7 @@ test('revocation: after revoking the refresh token the next call needs a new aut
   assert.notEqual(main.authorizationUrl, previous, 'the SDK did not start a new authorization');
 });
 
-test('scope step-up: a read-only token meets 403 insufficient_scope, the SDK re-authorizes with mcp:write', async () => {
+test('scope step-up: a read-only token meets the gateway\'s 403 insufficient_scope for write_note, the SDK re-authorizes with mcp:write', async () => {
   // A client without refresh tokens: SDK 1.32 answers insufficient_scope
   // by refreshing when it has a refresh token, which cannot widen the
   // scope; without one it starts a new authorization for the wider scope.
@@ -103,10 +104,20 @@ test('scope step-up: a read-only token meets 403 insufficient_scope, the SDK re-
 
   const { callback, consentText } = await browser.authorize(provider.authorizationUrl);
   assert.match(consentText, /mcp:write/);
+  assert.match(consentText, /Create and delete notes/);
   const { transport } = newClient(provider);
   await transport.finishAuth(callback.searchParams.get('code'));
   const result = await client.callTool({ name: 'write_note', arguments: { text: 'hi' } });
   assert.equal(result.content[0].text, 'saved: hi');
+
+  // A tool outside allow_tools is refused whatever the scopes, with a
+  // JSON-RPC error naming it; the client is not sent to authorize again.
+  const authorizations = provider.authorizationUrl;
+  await assert.rejects(client.callTool({ name: 'drop_all', arguments: {} }),
+    (err) => err.code === 403 && err.message.includes('"message":"tool \\"drop_all\\" is not allowed through this gateway"'),
+    'drop_all was not refused by the gateway');
+  assert.equal(provider.authorizationUrl, authorizations);
+  assert.equal((await whoami(client)).user, 'alice', 'the client works after the refusal');
 });
 
 test('denied consent: Deny surfaces access_denied to the client', async () => {

@@ -1,0 +1,120 @@
+package endpoints
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ScopeDefinition describes one scope of the catalogue: what the consent
+// and connected-apps pages call it, and the scopes it implies.
+type ScopeDefinition struct {
+	Name        string
+	Description string
+	Implies     []string
+}
+
+// scopeCatalogue knows the scope hierarchy: a token holding a scope
+// satisfies every requirement of the scopes it implies, transitively.
+type scopeCatalogue struct {
+	descriptions map[string]string
+	implied      map[string][]string // scope -> every scope it implies
+}
+
+// NewScopeCatalogue checks the definitions against the catalogue (every
+// implied scope must be in it, and no scope may imply itself through a
+// cycle) and resolves the hierarchy.
+func NewScopeCatalogue(catalogue []string, defs []ScopeDefinition) (scopeCatalogue, error) {
+	c := scopeCatalogue{descriptions: map[string]string{}, implied: map[string][]string{}}
+	direct := map[string][]string{}
+	for _, d := range defs {
+		if _, dup := direct[d.Name]; dup {
+			return c, fmt.Errorf("scope %s: defined twice", d.Name)
+		}
+		for _, im := range d.Implies {
+			if !slices.Contains(catalogue, im) {
+				return c, fmt.Errorf("scope %s: implies %s, which is not in the scope catalogue", d.Name, im)
+			}
+		}
+		direct[d.Name] = d.Implies
+		if d.Description != "" {
+			c.descriptions[d.Name] = d.Description
+		}
+	}
+	for name := range direct {
+		seen, err := closure(name, direct, nil)
+		if err != nil {
+			return c, err
+		}
+		if len(seen) > 0 {
+			c.implied[name] = seen
+		}
+	}
+	return c, nil
+}
+
+// closure is every scope name implies, or an error naming a cycle.
+func closure(name string, direct map[string][]string, path []string) ([]string, error) {
+	if slices.Contains(path, name) {
+		return nil, fmt.Errorf("scope %s: implies itself (%s)", path[0], strings.Join(append(path, name), " -> "))
+	}
+	path = append(path, name)
+	var out []string
+	for _, im := range direct[name] {
+		sub, err := closure(im, direct, path)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range append([]string{im}, sub...) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
+
+// effective is the granted scopes and everything they imply.
+func (c scopeCatalogue) effective(granted []string) []string {
+	out := slices.Clone(granted)
+	for _, g := range granted {
+		for _, im := range c.implied[g] {
+			if !slices.Contains(out, im) {
+				out = append(out, im)
+			}
+		}
+	}
+	return out
+}
+
+// missing is the required scopes that granted does not satisfy.
+func (c scopeCatalogue) missing(granted, required []string) []string {
+	if len(required) == 0 {
+		return nil
+	}
+	have := c.effective(granted)
+	var out []string
+	for _, r := range required {
+		if !slices.Contains(have, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// scopeItem is a scope as the pages show it; it prints as its name, so a
+// custom template's {{.}} keeps working.
+type scopeItem struct {
+	Name, Description string
+}
+
+func (s scopeItem) String() string { return s.Name }
+
+// items describes scopes for a page.
+func (c scopeCatalogue) items(scopes []string) []scopeItem {
+	out := make([]scopeItem, len(scopes))
+	for i, s := range scopes {
+		out[i] = scopeItem{s, c.descriptions[s]}
+	}
+	return out
+}
