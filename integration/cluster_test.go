@@ -749,9 +749,10 @@ func TestClusterDatabaseRestart(t *testing.T) {
 
 // TestClusterSignInThrottle: five failed sign-ins spread over three nodes
 // (two, two, one) use up the account's limit everywhere: the next attempt
-// at any node is 429, though none of them saw more than two.
+// at any node is 429, though none of them saw more than two. The same
+// holds for rate_limit_per_user.
 func TestClusterSignInThrottle(t *testing.T) {
-	c := startCluster(t, 3, "")
+	c := startCluster(t, 3, "rate_limit_per_user 5 1m")
 	attempt := func(node int) page {
 		b := newBrowser(t)
 		b.origin = c.nodes[node].origin
@@ -765,6 +766,21 @@ func TestClusterSignInThrottle(t *testing.T) {
 	for node := range c.nodes {
 		if p := attempt(node); p.resp.StatusCode != http.StatusTooManyRequests || p.resp.Header.Get("Retry-After") == "" {
 			t.Errorf("sixth attempt at node %d: %d (Retry-After %q), want 429", node, p.resp.StatusCode, p.resp.Header.Get("Retry-After"))
+		}
+	}
+
+	// rate_limit_per_user is counted across the nodes too: five guarded
+	// requests of one client over three nodes, then 429 everywhere.
+	token := c.serviceToken(0)
+	for i, node := range []int{0, 1, 2, 0, 1} {
+		if a := c.callAPI(node, token); a.status != http.StatusOK {
+			t.Fatalf("request %d at node %d: %d %s", i+1, node, a.status, a.body)
+		}
+	}
+	for node := range c.nodes {
+		a := c.callAPI(node, token)
+		if a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") != "12" || !strings.Contains(a.body, `"error":"rate_limited"`) {
+			t.Errorf("sixth request at node %d: %d (Retry-After %q) %s, want 429", node, a.status, a.header.Get("Retry-After"), a.body)
 		}
 	}
 }
