@@ -167,6 +167,22 @@ type Store interface {
 	// or expired.
 	TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*UpstreamSignIn, error)
 
+	// PutUpstreamToken stores what an upstream identity provider issued
+	// for a grant (sub, client, resource), replacing what was there; with
+	// ClientID "" it is a sign-in's, waiting for the grant it will go to.
+	// The caller seals the tokens.
+	PutUpstreamToken(ctx context.Context, t *UpstreamToken) error
+	// GetUpstreamToken returns a grant's upstream tokens; ErrNotFound when
+	// none or expired.
+	GetUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*UpstreamToken, error)
+	// TakeUpstreamToken returns and deletes them in one step, so that one
+	// grant gets a sign-in's tokens; ErrNotFound when none or expired.
+	TakeUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*UpstreamToken, error)
+	// DeleteUpstreamToken deletes them; none is not an error. RevokeGrants,
+	// DeleteClient and RevokeRefreshFamily delete those of the grants
+	// they revoke, in the same step.
+	DeleteUpstreamToken(ctx context.Context, subject, clientID, resource string) error
+
 	// SigningKeys returns every stored signing key, newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	// EnsureSigningKey returns the active signing key, calling generate and
@@ -423,6 +439,24 @@ type UpstreamSignIn struct {
 	BrowserHash []byte    `json:"browser_hash"`
 	ReturnTo    string    `json:"return_to,omitempty"`
 	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// UpstreamToken is the access and refresh token an upstream identity
+// provider issued at a sign-in (pass_upstream_token), kept for the grant
+// it went to so that the guard can hand the access token to the MCP
+// server. Sealed holds them encrypted with storage_key by the caller;
+// nothing here is in the clear.
+type UpstreamToken struct {
+	Issuer   string `json:"iss"`
+	Subject  string `json:"sub"`
+	ClientID string `json:"client_id,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	// Provider is the name of the login that issued them.
+	Provider string `json:"provider"`
+	Sealed   []byte `json:"sealed"`
+	// ExpiresAt is when the record is swept: the grant's refresh family
+	// lifetime (a sign-in's: its session's).
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // SigningKey is a private key that signs (while active) and verifies tokens.

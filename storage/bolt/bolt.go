@@ -50,10 +50,13 @@ var (
 	// NUL subject NUL resource, values empty.
 	bucketClientConsents = []byte("client_consents")
 	bucketUpstream       = []byte("upstream_sign_ins")
+	// bucketUpstreamTokens holds the sealed upstream tokens of grants:
+	// issuer NUL sub NUL client NUL resource.
+	bucketUpstreamTokens = []byte("upstream_tokens")
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
 		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys,
-		bucketClientFamilies, bucketTokenRevocations, bucketGrantFamilies, bucketClientConsents, bucketUpstream}
+		bucketClientFamilies, bucketTokenRevocations, bucketGrantFamilies, bucketClientConsents, bucketUpstream, bucketUpstreamTokens}
 
 	// issuerBuckets hold records that name their issuer; a version 1
 	// file's records in them could not, and are removed on upgrade.
@@ -550,6 +553,9 @@ func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, 
 			return nil
 		}
 		fam.RevokedAt = now
+		if err := tx.Bucket(bucketUpstreamTokens).Delete(s.scopedKey(fam.Subject, fam.ClientID, fam.Resource)); err != nil {
+			return err
+		}
 		return put(tx, bucketFamilies, []byte(familyID), &fam)
 	})
 }
@@ -727,6 +733,55 @@ func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now 
 	return &u, nil
 }
 
+// PutUpstreamToken implements Store.
+func (s *issuerStore) PutUpstreamToken(ctx context.Context, t *storage.UpstreamToken) error {
+	t.Issuer = s.issuer
+	return s.update(ctx, "put_upstream_token", func(tx *bbolt.Tx) error {
+		return put(tx, bucketUpstreamTokens, s.scopedKey(t.Subject, t.ClientID, t.Resource), t)
+	})
+}
+
+// GetUpstreamToken implements Store.
+func (s *issuerStore) GetUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
+	var t storage.UpstreamToken
+	err := s.view(ctx, "get_upstream_token", func(tx *bbolt.Tx) error {
+		return get(tx, bucketUpstreamTokens, s.scopedKey(subject, clientID, resource), &t)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(t.ExpiresAt, now) {
+		return nil, storage.ErrNotFound
+	}
+	return &t, nil
+}
+
+// TakeUpstreamToken implements Store.
+func (s *issuerStore) TakeUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
+	var t storage.UpstreamToken
+	err := s.update(ctx, "take_upstream_token", func(tx *bbolt.Tx) error {
+		key := s.scopedKey(subject, clientID, resource)
+		if err := get(tx, bucketUpstreamTokens, key, &t); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUpstreamTokens).Delete(key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(t.ExpiresAt, now) {
+		return nil, storage.ErrNotFound
+	}
+	return &t, nil
+}
+
+// DeleteUpstreamToken implements Store.
+func (s *issuerStore) DeleteUpstreamToken(ctx context.Context, subject, clientID, resource string) error {
+	return s.update(ctx, "delete_upstream_token", func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketUpstreamTokens).Delete(s.scopedKey(subject, clientID, resource))
+	})
+}
+
 // SigningKeys implements Store.
 func (s *File) SigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
 	var keys []storage.SigningKey
@@ -858,6 +913,10 @@ func (s *File) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 			{bucketSessions, func(raw []byte) bool { var s storage.Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
 			{bucketUpstream, func(raw []byte) bool {
 				var u storage.UpstreamSignIn
+				return decodes(raw, &u) && expired(u.ExpiresAt, now)
+			}, nil},
+			{bucketUpstreamTokens, func(raw []byte) bool {
+				var u storage.UpstreamToken
 				return decodes(raw, &u) && expired(u.ExpiresAt, now)
 			}, nil},
 			{bucketPending, func(raw []byte) bool {

@@ -198,6 +198,9 @@ func (s *issuerStore) revokeGrants(tx *bbolt.Tx, f storage.GrantFilter, now, tok
 		if err := tx.Bucket(bucketClientConsents).Delete(s.scopedKey(g.ClientID, g.Subject, g.Resource)); err != nil {
 			return 0, err
 		}
+		if err := tx.Bucket(bucketUpstreamTokens).Delete(s.scopedKey(g.Subject, g.ClientID, g.Resource)); err != nil {
+			return 0, err
+		}
 		for _, fam := range g.Families {
 			fam.RevokedAt = now
 			if err := put(tx, bucketFamilies, []byte(fam.ID), &fam); err != nil {

@@ -28,7 +28,7 @@ import (
 
 // SchemaVersion is the number of migrations this build applies; a
 // database schema with more is refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 //go:embed migrations/*.sql
 var migrations embed.FS

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -372,6 +373,9 @@ func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, 
 		if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", familyID, &fam); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, deleteUpstreamTokens, s.issuer, fam.Subject, fam.ClientID, fam.Resource); err != nil {
+			return err
+		}
 		revs = []revocation{{Kind: revokedFamily, Issuer: s.issuer, ID: familyID, Expires: fam.ExpiresAt}}
 		return s.announce(ctx, tx, revs...)
 	})
@@ -529,6 +533,60 @@ func (s *issuerStore) DeleteSession(ctx context.Context, id string) error {
 		return err
 	})
 }
+
+// PutUpstreamToken implements storage.Store.
+func (s *issuerStore) PutUpstreamToken(ctx context.Context, t *storage.UpstreamToken) error {
+	t.Issuer = s.issuer
+	return s.view(ctx, "put_upstream_token", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO upstream_tokens (issuer, subject, client_id, resource, doc, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (issuer, subject, client_id, resource) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at`,
+			s.issuer, t.Subject, t.ClientID, t.Resource, t, t.ExpiresAt)
+		return err
+	})
+}
+
+// GetUpstreamToken implements storage.Store.
+func (s *issuerStore) GetUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
+	return s.upstreamToken(ctx, "get_upstream_token", "SELECT doc FROM upstream_tokens", subject, clientID, resource, now)
+}
+
+// TakeUpstreamToken implements storage.Store: one DELETE … RETURNING.
+func (s *issuerStore) TakeUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
+	return s.upstreamToken(ctx, "take_upstream_token", "DELETE FROM upstream_tokens", subject, clientID, resource, now)
+}
+
+func (s *issuerStore) upstreamToken(ctx context.Context, op, verb, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
+	var t storage.UpstreamToken
+	err := s.view(ctx, op, func() error {
+		return one(s.pool.QueryRow(ctx, verb+" WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4"+returning(verb),
+			s.issuer, subject, clientID, resource), &t)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if expired(t.ExpiresAt, now) {
+		return nil, storage.ErrNotFound
+	}
+	return &t, nil
+}
+
+// returning completes a DELETE that reads what it deletes.
+func returning(verb string) string {
+	if strings.HasPrefix(verb, "DELETE") {
+		return " RETURNING doc"
+	}
+	return ""
+}
+
+// DeleteUpstreamToken implements storage.Store.
+func (s *issuerStore) DeleteUpstreamToken(ctx context.Context, subject, clientID, resource string) error {
+	return s.view(ctx, "delete_upstream_token", func() error {
+		_, err := s.pool.Exec(ctx, deleteUpstreamTokens, s.issuer, subject, clientID, resource)
+		return err
+	})
+}
+
+const deleteUpstreamTokens = "DELETE FROM upstream_tokens WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4"
 
 // SaveUpstreamSignIn implements storage.Store.
 func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *storage.UpstreamSignIn) error {

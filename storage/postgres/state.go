@@ -233,6 +233,9 @@ func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.Gra
 			s.issuer, g.Subject, g.ClientID, g.Resource); err != nil {
 			return 0, nil, err
 		}
+		if _, err := tx.Exec(ctx, deleteUpstreamTokens, s.issuer, g.Subject, g.ClientID, g.Resource); err != nil {
+			return 0, nil, err
+		}
 		for _, fam := range g.Families {
 			fam.RevokedAt = now
 			if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
@@ -289,6 +292,7 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 			"DELETE FROM token_revocations WHERE expires_at <= $1",
 			"DELETE FROM sessions WHERE expires_at <= $1",
 			"DELETE FROM upstream_sign_ins WHERE expires_at <= $1",
+			"DELETE FROM upstream_tokens WHERE expires_at <= $1",
 			"DELETE FROM pending_authorizations WHERE expires_at <= $1",
 			"DELETE FROM signing_keys WHERE verify_until <= $1",
 			"DELETE FROM rate_events WHERE expires_at <= $1",
