@@ -65,6 +65,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        allow_users   <login>...       # github
 //	        api_url       <url>            # github
 //	        web_url       <url>            # github
+//	        pass_upstream_token
 //	    }
 //	    user_from   <placeholder>
 //	    sign_in_path <path>

@@ -58,6 +58,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 			allow_emails  contractor@example.net
 			allow_claim   groups mcp-users
 			allow_claim   hd example.com
+			pass_upstream_token
 		}
 		login github {
 			client_id     {env.GH_CLIENT_ID}
@@ -128,7 +129,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		Logins: []Login{
 			{Provider: "oidc", Name: "google", Issuer: "https://accounts.google.com", ClientID: "{env.GOOGLE_CLIENT_ID}", ClientSecret: "{env.GOOGLE_CLIENT_SECRET}",
 				Scopes: []string{"openid", "email", "profile"}, Label: "Google", AllowDomains: []string{"example.com", "example.org"}, AllowEmails: []string{"contractor@example.net"},
-				AllowClaims: []ClaimRule{{"groups", "mcp-users"}, {"hd", "example.com"}}},
+				AllowClaims: []ClaimRule{{"groups", "mcp-users"}, {"hd", "example.com"}}, PassUpstreamToken: true},
 			{Provider: "github", ClientID: "{env.GH_CLIENT_ID}", ClientSecret: "{env.GH_CLIENT_SECRET}", AllowOrgs: []string{"example-org"},
 				AllowTeams: []string{"example-org/mcp-users"}, AllowUsers: []string{"octocat"}, APIURL: "https://ghe.example.com/api/v3", WebURL: "https://ghe.example.com"},
 		},

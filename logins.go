@@ -62,6 +62,12 @@ type Login struct {
 	APIURL string `json:"api_url,omitempty"`
 	// GitHub's web base. Default: https://github.com (github only).
 	WebURL string `json:"web_url,omitempty"`
+	// Keep the provider's access and refresh tokens for each grant,
+	// sealed with storage_key (required), and give the MCP server the
+	// access token in {http.oauth2.upstream_access_token}, refreshed
+	// before it expires. The provider is asked for a refresh token
+	// (access_type=offline; prompt=consent with offline_access in scopes).
+	PassUpstreamToken bool `json:"pass_upstream_token,omitempty"`
 }
 
 // ClaimRule is an allow_claim rule.
@@ -119,6 +125,8 @@ func (h *Handler) unmarshalLogin(d *caddyfile.Dispenser) error {
 			err = someArgs(d, &l.AllowTeams)
 		case "allow_users":
 			err = someArgs(d, &l.AllowUsers)
+		case "pass_upstream_token":
+			err = noArgs(d, &l.PassUpstreamToken)
 		case "allow_claim":
 			var c ClaimRule
 			if !d.Args(&c.Claim, &c.Value) || d.NextArg() {
@@ -156,6 +164,8 @@ func (h *Handler) validateLogins() error {
 		}
 		where := "login " + l.Provider + " " + l.Name
 		switch {
+		case l.PassUpstreamToken && h.StorageKey == "":
+			return fmt.Errorf("%s: pass_upstream_token keeps the provider's tokens sealed with storage_key; set storage_key (32 random bytes, base64, e.g. from 'openssl rand -base64 32')", where)
 		case l.Provider != upstream.KindOIDC && l.Provider != upstream.KindGitHub:
 			return fmt.Errorf("login %q: provider %q is not supported (oidc, github)", l.Name, l.Provider)
 		case !loginName.MatchString(l.Name):
@@ -229,7 +239,7 @@ func (h *Handler) providers(logger *zap.Logger) ([]upstream.Provider, error) {
 		p, err := upstream.New(upstream.Config{
 			Kind: l.Provider, Name: l.Name, Label: l.Label, Issuer: l.Issuer,
 			ClientID: l.ClientID, ClientSecret: l.ClientSecret, Scopes: slices.Clone(l.Scopes), Rules: rules,
-			APIURL: l.APIURL, WebURL: l.WebURL, ClockSkew: time.Duration(h.ClockSkew),
+			APIURL: l.APIURL, WebURL: l.WebURL, ClockSkew: time.Duration(h.ClockSkew), Offline: l.PassUpstreamToken,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("login %s: %v", l.Name, err)

@@ -73,6 +73,7 @@ const (
 // `{http.oauth2.name}` | The user's name, from an identity provider
 // `{http.oauth2.preferred_username}` | The user's login (GitHub), from an identity provider
 // `{http.oauth2.idp}` | The name of the `login` the user signed in with
+// `{http.oauth2.upstream_access_token}` | With `pass_upstream_token`: that login's access token for the grant
 type Handler struct {
 	// The issuer identifier: an absolute https URL without query, fragment
 	// or trailing slash (plain http only for localhost, *.localhost, 127.0.0.0/8 and
@@ -247,7 +248,8 @@ type Handler struct {
 	server     *endpoints.Server
 	unregister func() // removes the server from the admin API's registry
 	storage    storage.BackendModule
-	release    func() error // set only once this instance holds the backend
+	release    func() error    // set only once this instance holds the backend
+	sealer     *storage.Sealer // storage_key, for upstream tokens
 	logger     *zap.Logger
 }
 
@@ -425,6 +427,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MCPRules:                  mcpRules,
 		AllowTools:                h.AllowTools,
 		ScopeDefinitions:          h.scopeDefinitions(),
+		PassUpstreamToken:         h.passUpstreamToken(),
+		Sealer:                    h.sealer,
 		PassToken:                 h.PassToken,
 		GuardCORS:                 *h.CORS,
 		TemplatesDir:              h.Templates,
@@ -520,6 +524,17 @@ func setDuration(d *caddy.Duration, def time.Duration) {
 
 // staticClients turns the configured clients into the stored form, with
 // the secret hashed.
+// passUpstreamToken names the logins with pass_upstream_token.
+func (h *Handler) passUpstreamToken() map[string]bool {
+	out := map[string]bool{}
+	for _, l := range h.Logins {
+		if l.PassUpstreamToken {
+			out[l.Name] = true
+		}
+	}
+	return out
+}
+
 func (h *Handler) scopeDefinitions() []endpoints.ScopeDefinition {
 	out := make([]endpoints.ScopeDefinition, len(h.ScopeDefinitions))
 	for i, d := range h.ScopeDefinitions {
@@ -630,6 +645,9 @@ func (h *Handler) openStorage(ctx caddy.Context) (storage.Backend, storage.Store
 	}
 	h.release = release
 	store, err := storage.SealKeys(backend.ForIssuer(h.Issuer), sealKey)
+	if err == nil && sealKey != nil {
+		h.sealer, err = storage.NewSealer(sealKey)
+	}
 	return backend, store, err
 }
 

@@ -122,6 +122,8 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"postgres bad dsn", "oauth2_server {\n issuer https://a.test\n resource https://a.test\n signing_secret " + secret +
 			"\n storage postgres {\n dsn :::" + secret + "\n }\n}", "storage postgres: dsn is not a PostgreSQL connection string"},
 		{"postgres unreachable", pg("storage_key " + storageKey), "storage postgres (postgres://127.0.0.1:1/oauth schema oauth2):"},
+		{"pass_upstream_token without storage_key", base("login oidc corp {\n issuer https://idp.example.com\n client_id c\n client_secret s\n pass_upstream_token\n }"),
+			"login oidc corp: pass_upstream_token keeps the provider's tokens sealed with storage_key; set storage_key"},
 		{"scope cycle", base("scopes a b\n scope a {\n implies b\n }\n scope b {\n implies a\n }"), "implies itself ("},
 		{"scope implies an unknown scope", base("scope a {\n implies nowhere\n }"), "scope a: implies nowhere, which is not in the scope catalogue"},
 		{"bad tool pattern", base("require_scope tool [delete mcp:write"), `require_scope tool [delete: not a valid pattern (path.Match syntax: *, ?, [a-z])`},

@@ -33,6 +33,8 @@ const (
 	eventTokenNeverUsed      = "token_never_used"
 	eventAuthorizationDenied = "authorization_denied"
 	eventToolCall            = "mcp_tool_call"
+	eventUpstreamRefreshed   = "upstream_token_refreshed"
+	eventUpstreamEnded       = "upstream_token_ended"
 )
 
 // unusedAfter is how long an issued grant may go without reaching the

@@ -275,6 +275,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.needsUpstreamSignIn(r, user, req.client.ID, req.resource) {
+		// The session's upstream tokens went to another grant: this one
+		// gets its own from a new sign-in at the same provider.
+		back := url.Values{"return_to": {r.URL.EscapedPath() + "?" + r.URL.RawQuery}}.Encode()
+		http.Redirect(w, r, s.issuerPath+"/oauth/login/"+user.profile.Provider+"?"+back, http.StatusSeeOther)
+		return
+	}
 	if s.needsConsent(r.Context(), req, user.subject) {
 		s.showConsent(w, r, req, user)
 		s.cfg.Logger.Debug("authorize: consent requested", zap.String("client_id", req.client.ID), zap.String("sub", user.subject))
@@ -354,6 +361,10 @@ func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subjec
 // issueCode stores the authorization code and redirects to the client.
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity, code string) error {
 	now := time.Now()
+	if err := s.attachUpstream(r, user, req.client.ID, req.resource); err != nil {
+		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the authorization could not be stored; retry shortly"}})
+		return err
+	}
 	err := s.cfg.Store.SaveAuthorizationCode(r.Context(), code, &storage.AuthorizationCode{
 		ClientID:         req.client.ID,
 		RedirectURI:      req.redirectURI,

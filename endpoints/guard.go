@@ -42,6 +42,16 @@ var identityPlaceholders = []string{
 // ClearIdentity sets every identity placeholder to "" (public paths).
 func ClearIdentity(r *http.Request) {
 	setIdentity(r, nil)
+	setUpstreamToken(r, "")
+}
+
+// setUpstreamToken sets {http.oauth2.upstream_access_token}: the
+// identity provider's access token of the grant (pass_upstream_token),
+// for `header_up Authorization "Bearer {http.oauth2.upstream_access_token}"`.
+func setUpstreamToken(r *http.Request, token string) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.oauth2.upstream_access_token", token)
+	}
 }
 
 func setIdentity(r *http.Request, c *accessTokenClaims) {
@@ -90,7 +100,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		if call, err = inspectMCP(r, s.mcpAware()); err != nil {
 			refusal := err.(*mcpRefusal)
 			s.metrics.guardDecision(res.id, decisionInvalid)
-			s.mcpOutcome(r, res, call, nil, decisionInvalid, refusal.message)
+			s.mcpOutcome(res, call, nil, decisionInvalid, refusal.message)
 			if s.cfg.GuardCORS {
 				allowCORS(w)
 			}
@@ -102,13 +112,13 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	raw, err := bearerToken(r.Header)
 	if err != nil {
 		s.metrics.guardDecision(res.id, decisionInvalid)
-		s.mcpOutcome(r, res, call, nil, decisionInvalid, err.Error())
+		s.mcpOutcome(res, call, nil, decisionInvalid, err.Error())
 		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
 		return nil
 	}
 	if raw == "" {
 		s.metrics.guardDecision(res.id, decisionMissingToken)
-		s.mcpOutcome(r, res, call, nil, decisionMissingToken, "no access token")
+		s.mcpOutcome(res, call, nil, decisionMissingToken, "no access token")
 		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
 		return nil
 	}
@@ -125,7 +135,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		// Fail closed without telling the client its token is bad: it
 		// retries the same token.
 		s.metrics.guardDecision(res.id, decisionUnavailable)
-		s.mcpOutcome(r, res, call, nil, decisionUnavailable, err.Error())
+		s.mcpOutcome(res, call, nil, decisionUnavailable, err.Error())
 		if s.cfg.GuardCORS {
 			allowCORS(w)
 		}
@@ -135,14 +145,14 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	if err != nil {
 		s.metrics.guardDecision(res.id, refusalDecision(err))
-		s.mcpOutcome(r, res, call, nil, refusalDecision(err), err.Error())
+		s.mcpOutcome(res, call, nil, refusalDecision(err), err.Error())
 		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
 		s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 		return nil
 	}
 	if req, refused := s.refusedTool(call); refused {
 		s.metrics.guardDecision(res.id, decisionToolNotAllowed)
-		s.mcpOutcome(r, res, call, claims, decisionToolNotAllowed, toolNotAllowed(req.name))
+		s.mcpOutcome(res, call, claims, decisionToolNotAllowed, toolNotAllowed(req.name))
 		if s.cfg.GuardCORS {
 			allowCORS(w)
 		}
@@ -151,7 +161,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	if missing := s.scopes.missing(splitScope(claims.Scope), required); len(missing) > 0 {
 		s.metrics.guardDecision(res.id, decisionInsufficientScope)
-		s.mcpOutcome(r, res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
+		s.mcpOutcome(res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
 		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
 		s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
 		return nil
@@ -159,17 +169,25 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if s.userLimit != nil {
 		if ok, wait := s.userLimit.take(r.Context(), claims.Subject+"\x00"+claims.ClientID); !ok {
 			s.metrics.guardDecision(res.id, decisionRateLimited)
-			s.mcpOutcome(r, res, call, claims, decisionRateLimited, "rate_limit_per_user")
+			s.mcpOutcome(res, call, claims, decisionRateLimited, "rate_limit_per_user")
 			s.tooManyRequests(w, call, wait)
 			return nil
 		}
 	}
+	upstreamToken := ""
+	if s.passesUpstream(claims.IDP) {
+		if upstreamToken, err = s.upstreamAccessToken(r.Context(), claims); err != nil {
+			s.upstreamRefused(w, res, call, claims, required, err)
+			return nil
+		}
+	}
 	s.metrics.guardDecision(res.id, decisionAllowed)
-	s.mcpOutcome(r, res, call, claims, decisionAllowed, "")
+	s.mcpOutcome(res, call, claims, decisionAllowed, "")
 	if fresh {
 		s.audit.used(cmp.Or(claims.FamilyID, claims.ID), time.Now())
 	}
 	setIdentity(r, claims)
+	setUpstreamToken(r, upstreamToken)
 	if !s.cfg.PassToken {
 		delete(r.Header, "Authorization")
 	}
@@ -177,6 +195,26 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		w = newCORSWriter(w)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// upstreamRefused answers a request whose upstream token cannot be had:
+// 401 invalid_token when the provider's grant is gone (the client
+// authorizes again, and the user signs in at the provider again), 503
+// when the provider or the storage cannot be reached now.
+func (s *Server) upstreamRefused(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, required []string, err error) {
+	if err == errUpstreamUnavailable || err == errRevocationUnknown {
+		s.metrics.guardDecision(res.id, decisionUnavailable)
+		s.mcpOutcome(res, call, claims, decisionUnavailable, err.Error())
+		if s.cfg.GuardCORS {
+			allowCORS(w)
+		}
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		return
+	}
+	s.metrics.guardDecision(res.id, decisionInvalid)
+	s.mcpOutcome(res, call, claims, decisionInvalid, err.Error())
+	s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 }
 
 // tooManyRequests answers a request over rate_limit_per_user: 429 with

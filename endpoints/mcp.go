@@ -237,7 +237,7 @@ var mcpMethods = []string{"initialize", "ping", "tools/list", "tools/call", "res
 
 // mcpOutcome counts the guard's decision for every request of an MCP call
 // and writes an audit event per tools/call (claims nil: no valid token).
-func (s *Server) mcpOutcome(r *http.Request, res resource, call *mcpCall, claims *accessTokenClaims, outcome, reason string) {
+func (s *Server) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClaims, outcome, reason string) {
 	if call == nil {
 		return
 	}

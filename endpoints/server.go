@@ -73,6 +73,10 @@ type Config struct {
 	// set, is every tool that may be called.
 	MCPRules   []MCPScopeRule
 	AllowTools []string
+	// PassUpstreamToken names the logins whose tokens are kept for the
+	// grants and handed to the upstream; Sealer (storage_key) seals them.
+	PassUpstreamToken map[string]bool
+	Sealer            *storage.Sealer
 	// RateLimitPerUser is guarded requests per (sub, client) per
 	// RateLimitPerUserWindow; 0 is no limit.
 	RateLimitPerUser       int
@@ -136,6 +140,7 @@ type Server struct {
 	lastKIDReload  atomic.Int64 // unix nanoseconds, see reloadForUnknownKID
 	scopes         scopeCatalogue
 	userLimit      *keyedLimiter // guarded requests per (sub, client); nil when off
+	upstream       upstreamTokens
 }
 
 // resource is one protected resource and where its metadata lives.

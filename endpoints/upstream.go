@@ -181,6 +181,12 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 		s.pageUnavailable(w, "login: storing session", err)
 		return
 	}
+	if s.passesUpstream(p.Name()) && id.Token != nil {
+		if err := s.keepSignInTokens(r.Context(), sid, id.Subject, p.Name(), id.Token, now.Add(s.cfg.SessionLifetime)); err != nil {
+			s.pageUnavailable(w, "login: storing the identity provider's tokens", err)
+			return
+		}
+	}
 	s.setCookie(w, r, sessionCookie, sid, s.cfg.SessionLifetime)
 	s.metrics.signIns.WithLabelValues(p.Kind(), "success").Inc()
 	s.audit.info(eventSignIn, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("sub", id.Subject))

@@ -54,6 +54,16 @@ type oidcStub struct {
 	userinfo map[string]any
 	codes    map[string]pendingCode
 	tokens   map[string]bool
+	// expiresIn is the access tokens' lifetime in seconds (default 300);
+	// refreshTokens the live refresh tokens (each is rotated when used);
+	// refuseRefresh answers every refresh with invalid_grant; refreshes
+	// counts the refresh requests.
+	expiresIn     int
+	refreshTokens map[string]bool
+	refuseRefresh bool
+	refreshes     int
+	lastAccess    string
+	lastAuthQuery url.Values
 }
 
 const stubKID = "stub-key-1"
@@ -63,7 +73,7 @@ func newOIDCStub(t *testing.T, clientID, secret string) *oidcStub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &oidcStub{t: t, key: key, clientID: clientID, secret: secret, codes: map[string]pendingCode{}, tokens: map[string]bool{}}
+	s := &oidcStub{t: t, key: key, clientID: clientID, secret: secret, codes: map[string]pendingCode{}, tokens: map[string]bool{}, refreshTokens: map[string]bool{}, expiresIn: 300}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", s.discovery)
 	mux.HandleFunc("/jwks", s.jwks)
@@ -134,6 +144,7 @@ func (s *oidcStub) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	back := url.Values{"state": {q.Get("state")}}
 	s.mu.Lock()
+	s.lastAuthQuery = q
 	if s.deny {
 		back.Set("error", "access_denied")
 	} else {
@@ -175,6 +186,11 @@ func redeem(w http.ResponseWriter, r *http.Request, mu *sync.Mutex, codes map[st
 }
 
 func (s *oidcStub) token(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	if r.PostForm.Get("grant_type") == "refresh_token" {
+		s.refresh(w, r)
+		return
+	}
 	c, ok := redeem(w, r, &s.mu, s.codes, s.clientID, s.secret)
 	if !ok {
 		return
@@ -184,10 +200,10 @@ func (s *oidcStub) token(w http.ResponseWriter, r *http.Request) {
 	for k, v := range c.account {
 		claims[k] = v
 	}
-	access := "upstream-access-" + randomJTI()
+	access, refresh := "upstream-access-"+randomJTI(), "upstream-refresh-"+randomJTI()
 	s.mu.Lock()
-	tamper, sign := s.tamper, s.sign
-	s.tokens[access] = true
+	tamper, sign, expiresIn := s.tamper, s.sign, s.expiresIn
+	s.tokens[access], s.refreshTokens[refresh], s.lastAccess = true, true, access
 	s.mu.Unlock()
 	if tamper != nil {
 		tamper(claims)
@@ -195,7 +211,42 @@ func (s *oidcStub) token(w http.ResponseWriter, r *http.Request) {
 	if sign == nil {
 		sign = signES256
 	}
-	writeJSONDoc(w, map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": sign(s, claims)})
+	writeJSONDoc(w, map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": expiresIn, "refresh_token": refresh, "id_token": sign(s, claims)})
+}
+
+// refresh answers grant_type=refresh_token as RFC 6749 §6 says, rotating
+// the refresh token (a used one is invalid_grant afterwards).
+func (s *oidcStub) refresh(w http.ResponseWriter, r *http.Request) {
+	id, sec, ok := r.BasicAuth()
+	if !ok {
+		id, sec = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshes++
+	presented := r.PostForm.Get("refresh_token")
+	switch {
+	case id != s.clientID || sec != s.secret:
+		w.WriteHeader(http.StatusUnauthorized)
+		writeJSONDoc(w, map[string]string{"error": "invalid_client"})
+		return
+	case s.refuseRefresh || !s.refreshTokens[presented]:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "grant request is invalid"})
+		return
+	}
+	delete(s.refreshTokens, presented)
+	access, refresh := "upstream-access-"+randomJTI(), "upstream-refresh-"+randomJTI()
+	s.tokens[access], s.refreshTokens[refresh], s.lastAccess = true, true, access
+	writeJSONDoc(w, map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": s.expiresIn, "refresh_token": refresh})
+}
+
+// state reads the stand-in's counters under its lock.
+func (s *oidcStub) state() (lastAccess string, refreshes int, authQuery url.Values) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAccess, s.refreshes, s.lastAuthQuery
 }
 
 // signES256 signs claims with the provider's key.

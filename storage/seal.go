@@ -11,11 +11,50 @@ import (
 	"time"
 )
 
-// sealedPrefix marks a sealed private key.
+// sealedPrefix marks a sealed value.
 var sealedPrefix = []byte("oauth2-sealed-v1:")
 
 // ErrSealed: a stored key is sealed and no storage_key opens it.
 var ErrSealed = errors.New("the stored signing key is sealed: configure the storage_key it was sealed with")
+
+// Sealer encrypts values at rest with storage_key (AES-256-GCM, a random
+// nonce per value, bound to additional data such as the record's key).
+type Sealer struct {
+	aead cipher.AEAD
+}
+
+// NewSealer returns a Sealer for a 32-byte key.
+func NewSealer(key []byte) (*Sealer, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("storage_key: %v", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealer{aead}, nil
+}
+
+// Seal returns plain encrypted and marked as sealed.
+func (s *Sealer) Seal(plain, data []byte) []byte {
+	nonce := make([]byte, s.aead.NonceSize())
+	rand.Read(nonce)
+	return append(append(bytes.Clone(sealedPrefix), nonce...), s.aead.Seal(nil, nonce, plain, data)...)
+}
+
+// Open decrypts what Seal returned with the same data.
+func (s *Sealer) Open(sealed, data []byte) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(sealed, sealedPrefix)
+	if !ok || len(rest) < s.aead.NonceSize() {
+		return nil, errors.New("not a sealed value, or truncated")
+	}
+	plain, err := s.aead.Open(nil, rest[:s.aead.NonceSize()], rest[s.aead.NonceSize():], data)
+	if err != nil {
+		return nil, errors.New("storage_key does not open it (another key sealed it)")
+	}
+	return plain, nil
+}
 
 // SealKeys wraps a store so that the generated private keys it stores are
 // sealed with AES-256-GCM under key (32 bytes), and opened when read. A key
@@ -24,11 +63,8 @@ var ErrSealed = errors.New("the stored signing key is sealed: configure the stor
 func SealKeys(s Store, key []byte) (Store, error) {
 	sk := &sealedKeys{Store: s}
 	if key != nil {
-		block, err := aes.NewCipher(key)
-		if err != nil {
-			return nil, fmt.Errorf("storage_key: %v", err)
-		}
-		if sk.aead, err = cipher.NewGCM(block); err != nil {
+		var err error
+		if sk.sealer, err = NewSealer(key); err != nil {
 			return nil, err
 		}
 	}
@@ -37,17 +73,15 @@ func SealKeys(s Store, key []byte) (Store, error) {
 
 type sealedKeys struct {
 	Store
-	aead cipher.AEAD
+	sealer *Sealer
 }
 
 func (s *sealedKeys) seal(k *SigningKey) *SigningKey {
-	if s.aead == nil {
+	if s.sealer == nil {
 		return k
 	}
 	out := *k
-	nonce := make([]byte, s.aead.NonceSize())
-	rand.Read(nonce)
-	out.PKCS8 = append(append(bytes.Clone(sealedPrefix), nonce...), s.aead.Seal(nil, nonce, k.PKCS8, []byte(k.ID))...)
+	out.PKCS8 = s.sealer.Seal(k.PKCS8, []byte(k.ID))
 	return &out
 }
 
@@ -55,16 +89,12 @@ func (s *sealedKeys) open(k *SigningKey) error {
 	if !bytes.HasPrefix(k.PKCS8, sealedPrefix) {
 		return nil
 	}
-	if s.aead == nil {
+	if s.sealer == nil {
 		return ErrSealed
 	}
-	rest := k.PKCS8[len(sealedPrefix):]
-	if len(rest) < s.aead.NonceSize() {
-		return fmt.Errorf("signing key %s: the sealed key is truncated", k.ID)
-	}
-	plain, err := s.aead.Open(nil, rest[:s.aead.NonceSize()], rest[s.aead.NonceSize():], []byte(k.ID))
+	plain, err := s.sealer.Open(k.PKCS8, []byte(k.ID))
 	if err != nil {
-		return fmt.Errorf("signing key %s: storage_key does not open it (another key sealed it)", k.ID)
+		return fmt.Errorf("signing key %s: %v", k.ID, err)
 	}
 	k.PKCS8 = plain
 	return nil

@@ -55,7 +55,13 @@ func cmpOr(a, b string) string {
 // AuthURL implements Provider.
 func (p *githubProvider) AuthURL(ctx context.Context, a Attempt) (string, error) {
 	conf := p.oauth2Config(p.endpoint, a.RedirectURI, p.cfg.Scopes)
-	return conf.AuthCodeURL(a.State, oauth2.S256ChallengeOption(a.Verifier)), nil
+	return conf.AuthCodeURL(a.State, append(p.authParams(), oauth2.S256ChallengeOption(a.Verifier))...), nil
+}
+
+// Refresh implements Provider (GitHub Apps with expiring user tokens
+// issue refresh tokens; OAuth apps' tokens do not expire).
+func (p *githubProvider) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	return p.refresh(ctx, p.endpoint, refreshToken)
 }
 
 // CallbackIssuer implements Provider: GitHub names no issuer.
@@ -97,7 +103,7 @@ func (p *githubProvider) Identify(ctx context.Context, a Attempt, code string) (
 	if user.ID == 0 || user.Login == "" {
 		return nil, badAnswer("GitHub's /user names no user")
 	}
-	id := &Identity{Subject: p.cfg.Name + ":" + strconv.FormatInt(user.ID, 10), Name: user.Name, PreferredUsername: user.Login}
+	id := &Identity{Subject: p.cfg.Name + ":" + strconv.FormatInt(user.ID, 10), Name: user.Name, PreferredUsername: user.Login, Token: tok}
 	var emails []githubEmail
 	if err := p.get(ctx, tok, "/user/emails", &emails); err != nil {
 		return nil, err

@@ -73,7 +73,16 @@ func (p *oidcProvider) AuthURL(ctx context.Context, a Attempt) (string, error) {
 		return "", err
 	}
 	conf := p.oauth2Config(provider.Endpoint(), a.RedirectURI, p.cfg.Scopes)
-	return conf.AuthCodeURL(a.State, oauth2.S256ChallengeOption(a.Verifier), oidc.Nonce(a.Nonce)), nil
+	return conf.AuthCodeURL(a.State, append(p.authParams(), oauth2.S256ChallengeOption(a.Verifier), oidc.Nonce(a.Nonce))...), nil
+}
+
+// Refresh implements Provider.
+func (p *oidcProvider) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	provider, _, err := p.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.refresh(ctx, provider.Endpoint(), refreshToken)
 }
 
 // CallbackIssuer implements Provider.
@@ -137,7 +146,7 @@ func (p *oidcProvider) Identify(ctx context.Context, a Attempt, code string) (*I
 		}
 	}
 	id := &Identity{
-		Subject: p.cfg.Name + ":" + idt.Subject, Name: c.Name, PreferredUsername: c.PreferredUsername, Claims: claims,
+		Subject: p.cfg.Name + ":" + idt.Subject, Name: c.Name, PreferredUsername: c.PreferredUsername, Claims: claims, Token: tok,
 	}
 	if verified(c.EmailVerified) {
 		id.Email = c.Email

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -45,6 +46,10 @@ type Config struct {
 	Rules  Rules
 	// APIURL and WebURL are GitHub's API and web bases (GitHub Enterprise).
 	APIURL, WebURL string
+	// Offline asks the provider for a refresh token (pass_upstream_token):
+	// access_type=offline (Google), and prompt=consent when Scopes hold
+	// offline_access (OpenID Connect Core §11 requires it).
+	Offline bool
 	// ClockSkew is the leeway on the ID token's exp and iat.
 	ClockSkew time.Duration
 	// HTTPClient makes every request; default one with Timeout.
@@ -66,6 +71,9 @@ type Identity struct {
 	// Orgs and Teams ("org/team") are the GitHub memberships the rules
 	// asked about.
 	Orgs, Teams []string
+	// Token is what the provider issued at the sign-in (its access token,
+	// and a refresh token when it gave one).
+	Token *oauth2.Token
 }
 
 // Attempt is one sign-in: the state and redirect URI of the authorization
@@ -93,7 +101,15 @@ type Provider interface {
 	// Unrestricted reports whether there are no rules (everyone the
 	// provider signs in is admitted).
 	Unrestricted() bool
+	// Refresh redeems a refresh token for new tokens (the new token
+	// keeps the old refresh token when the provider sends none).
+	// ErrRefreshRefused when the provider refuses it (invalid_grant: the
+	// user revoked the access there); an *Error otherwise.
+	Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error)
 }
+
+// ErrRefreshRefused: the provider will not refresh the token any more.
+var ErrRefreshRefused = errors.New("the identity provider refused the refresh token")
 
 // Error is a failed sign-in: Reason is for the log (never a secret, code
 // or token); Status is what the browser is told (400 for a bad answer,
@@ -171,6 +187,39 @@ func (b *base) exchange(ctx context.Context, conf *oauth2.Config, a Attempt, cod
 		return nil, unreachable("redeeming the code: %v", err)
 	}
 	return tok, nil
+}
+
+// refresh redeems a refresh token at the token endpoint.
+func (b *base) refresh(ctx context.Context, endpoint oauth2.Endpoint, refreshToken string) (*oauth2.Token, error) {
+	ctx, cancel := b.context(ctx)
+	defer cancel()
+	conf := b.oauth2Config(endpoint, "", b.cfg.Scopes)
+	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		switch {
+		case errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "unauthorized_client"):
+			return nil, ErrRefreshRefused
+		case errors.As(err, &re) && re.ErrorCode != "":
+			return nil, unreachable("the token endpoint refused the refresh: %s", re.ErrorCode)
+		case errors.As(err, &re):
+			return nil, unreachable("the token endpoint answered %d to a refresh", re.Response.StatusCode)
+		}
+		return nil, unreachable("refreshing the token: %v", err)
+	}
+	return tok, nil
+}
+
+// authParams are the extra authorization parameters of an Offline provider.
+func (b *base) authParams() []oauth2.AuthCodeOption {
+	if !b.cfg.Offline {
+		return nil
+	}
+	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline}
+	if slices.Contains(b.cfg.Scopes, "offline_access") {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "consent"))
+	}
+	return opts
 }
 
 // Derive is a value bound to a browser secret and a state: the PKCE
