@@ -3,6 +3,7 @@
 // X-Scopes and knows nothing of OAuth: the gateway requires mcp:write for
 // write_note and refuses drop_all. Like many SDK-based servers it sends
 // its own CORS headers (any origin, Mcp-Session-Id exposed).
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -23,10 +24,20 @@ function readJSON(req) {
   });
 }
 
-function mcpServer(identity) {
+// upstreamUser asks the identity provider who the upstream token the
+// gateway passed on belongs to (as an MCP server calling the user's API
+// would), and names the token by a hash only.
+async function upstreamUser(token) {
+  if (!token) return null;
+  const resp = await fetch(process.env.OIDC_USERINFO, { headers: { Authorization: `Bearer ${token}` } });
+  const info = resp.ok ? await resp.json() : null;
+  return { status: resp.status, email: info?.email ?? null, token: createHash('sha256').update(token).digest('hex').slice(0, 12) };
+}
+
+function mcpServer(identity, upstreamToken) {
   const server = new McpServer({ name: 'e2e-mcp', version: '1.0.0' });
   server.registerTool('whoami', { description: 'Who the gateway says is calling' },
-    async () => ({ content: [{ type: 'text', text: JSON.stringify(identity) }] }));
+    async () => ({ content: [{ type: 'text', text: JSON.stringify({ ...identity, upstream: await upstreamUser(upstreamToken) }) }] }));
   server.registerTool('write_note', { description: 'Needs the mcp:write scope', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `saved: ${text}` }] }));
   server.registerTool('drop_all', { description: 'Refused by the gateway to everyone' },
@@ -48,7 +59,7 @@ http.createServer(async (req, res) => {
       scopes: (req.headers['x-scopes'] ?? '').split(' ').filter(Boolean),
       authorizationHeader: req.headers.authorization !== undefined,
     };
-    const server = mcpServer(identity);
+    const server = mcpServer(identity, req.headers['x-upstream-token']);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => { transport.close(); server.close(); });
     await server.connect(transport);

@@ -3,7 +3,8 @@
 // and consent pages. Any login with any password signs in; the account's
 // e-mail address is the login itself (verified) and its name the part
 // before the @. Two clients are registered, one per `login` of
-// e2e/Caddyfile, each with its exact callback URL.
+// e2e/Caddyfile, each with its exact callback URL; both may refresh
+// (corp asks for offline_access, as pass_upstream_token wants).
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.OIDC_PORT);
@@ -15,7 +16,7 @@ const client = (name) => ({
   client_id: `caddy-${name}`,
   client_secret: secret,
   redirect_uris: [`${callbackBase}${name}`],
-  grant_types: ['authorization_code'],
+  grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
   token_endpoint_auth_method: 'client_secret_basic',
 });
@@ -23,7 +24,10 @@ const client = (name) => ({
 const provider = new Provider(`http://${host}:${port}`, {
   clients: [client('corp'), client('partner')],
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-  scopes: ['openid', 'email', 'profile'],
+  scopes: ['openid', 'email', 'profile', 'offline_access'],
+  // Short-lived access tokens, so that the guard's refresh (a minute
+  // before expiry) happens within the scenario.
+  ttl: { AccessToken: 65 },
   findAccount: async (ctx, id) => ({
     accountId: id,
     claims: async () => ({ sub: id, email: id, email_verified: true, name: id.split('@')[0] }),

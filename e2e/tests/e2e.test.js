@@ -237,6 +237,17 @@ test('identity provider: first connection signs in at the upstream OpenID provid
   const me = await whoami(client);
   assert.equal(me.user, 'corp:alice@example.com', 'sub is <provider name>:<provider sub>');
   assert.deepEqual(browser.consoleErrors, [], 'console errors on our pages');
+
+  // pass_upstream_token: the MCP server calls the provider as the user
+  // with the token the gateway passed on, and keeps doing so after the
+  // guard refreshed it (the provider's access tokens live 65 s; the guard
+  // refreshes a minute before expiry).
+  assert.deepEqual([me.upstream?.status, me.upstream?.email], [200, 'alice@example.com'], `the provider's userinfo with the upstream token: ${JSON.stringify(me.upstream)}`);
+  await new Promise((r) => setTimeout(r, 5500));
+  const later = await whoami(client);
+  assert.deepEqual([later.upstream?.status, later.upstream?.email], [200, 'alice@example.com'], `after the refresh: ${JSON.stringify(later.upstream)}`);
+  assert.notEqual(later.upstream.token, me.upstream.token, 'the guard did not refresh the upstream token');
+  assert.equal((await whoami(client)).upstream.token, later.upstream.token, 'the refreshed token is kept, not refreshed again');
 });
 
 test('identity provider: an account outside allow_domains is refused with our page, and the client gets access_denied', async () => {
@@ -315,6 +326,7 @@ test('connected apps: the user revokes an app in the page, and its next call nee
   const revoke = page.getByRole('button', { name: 'Revoke E2E Account Client' });
   assert.equal(await revoke.count(), 1, 'the app is not listed');
   assert.match(await page.locator('main').innerText(), /127\.0\.0\.1:9712/);
+  assert.match(await page.locator('main').innerText(), /Read your notes \(mcp:read\)/, 'the page does not describe the scope');
   await page.screenshot({ path: `${ARTIFACTS}/account.png`, fullPage: true });
   // Keyboard only: focus the app's Revoke button and press Enter.
   await revoke.focus();
