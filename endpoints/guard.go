@@ -132,15 +132,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		err = errWrongAudience
 	}
 	if err == errRevocationUnknown {
-		// Fail closed without telling the client its token is bad: it
-		// retries the same token.
-		s.metrics.guardDecision(res.id, decisionUnavailable)
-		s.mcpOutcome(res, call, nil, decisionUnavailable, err.Error())
-		if s.cfg.GuardCORS {
-			allowCORS(w)
-		}
-		w.Header().Set("Retry-After", unavailableRetryAfter)
-		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		s.guardUnavailable(w, res, call, nil, err)
 		return nil
 	}
 	if err != nil {
@@ -197,19 +189,25 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	return next.ServeHTTP(w, r)
 }
 
+// guardUnavailable fails closed without telling the client its token is
+// bad: 503 with Retry-After, and the client retries the same token.
+func (s *Server) guardUnavailable(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, err error) {
+	s.metrics.guardDecision(res.id, decisionUnavailable)
+	s.mcpOutcome(res, call, claims, decisionUnavailable, err.Error())
+	if s.cfg.GuardCORS {
+		allowCORS(w)
+	}
+	w.Header().Set("Retry-After", unavailableRetryAfter)
+	writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+}
+
 // upstreamRefused answers a request whose upstream token cannot be had:
 // 401 invalid_token when the provider's grant is gone (the client
 // authorizes again, and the user signs in at the provider again), 503
 // when the provider or the storage cannot be reached now.
 func (s *Server) upstreamRefused(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, required []string, err error) {
 	if err == errUpstreamUnavailable || err == errRevocationUnknown {
-		s.metrics.guardDecision(res.id, decisionUnavailable)
-		s.mcpOutcome(res, call, claims, decisionUnavailable, err.Error())
-		if s.cfg.GuardCORS {
-			allowCORS(w)
-		}
-		w.Header().Set("Retry-After", unavailableRetryAfter)
-		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		s.guardUnavailable(w, res, call, claims, err)
 		return
 	}
 	s.metrics.guardDecision(res.id, decisionInvalid)
