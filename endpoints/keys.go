@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -38,6 +39,7 @@ type signer struct {
 	createdAt time.Time
 	kid, alg  string
 	key       jose.SigningKey
+	prepared  *sync.Map // typ -> jose.Signer, made once per key and typ
 }
 
 type verifyKey struct {
@@ -55,7 +57,7 @@ func NewHMACKeySet(secret []byte) (*KeySet, error) {
 	sum := sha256.Sum256(append([]byte("caddy-oauth2-server kid\x00"), secret...))
 	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(sum[:12])
 	return &KeySet{
-		signers: []signer{{kid: kid, alg: string(jose.HS256), key: jose.SigningKey{Algorithm: jose.HS256, Key: secret}}},
+		signers: []signer{{kid: kid, alg: string(jose.HS256), key: jose.SigningKey{Algorithm: jose.HS256, Key: secret}, prepared: &sync.Map{}}},
 		verify:  map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
 		jwks:    []byte(`{"keys":[]}`),
 	}, nil
@@ -91,7 +93,7 @@ func NewKeySet(keys []storage.SigningKey, now time.Time) (*KeySet, error) {
 			from = k.CreatedAt
 		}
 		ks.signers = append(ks.signers, signer{from: from, createdAt: k.CreatedAt, kid: k.ID, alg: k.Algorithm,
-			key: jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: sig, KeyID: k.ID, Algorithm: k.Algorithm}}})
+			key: jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: sig, KeyID: k.ID, Algorithm: k.Algorithm}}, prepared: &sync.Map{}})
 	}
 	if len(ks.signers) == 0 {
 		return nil, errors.New("no signing key is active")
@@ -144,19 +146,41 @@ func (ks *KeySet) PublicKey() any {
 func (ks *KeySet) JWKS() []byte { return ks.jwks }
 
 // Sign serialises claims as a JWT signed with the key active now, with
-// the given "typ" header (e.g. "at+jwt") and the key's "kid".
+// the given "typ" header (e.g. "at+jwt") and the key's "kid". The claims
+// are encoded once (encoding/json) and signed as they are by a go-jose
+// signer prepared once per key, without the JWT builder's re-encoding.
 func (ks *KeySet) Sign(typ string, claims any) (string, error) {
-	cur := ks.current(time.Now())
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
-	if _, hmac := cur.key.Key.([]byte); hmac {
-		// go-jose names asymmetric keys from their JSONWebKey, not secrets.
-		opts = opts.WithHeader("kid", cur.kid)
-	}
-	sig, err := jose.NewSigner(cur.key, opts)
+	sig, err := ks.current(time.Now()).signer(typ)
 	if err != nil {
-		return "", fmt.Errorf("preparing signer: %v", err)
+		return "", err
 	}
-	return jwt.Signed(sig).Claims(claims).Serialize()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("encoding claims: %v", err)
+	}
+	obj, err := sig.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// signer is the key's go-jose signer for a typ.
+func (s signer) signer(typ string) (jose.Signer, error) {
+	if sig, ok := s.prepared.Load(typ); ok {
+		return sig.(jose.Signer), nil
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	if _, hmac := s.key.Key.([]byte); hmac {
+		// go-jose names asymmetric keys from their JSONWebKey, not secrets.
+		opts = opts.WithHeader("kid", s.kid)
+	}
+	sig, err := jose.NewSigner(s.key, opts)
+	if err != nil {
+		return nil, fmt.Errorf("preparing signer: %v", err)
+	}
+	s.prepared.Store(typ, sig)
+	return sig, nil
 }
 
 // errUnknownKID: the token names a key this set does not hold.

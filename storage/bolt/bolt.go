@@ -72,6 +72,7 @@ const lockTimeout = 5 * time.Second
 // servers; ForIssuer gives the Store of each.
 type File struct {
 	db          *bbolt.DB
+	writes      groupCommit
 	revocations atomic.Uint64
 	observer    atomic.Pointer[func(op string, d time.Duration)]
 	// upgraded describes what opening the file changed, for the log.
@@ -92,10 +93,7 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
-	// A short group-commit window: the default 10ms would add 10ms to
-	// every write of a lone client.
-	db.MaxBatchDelay = time.Millisecond
-	s := &File{db: db}
+	s := &File{db: db, writes: groupCommit{db: db}}
 	if err := db.Update(s.initSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
@@ -128,7 +126,7 @@ func OpenReadOnly(path string) (*File, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
-	return &File{db: db}, nil
+	return &File{db: db, writes: groupCommit{db: db}}, nil
 }
 
 func (s *File) initSchema(tx *bbolt.Tx) error {
@@ -181,22 +179,26 @@ func (s *File) upgradeSchema(tx *bbolt.Tx) error {
 func (s *File) Upgraded() string { return s.upgraded }
 
 // Close closes the file.
-func (s *File) Close() error { return s.db.Close() }
+func (s *File) Close() error {
+	s.writes.close()
+	return s.db.Close()
+}
 
 // Path is the file's path.
 func (s *File) Path() string { return s.db.Path() }
 
-// update runs fn in a write transaction through bbolt's group commit:
-// writers arriving within MaxBatchDelay share one durable commit (two
-// fsyncs), which is what lets many clients refresh at once. fn may run
-// more than once (bbolt retries a failed member of a batch alone), so it
-// must not keep state across runs.
+// update runs fn in a write transaction through the group commit (see
+// commit.go): a lone write commits at once, and writes arriving during a
+// commit share the next durable commit (two fsyncs), which is what lets
+// many clients refresh at once. fn may run more than once (a failed
+// member of a group runs again alone), so it must not keep state across
+// runs.
 func (s *File) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	defer s.observe(op, time.Now())
-	return s.db.Batch(fn)
+	return s.writes.do(fn)
 }
 
 func (s *File) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {

@@ -1,0 +1,143 @@
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func openCommitTest(t *testing.T) *File {
+	t.Helper()
+	f, err := Open(filepath.Join(t.TempDir(), "commit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestGroupCommitSharesCommits: writes that arrive while a commit is in
+// flight share the next one; each sees its own write committed.
+func TestGroupCommitSharesCommits(t *testing.T) {
+	f := openCommitTest(t)
+	release, started := make(chan struct{}), make(chan struct{})
+	var first int
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		f.writes.do(func(tx *bbolt.Tx) error {
+			first = tx.ID()
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-release
+			return tx.Bucket(bucketMeta).Put([]byte("first"), []byte("1"))
+		})
+	})
+	<-started
+	ids := make([]int, 10)
+	for i := range ids {
+		wg.Go(func() {
+			err := f.writes.do(func(tx *bbolt.Tx) error {
+				ids[i] = tx.ID()
+				return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "w%d", i), []byte("1"))
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		f.writes.mu.Lock()
+		n := len(f.writes.queue)
+		f.writes.mu.Unlock()
+		if n == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued behind the commit in flight", n)
+		}
+	}
+	close(release)
+	wg.Wait()
+	for i, id := range ids {
+		if id != ids[0] || id == first {
+			t.Fatalf("write %d ran in transaction %d; the group's first in %d, the commit in flight was %d", i, id, ids[0], first)
+		}
+	}
+	f.db.View(func(tx *bbolt.Tx) error {
+		for i := range ids {
+			if tx.Bucket(bucketMeta).Get(fmt.Appendf(nil, "w%d", i)) == nil {
+				t.Errorf("write %d is not in the file", i)
+			}
+		}
+		return nil
+	})
+}
+
+// TestGroupCommitIsolatesFailures: a member that fails (or panics) gets
+// its own answer and leaves nothing behind; the rest of its group is
+// committed.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	f := openCommitTest(t)
+	refused := errors.New("refused")
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = fmt.Errorf("panic: %v", p)
+				}
+			}()
+			errs[i] = f.writes.do(func(tx *bbolt.Tx) error {
+				if err := tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), []byte("1")); err != nil {
+					return err
+				}
+				switch i % 5 {
+				case 3:
+					return refused
+				case 4:
+					panic("write 4")
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	f.db.View(func(tx *bbolt.Tx) error {
+		for i, err := range errs {
+			stored := tx.Bucket(bucketMeta).Get(fmt.Appendf(nil, "k%d", i)) != nil
+			switch i % 5 {
+			case 3:
+				if !errors.Is(err, refused) || stored {
+					t.Errorf("write %d: %v, stored %v; want refused and nothing stored", i, err, stored)
+				}
+			case 4:
+				if err == nil || err.Error() != "panic: write 4" || stored {
+					t.Errorf("write %d: %v, stored %v; want its panic and nothing stored", i, err, stored)
+				}
+			default:
+				if err != nil || !stored {
+					t.Errorf("write %d: %v, stored %v", i, err, stored)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// TestGroupCommitAfterClose: a write to a closed file is refused, never
+// left waiting.
+func TestGroupCommitAfterClose(t *testing.T) {
+	f := openCommitTest(t)
+	f.Close()
+	if err := f.writes.do(func(*bbolt.Tx) error { return nil }); err == nil {
+		t.Fatal("a write after Close succeeded")
+	}
+}
