@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"net/http"
 	"path"
@@ -126,7 +127,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	fresh := false
 	err = errRevocationUnknown
 	if s.synced() {
-		claims, fresh, err = s.verifyCached(r, raw)
+		claims, fresh, err = s.verifyCached(r.Context(), raw, true)
 	}
 	if err == nil && (!inResource || !slices.Contains(claims.Audience, res.id)) {
 		err = errWrongAudience
@@ -386,30 +387,30 @@ func refusalDecision(err error) string {
 }
 
 // verifyCached verifies a token, running the signature check once per
-// token: verified claims are cached until the token expires, and fresh
-// reports a token seen for the first time. Revocation takes effect at
-// once: whenever the storage's revocation counter has moved since a
-// cached token was last checked, it is looked up again.
-func (s *Server) verifyCached(r *http.Request, raw string) (claims *accessTokenClaims, fresh bool, err error) {
+// token: verified claims are cached until the token expires (for the
+// guard and for introspection), and fresh reports a token the guard sees
+// for the first time. Revocation takes effect at once: whenever the
+// storage's revocation counter has moved since a cached token was last
+// checked, it is looked up again.
+func (s *Server) verifyCached(ctx context.Context, raw string, byGuard bool) (claims *accessTokenClaims, fresh bool, err error) {
 	now := time.Now()
 	epoch := s.cfg.Store.Revocations() // read before any lookup
 	if e, ok := s.tokens.get(raw, now); ok {
-		if e.checked.Load() == epoch {
-			return e.claims, false, nil
-		}
-		if err := s.checkRevocation(r.Context(), e.claims); err != nil {
-			if err != errRevocationUnknown {
-				s.tokens.drop(raw)
+		if e.checked.Load() != epoch {
+			if err := s.checkRevocation(ctx, e.claims); err != nil {
+				if err != errRevocationUnknown {
+					s.tokens.drop(raw)
+				}
+				return nil, false, err
 			}
-			return nil, false, err
+			e.checked.Store(epoch)
 		}
-		e.checked.Store(epoch)
-		return e.claims, false, nil
+		return e.claims, byGuard && !e.guarded.Load() && e.guarded.CompareAndSwap(false, true), nil
 	}
-	c, err := s.verifyAccessToken(r.Context(), raw, now)
+	c, err := s.verifyAccessToken(ctx, raw, now)
 	if err != nil {
 		return nil, false, err
 	}
-	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch)
-	return c, true, nil
+	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch, byGuard)
+	return c, byGuard, nil
 }

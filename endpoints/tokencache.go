@@ -18,11 +18,13 @@ type tokenCache struct {
 }
 
 // cachedToken is a verified token. checked is the storage's revocation
-// counter when the token was last found unrevoked.
+// counter when the token was last found unrevoked; guarded is set once
+// the guard has let it through (introspection caches tokens too).
 type cachedToken struct {
 	claims  *accessTokenClaims
 	until   time.Time
 	checked atomic.Uint64
+	guarded atomic.Bool
 }
 
 func newTokenCache() *tokenCache {
@@ -40,10 +42,11 @@ func (c *tokenCache) get(raw string, now time.Time) (*cachedToken, bool) {
 	return e, true
 }
 
-func (c *tokenCache) put(raw string, claims *accessTokenClaims, until time.Time, checked uint64) {
+func (c *tokenCache) put(raw string, claims *accessTokenClaims, until time.Time, checked uint64, guarded bool) {
 	key := sha256.Sum256([]byte(raw))
 	e := &cachedToken{claims: claims, until: until}
 	e.checked.Store(checked)
+	e.guarded.Store(guarded)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxCachedTokens {
