@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Measures every hot path of the server against its ceiling on this
+# machine, in one run with alternating rounds, and prints the table of
+# issue 15 with the ratios (quote those: these machines are noisy).
+#
+#   bench/perf.sh [rounds] [seconds]
+#
+# Ceilings come from micro-benchmarks in the repo (storage/bolt
+# BenchmarkCeiling*, endpoints BenchmarkCeilingES256Sign) and from Caddy
+# itself (`respond`, plain `reverse_proxy`); the paths from the
+# benchmarks of the token endpoint and from wrk on loopback against a
+# Caddy built with the module. Needs Go; installs wrk with apt-get when
+# it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+seconds=${2:-5}
+cores=$(nproc)
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk" >&2
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+	$SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# metric FILE BENCH UNIT: the value before UNIT on BENCH's line.
+metric() { awk -v b="$2" -v u="$3" '$1 ~ "^"b"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$1"; }
+# median of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'; }
+
+echo "building caddy with the module" >&2
+go build -o "$work/caddy" ./cmd/caddy
+go test -c -o "$work/bolt.test" ./storage/bolt
+go test -c -o "$work/endpoints.test" ./endpoints
+
+cat >"$work/Caddyfile" <<CADDY
+{
+	admin off
+	persist_config off
+	auto_https off
+}
+http://127.0.0.1:9901 {
+	respond "ok" 200
+}
+http://127.0.0.1:9902 {
+	reverse_proxy 127.0.0.1:9901 {
+		transport http {
+			keepalive_idle_conns_per_host 128
+		}
+	}
+}
+http://127.0.0.1:9903 {
+	oauth2_server {
+		issuer http://127.0.0.1:9903
+		resource http://127.0.0.1:9903
+		storage $work/oauth.db
+		client bench {
+			secret bench-secret-0123456789abcdef
+			grant_types client_credentials
+		}
+		client rs {
+			secret rs-secret-0123456789abcdef
+			grant_types client_credentials
+			introspect
+		}
+	}
+	reverse_proxy 127.0.0.1:9901 {
+		transport http {
+			keepalive_idle_conns_per_host 128
+		}
+	}
+}
+CADDY
+XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	curl -fsS http://127.0.0.1:9902/ >/dev/null 2>&1 && break
+	sleep 0.1
+done
+token=$(curl -fsS -u bench:bench-secret-0123456789abcdef -d grant_type=client_credentials http://127.0.0.1:9903/oauth/token |
+	sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p' || true)
+[ -n "$token" ] || { echo "no token" >&2; cat "$work/caddy.log" >&2; exit 1; }
+
+cat >"$work/cc.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic YmVuY2g6YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="
+LUA
+cat >"$work/introspect.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "token=$token"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic cnM6cnMtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="
+LUA
+
+rps() { wrk -t2 -c64 -d"${seconds}s" "$@" | awk '/^Requests\/sec/ { print $2 }'; }
+
+for r in $(seq "$rounds"); do
+	echo "round $r/$rounds" >&2
+	"$work/bolt.test" -test.run '^$' -test.bench 'CeilingUpdate|CeilingGroupCommit' -test.benchtime "${seconds}s" >>"$work/go.txt"
+	"$work/endpoints.test" -test.run '^$' -test.bench 'RefreshRotation$|RefreshRotationParallel/bolt|CeilingES256Sign' -test.benchtime "${seconds}s" >>"$work/go.txt"
+	echo "respond $(rps http://127.0.0.1:9901/)" >>"$work/http.txt"
+	echo "proxy $(rps http://127.0.0.1:9902/)" >>"$work/http.txt"
+	echo "guard $(rps -H "Authorization: Bearer $token" http://127.0.0.1:9903/)" >>"$work/http.txt"
+	echo "cc $(rps -s "$work/cc.lua" http://127.0.0.1:9903/oauth/token)" >>"$work/http.txt"
+	echo "introspect $(rps -s "$work/introspect.lua" http://127.0.0.1:9903/oauth/introspect)" >>"$work/http.txt"
+done
+"$work/bolt.test" -test.run '^$' -test.bench 'StoragePerFamily' -test.benchtime 20000x >>"$work/go.txt"
+
+http() { awk -v k="$1" '$1 == k { print $2 }' "$work/http.txt" | median; }
+update_ms=$(metric "$work/go.txt" BenchmarkCeilingUpdate ns/op | median | awk '{ print $1 / 1e6 }')
+commit_rate=$(metric "$work/go.txt" BenchmarkCeilingGroupCommit writes/s | median)
+sign_us=$(metric "$work/go.txt" BenchmarkCeilingES256Sign ns/op | median | awk '{ print $1 / 1e3 }')
+rot_p50=$(metric "$work/go.txt" BenchmarkRefreshRotation p50-ms | median)
+rot_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/bolt' rotations/s | median)
+family=$(metric "$work/go.txt" BenchmarkStoragePerFamily bytes/family | median)
+respond=$(http respond) proxy=$(http proxy) guard=$(http guard) cc=$(http cc) introspect=$(http introspect)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo
+echo "$(date -u +%F), $cores cores, $rounds rounds of ${seconds}s (medians; ratio = share of the ceiling reached):"
+echo
+echo "| path | ceiling on this machine | measured | ratio |"
+echo "|---|---|---|---:|"
+printf '| one client rotating (p50 latency) | bbolt Update with fsync %.2f ms | %.2f ms | %s |\n' "$update_ms" "$rot_p50" "$(ratio "$update_ms" "$rot_p50")"
+printf '| 32 clients rotating | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$rot_rate" "$(ratio "$rot_rate" "$commit_rate")"
+cc_ceiling=$(awk -v s="$sign_us" -v c="$cores" 'BEGIN { print c * 1e6 / s }')
+printf '| client_credentials, ES256 | ES256 sign %.0f µs on %d cores: %.0f/s | %.0f tokens/s | %s |\n' "$sign_us" "$cores" "$cc_ceiling" "$cc" "$(ratio "$cc" "$cc_ceiling")"
+printf '| introspection, ES256 | Caddy respond: %.0f req/s | %.0f req/s | %s |\n' "$respond" "$introspect" "$(ratio "$introspect" "$respond")"
+printf '| guard, ES256 cached token | plain reverse_proxy: %.0f req/s | %.0f req/s | %s |\n' "$proxy" "$guard" "$(ratio "$guard" "$proxy")"
+printf '| storage per refresh family | — | %.0f bytes | |\n' "$family"
+echo "| sweep of 1,000,000 records | — | not measured yet | |"

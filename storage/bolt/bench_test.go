@@ -1,0 +1,114 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// The ceilings the storage rows of bench/perf.sh are measured against,
+// and the storage cost of a refresh family:
+//
+//	go test ./storage/bolt -run '^$' -bench . -benchmem
+
+// BenchmarkCeilingUpdate: one writer, one small durable commit (bbolt
+// Update with fsync): the floor of a lone client's rotation.
+func BenchmarkCeilingUpdate(b *testing.B) {
+	f := openBench(b)
+	value := make([]byte, 200)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if err := f.db.Update(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), value)
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCeilingGroupCommit: 32 writers, one small write each, through
+// the group commit: the most commits/s 32 rotating clients could get.
+func BenchmarkCeilingGroupCommit(b *testing.B) {
+	f := openBench(b)
+	value := make([]byte, 200)
+	var n atomic.Int64
+	b.SetParallelism(16) // × GOMAXPROCS (2) = 32 writers
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Appendf(nil, "k%d", n.Add(1))
+			if err := f.writes.do(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(key, value) }); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+}
+
+// BenchmarkStoragePerFamily: the file's growth per refresh family (the
+// family, its first refresh token and indexes, as the token endpoint
+// writes them; the code is swept), over -benchtime families.
+func BenchmarkStoragePerFamily(b *testing.B) {
+	f := openBench(b)
+	s := f.ForIssuer("https://auth.example.com")
+	ctx := context.Background()
+	before := fileSize(b, f)
+	now := time.Now()
+	for i := 0; b.Loop(); i++ {
+		code := fmt.Sprintf("code-%043d", i)
+		if err := s.SaveAuthorizationCode(ctx, code, &storage.AuthorizationCode{
+			ClientID: "hJ3kP0x9QbW2mN5vR8tY1z", RedirectURI: "http://127.0.0.1:33418/callback", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+			Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", Subject: "corp:alice@example.com",
+			Profile: storage.Profile{Provider: "corp", Email: "alice@example.com", Name: "Alice"}, AuthTime: now, IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+		}); err != nil {
+			b.Fatal(err)
+		}
+		fam := &storage.NewRefreshFamily{
+			Family: storage.RefreshFamily{ID: fmt.Sprintf("fam-%018d", i), ClientID: "hJ3kP0x9QbW2mN5vR8tY1z", Subject: "corp:alice@example.com",
+				Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", CreatedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour),
+				Profile: storage.Profile{Provider: "corp", Email: "alice@example.com", Name: "Alice"}, AuthTime: now},
+			Token: fmt.Sprintf("rt-%040d", i),
+			First: storage.RefreshToken{Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", IssuedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)},
+		}
+		if _, err := s.RedeemAuthorizationCode(ctx, code, now, storage.Issuance{AccessTokenID: fmt.Sprintf("jti-%018d", i), AccessTokenExpiresAt: now.Add(time.Hour),
+			RefreshFamilyID: fam.Family.ID}, fam); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The codes are swept ten minutes later; what stays is the family's.
+	if _, err := f.DeleteExpired(ctx, now.Add(11*time.Minute)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(fileSize(b, f)-before)/float64(b.N), "bytes/family")
+}
+
+func openBench(b *testing.B) *File {
+	f, err := Open(b.TempDir() + "/bench.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return f
+}
+
+// fileSize is the data the file holds: its size less its free pages.
+func fileSize(b *testing.B, f *File) int64 {
+	st, err := os.Stat(f.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var free int64
+	f.db.View(func(tx *bbolt.Tx) error {
+		free = int64(f.db.Stats().FreePageN) * int64(tx.DB().Info().PageSize)
+		return nil
+	})
+	return st.Size() - free
+}
