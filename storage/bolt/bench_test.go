@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,9 +15,10 @@ import (
 )
 
 // The ceilings the storage rows of bench/perf.sh are measured against,
-// and the storage cost of a refresh family:
+// the storage cost of a refresh family, and writes during a sweep:
 //
-//	go test ./storage/bolt -run '^$' -bench . -benchmem
+//	go test ./storage/bolt -run '^$' -bench 'Ceiling|StoragePerFamily' -benchmem
+//	go test ./storage/bolt -run '^$' -bench SweepWhileWriting -benchtime 1000000x
 
 // BenchmarkCeilingUpdate: one writer, one small durable commit (bbolt
 // Update with fsync): the floor of a lone client's rotation.
@@ -111,4 +113,57 @@ func fileSize(b *testing.B, f *File) int64 {
 		return nil
 	})
 	return st.Size() - free
+}
+
+// BenchmarkSweepWhileWriting: a sweep of -benchtime expired refresh
+// tokens (e.g. 1000000x) while a writer keeps writing; reports the
+// longest any write waited (the sweep deletes in chunks, so writes
+// interleave).
+func BenchmarkSweepWhileWriting(b *testing.B) {
+	f := openBench(b)
+	past := time.Now().Add(-time.Hour)
+	for done := 0; done < b.N; {
+		err := f.db.Update(func(tx *bbolt.Tx) error {
+			for ; done < b.N && done%100_000 != 99_999; done++ {
+				if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%020d", done), storage.RefreshToken{FamilyID: "fam", Resource: "https://mcp.example.com/mcp", ExpiresAt: past}); err != nil {
+					return err
+				}
+			}
+			done++
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var longest time.Duration
+	var writes int
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		value := make([]byte, 200)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			if err := f.writes.do(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "w%d", i), value) }); err != nil {
+				b.Error(err)
+				return
+			}
+			longest, writes = max(longest, time.Since(start)), writes+1
+		}
+	})
+	b.ResetTimer()
+	n, err := f.DeleteExpired(context.Background(), time.Now())
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	if err != nil || n < b.N-b.N/100_000-1 {
+		b.Fatalf("swept %d of %d: %v", n, b.N, err)
+	}
+	b.ReportMetric(float64(longest.Microseconds())/1000, "max-write-ms")
+	b.ReportMetric(float64(writes), "writes")
 }

@@ -876,105 +876,155 @@ func (s *File) RotateSigningKey(ctx context.Context, current string, next *stora
 // access token, so none needs denying.
 func (s *File) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 	deleted, revoked := 0, false
-	err := s.update(ctx, "delete_expired", func(tx *bbolt.Tx) error {
-		deleted, revoked = 0, false
-		sweeps := []struct {
-			bucket []byte
-			dead   func(raw []byte) bool
-			then   func(key, raw []byte) error
-		}{
-			{bucketClients, func(raw []byte) bool { var c storage.Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
-				func(key, raw []byte) error {
-					var c storage.Client
-					json.Unmarshal(raw, &c)
-					revoked = true
-					return revokeClientFamilies(tx, c.Issuer, c.ID, now)
-				}},
-			{bucketCodes, func(raw []byte) bool {
-				var c storage.AuthorizationCode
-				return decodes(raw, &c) && expired(c.ExpiresAt, now)
-			}, nil},
-			{bucketRefresh, func(raw []byte) bool {
-				var t storage.RefreshToken
-				return decodes(raw, &t) && expired(t.ExpiresAt, now)
-			}, nil},
-			{bucketFamilies, func(raw []byte) bool {
-				var f storage.RefreshFamily
-				return decodes(raw, &f) && expired(f.ExpiresAt, now)
-			},
-				func(key, raw []byte) error {
-					var f storage.RefreshFamily
-					json.Unmarshal(raw, &f)
-					if err := tx.Bucket(bucketGrantFamilies).Delete(scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)); err != nil {
-						return err
-					}
-					return tx.Bucket(bucketClientFamilies).Delete(scopedKey(f.Issuer, f.ClientID, f.ID))
-				}},
-			{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
-			{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
-			{bucketSessions, func(raw []byte) bool { var s storage.Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
-			{bucketUpstream, func(raw []byte) bool {
-				var u storage.UpstreamSignIn
-				return decodes(raw, &u) && expired(u.ExpiresAt, now)
-			}, nil},
-			{bucketUpstreamTokens, func(raw []byte) bool {
-				var u storage.UpstreamToken
-				return decodes(raw, &u) && expired(u.ExpiresAt, now)
-			}, nil},
-			{bucketPending, func(raw []byte) bool {
-				var p storage.PendingAuthorization
-				return decodes(raw, &p) && expired(p.ExpiresAt, now)
-			}, nil},
-			{bucketKeys, func(raw []byte) bool {
-				var k storage.SigningKey
-				return decodes(raw, &k) && expired(k.VerifyUntil, now)
-			}, nil},
+	for _, sw := range sweeps(now, &revoked) {
+		n, err := s.sweepBucket(ctx, sw)
+		deleted += n
+		if err != nil {
+			return deleted, fmt.Errorf("sweeping %s: %v", sw.bucket, err)
 		}
-		for _, sw := range sweeps {
-			n, err := deleteWhere(tx.Bucket(sw.bucket), sw.dead, sw.then)
-			if err != nil {
-				return fmt.Errorf("sweeping %s: %v", sw.bucket, err)
-			}
-			deleted += n
-		}
-		return nil
-	})
+	}
 	if revoked {
 		s.revocations.Add(1)
 	}
-	return deleted, err
+	return deleted, nil
+}
+
+// sweep is what expires in one bucket: dead tells an expired record, then
+// (when set) is done with each one in the transaction that deletes it.
+type sweep struct {
+	bucket []byte
+	dead   func(raw []byte) bool
+	then   func(tx *bbolt.Tx, key, raw []byte) error
+}
+
+// sweepChunk bounds each step of a sweep: the records one read
+// transaction scans, and those one write deletes. Writes of requests are
+// never held behind more than one chunk.
+const sweepChunk = 1000
+
+// sweeps are the expiring records of every bucket at now; revoked is set
+// when an unused client's families were revoked.
+func sweeps(now time.Time, revoked *bool) []sweep {
+	return []sweep{
+		{bucketClients, func(raw []byte) bool { var c storage.Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
+			func(tx *bbolt.Tx, key, raw []byte) error {
+				var c storage.Client
+				json.Unmarshal(raw, &c)
+				*revoked = true
+				return revokeClientFamilies(tx, c.Issuer, c.ID, now)
+			}},
+		{bucketCodes, func(raw []byte) bool {
+			var c storage.AuthorizationCode
+			return decodes(raw, &c) && expired(c.ExpiresAt, now)
+		}, nil},
+		{bucketRefresh, func(raw []byte) bool {
+			var t storage.RefreshToken
+			return decodes(raw, &t) && expired(t.ExpiresAt, now)
+		}, nil},
+		{bucketFamilies, func(raw []byte) bool {
+			var f storage.RefreshFamily
+			return decodes(raw, &f) && expired(f.ExpiresAt, now)
+		},
+			func(tx *bbolt.Tx, key, raw []byte) error {
+				var f storage.RefreshFamily
+				json.Unmarshal(raw, &f)
+				if err := tx.Bucket(bucketGrantFamilies).Delete(scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)); err != nil {
+					return err
+				}
+				return tx.Bucket(bucketClientFamilies).Delete(scopedKey(f.Issuer, f.ClientID, f.ID))
+			}},
+		{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
+		{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
+		{bucketSessions, func(raw []byte) bool { var s storage.Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
+		{bucketUpstream, func(raw []byte) bool {
+			var u storage.UpstreamSignIn
+			return decodes(raw, &u) && expired(u.ExpiresAt, now)
+		}, nil},
+		{bucketUpstreamTokens, func(raw []byte) bool {
+			var u storage.UpstreamToken
+			return decodes(raw, &u) && expired(u.ExpiresAt, now)
+		}, nil},
+		{bucketPending, func(raw []byte) bool {
+			var p storage.PendingAuthorization
+			return decodes(raw, &p) && expired(p.ExpiresAt, now)
+		}, nil},
+		{bucketKeys, func(raw []byte) bool {
+			var k storage.SigningKey
+			return decodes(raw, &k) && expired(k.VerifyUntil, now)
+		}, nil},
+	}
+}
+
+// sweepBucket deletes a bucket's expired records in chunks: a read
+// transaction finds up to sweepChunk of them (scanning at most ten times
+// that), a write deletes those still expired, and the scan goes on after
+// the last key it read.
+func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
+	deleted := 0
+	var after []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return deleted, err
+		}
+		var doomed [][]byte
+		end := false
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(sw.bucket).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for scanned := 0; k != nil && len(doomed) < sweepChunk && scanned < 10*sweepChunk; k, v = c.Next() {
+				scanned++
+				after = bytes.Clone(k)
+				if v != nil && sw.dead(v) {
+					doomed = append(doomed, after)
+				}
+			}
+			end = k == nil
+			return nil
+		})
+		if err != nil {
+			return deleted, err
+		}
+		if len(doomed) > 0 {
+			n := 0
+			err := s.update(ctx, "delete_expired", func(tx *bbolt.Tx) error {
+				n = 0
+				b := tx.Bucket(sw.bucket)
+				for _, k := range doomed {
+					raw := b.Get(k)
+					if raw == nil || !sw.dead(raw) {
+						continue // changed since the scan
+					}
+					if sw.then != nil {
+						if err := sw.then(tx, k, bytes.Clone(raw)); err != nil {
+							return err
+						}
+					}
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+					n++
+				}
+				return nil
+			})
+			if err != nil {
+				return deleted, err
+			}
+			deleted += n
+		}
+		if end {
+			return deleted, nil
+		}
+	}
 }
 
 // decodes reports whether raw is a readable record; unreadable records are
 // left alone rather than guessed about.
 func decodes(raw []byte, v any) bool { return json.Unmarshal(raw, v) == nil }
-
-// deleteWhere deletes the records of b that are dead, calling then (when
-// not nil) with each one first.
-func deleteWhere(b *bbolt.Bucket, dead func(raw []byte) bool, then func(key, raw []byte) error) (int, error) {
-	type record struct{ key, raw []byte }
-	var doomed []record
-	err := b.ForEach(func(k, v []byte) error {
-		if v != nil && dead(v) {
-			doomed = append(doomed, record{bytes.Clone(k), bytes.Clone(v)})
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range doomed {
-		if then != nil {
-			if err := then(r.key, r.raw); err != nil {
-				return 0, err
-			}
-		}
-		if err := b.Delete(r.key); err != nil {
-			return 0, err
-		}
-	}
-	return len(doomed), nil
-}
 
 // Interface guards
 var (

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
 func openCommitTest(t *testing.T) *File {
@@ -140,4 +143,41 @@ func TestGroupCommitAfterClose(t *testing.T) {
 	if err := f.writes.do(func(*bbolt.Tx) error { return nil }); err == nil {
 		t.Fatal("a write after Close succeeded")
 	}
+}
+
+// TestSweepInChunks: a sweep larger than one chunk, with live records
+// between the expired ones (more than a chunk's scan of them in a row),
+// deletes exactly the expired ones.
+func TestSweepInChunks(t *testing.T) {
+	f := openCommitTest(t)
+	now := time.Now()
+	const n = 25 * sweepChunk
+	f.db.Update(func(tx *bbolt.Tx) error {
+		for i := range n {
+			exp := now.Add(time.Hour)
+			if i%3 == 0 && !(i > 12*sweepChunk && i < 24*sweepChunk) { // then a long live stretch
+				exp = now.Add(-time.Hour)
+			}
+			if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%08d", i), storage.RefreshToken{ExpiresAt: exp}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	want := 0
+	for i := range n {
+		if i%3 == 0 && !(i > 12*sweepChunk && i < 24*sweepChunk) {
+			want++
+		}
+	}
+	deleted, err := f.DeleteExpired(context.Background(), now)
+	if err != nil || deleted != want {
+		t.Fatalf("swept %d (%v), want %d", deleted, err, want)
+	}
+	f.db.View(func(tx *bbolt.Tx) error {
+		if left := tx.Bucket(bucketRefresh).Stats().KeyN; left != n-want {
+			t.Errorf("%d records left, want %d", left, n-want)
+		}
+		return nil
+	})
 }
