@@ -19,6 +19,12 @@ import (
 // and their requests interleave.
 const refreshBurst = 2 * time.Second
 
+// tokenRefusal is a token request refused for what it asks, with its
+// OAuth error.
+type tokenRefusal struct{ code, description string }
+
+func (e *tokenRefusal) Error() string { return e.code + ": " + e.description }
+
 // refreshGrant is the refresh_token grant: every use rotates the token.
 func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	ctx := r.Context()
@@ -33,67 +39,65 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		s.tokenFail(w, http.StatusBadRequest, "unauthorized_client", "this client may not use refresh tokens")
 		return
 	}
-	fam, _, err := s.cfg.Store.GetRefreshToken(ctx, presented, now)
-	switch {
-	case storageDown(err):
-		s.tokenUnavailable(w, err)
-		return
-	case err != nil:
-		invalidGrant("the refresh token is unknown or expired")
-		return
-	case fam.ClientID != client.ID:
-		s.cfg.Logger.Warn("token: refresh token presented by another client", zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("owner", fam.ClientID))
-		invalidGrant("the refresh token was issued to another client")
-		return
-	case !fam.RevokedAt.IsZero():
-		invalidGrant("the refresh token has been revoked")
-		return
-	}
-	// Check what is asked for before rotating, so a bad request does not
-	// use the token up.
-	scope := fam.Scope
-	if requested, given := form["scope"]; given {
-		for _, sc := range splitScope(requested[0]) {
-			if !slices.Contains(splitScope(fam.Scope), sc) {
-				s.tokenFail(w, http.StatusBadRequest, "invalid_scope", "scope exceeds what was granted: "+sc)
-				return
+	// What is asked for is checked inside the rotation, before anything
+	// is written, so a bad request does not use the token up; one step
+	// reads the token and rotates it.
+	narrow := func(fam *storage.RefreshFamily) (string, error) {
+		scope := fam.Scope
+		if requested, given := form["scope"]; given {
+			for _, sc := range splitScope(requested[0]) {
+				if !slices.Contains(splitScope(fam.Scope), sc) {
+					return "", &tokenRefusal{"invalid_scope", "scope exceeds what was granted: " + sc}
+				}
+			}
+			scope = joinScope(splitScope(requested[0]))
+		}
+		if res := form["resource"]; len(res) > 0 {
+			if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != fam.Resource {
+				return "", &tokenRefusal{"invalid_target", "resource is not the one this refresh token was granted for"}
 			}
 		}
-		scope = joinScope(splitScope(requested[0]))
+		return scope, nil
 	}
-	if res := form["resource"]; len(res) > 0 {
-		if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != fam.Resource {
-			s.tokenFail(w, http.StatusBadRequest, "invalid_target", "resource is not the one this refresh token was granted for")
-			return
-		}
-	}
-
 	next := randomToken()
-	fam, _, err = s.cfg.Store.RotateRefreshToken(ctx, storage.Rotation{
+	fam, issued, err := s.cfg.Store.RotateRefreshToken(ctx, storage.Rotation{
 		Presented: presented,
 		ClientID:  client.ID,
 		NextToken: next,
-		Next:      storage.RefreshToken{Scope: scope, Resource: fam.Resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
+		Next:      storage.RefreshToken{IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
 		Now:       now,
 		Grace:     s.cfg.RefreshReuseGrace,
 		Burst:     min(refreshBurst, s.cfg.RefreshReuseGrace),
 		// Across nodes, one family's rotations are judged by the store's clock.
 		StoreClock: true,
+		Narrow:     narrow,
 	})
+	var refused *tokenRefusal
 	switch {
+	case errors.As(err, &refused):
+		s.tokenFail(w, http.StatusBadRequest, refused.code, refused.description)
+		return
 	case errors.Is(err, storage.ErrReused):
 		s.metrics.refreshes.WithLabelValues("reuse_detected").Inc()
 		s.metrics.familyRevocations.WithLabelValues("reuse").Inc()
 		s.audit.warn(eventReuseDetected, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject))
 		invalidGrant("the refresh token was already used")
 		return
+	case errors.Is(err, storage.ErrWrongClient):
+		s.cfg.Logger.Warn("token: refresh token presented by another client", zap.String("client_id", client.ID))
+		invalidGrant("the refresh token was issued to another client")
+		return
+	case errors.Is(err, storage.ErrRevoked):
+		invalidGrant("the refresh token has been revoked")
+		return
 	case storageDown(err):
 		s.tokenUnavailable(w, err)
 		return
 	case err != nil:
-		invalidGrant("the refresh token is unknown, expired or revoked")
+		invalidGrant("the refresh token is unknown or expired")
 		return
 	}
+	scope := issued.Scope
 	g := grant{clientID: client.ID, subject: fam.Subject, profile: fam.Profile, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
 	s.metrics.refreshes.WithLabelValues("rotated").Inc()
 	s.audit.info(eventRefreshRotated, zap.String("client_id", client.ID), zap.String("family_id", fam.ID))

@@ -314,6 +314,13 @@ type Rotation struct {
 	Grace      time.Duration
 	Burst      time.Duration
 	StoreClock bool
+	// Narrow, when set, is called in the rotation's step with the family
+	// once it is known valid for the client (not revoked, not expired),
+	// before anything is judged or written: it returns the next token's
+	// scope (a request may narrow the family's), and Next then gets the
+	// family's resource; an error from it ends the rotation with nothing
+	// changed, and is returned as it is. It may be called more than once.
+	Narrow func(fam *RefreshFamily) (scope string, err error)
 }
 
 // PendingAuthorization is a validated authorization request shown on the

@@ -461,7 +461,7 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 	next := r.Next
 	reused := false
 	err := s.update(ctx, "rotate_refresh_token", func(tx *bbolt.Tx) error {
-		reused = false
+		reused, next = false, r.Next
 		key := storage.Hash(r.Presented)
 		var cur storage.RefreshToken
 		if err := s.getRefreshToken(tx, key, &cur, &fam); err != nil {
@@ -475,6 +475,13 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 		}
 		if expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now) {
 			return storage.ErrNotFound
+		}
+		if r.Narrow != nil {
+			scope, err := r.Narrow(&fam)
+			if err != nil {
+				return err
+			}
+			next.Scope, next.Resource = scope, fam.Resource
 		}
 		if !cur.RotatedAt.IsZero() {
 			since := max(r.Now.Sub(cur.RotatedAt), 0)

@@ -279,6 +279,14 @@ func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotatio
 	case expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now):
 		return nil, nil, storage.ErrNotFound
 	}
+	next := r.Next
+	if r.Narrow != nil {
+		scope, err := r.Narrow(&fam)
+		if err != nil {
+			return nil, nil, err
+		}
+		next.Scope, next.Resource = scope, fam.Resource
+	}
 	if !cur.RotatedAt.IsZero() {
 		since := max(r.Now.Sub(cur.RotatedAt), 0)
 		successorUsed := false
@@ -308,7 +316,6 @@ func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotatio
 	fam.LastUsedAt = r.Now
 	nextKey := storage.Hash(r.NextToken)
 	cur.Successors = append(cur.Successors, nextKey)
-	next := r.Next
 	next.FamilyID = fam.ID
 	next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
 	b = pgx.Batch{}

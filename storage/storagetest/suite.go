@@ -48,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 		{"ExportImport", testExportImport},
 		{"StrictRotation", testStrictRotation},
 		{"UpstreamTokens", testUpstreamTokens},
+		{"RotationNarrow", testRotationNarrow},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -1034,5 +1035,39 @@ func testUpstreamTokens(t *testing.T, open Opener) {
 	}
 	if _, err := s.GetUpstreamToken(ctx, "dave", "c1", "https://r/mcp", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("not swept: %v", err)
+	}
+}
+
+// TestRotationNarrow: a rotation's Narrow sees the family; its error ends
+// the rotation with nothing written (even with grace 0 the token rotates
+// afterwards), and its scope, with the family's resource, is the next
+// token's.
+func testRotationNarrow(t *testing.T, open Opener) {
+	s := open(t).ForIssuer(testIssuer)
+	ctx := context.Background()
+	StartFamily(t, s, storage.RefreshFamily{ID: "narrow", ClientID: "c1", Subject: "alice", Scope: "mcp:read mcp:write", Resource: "https://r/mcp",
+		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, "n0", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
+	refused := errors.New("scope exceeds the grant")
+	rotate := func(next string, narrow func(*storage.RefreshFamily) (string, error)) (*storage.RefreshToken, error) {
+		_, tok, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: "n0", ClientID: "c1", NextToken: next,
+			Next: storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)}, Now: t0.Add(time.Minute), Narrow: narrow})
+		return tok, err
+	}
+	var seen string
+	if _, err := rotate("n1", func(f *storage.RefreshFamily) (string, error) { seen = f.Scope; return "", refused }); !errors.Is(err, refused) {
+		t.Fatalf("a refusing Narrow: %v", err)
+	}
+	if seen != "mcp:read mcp:write" {
+		t.Fatalf("Narrow saw scope %q", seen)
+	}
+	tok, err := rotate("n2", func(f *storage.RefreshFamily) (string, error) { return "mcp:read", nil })
+	if err != nil || tok.Scope != "mcp:read" || tok.Resource != "https://r/mcp" {
+		t.Fatalf("after the refusal (grace 0): %+v %v", tok, err)
+	}
+	if _, got, err := s.GetRefreshToken(ctx, "n2", t0); err != nil || got.Scope != "mcp:read" || got.Resource != "https://r/mcp" {
+		t.Fatalf("the stored successor: %+v %v", got, err)
+	}
+	if _, _, err := s.GetRefreshToken(ctx, "n1", t0); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the refused rotation's successor exists: %v", err)
 	}
 }
