@@ -187,3 +187,23 @@ func benchRotations(b *testing.B, servers []*Server) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rotations/s")
 }
+
+// BenchmarkClientCredentials: a configured confidential client asking for
+// a token (ES256, no storage write), through the handler.
+func BenchmarkClientCredentials(b *testing.B) {
+	s := benchServer(b)
+	s.staticClients["svc"] = &storage.Client{ID: "svc", SecretHash: storage.Hash("svc-secret-0123456789"), GrantTypes: []string{"client_credentials"},
+		TokenEndpointAuthMethod: "client_secret_basic"}
+	body := url.Values{"grant_type": {"client_credentials"}}.Encode()
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/token", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.SetBasicAuth("svc", "svc-secret-0123456789")
+		w := httptest.NewRecorder()
+		s.token(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+}

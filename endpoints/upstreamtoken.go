@@ -42,11 +42,14 @@ type upstreamSecret struct {
 
 // Refusals of the guard's upstream step.
 var (
-	errNoUpstreamToken      = errors.New("the identity provider's token for this grant is gone (refused or revoked there); authorize again")
-	errUpstreamUnavailable  = errors.New("the identity provider cannot refresh the upstream token right now")
-	errUpstreamUnsealable   = errors.New("the upstream token cannot be opened with storage_key")
-	upstreamPendingResource = "session:"
+	errNoUpstreamToken     = errors.New("the identity provider's token for this grant is gone (refused or revoked there); authorize again")
+	errUpstreamUnavailable = errors.New("the identity provider cannot refresh the upstream token right now")
+	errUpstreamUnsealable  = errors.New("the upstream token cannot be opened with storage_key")
 )
+
+// upstreamPendingResource prefixes the resource under which a sign-in
+// session's tokens wait for their grant.
+const upstreamPendingResource = "session:"
 
 // passesUpstream reports whether a login keeps its tokens for the grants.
 func (s *Server) passesUpstream(provider string) bool {
