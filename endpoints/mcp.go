@@ -25,10 +25,12 @@ type MCPScopeRule struct {
 // method and name.
 const maxMCPBody = 1 << 20
 
-// headerValidatedVersion is the first MCP protocol version whose servers
-// must check Mcp-Method and Mcp-Name against the body: from it on, the
-// guard trusts the headers without reading the body.
-const headerValidatedVersion = "2026-07-28"
+// headerValidatedVersions are the MCP protocol versions whose servers
+// must check Mcp-Method and Mcp-Name against the body: for them the guard
+// trusts the headers without reading the body. A version this build does
+// not know (a later one, or a made-up one a non-validating server would
+// not refuse) is judged by its body.
+var headerValidatedVersions = []string{"2026-07-28"}
 
 // JSON-RPC error codes of the guard's refusals.
 const (
@@ -93,11 +95,9 @@ func inspectMCP(r *http.Request, readBody bool) (*mcpCall, error) {
 	return call, nil
 }
 
-// validatedVersion reports whether an MCP-Protocol-Version (YYYY-MM-DD)
-// is 2026-07-28 or later.
-func validatedVersion(v string) bool {
-	return len(v) == len(headerValidatedVersion) && v >= headerValidatedVersion
-}
+// validatedVersion reports whether an MCP-Protocol-Version obliges the
+// server to validate the mirrored headers.
+func validatedVersion(v string) bool { return slices.Contains(headerValidatedVersions, v) }
 
 // mcpNamed reports whether a method's requests carry Mcp-Name.
 func mcpNamed(method string) bool {
