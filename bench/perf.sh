@@ -17,74 +17,15 @@ rounds=${1:-3}
 seconds=${2:-5}
 cores=$(nproc)
 
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk" >&2
-	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-	$SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/sites.sh
 
 # metric FILE BENCH UNIT: the value before UNIT on BENCH's line.
 metric() { awk -v b="$2" -v u="$3" '$1 ~ "^"b"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$1"; }
 # median of the numbers on stdin.
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'; }
 
-echo "building caddy with the module" >&2
-go build -o "$work/caddy" ./cmd/caddy
 go test -c -o "$work/bolt.test" ./storage/bolt
 go test -c -o "$work/endpoints.test" ./endpoints
-
-cat >"$work/Caddyfile" <<CADDY
-{
-	admin off
-	persist_config off
-	auto_https off
-}
-http://127.0.0.1:9901 {
-	respond "ok" 200
-}
-http://127.0.0.1:9902 {
-	reverse_proxy 127.0.0.1:9901 {
-		transport http {
-			keepalive_idle_conns_per_host 128
-		}
-	}
-}
-http://127.0.0.1:9903 {
-	oauth2_server {
-		issuer http://127.0.0.1:9903
-		resource http://127.0.0.1:9903
-		storage $work/oauth.db
-		client bench {
-			secret bench-secret-0123456789abcdef
-			grant_types client_credentials
-		}
-		client rs {
-			secret rs-secret-0123456789abcdef
-			grant_types client_credentials
-			introspect
-		}
-	}
-	reverse_proxy 127.0.0.1:9901 {
-		transport http {
-			keepalive_idle_conns_per_host 128
-		}
-	}
-}
-CADDY
-XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work "$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-	curl -fsS http://127.0.0.1:9902/ >/dev/null 2>&1 && break
-	sleep 0.1
-done
-token=$(curl -fsS -u bench:bench-secret-0123456789abcdef -d grant_type=client_credentials http://127.0.0.1:9903/oauth/token |
-	sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p' || true)
-[ -n "$token" ] || { echo "no token" >&2; cat "$work/caddy.log" >&2; exit 1; }
 
 cat >"$work/cc.lua" <<'LUA'
 wrk.method = "POST"
