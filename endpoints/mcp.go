@@ -34,6 +34,7 @@ var headerValidatedVersions = []string{"2026-07-28"}
 
 // JSON-RPC error codes of the guard's refusals.
 const (
+	rpcParseError     = -32700
 	rpcInvalidRequest = -32600
 	rpcInvalidParams  = -32602
 	rpcHeaderMismatch = -32020 // MCP 2026-07-28 HeaderMismatch
@@ -85,6 +86,12 @@ func inspectMCP(r *http.Request, readBody bool) (*mcpCall, error) {
 		return nil, &mcpRefusal{http.StatusRequestEntityTooLarge, rpcInvalidRequest, "the request body is larger than 1 MiB", nil}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') && !json.Valid(trimmed) {
+		// Broken JSON is refused rather than passed on unjudged: a server
+		// that decodes only a first value (or forgives a syntax error)
+		// would run what the guard could not read.
+		return nil, &mcpRefusal{http.StatusBadRequest, rpcParseError, "the request body is not valid JSON", nil}
+	}
 	call := parseJSONRPC(body)
 	if method != "" && !call.batch && len(call.requests) == 1 {
 		got := call.requests[0]
@@ -104,7 +111,8 @@ func mcpNamed(method string) bool {
 	return method == "tools/call" || method == "prompts/get" || method == "resources/read"
 }
 
-// parseJSONRPC reads a JSON-RPC request or batch. Members are matched
+// parseJSONRPC reads a JSON-RPC request or batch (valid JSON: see
+// inspectMCP). Members are matched
 // exactly (encoding/json's struct decoding would match "NAME" too, and a
 // server that reads only "name" would then run another tool than the one
 // judged); of repeated members the last counts, as in JavaScript and
@@ -138,11 +146,12 @@ func parseJSONRPCRequest(raw json.RawMessage) (mcpRequest, bool) {
 	if json.Unmarshal(raw, &members) != nil {
 		return mcpRequest{}, false
 	}
-	var version, method string
+	// The "jsonrpc" member is not required: a lenient server would run a
+	// request without it, so the guard judges it too.
+	var method string
 	id, hasID := members["id"]
-	if json.Unmarshal(members["jsonrpc"], &version) != nil || version != "2.0" ||
-		json.Unmarshal(members["method"], &method) != nil || method == "" || !hasID {
-		return mcpRequest{}, false // not a request, a notification or a response
+	if json.Unmarshal(members["method"], &method) != nil || method == "" || !hasID {
+		return mcpRequest{}, false // not a request: a notification, a response, or no JSON-RPC
 	}
 	req := mcpRequest{id: id, method: method}
 	if mcpNamed(method) {

@@ -140,7 +140,10 @@ func TestGuardMCPToolScopes(t *testing.T) {
 		{"a notification follows the path rules", read, `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_note"}}`, nil, http.StatusNoContent, "", ""},
 		{"a response follows the path rules", read, `{"jsonrpc":"2.0","id":1,"result":{}}`, nil, http.StatusNoContent, "", ""},
 		{"not JSON-RPC: the path rules", read, `hello`, nil, http.StatusNoContent, "", ""},
-		{"broken JSON: the path rules", read, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_note"`, nil, http.StatusNoContent, "", ""},
+		{"broken JSON is refused", read, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_note"`, nil, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"the request body is not valid JSON"}}`},
+		{"a second value after the first is refused", read, call(1, "search") + call(2, "delete_note"), nil, http.StatusBadRequest, "", ""},
+		{"no jsonrpc member: judged all the same", read, `{"id":1,"method":"tools/call","params":{"name":"delete_note"}}`, nil, http.StatusForbidden, stepUp("mcp:write"), ""},
 		{"no token: the challenge names the tool's scope", "", call(1, "delete_note"), nil, http.StatusUnauthorized,
 			`Bearer resource_metadata="` + metadata + `", scope="mcp:write"`, ""},
 	} {
