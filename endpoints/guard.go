@@ -96,7 +96,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	res, inResource := s.resourceForPath(view.URL.Path)
 	required := s.requiredScopes(view)
 	var call *mcpCall
-	if r.Method == http.MethodPost && inResource {
+	if strings.EqualFold(r.Method, http.MethodPost) && inResource { // any spelling the upstream might accept
 		var err error
 		if call, err = inspectMCP(r, s.mcpAware()); err != nil {
 			refusal := err.(*mcpRefusal)

@@ -169,6 +169,18 @@ func TestGuardMCPToolScopes(t *testing.T) {
 	}
 }
 
+// TestGuardMCPMethodSpelling: a POST spelled in lower case is judged as
+// a POST (a lenient upstream might take it as one).
+func TestGuardMCPMethodSpelling(t *testing.T) {
+	s := mcpServer(t)
+	w, r := mcpPost(t, mcpToken(t, s, "alice", "mcp:read"), call(1, "delete_note"))
+	r.Method = "post"
+	s.Guard(w, r, okNext)
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("lower-case post: %d", w.Code)
+	}
+}
+
 // TestGuardMCPBodyLimit: a body the guard must read is read up to 1 MiB
 // and passed on whole; beyond it, 413.
 func TestGuardMCPBodyLimit(t *testing.T) {
