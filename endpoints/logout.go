@@ -39,6 +39,12 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			if err := s.cfg.Store.DeleteSession(r.Context(), c.Value); err != nil {
 				s.cfg.Logger.Error("logout: deleting the session", zap.Error(err))
 			}
+			// Provider tokens still waiting for a grant go with the session.
+			if s.passesUpstream(user.profile.Provider) {
+				if err := s.cfg.Store.DeleteUpstreamToken(r.Context(), user.subject, "", sessionRef(r)); err != nil {
+					s.cfg.Logger.Error("logout: deleting the session's upstream tokens", zap.Error(err))
+				}
+			}
 		}
 		s.setCookie(w, r, sessionCookie, "", -time.Second)
 		s.setCookie(w, r, loginCSRFCookie, "", -time.Second)
