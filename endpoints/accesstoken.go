@@ -30,6 +30,16 @@ type accessTokenClaims struct {
 	Email             string `json:"email,omitempty"`
 	Name              string `json:"name,omitempty"`
 	PreferredUsername string `json:"preferred_username,omitempty"`
+
+	// Made once a token is verified (prepare), before it is shared.
+	granted      []string // Scope, split
+	placeholders []any    // see identityValues
+}
+
+// prepare computes what every request with the token needs.
+func (c *accessTokenClaims) prepare() {
+	c.granted = splitScope(c.Scope)
+	c.placeholders = identityValues(c)
 }
 
 // forClient reports whether the token's subject is its client itself.
@@ -127,6 +137,7 @@ func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 	if err := s.checkRevocation(ctx, &c); err != nil {
 		return nil, err
 	}
+	c.prepare()
 	return &c, nil
 }
 

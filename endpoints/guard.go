@@ -60,19 +60,35 @@ func setIdentity(r *http.Request, c *accessTokenClaims) {
 	if !ok {
 		return
 	}
-	values := make([]string, len(identityPlaceholders))
+	values := noIdentity
 	if c != nil {
-		user, kind := c.Subject, "user"
-		if c.forClient() {
-			// A machine client is nobody's user, whatever its id.
-			user, kind = "", "client"
-		}
-		values = []string{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10),
-			c.Email, c.Name, c.PreferredUsername, c.IDP}
+		values = c.placeholders
 	}
 	for i, k := range identityPlaceholders {
 		repl.Set(k, values[i])
 	}
+}
+
+// noIdentity is every identity placeholder empty.
+var noIdentity = func() []any {
+	v := make([]any, len(identityPlaceholders))
+	for i := range v {
+		v[i] = ""
+	}
+	return v
+}()
+
+// identityValues are the placeholder values of a verified token, in the
+// order of identityPlaceholders; made once per token (see prepare), so a
+// cached token's request sets them without allocating.
+func identityValues(c *accessTokenClaims) []any {
+	user, kind := c.Subject, "user"
+	if c.forClient() {
+		// A machine client is nobody's user, whatever its id.
+		user, kind = "", "client"
+	}
+	return []any{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10),
+		c.Email, c.Name, c.PreferredUsername, c.IDP}
 }
 
 // guardAllowMethods are the methods a preflight may ask for.
@@ -152,7 +168,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		writeRPCError(w, http.StatusForbidden, call, req, rpcInvalidParams, toolNotAllowed(req.name))
 		return nil
 	}
-	if missing := s.scopes.missing(splitScope(claims.Scope), required); len(missing) > 0 {
+	if missing := s.scopes.missing(claims.granted, required); len(missing) > 0 {
 		s.metrics.guardDecision(res.id, decisionInsufficientScope)
 		s.mcpOutcome(res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
 		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
