@@ -32,13 +32,13 @@ type accessTokenClaims struct {
 	PreferredUsername string `json:"preferred_username,omitempty"`
 
 	// Made once a token is verified (prepare), before it is shared.
-	granted      []string // Scope, split
+	satisfies    []string // Scope and every scope it implies
 	placeholders []any    // see identityValues
 }
 
 // prepare computes what every request with the token needs.
-func (c *accessTokenClaims) prepare() {
-	c.granted = splitScope(c.Scope)
+func (c *accessTokenClaims) prepare(scopes scopeCatalogue) {
+	c.satisfies = scopes.effective(splitScope(c.Scope))
 	c.placeholders = identityValues(c)
 }
 
@@ -137,7 +137,7 @@ func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 	if err := s.checkRevocation(ctx, &c); err != nil {
 		return nil, err
 	}
-	c.prepare()
+	c.prepare(s.scopes)
 	return &c, nil
 }
 

@@ -116,26 +116,20 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		var err error
 		if call, err = inspectMCP(r, s.mcpAware()); err != nil {
 			refusal := err.(*mcpRefusal)
-			s.metrics.guardDecision(res.id, decisionInvalid)
-			s.mcpOutcome(res, call, nil, decisionInvalid, refusal.message)
-			if s.cfg.GuardCORS {
-				allowCORS(w)
-			}
-			writeRPCError(w, refusal.status, nil, mcpRequest{id: refusal.id}, refusal.code, refusal.message)
+			s.decided(res, call, nil, decisionInvalid, refusal.message)
+			s.refuseRPC(w, refusal.status, nil, mcpRequest{id: refusal.id}, refusal.code, refusal.message)
 			return nil
 		}
 		required = resourceScopes(dedupe(append(required, s.mcpScopes(call)...)))
 	}
 	raw, err := bearerToken(r.Header)
 	if err != nil {
-		s.metrics.guardDecision(res.id, decisionInvalid)
-		s.mcpOutcome(res, call, nil, decisionInvalid, err.Error())
+		s.decided(res, call, nil, decisionInvalid, err.Error())
 		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
 		return nil
 	}
 	if raw == "" {
-		s.metrics.guardDecision(res.id, decisionMissingToken)
-		s.mcpOutcome(res, call, nil, decisionMissingToken, "no access token")
+		s.decided(res, call, nil, decisionMissingToken, "no access token")
 		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
 		return nil
 	}
@@ -153,32 +147,25 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		return nil
 	}
 	if err != nil {
-		s.metrics.guardDecision(res.id, refusalDecision(err))
-		s.mcpOutcome(res, call, nil, refusalDecision(err), err.Error())
+		s.decided(res, call, nil, refusalDecision(err), err.Error())
 		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
 		s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 		return nil
 	}
 	if req, refused := s.refusedTool(call); refused {
-		s.metrics.guardDecision(res.id, decisionToolNotAllowed)
-		s.mcpOutcome(res, call, claims, decisionToolNotAllowed, toolNotAllowed(req.name))
-		if s.cfg.GuardCORS {
-			allowCORS(w)
-		}
-		writeRPCError(w, http.StatusForbidden, call, req, rpcInvalidParams, toolNotAllowed(req.name))
+		s.decided(res, call, claims, decisionToolNotAllowed, toolNotAllowed(req.name))
+		s.refuseRPC(w, http.StatusForbidden, call, req, rpcInvalidParams, toolNotAllowed(req.name))
 		return nil
 	}
-	if missing := s.scopes.missing(claims.granted, required); len(missing) > 0 {
-		s.metrics.guardDecision(res.id, decisionInsufficientScope)
-		s.mcpOutcome(res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
+	if missing := s.scopes.missing(claims.satisfies, required); len(missing) > 0 {
+		s.decided(res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
 		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
 		s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
 		return nil
 	}
 	if s.userLimit != nil {
 		if ok, wait := s.userLimit.take(r.Context(), claims.Subject+"\x00"+claims.ClientID); !ok {
-			s.metrics.guardDecision(res.id, decisionRateLimited)
-			s.mcpOutcome(res, call, claims, decisionRateLimited, "rate_limit_per_user")
+			s.decided(res, call, claims, decisionRateLimited, "rate_limit_per_user")
 			s.tooManyRequests(w, call, wait)
 			return nil
 		}
@@ -190,8 +177,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 			return nil
 		}
 	}
-	s.metrics.guardDecision(res.id, decisionAllowed)
-	s.mcpOutcome(res, call, claims, decisionAllowed, "")
+	s.decided(res, call, claims, decisionAllowed, "")
 	if fresh {
 		s.audit.used(cmp.Or(claims.FamilyID, claims.ID), time.Now())
 	}
@@ -209,8 +195,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 // guardUnavailable fails closed without telling the client its token is
 // bad: 503 with Retry-After, and the client retries the same token.
 func (s *Server) guardUnavailable(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, err error) {
-	s.metrics.guardDecision(res.id, decisionUnavailable)
-	s.mcpOutcome(res, call, claims, decisionUnavailable, err.Error())
+	s.decided(res, call, claims, decisionUnavailable, err.Error())
 	if s.cfg.GuardCORS {
 		allowCORS(w)
 	}
@@ -227,8 +212,7 @@ func (s *Server) upstreamRefused(w http.ResponseWriter, res resource, call *mcpC
 		s.guardUnavailable(w, res, call, claims, err)
 		return
 	}
-	s.metrics.guardDecision(res.id, decisionInvalid)
-	s.mcpOutcome(res, call, claims, decisionInvalid, err.Error())
+	s.decided(res, call, claims, decisionInvalid, err.Error())
 	s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 }
 
@@ -236,16 +220,32 @@ func (s *Server) upstreamRefused(w http.ResponseWriter, res resource, call *mcpC
 // Retry-After, and a body an MCP client can read (a JSON-RPC error for a
 // JSON-RPC request, else an OAuth-style error).
 func (s *Server) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time.Duration) {
-	if s.cfg.GuardCORS {
-		allowCORS(w)
-	}
 	w.Header().Set("Retry-After", retryAfter(wait))
 	const msg = "too many requests for this user and client; retry later"
 	if call != nil && len(call.requests) > 0 {
-		writeRPCError(w, http.StatusTooManyRequests, call, call.requests[0], rpcRateLimited, msg)
+		s.refuseRPC(w, http.StatusTooManyRequests, call, call.requests[0], rpcRateLimited, msg)
 		return
 	}
+	if s.cfg.GuardCORS {
+		allowCORS(w)
+	}
 	writeError(w, http.StatusTooManyRequests, "rate_limited", msg)
+}
+
+// refuseRPC answers with a JSON-RPC error (see writeRPCError), readable by
+// any origin when CORS is on, as the guard's other answers.
+func (s *Server) refuseRPC(w http.ResponseWriter, status int, call *mcpCall, req mcpRequest, code int, message string) {
+	if s.cfg.GuardCORS {
+		allowCORS(w)
+	}
+	writeRPCError(w, status, call, req, code, message)
+}
+
+// decided counts a guard decision and, for an MCP call, its requests and
+// tool calls (see mcpOutcome).
+func (s *Server) decided(res resource, call *mcpCall, claims *accessTokenClaims, decision, reason string) {
+	s.metrics.guardDecision(res.id, decision)
+	s.mcpOutcome(res, call, claims, decision, reason)
 }
 
 // IsPublic reports whether the request's path is one of the public paths.

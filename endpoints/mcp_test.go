@@ -313,10 +313,10 @@ func TestScopeCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := c.missing([]string{"a"}, []string{"b", "c", "d"}); len(m) != 1 || m[0] != "d" {
+	if m := c.missing(c.effective([]string{"a"}), []string{"b", "c", "d"}); len(m) != 1 || m[0] != "d" {
 		t.Fatalf("missing %v, want [d]", m)
 	}
-	if m := c.missing([]string{"c"}, []string{"a"}); len(m) != 1 {
+	if m := c.missing(c.effective([]string{"c"}), []string{"a"}); len(m) != 1 {
 		t.Fatalf("a narrower scope satisfied a broader one: %v", m)
 	}
 	for defs, want := range map[*[]ScopeDefinition]string{

@@ -65,34 +65,23 @@ func closure(name string, direct map[string][]string, path []string) ([]string, 
 		if err != nil {
 			return nil, err
 		}
-		for _, s := range append([]string{im}, sub...) {
-			if !slices.Contains(out, s) {
-				out = append(out, s)
-			}
-		}
+		out = append(append(out, im), sub...)
 	}
-	return out, nil
+	return dedupe(out), nil
 }
 
-// effective is the granted scopes and everything they imply.
+// effective is the granted scopes and everything they imply (made once
+// per verified token: accessTokenClaims.prepare).
 func (c scopeCatalogue) effective(granted []string) []string {
 	out := slices.Clone(granted)
 	for _, g := range granted {
-		for _, im := range c.implied[g] {
-			if !slices.Contains(out, im) {
-				out = append(out, im)
-			}
-		}
+		out = append(out, c.implied[g]...)
 	}
-	return out
+	return dedupe(out)
 }
 
-// missing is the required scopes that granted does not satisfy.
-func (c scopeCatalogue) missing(granted, required []string) []string {
-	if len(required) == 0 {
-		return nil
-	}
-	have := c.effective(granted)
+// missing is the required scopes that have (effective scopes) lacks.
+func (c scopeCatalogue) missing(have, required []string) []string {
 	var out []string
 	for _, r := range required {
 		if !slices.Contains(have, r) {

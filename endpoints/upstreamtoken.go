@@ -63,7 +63,12 @@ func sessionRef(r *http.Request) string {
 	if err != nil || c.Value == "" {
 		return ""
 	}
-	return upstreamPendingResource + base64.RawURLEncoding.EncodeToString(storage.Hash(c.Value))
+	return pendingRef(c.Value)
+}
+
+// pendingRef is the resource under which session sid's tokens wait.
+func pendingRef(sid string) string {
+	return upstreamPendingResource + base64.RawURLEncoding.EncodeToString(storage.Hash(sid))
 }
 
 // sealData binds a sealed token to its issuer, user and provider (it
@@ -72,8 +77,12 @@ func (s *Server) sealData(subject, provider string) []byte {
 	return []byte(s.cfg.Issuer + "\x00" + subject + "\x00" + provider)
 }
 
-func (s *Server) sealUpstream(subject, provider string, tok *oauth2.Token) ([]byte, error) {
-	plain, err := json.Marshal(upstreamSecret{tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.Expiry})
+func newSecret(tok *oauth2.Token) *upstreamSecret {
+	return &upstreamSecret{tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.Expiry}
+}
+
+func (s *Server) sealUpstream(subject, provider string, sec *upstreamSecret) ([]byte, error) {
+	plain, err := json.Marshal(sec)
 	if err != nil {
 		return nil, err
 	}
@@ -95,12 +104,12 @@ func (s *Server) openUpstream(t *storage.UpstreamToken) (*upstreamSecret, error)
 // keepSignInTokens stores what the provider issued at a sign-in, for the
 // session sid, until a grant takes it.
 func (s *Server) keepSignInTokens(ctx context.Context, sid, subject, provider string, tok *oauth2.Token, expires time.Time) error {
-	sealed, err := s.sealUpstream(subject, provider, tok)
+	sealed, err := s.sealUpstream(subject, provider, newSecret(tok))
 	if err != nil {
 		return err
 	}
-	return s.cfg.Store.PutUpstreamToken(ctx, &storage.UpstreamToken{Subject: subject, Resource: upstreamPendingResource +
-		base64.RawURLEncoding.EncodeToString(storage.Hash(sid)), Provider: provider, Sealed: sealed, ExpiresAt: expires})
+	return s.cfg.Store.PutUpstreamToken(ctx, &storage.UpstreamToken{Subject: subject, Resource: pendingRef(sid), Provider: provider,
+		Sealed: sealed, ExpiresAt: expires})
 }
 
 // needsUpstreamSignIn reports whether an authorization must first go
@@ -236,18 +245,17 @@ func (s *Server) upstreamAccessToken(ctx context.Context, c *accessTokenClaims) 
 		s.cfg.Logger.Warn("guard: refreshing the upstream token", zap.String("provider", stored.Provider), zap.Error(err))
 		return "", errUpstreamUnavailable
 	}
-	if tok.RefreshToken == "" {
-		tok.RefreshToken = sec.RefreshToken
-	}
-	if stored.Sealed, err = s.sealUpstream(c.Subject, stored.Provider, tok); err == nil {
+	refreshed := newSecret(tok)
+	refreshed.RefreshToken = cmp.Or(refreshed.RefreshToken, sec.RefreshToken)
+	if stored.Sealed, err = s.sealUpstream(c.Subject, stored.Provider, refreshed); err == nil {
 		err = s.cfg.Store.PutUpstreamToken(ctx, stored)
 	}
 	if err != nil {
 		s.cfg.Logger.Warn("guard: storing the refreshed upstream token", zap.String("provider", stored.Provider), zap.Error(err))
 	}
-	e.secret = &upstreamSecret{tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.Expiry}
+	e.secret = refreshed
 	s.audit.info(eventUpstreamRefreshed, zap.String("provider", stored.Provider), zap.String("sub", c.Subject), zap.String("client_id", c.ClientID))
-	return tok.AccessToken, nil
+	return refreshed.AccessToken, nil
 }
 
 // endUpstream deletes a grant's upstream tokens the provider no longer

@@ -983,12 +983,16 @@ func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
 					k, v = c.Next()
 				}
 			}
+			var last []byte
 			for scanned := 0; k != nil && len(doomed) < sweepChunk && scanned < 10*sweepChunk; k, v = c.Next() {
 				scanned++
-				after = bytes.Clone(k)
+				last = k
 				if v != nil && sw.dead(v) {
-					doomed = append(doomed, after)
+					doomed = append(doomed, bytes.Clone(k))
 				}
+			}
+			if last != nil {
+				after = bytes.Clone(last) // keys live only as long as the transaction
 			}
 			end = k == nil
 			return nil

@@ -208,6 +208,23 @@ func (d *DB) announce(ctx context.Context, tx querier, revs ...revocation) error
 	return nil
 }
 
+// revoke runs fn in a transaction that announces the revocations fn
+// returns; once it has committed they are in this node's set at once.
+func (s *issuerStore) revoke(ctx context.Context, op string, fn func(tx pgx.Tx) ([]revocation, error)) error {
+	var revs []revocation
+	err := s.tx(ctx, op, func(tx pgx.Tx) error {
+		var err error
+		if revs, err = fn(tx); err != nil {
+			return err
+		}
+		return s.announce(ctx, tx, revs...)
+	})
+	if err == nil {
+		s.committed(ctx, revs...)
+	}
+	return err
+}
+
 // committed applies this node's own committed revocations at once (its
 // listener hears them a moment later, to no effect).
 func (d *DB) committed(ctx context.Context, revs ...revocation) {

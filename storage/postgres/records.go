@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -96,19 +95,13 @@ func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Ti
 // DeleteClient implements storage.Store.
 func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
 	defer s.revocations.Add(1)
-	var revs []revocation
-	err := s.tx(ctx, "delete_client", func(tx pgx.Tx) error {
+	return s.revoke(ctx, "delete_client", func(tx pgx.Tx) ([]revocation, error) {
 		if _, err := tx.Exec(ctx, "DELETE FROM clients WHERE issuer = $1 AND id = $2", s.issuer, id); err != nil {
-			return err
+			return nil, err
 		}
-		var err error
-		_, revs, err = s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
-		return err
+		_, revs, err := s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
+		return revs, err
 	})
-	if err == nil {
-		s.committed(ctx, revs...)
-	}
-	return err
 }
 
 // SaveAuthorizationCode implements storage.Store.
@@ -366,30 +359,23 @@ func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now tim
 // RevokeRefreshFamily implements storage.Store.
 func (s *issuerStore) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
 	defer s.revocations.Add(1)
-	var revs []revocation
-	err := s.tx(ctx, "revoke_refresh_family", func(tx pgx.Tx) error {
-		revs = nil
+	return s.revoke(ctx, "revoke_refresh_family", func(tx pgx.Tx) ([]revocation, error) {
 		var fam storage.RefreshFamily
 		if err := one(tx.QueryRow(ctx, "SELECT doc FROM refresh_families WHERE id = $1 AND issuer = $2 FOR UPDATE", familyID, s.issuer), &fam); err != nil {
-			return err
+			return nil, err
 		}
 		if !fam.RevokedAt.IsZero() {
-			return nil
+			return nil, nil
 		}
 		fam.RevokedAt = now
 		if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", familyID, &fam); err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := tx.Exec(ctx, deleteUpstreamTokens, s.issuer, fam.Subject, fam.ClientID, fam.Resource); err != nil {
-			return err
+			return nil, err
 		}
-		revs = []revocation{{Kind: revokedFamily, Issuer: s.issuer, ID: familyID, Expires: fam.ExpiresAt}}
-		return s.announce(ctx, tx, revs...)
+		return []revocation{{Kind: revokedFamily, Issuer: s.issuer, ID: familyID, Expires: fam.ExpiresAt}}, nil
 	})
-	if err == nil {
-		s.committed(ctx, revs...)
-	}
-	return err
 }
 
 // RevokeAccessToken implements storage.Store.
@@ -398,18 +384,11 @@ func (s *issuerStore) RevokeAccessToken(ctx context.Context, jti string, expires
 		return errors.New("revoking access token: empty jti")
 	}
 	defer s.revocations.Add(1)
-	rev := revocation{Kind: revokedJTI, ID: jti, Expires: expiresAt}
-	err := s.tx(ctx, "revoke_access_token", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2)
-			ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at`, jti, expiresAt); err != nil {
-			return err
-		}
-		return s.announce(ctx, tx, rev)
+	return s.revoke(ctx, "revoke_access_token", func(tx pgx.Tx) ([]revocation, error) {
+		_, err := tx.Exec(ctx, `INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2)
+			ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at`, jti, expiresAt)
+		return []revocation{{Kind: revokedJTI, ID: jti, Expires: expiresAt}}, err
 	})
-	if err == nil {
-		s.committed(ctx, rev)
-	}
-	return err
 }
 
 // AccessTokenRevoked implements storage.Store: from this node's copy of
@@ -554,19 +533,20 @@ func (s *issuerStore) PutUpstreamToken(ctx context.Context, t *storage.UpstreamT
 
 // GetUpstreamToken implements storage.Store.
 func (s *issuerStore) GetUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
-	return s.upstreamToken(ctx, "get_upstream_token", "SELECT doc FROM upstream_tokens", subject, clientID, resource, now)
+	return s.upstreamToken(ctx, "get_upstream_token", selectUpstreamToken, subject, clientID, resource, now)
 }
 
 // TakeUpstreamToken implements storage.Store: one DELETE … RETURNING.
 func (s *issuerStore) TakeUpstreamToken(ctx context.Context, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
-	return s.upstreamToken(ctx, "take_upstream_token", "DELETE FROM upstream_tokens", subject, clientID, resource, now)
+	return s.upstreamToken(ctx, "take_upstream_token", deleteUpstreamTokens+" RETURNING doc", subject, clientID, resource, now)
 }
 
-func (s *issuerStore) upstreamToken(ctx context.Context, op, verb, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
+// upstreamToken runs query (selecting doc by issuer, subject, client and
+// resource) and returns the unexpired record.
+func (s *issuerStore) upstreamToken(ctx context.Context, op, query, subject, clientID, resource string, now time.Time) (*storage.UpstreamToken, error) {
 	var t storage.UpstreamToken
 	err := s.view(ctx, op, func() error {
-		return one(s.pool.QueryRow(ctx, verb+" WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4"+returning(verb),
-			s.issuer, subject, clientID, resource), &t)
+		return one(s.pool.QueryRow(ctx, query, s.issuer, subject, clientID, resource), &t)
 	})
 	if err != nil {
 		return nil, err
@@ -577,14 +557,6 @@ func (s *issuerStore) upstreamToken(ctx context.Context, op, verb, subject, clie
 	return &t, nil
 }
 
-// returning completes a DELETE that reads what it deletes.
-func returning(verb string) string {
-	if strings.HasPrefix(verb, "DELETE") {
-		return " RETURNING doc"
-	}
-	return ""
-}
-
 // DeleteUpstreamToken implements storage.Store.
 func (s *issuerStore) DeleteUpstreamToken(ctx context.Context, subject, clientID, resource string) error {
 	return s.view(ctx, "delete_upstream_token", func() error {
@@ -593,7 +565,10 @@ func (s *issuerStore) DeleteUpstreamToken(ctx context.Context, subject, clientID
 	})
 }
 
-const deleteUpstreamTokens = "DELETE FROM upstream_tokens WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4"
+const (
+	selectUpstreamToken  = "SELECT doc FROM upstream_tokens WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4"
+	deleteUpstreamTokens = "DELETE FROM upstream_tokens WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4"
+)
 
 // SaveUpstreamSignIn implements storage.Store.
 func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *storage.UpstreamSignIn) error {

@@ -182,22 +182,18 @@ func (s *issuerStore) matchingGrants(ctx context.Context, q querier, f storage.G
 // RevokeGrants implements storage.Store.
 func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
 	n := 0
-	var revs []revocation
 	defer s.revocations.Add(1)
-	err := s.tx(ctx, "revoke_grants", func(tx pgx.Tx) error {
+	err := s.revoke(ctx, "revoke_grants", func(tx pgx.Tx) ([]revocation, error) {
+		var revs []revocation
 		var err error
 		n, revs, err = s.revokeGrants(ctx, tx, f, now, tokensExpireBy)
-		return err
+		return revs, err
 	})
-	if err == nil {
-		s.committed(ctx, revs...)
-	}
 	return n, err
 }
 
 // revokeGrants is RevokeGrants inside tx (see the bbolt backend: the same
-// records, the same rules).
-// It returns the revocations it announced.
+// records, the same rules); it returns the revocations to announce.
 func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, []revocation, error) {
 	grants, err := s.matchingGrants(ctx, tx, f, now, true)
 	if err != nil {
@@ -244,7 +240,7 @@ func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.Gra
 			revs = append(revs, revocation{Kind: revokedFamily, Issuer: s.issuer, ID: fam.ID, Expires: fam.ExpiresAt})
 		}
 	}
-	return len(grants), revs, s.announce(ctx, tx, revs...)
+	return len(grants), revs, nil
 }
 
 // Counts implements storage.Store.
