@@ -29,15 +29,13 @@ func openCommitTest(t *testing.T) *File {
 func TestGroupCommitSharesCommits(t *testing.T) {
 	f := openCommitTest(t)
 	release, started := make(chan struct{}), make(chan struct{})
+	signal := sync.OnceFunc(func() { close(started) })
 	var first int
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		f.writes.do(func(tx *bbolt.Tx) error {
 			first = tx.ID()
-			select {
-			case started <- struct{}{}:
-			default:
-			}
+			signal()
 			<-release
 			return tx.Bucket(bucketMeta).Put([]byte("first"), []byte("1"))
 		})
