@@ -2,8 +2,8 @@ package bolt
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,15 +57,16 @@ func BenchmarkCeilingGroupCommit(b *testing.B) {
 
 // BenchmarkStoragePerFamily: the file's growth per refresh family (the
 // family, its first refresh token and indexes, as the token endpoint
-// writes them; the code is swept), over -benchtime families.
+// writes them, with random ids as it makes them; the code is swept),
+// over -benchtime families.
 func BenchmarkStoragePerFamily(b *testing.B) {
 	f := openBench(b)
 	s := f.ForIssuer("https://auth.example.com")
 	ctx := context.Background()
 	before := fileSize(b, f)
 	now := time.Now()
-	for i := 0; b.Loop(); i++ {
-		code := fmt.Sprintf("code-%043d", i)
+	for b.Loop() {
+		code := rand.Text()
 		if err := s.SaveAuthorizationCode(ctx, code, &storage.AuthorizationCode{
 			ClientID: "hJ3kP0x9QbW2mN5vR8tY1z", RedirectURI: "http://127.0.0.1:33418/callback", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
 			Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", Subject: "corp:alice@example.com",
@@ -74,13 +75,13 @@ func BenchmarkStoragePerFamily(b *testing.B) {
 			b.Fatal(err)
 		}
 		fam := &storage.NewRefreshFamily{
-			Family: storage.RefreshFamily{ID: fmt.Sprintf("fam-%018d", i), ClientID: "hJ3kP0x9QbW2mN5vR8tY1z", Subject: "corp:alice@example.com",
+			Family: storage.RefreshFamily{ID: rand.Text()[:22], ClientID: "hJ3kP0x9QbW2mN5vR8tY1z", Subject: "corp:alice@example.com",
 				Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", CreatedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour),
 				Profile: storage.Profile{Provider: "corp", Email: "alice@example.com", Name: "Alice"}, AuthTime: now},
-			Token: fmt.Sprintf("rt-%040d", i),
+			Token: rand.Text(),
 			First: storage.RefreshToken{Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", IssuedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)},
 		}
-		if _, err := s.RedeemAuthorizationCode(ctx, code, now, storage.Issuance{AccessTokenID: fmt.Sprintf("jti-%018d", i), AccessTokenExpiresAt: now.Add(time.Hour),
+		if _, err := s.RedeemAuthorizationCode(ctx, code, now, storage.Issuance{AccessTokenID: rand.Text()[:22], AccessTokenExpiresAt: now.Add(time.Hour),
 			RefreshFamilyID: fam.Family.ID}, fam); err != nil {
 			b.Fatal(err)
 		}
@@ -101,18 +102,18 @@ func openBench(b *testing.B) *File {
 	return f
 }
 
-// fileSize is the data the file holds: its size less its free pages.
+// fileSize is the data the file holds: its pages up to the high-water
+// mark less the free ones (bbolt grows the file itself in large steps,
+// ahead of what it holds).
 func fileSize(b *testing.B, f *File) int64 {
-	st, err := os.Stat(f.Path())
-	if err != nil {
+	var size int64
+	if err := f.db.View(func(tx *bbolt.Tx) error {
+		size = tx.Size() - int64(f.db.Stats().FreePageN)*int64(f.db.Info().PageSize)
+		return nil
+	}); err != nil {
 		b.Fatal(err)
 	}
-	var free int64
-	f.db.View(func(tx *bbolt.Tx) error {
-		free = int64(f.db.Stats().FreePageN) * int64(tx.DB().Info().PageSize)
-		return nil
-	})
-	return st.Size() - free
+	return size
 }
 
 // BenchmarkSweepWhileWriting: a sweep of -benchtime expired refresh

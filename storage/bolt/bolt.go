@@ -22,8 +22,10 @@ import (
 
 // SchemaVersion is the layout of the file this build writes. A file with a
 // newer version is refused rather than rewritten. Version 2 binds every
-// record to its issuer; see upgradeSchema for version 1 files.
-const SchemaVersion = 2
+// record to its issuer (see upgradeSchema for version 1 files); version 3
+// keeps refresh families and tokens in a compact format (record.go; see
+// compactRecords for version 2 files).
+const SchemaVersion = 3
 
 var (
 	bucketMeta          = []byte("meta")
@@ -94,7 +96,7 @@ func Open(path string) (*File, error) {
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
 	s := &File{db: db, writes: groupCommit{db: db}}
-	if err := db.Update(s.initSchema); err != nil {
+	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening storage %s: %v", path, err)
 	}
@@ -129,31 +131,45 @@ func OpenReadOnly(path string) (*File, error) {
 	return &File{db: db, writes: groupCommit{db: db}}, nil
 }
 
-func (s *File) initSchema(tx *bbolt.Tx) error {
-	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-	if err != nil {
-		return err
-	}
+// initSchema creates a new file's buckets, or brings an older file up to
+// SchemaVersion.
+func (s *File) initSchema() error {
 	version := SchemaVersion // a new file
-	if v := meta.Get(keySchemaVersion); v != nil {
-		if version, err = strconv.Atoi(string(v)); err != nil {
-			return fmt.Errorf("unreadable schema version %q", v)
-		}
-		if version > SchemaVersion {
-			return fmt.Errorf("schema version %d is newer than this build understands (%d): upgrade caddy-oauth2-server or use another storage file", version, SchemaVersion)
-		}
-	}
-	if version == 1 {
-		if err := s.upgradeSchema(tx); err != nil {
-			return fmt.Errorf("upgrading schema 1 to %d: %v", SchemaVersion, err)
-		}
-	}
-	for _, b := range allBuckets {
-		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
 			return err
 		}
+		if v := meta.Get(keySchemaVersion); v != nil {
+			if version, err = strconv.Atoi(string(v)); err != nil {
+				return fmt.Errorf("unreadable schema version %q", v)
+			}
+			if version > SchemaVersion {
+				return fmt.Errorf("schema version %d is newer than this build understands (%d): upgrade caddy-oauth2-server or use another storage file", version, SchemaVersion)
+			}
+		}
+		if version == 1 {
+			if err := s.upgradeSchema(tx); err != nil {
+				return fmt.Errorf("upgrading schema 1 to 2: %v", err)
+			}
+			version = 2
+		}
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keySchemaVersion, []byte(strconv.Itoa(version)))
+	})
+	if err != nil || version == SchemaVersion {
+		return err
 	}
-	return meta.Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion)))
+	if err := s.compactRecords(); err != nil {
+		return fmt.Errorf("upgrading schema 2 to 3: %v", err)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion)))
+	})
 }
 
 // upgradeSchema turns a version 1 file into version 2. Version 1 records
@@ -171,8 +187,103 @@ func (s *File) upgradeSchema(tx *bbolt.Tx) error {
 			}
 		}
 	}
-	s.upgraded = fmt.Sprintf("schema 1 upgraded to %d: %d records that did not name their issuer were removed (clients register again, users sign in again)", SchemaVersion, removed)
+	s.upgraded = fmt.Sprintf("schema 1 upgraded to 2: %d records that did not name their issuer were removed (clients register again, users sign in again)", removed)
 	return nil
+}
+
+// compactChunk bounds the records one transaction of compactRecords
+// re-encodes, and so the memory it holds.
+const compactChunk = 10_000
+
+// compactRecords turns a version 2 file into version 3: it re-encodes the
+// refresh families and then the refresh tokens (each against its family)
+// from JSON to the compact format, compactChunk records a transaction.
+// Both formats read alike, so a file left part way by a crash serves
+// correctly and the next open goes on where this one stopped.
+func (s *File) compactRecords() error {
+	counts, unreadable := map[string]int{}, 0
+	for _, bucket := range [][]byte{bucketFamilies, bucketRefresh} {
+		for after := []byte(nil); ; {
+			var done bool
+			err := s.db.Update(func(tx *bbolt.Tx) error {
+				var n, bad int
+				var err error
+				n, bad, after, done, err = compactChunkOf(tx, bucket, after)
+				counts[string(bucket)] += n
+				unreadable += bad
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("re-encoding %s: %v", bucket, err)
+			}
+			if done {
+				break
+			}
+		}
+	}
+	note := fmt.Sprintf("schema 2 upgraded to 3: %d refresh families and %d refresh tokens re-encoded compactly",
+		counts[string(bucketFamilies)], counts[string(bucketRefresh)])
+	if unreadable > 0 {
+		note += fmt.Sprintf(", %d unreadable records left as they were", unreadable)
+	}
+	s.upgraded = strings.TrimPrefix(s.upgraded+"; "+note, "; ")
+	return nil
+}
+
+// compactChunkOf re-encodes up to compactChunk JSON records of bucket
+// after the key after; it returns how many, how many it could not read
+// (they are left alone, as reading them always failed), the last key it
+// read, and whether the bucket is done.
+func compactChunkOf(tx *bbolt.Tx, bucket, after []byte) (n, unreadable int, last []byte, done bool, err error) {
+	type record struct{ key, value []byte }
+	var out []record
+	c := tx.Bucket(bucket).Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && len(out) < compactChunk; k, v = c.Next() {
+		last = bytes.Clone(k)
+		if !isJSON(v) {
+			continue // compact already: an earlier open was interrupted
+		}
+		value, err := compacted(tx, bucket, v)
+		if err != nil {
+			unreadable++
+			continue
+		}
+		out = append(out, record{last, value})
+	}
+	for _, r := range out { // the cursor is not used across writes
+		if err := tx.Bucket(bucket).Put(r.key, r.value); err != nil {
+			return 0, 0, nil, false, err
+		}
+	}
+	return len(out), unreadable, last, k == nil, nil
+}
+
+// compacted is a JSON record of the families or refresh tokens bucket in
+// the compact format; a token whose family is gone keeps its scope and
+// resource itself.
+func compacted(tx *bbolt.Tx, bucket, raw []byte) ([]byte, error) {
+	if bytes.Equal(bucket, bucketFamilies) {
+		var f storage.RefreshFamily
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, err
+		}
+		return appendFamily(nil, &f), nil
+	}
+	var t storage.RefreshToken
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, err
+	}
+	var fam storage.RefreshFamily
+	if err := get(tx, bucketFamilies, []byte(t.FamilyID), &fam); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	return appendRefreshToken(nil, &t, &fam), nil
 }
 
 // Upgraded says what opening the file changed, or "" when nothing did.
@@ -228,25 +339,59 @@ func (s *File) Observe(f func(op string, d time.Duration)) {
 
 // get decodes a record into v, which it first resets: a batched
 // transaction may run again after a rollback, and json.Unmarshal leaves
-// fields that are absent from the record as they were.
+// fields that are absent from the record as they were. Refresh families
+// are compact records (record.go), the rest JSON; refresh tokens have
+// getRefreshTokenRecord.
 func get(tx *bbolt.Tx, bucket, key []byte, v any) error {
-	reflect.ValueOf(v).Elem().SetZero()
 	raw := tx.Bucket(bucket).Get(key)
 	if raw == nil {
+		reflect.ValueOf(v).Elem().SetZero()
 		return storage.ErrNotFound
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	var err error
+	if f, ok := v.(*storage.RefreshFamily); ok {
+		err = decodeFamily(raw, f)
+	} else {
+		reflect.ValueOf(v).Elem().SetZero()
+		err = json.Unmarshal(raw, v)
+	}
+	if err != nil {
 		return fmt.Errorf("decoding %s record: %v", bucket, err)
 	}
 	return nil
 }
 
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encoding %s record: %v", bucket, err)
+	var raw []byte
+	if f, ok := v.(*storage.RefreshFamily); ok {
+		raw = appendFamily(nil, f)
+	} else {
+		var err error
+		if raw, err = json.Marshal(v); err != nil {
+			return fmt.Errorf("encoding %s record: %v", bucket, err)
+		}
 	}
 	return tx.Bucket(bucket).Put(key, raw)
+}
+
+// getRefreshTokenRecord decodes a refresh token record; the scope and
+// resource it leaves to its family are filled in by the answer's from.
+func getRefreshTokenRecord(tx *bbolt.Tx, key []byte, t *storage.RefreshToken) (inherited, error) {
+	raw := tx.Bucket(bucketRefresh).Get(key)
+	if raw == nil {
+		*t = storage.RefreshToken{}
+		return 0, storage.ErrNotFound
+	}
+	in, err := decodeRefreshToken(raw, t)
+	if err != nil {
+		return 0, fmt.Errorf("decoding %s record: %v", bucketRefresh, err)
+	}
+	return in, nil
+}
+
+// putRefreshToken stores a refresh token of the family fam.
+func putRefreshToken(tx *bbolt.Tx, key []byte, t *storage.RefreshToken, fam *storage.RefreshFamily) error {
+	return tx.Bucket(bucketRefresh).Put(key, appendRefreshToken(nil, t, fam))
 }
 
 // expired reports whether a deadline has passed; a zero deadline never passes.
@@ -431,7 +576,7 @@ func (s *issuerStore) createFamily(tx *bbolt.Tx, n *storage.NewRefreshFamily) er
 	if err := tx.Bucket(bucketClientFamilies).Put(s.scopedKey(f.ClientID, f.ID), nil); err != nil {
 		return err
 	}
-	return put(tx, bucketRefresh, storage.Hash(n.Token), &first)
+	return putRefreshToken(tx, storage.Hash(n.Token), &first, &f)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -443,7 +588,8 @@ func earliest(a, b time.Time) time.Time {
 
 // getRefreshToken reads a refresh token and its family, of this issuer.
 func (s *issuerStore) getRefreshToken(tx *bbolt.Tx, key []byte, t *storage.RefreshToken, fam *storage.RefreshFamily) error {
-	if err := get(tx, bucketRefresh, key, t); err != nil {
+	in, err := getRefreshTokenRecord(tx, key, t)
+	if err != nil {
 		return err
 	}
 	if err := get(tx, bucketFamilies, []byte(t.FamilyID), fam); err != nil {
@@ -452,6 +598,7 @@ func (s *issuerStore) getRefreshToken(tx *bbolt.Tx, key []byte, t *storage.Refre
 	if fam.Issuer != s.issuer {
 		return storage.ErrNotFound
 	}
+	in.from(t, fam)
 	return nil
 }
 
@@ -500,12 +647,12 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 		}
 		nextKey := storage.Hash(r.NextToken)
 		cur.Successors = append(cur.Successors, nextKey)
-		if err := put(tx, bucketRefresh, key, &cur); err != nil {
+		if err := putRefreshToken(tx, key, &cur, &fam); err != nil {
 			return err
 		}
 		next.FamilyID = fam.ID
 		next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
-		return put(tx, bucketRefresh, nextKey, &next)
+		return putRefreshToken(tx, nextKey, &next, &fam)
 	})
 	switch {
 	case err != nil:
@@ -520,7 +667,7 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 func anySuccessorUsed(tx *bbolt.Tx, successors [][]byte) bool {
 	for _, h := range successors {
 		var t storage.RefreshToken
-		if get(tx, bucketRefresh, h, &t) == nil && !t.RotatedAt.IsZero() {
+		if _, err := getRefreshTokenRecord(tx, h, &t); err == nil && !t.RotatedAt.IsZero() {
 			return true
 		}
 	}
@@ -926,15 +1073,16 @@ func sweeps(now time.Time, revoked *bool) []sweep {
 		}, nil},
 		{bucketRefresh, func(raw []byte) bool {
 			var t storage.RefreshToken
-			return decodes(raw, &t) && expired(t.ExpiresAt, now)
+			_, err := decodeRefreshToken(raw, &t)
+			return err == nil && expired(t.ExpiresAt, now)
 		}, nil},
 		{bucketFamilies, func(raw []byte) bool {
 			var f storage.RefreshFamily
-			return decodes(raw, &f) && expired(f.ExpiresAt, now)
+			return decodeFamily(raw, &f) == nil && expired(f.ExpiresAt, now)
 		},
 			func(tx *bbolt.Tx, key, raw []byte) error {
 				var f storage.RefreshFamily
-				json.Unmarshal(raw, &f)
+				decodeFamily(raw, &f)
 				if err := tx.Bucket(bucketGrantFamilies).Delete(scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)); err != nil {
 					return err
 				}
@@ -1053,7 +1201,7 @@ func (s *File) CheckConsistency(ctx context.Context) error {
 		families, tokens := tx.Bucket(bucketFamilies), tx.Bucket(bucketRefresh)
 		err := tokens.ForEach(func(k, v []byte) error {
 			var t storage.RefreshToken
-			if err := json.Unmarshal(v, &t); err != nil {
+			if _, err := decodeRefreshToken(v, &t); err != nil {
 				return fmt.Errorf("refresh token %x: %v", k[:4], err)
 			}
 			if families.Get([]byte(t.FamilyID)) == nil {

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,7 +52,19 @@ func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
 					return out.Write(typ, nil, storage.RevokedAccessToken{JTI: string(k), ExpiresAt: r.ExpiresAt})
 				case storage.ExportTokenRevocation:
 					return out.Write(typ, nil, tokenRevocationOf(k, v))
-				case storage.ExportRefreshToken, storage.ExportCode, storage.ExportSession, storage.ExportPending, storage.ExportUpstreamSignIn:
+				case storage.ExportFamily:
+					var f storage.RefreshFamily
+					if err := decodeFamily(v, &f); err != nil {
+						return fmt.Errorf("refresh family %s: %v", k, err)
+					}
+					return out.Write(typ, nil, &f)
+				case storage.ExportRefreshToken:
+					t, err := exportedRefreshToken(tx, v)
+					if err != nil {
+						return fmt.Errorf("refresh token %x: %v", k[:4], err)
+					}
+					return out.Write(typ, k, t)
+				case storage.ExportCode, storage.ExportSession, storage.ExportPending, storage.ExportUpstreamSignIn:
 					return out.Write(typ, k, v)
 				}
 				return out.Write(typ, nil, v)
@@ -66,6 +79,22 @@ func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
 		err = out.Flush()
 	}
 	return out.N, err
+}
+
+// exportedRefreshToken decodes a refresh token record whole: with the
+// fields it leaves to its family filled in (a token whose family is gone
+// is exported as it is stored).
+func exportedRefreshToken(tx *bbolt.Tx, raw []byte) (*storage.RefreshToken, error) {
+	var t storage.RefreshToken
+	in, err := decodeRefreshToken(raw, &t)
+	if err != nil {
+		return nil, err
+	}
+	var fam storage.RefreshFamily
+	if err := get(tx, bucketFamilies, []byte(t.FamilyID), &fam); err == nil {
+		in.from(&t, &fam)
+	}
+	return &t, nil
 }
 
 // tokenRevocationOf reads a token revocation record and its key (issuer
@@ -91,6 +120,9 @@ func tokenRevocationOf(k, v []byte) storage.TokenRevocation {
 type imported struct {
 	bucket, key, value []byte
 	index              [][2][]byte // bucket, key
+	// token is a refresh token, encoded (against its family) in the
+	// import's transaction.
+	token *storage.RefreshToken
 }
 
 // importable turns an export record into what this file stores.
@@ -102,6 +134,12 @@ func importable(rec storage.ExportRecord) (imported, error) {
 			return bad(fmt.Errorf("the hash is missing"))
 		}
 		im.key = rec.Hash
+		if rec.Type == storage.ExportRefreshToken {
+			im.token = new(storage.RefreshToken)
+			if err := json.Unmarshal(rec.Record, im.token); err != nil || im.token.FamilyID == "" {
+				return bad(fmt.Errorf("not a refresh token: %v", err))
+			}
+		}
 		return im, nil
 	}
 	switch rec.Type {
@@ -116,7 +154,7 @@ func importable(rec storage.ExportRecord) (imported, error) {
 		if err := json.Unmarshal(rec.Record, &f); err != nil || f.ID == "" {
 			return bad(fmt.Errorf("not a refresh family: %v", err))
 		}
-		im.key = []byte(f.ID)
+		im.key, im.value = []byte(f.ID), appendFamily(nil, &f)
 		im.index = [][2][]byte{{bucketClientFamilies, scopedKey(f.Issuer, f.ClientID, f.ID)}, {bucketGrantFamilies, scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)}}
 	case storage.ExportConsent:
 		var c storage.Consent
@@ -151,6 +189,16 @@ func importable(rec storage.ExportRecord) (imported, error) {
 	return im, nil
 }
 
+// sameRecord reports whether a stored record and an imported one say the
+// same thing: compact records are compared byte for byte, JSON ones as
+// JSON.
+func sameRecord(bucket, stored, imported []byte) bool {
+	if bytes.Equal(bucket, bucketFamilies) || bytes.Equal(bucket, bucketRefresh) {
+		return bytes.Equal(stored, imported)
+	}
+	return storage.SameRecord(stored, imported)
+}
+
 func mustJSON(v any) []byte {
 	raw, _ := json.Marshal(v)
 	return raw
@@ -177,8 +225,15 @@ func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
 		added = 0
 		for i, im := range items {
 			b := tx.Bucket(im.bucket)
+			if im.token != nil {
+				var fam storage.RefreshFamily
+				if err := get(tx, bucketFamilies, []byte(im.token.FamilyID), &fam); err != nil {
+					return fmt.Errorf("record %d (%s): family %s: %v", i+1, im.bucket, im.token.FamilyID, err)
+				}
+				im.value = appendRefreshToken(nil, im.token, &fam)
+			}
 			if old := b.Get(im.key); old != nil {
-				if !storage.SameRecord(old, im.value) {
+				if !sameRecord(im.bucket, old, im.value) {
 					return fmt.Errorf("record %d (%s): %w", i+1, im.bucket, storage.ErrImportConflict)
 				}
 				continue

@@ -1,0 +1,244 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+// Refresh families and refresh tokens are the records a file holds most
+// of (one token per rotation until it expires), and the ones every
+// rotation reads and writes, so they are kept in a compact binary format
+// rather than JSON: a format byte, then each field in a fixed order, a
+// string as its length (uvarint) and bytes, a time as described at
+// appendTime. A refresh token's scope and resource are usually its
+// family's (they never change); the record then leaves them out and
+// reading fills them in from the family. Schema 2 files held both as
+// JSON; opening one re-encodes them (see compactRecords).
+const (
+	// recordFormat is the first byte of a compact record. A JSON record
+	// starts with '{', so the two are told apart.
+	recordFormat = 1
+
+	// Flags of a refresh token record: which fields it holds itself.
+	ownScope    = 1 << 0
+	ownResource = 1 << 1
+)
+
+var errRecordFormat = errors.New("not a record of a known format")
+
+// appendFamily encodes a refresh family.
+func appendFamily(b []byte, f *storage.RefreshFamily) []byte {
+	b = append(b, recordFormat)
+	for _, s := range []string{f.Issuer, f.ID, f.ClientID, f.Subject, f.Profile.Provider, f.Profile.Email,
+		f.Profile.Name, f.Profile.PreferredUsername, f.Scope, f.Resource} {
+		b = appendString(b, s)
+	}
+	for _, t := range []time.Time{f.AuthTime, f.CreatedAt, f.ExpiresAt, f.RevokedAt, f.LastUsedAt} {
+		b = appendTime(b, t)
+	}
+	return b
+}
+
+// decodeFamily decodes a refresh family, compact or (schema 2) JSON.
+func decodeFamily(raw []byte, f *storage.RefreshFamily) error {
+	*f = storage.RefreshFamily{}
+	if isJSON(raw) {
+		return json.Unmarshal(raw, f)
+	}
+	d, err := newDecoder(raw)
+	if err != nil {
+		return err
+	}
+	for _, s := range []*string{&f.Issuer, &f.ID, &f.ClientID, &f.Subject, &f.Profile.Provider, &f.Profile.Email,
+		&f.Profile.Name, &f.Profile.PreferredUsername, &f.Scope, &f.Resource} {
+		*s = d.string()
+	}
+	for _, t := range []*time.Time{&f.AuthTime, &f.CreatedAt, &f.ExpiresAt, &f.RevokedAt, &f.LastUsedAt} {
+		*t = d.time()
+	}
+	return d.done()
+}
+
+// appendRefreshToken encodes a refresh token of the family fam, leaving
+// out the scope and resource it shares with fam.
+func appendRefreshToken(b []byte, t *storage.RefreshToken, fam *storage.RefreshFamily) []byte {
+	var flags byte
+	if t.Scope != fam.Scope {
+		flags |= ownScope
+	}
+	if t.Resource != fam.Resource {
+		flags |= ownResource
+	}
+	b = append(b, recordFormat, flags)
+	b = appendString(b, t.FamilyID)
+	if flags&ownScope != 0 {
+		b = appendString(b, t.Scope)
+	}
+	if flags&ownResource != 0 {
+		b = appendString(b, t.Resource)
+	}
+	for _, at := range []time.Time{t.IssuedAt, t.ExpiresAt, t.RotatedAt} {
+		b = appendTime(b, at)
+	}
+	b = binary.AppendUvarint(b, uint64(len(t.Successors)))
+	for _, s := range t.Successors {
+		b = appendString(b, string(s))
+	}
+	return b
+}
+
+// inherited says which fields a refresh token record leaves to its
+// family.
+type inherited byte
+
+// from fills in the fields t inherits from its family.
+func (in inherited) from(t *storage.RefreshToken, fam *storage.RefreshFamily) {
+	if in&ownScope != 0 {
+		t.Scope = fam.Scope
+	}
+	if in&ownResource != 0 {
+		t.Resource = fam.Resource
+	}
+}
+
+// decodeRefreshToken decodes a refresh token, compact or (schema 2)
+// JSON. The scope and resource a compact record leaves to its family
+// are empty until the answer's from fills them in.
+func decodeRefreshToken(raw []byte, t *storage.RefreshToken) (inherited, error) {
+	*t = storage.RefreshToken{}
+	if isJSON(raw) {
+		return 0, json.Unmarshal(raw, t)
+	}
+	d, err := newDecoder(raw)
+	if err != nil {
+		return 0, err
+	}
+	flags := d.byte()
+	if flags&^(ownScope|ownResource) != 0 {
+		d.err = errRecordFormat
+	}
+	t.FamilyID = d.string()
+	if flags&ownScope != 0 {
+		t.Scope = d.string()
+	}
+	if flags&ownResource != 0 {
+		t.Resource = d.string()
+	}
+	t.IssuedAt, t.ExpiresAt, t.RotatedAt = d.time(), d.time(), d.time()
+	n := d.uvarint()
+	if n > uint64(len(d.rest)) {
+		d.err = errRecordFormat // each successor takes a byte at least
+	}
+	if n > 0 && d.err == nil {
+		t.Successors = make([][]byte, n)
+		for i := range t.Successors {
+			t.Successors[i] = []byte(d.string())
+		}
+	}
+	if err := d.done(); err != nil {
+		return 0, err
+	}
+	return inherited(^flags & (ownScope | ownResource)), nil
+}
+
+func isJSON(raw []byte) bool { return len(raw) > 0 && raw[0] == '{' }
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// appendTime encodes a time to the nanosecond, in any year: 0 for the
+// zero time, otherwise its Unix seconds (zigzag, plus one) and then its
+// nanoseconds.
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	sec := t.Unix()
+	b = binary.AppendUvarint(b, uint64(sec<<1^sec>>63)+1)
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// decoder reads the fields of a compact record; the first malformed one
+// sets err, and the rest then read as zero.
+type decoder struct {
+	// all is the record as one string: the decoded strings are slices of
+	// it, one allocation per record.
+	all  string
+	rest []byte
+	err  error
+}
+
+func newDecoder(raw []byte) (decoder, error) {
+	if len(raw) == 0 || raw[0] != recordFormat {
+		return decoder{}, errRecordFormat
+	}
+	return decoder{all: string(raw), rest: raw[1:]}, nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.rest)
+	if n <= 0 {
+		d.err = errRecordFormat
+		return 0
+	}
+	d.rest = d.rest[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.rest) == 0 {
+		d.err = errRecordFormat
+		return 0
+	}
+	c := d.rest[0]
+	d.rest = d.rest[1:]
+	return c
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.rest)) {
+		d.err = errRecordFormat
+		return ""
+	}
+	start := len(d.all) - len(d.rest)
+	d.rest = d.rest[n:]
+	return d.all[start : start+int(n)]
+}
+
+func (d *decoder) time() time.Time {
+	z := d.uvarint()
+	if z == 0 {
+		return time.Time{}
+	}
+	z--
+	sec := int64(z>>1) ^ -int64(z&1)
+	nsec := d.uvarint()
+	if nsec >= 1e9 {
+		d.err = errRecordFormat
+	}
+	if d.err != nil {
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// done reports the first malformed field, or bytes left over.
+func (d *decoder) done() error {
+	if d.err == nil && len(d.rest) > 0 {
+		d.err = errRecordFormat
+	}
+	if d.err != nil {
+		return fmt.Errorf("%v (%d bytes)", d.err, len(d.all))
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+)
+
+var recordFamily = storage.RefreshFamily{
+	Issuer:     "https://auth.example.com",
+	ID:         "f1",
+	ClientID:   "c1",
+	Subject:    "corp:ålice",
+	Profile:    storage.Profile{Provider: "corp", Email: "alice@example.com", Name: "Ålice", PreferredUsername: "alice"},
+	Scope:      "mcp:read mcp:write",
+	Resource:   "https://mcp.example.com/mcp",
+	AuthTime:   time.Date(2026, 12, 1, 12, 0, 0, 1, time.UTC),
+	CreatedAt:  time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC),
+	ExpiresAt:  time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+	LastUsedAt: time.Date(1960, 1, 1, 0, 0, 0, 5, time.UTC),
+}
+
+// TestRecordsRoundTrip: every field of the compact records comes back,
+// zero and far times included, and a token's scope and resource are
+// left to its family only when they are the family's.
+func TestRecordsRoundTrip(t *testing.T) {
+	var f storage.RefreshFamily
+	if err := decodeFamily(appendFamily(nil, &recordFamily), &f); err != nil || !reflect.DeepEqual(f, recordFamily) {
+		t.Fatalf("family: %+v %v\nwant %+v", f, err, recordFamily)
+	}
+	for _, tok := range []storage.RefreshToken{
+		{FamilyID: "f1", Scope: recordFamily.Scope, Resource: recordFamily.Resource, IssuedAt: recordFamily.AuthTime, ExpiresAt: recordFamily.ExpiresAt},
+		{FamilyID: "f1", Scope: "mcp:read", Resource: recordFamily.Resource, RotatedAt: recordFamily.AuthTime,
+			Successors: [][]byte{storage.Hash("a"), storage.Hash("b")}},
+		{FamilyID: "f1", Scope: "", Resource: "https://other.example.com"},
+	} {
+		raw := appendRefreshToken(nil, &tok, &recordFamily)
+		var got storage.RefreshToken
+		in, err := decodeRefreshToken(raw, &got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.from(&got, &recordFamily)
+		if !reflect.DeepEqual(got, tok) {
+			t.Errorf("token: %+v\nwant %+v", got, tok)
+		}
+	}
+	shared := appendRefreshToken(nil, &storage.RefreshToken{FamilyID: "f1", Scope: recordFamily.Scope, Resource: recordFamily.Resource}, &recordFamily)
+	if want := 1 + 1 + 3 + 3 + 1; len(shared) != want {
+		t.Errorf("a token sharing its family's scope and resource takes %d bytes, want %d", len(shared), want)
+	}
+}
+
+// TestMalformedRecords: truncated, padded or unknown records are
+// refused, never guessed at.
+func TestMalformedRecords(t *testing.T) {
+	fam := appendFamily(nil, &recordFamily)
+	tok := appendRefreshToken(nil, &storage.RefreshToken{FamilyID: "f1", Successors: [][]byte{storage.Hash("a")}}, &recordFamily)
+	nsec := binaryUvarint(1e9)
+	for name, raw := range map[string][]byte{
+		"empty": {}, "format 2": {2}, "truncated": fam[:len(fam)-1], "padded": append(fam[:len(fam):len(fam)], 0),
+		"nanoseconds out of range": append([]byte{recordFormat, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, nsec...),
+	} {
+		var f storage.RefreshFamily
+		if err := decodeFamily(raw, &f); err == nil {
+			t.Errorf("family %s: decoded", name)
+		}
+	}
+	for name, raw := range map[string][]byte{
+		"empty": {}, "format 2": {2}, "truncated": tok[:len(tok)-1], "padded": append(tok[:len(tok):len(tok)], 0),
+		"unknown flag": {recordFormat, 4, 0, 0, 0, 0, 0}, "huge successor count": {recordFormat, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"nanoseconds out of range": append([]byte{recordFormat, 0, 0, 1}, append(nsec, 0, 0, 0)...),
+	} {
+		var rt storage.RefreshToken
+		if _, err := decodeRefreshToken(raw, &rt); err == nil {
+			t.Errorf("token %s: decoded", name)
+		}
+	}
+	// What the cases above are cut from decodes whole.
+	var f storage.RefreshFamily
+	var rt storage.RefreshToken
+	_, terr := decodeRefreshToken(append([]byte{recordFormat, 0, 0, 1}, append(binaryUvarint(999999999), 0, 0, 0)...), &rt)
+	if err := decodeFamily(fam, &f); err != nil || terr != nil {
+		t.Fatalf("valid records: %v %v", err, terr)
+	}
+}
+
+func binaryUvarint(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+
+// FuzzDecodeRecord: no input makes the decoders panic, and what they
+// accept encodes back to the same record.
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(appendFamily(nil, &recordFamily))
+	f.Add(appendRefreshToken(nil, &storage.RefreshToken{FamilyID: "f1", Scope: "x", Successors: [][]byte{storage.Hash("a")}}, &recordFamily))
+	f.Add([]byte(`{"id":"f1","expires_at":"2026-12-01T12:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var fam, fam2 storage.RefreshFamily
+		if decodeFamily(raw, &fam) == nil && !isJSON(raw) {
+			if err := decodeFamily(appendFamily(nil, &fam), &fam2); err != nil || !reflect.DeepEqual(fam, fam2) {
+				t.Fatalf("family %+v re-encoded: %+v %v", fam, fam2, err)
+			}
+		}
+		var tok, tok2 storage.RefreshToken
+		if in, err := decodeRefreshToken(raw, &tok); err == nil && !isJSON(raw) {
+			var owner storage.RefreshFamily
+			in.from(&tok, &owner)
+			in2, err := decodeRefreshToken(appendRefreshToken(nil, &tok, &owner), &tok2)
+			if err == nil {
+				in2.from(&tok2, &owner)
+			}
+			if err != nil || !reflect.DeepEqual(tok, tok2) {
+				t.Fatalf("token %+v re-encoded: %+v %v", tok, tok2, err)
+			}
+		}
+	})
+}

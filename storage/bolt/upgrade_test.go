@@ -1,0 +1,182 @@
+package bolt
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+
+	bbolt "go.etcd.io/bbolt"
+)
+
+// TestUpgradeFromSchema2: a file written by the last schema 2 release
+// (testdata/schema2.db, see testdata/schema2) is re-encoded at open, and
+// every record then reads as it did: the export equals the one that
+// release wrote, the links hold, and its tokens rotate, with reuse of
+// a rotated one still detected.
+func TestUpgradeFromSchema2(t *testing.T) {
+	path := copyFixture(t, "testdata/schema2.db")
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if want := "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly"; file.Upgraded() != want {
+		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
+	}
+	ctx := context.Background()
+	file.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); string(v) != "3" {
+			t.Errorf("schema version %s after the upgrade", v)
+		}
+		for _, b := range [][]byte{bucketFamilies, bucketRefresh} {
+			tx.Bucket(b).ForEach(func(k, v []byte) error {
+				if v[0] != recordFormat {
+					t.Errorf("%s %x: not re-encoded: %.20q", b, k, v)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err := file.CheckConsistency(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var export bytes.Buffer
+	if _, err := file.Export(ctx, &export); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/schema2.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameExport(t, export.Bytes(), want)
+
+	s := file.ForIssuer("https://auth.example.com")
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	fam, tok, err := s.GetRefreshToken(ctx, "refresh-1", now)
+	if err != nil || tok.Scope != "mcp:read" || fam.Scope != "mcp:read mcp:write" || tok.Resource != "https://mcp.example.com/mcp" {
+		t.Fatalf("the narrowed token: %+v %+v %v", fam, tok, err)
+	}
+	if _, next, err := rotate(s, "refresh-0-next", "refresh-0-next-next", now); err != nil || next.Scope != "mcp:read mcp:write" {
+		t.Fatalf("rotating the migrated successor: %+v %v", next, err)
+	}
+	if _, _, err := rotate(s, "refresh-0", "again", now); !errors.Is(err, storage.ErrReused) {
+		t.Fatalf("presenting the rotated first token again: %v, want ErrReused", err)
+	}
+	if _, _, err := rotate(s, "refresh-2", "x", now); !errors.Is(err, storage.ErrRevoked) {
+		t.Fatalf("the revoked family's token: %v, want ErrRevoked", err)
+	}
+	file.Close()
+	again, err := Open(path)
+	if err != nil || again.Upgraded() != "" {
+		t.Fatalf("reopening: %q %v", again.Upgraded(), err)
+	}
+	again.Close()
+}
+
+// TestUpgradeFromSchema2Interrupted: a file whose re-encoding stopped
+// part way (some records compact, the version still 2) serves correctly
+// and is finished at the next open.
+func TestUpgradeFromSchema2Interrupted(t *testing.T) {
+	path := copyFixture(t, "testdata/schema2.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketFamilies).Get([]byte("family-0"))
+		v, err := compacted(tx, bucketFamilies, raw)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketFamilies).Put([]byte("family-0"), v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if want := "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly"; file.Upgraded() != want {
+		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
+	}
+	var export bytes.Buffer
+	if _, err := file.Export(context.Background(), &export); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile("testdata/schema2.jsonl")
+	sameExport(t, export.Bytes(), want)
+}
+
+// TestUnreadableRecordSurvivesUpgrade: a record that never decoded is
+// left as it was (reading it fails as before), and the upgrade says so.
+func TestUnreadableRecordSurvivesUpgrade(t *testing.T) {
+	path := copyFixture(t, "testdata/schema2.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketFamilies).Put([]byte("broken"), []byte(`{"id":`)) })
+	db.Close()
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if want := "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly, 1 unreadable records left as they were"; file.Upgraded() != want {
+		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
+	}
+	file.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketFamilies).Get([]byte("broken")); string(v) != `{"id":` {
+			t.Errorf("the unreadable record became %q", v)
+		}
+		return nil
+	})
+}
+
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "oauth.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func rotate(s storage.Store, presented, next string, now time.Time) (*storage.RefreshFamily, *storage.RefreshToken, error) {
+	return s.RotateRefreshToken(context.Background(), storage.Rotation{Presented: presented, ClientID: "client-1", NextToken: next,
+		Next: storage.RefreshToken{IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, Now: now,
+		Narrow: func(fam *storage.RefreshFamily) (string, error) { return fam.Scope, nil }})
+}
+
+// sameExport compares two exports record by record, as JSON.
+func sameExport(t *testing.T, got, want []byte) {
+	t.Helper()
+	g, w := bufio.NewScanner(bytes.NewReader(got)), bufio.NewScanner(bytes.NewReader(want))
+	for line := 1; ; line++ {
+		gok, wok := g.Scan(), w.Scan()
+		if !gok || !wok {
+			if gok != wok {
+				t.Fatalf("line %d: the exports differ in length", line)
+			}
+			return
+		}
+		if !storage.SameRecord(g.Bytes(), w.Bytes()) {
+			t.Errorf("line %d:\n got %s\nwant %s", line, g.Bytes(), w.Bytes())
+		}
+	}
+}
