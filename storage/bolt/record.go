@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
@@ -33,9 +34,14 @@ var errRecordFormat = errors.New("not a record of a known format")
 
 // appendFamily encodes a refresh family.
 func appendFamily(b []byte, f *storage.RefreshFamily) []byte {
-	b = append(b, recordFormat)
-	for _, s := range []string{f.Issuer, f.ID, f.ClientID, f.Subject, f.Profile.Provider, f.Profile.Email,
-		f.Profile.Name, f.Profile.PreferredUsername, f.Scope, f.Resource} {
+	strs := [...]string{f.Issuer, f.ID, f.ClientID, f.Subject, f.Profile.Provider, f.Profile.Email,
+		f.Profile.Name, f.Profile.PreferredUsername, f.Scope, f.Resource}
+	size := 1 + 5*maxTime
+	for _, s := range strs {
+		size += binary.MaxVarintLen64 + len(s)
+	}
+	b = append(slices.Grow(b, size), recordFormat)
+	for _, s := range strs {
 		b = appendString(b, s)
 	}
 	for _, t := range []time.Time{f.AuthTime, f.CreatedAt, f.ExpiresAt, f.RevokedAt, f.LastUsedAt} {
@@ -74,7 +80,11 @@ func appendRefreshToken(b []byte, t *storage.RefreshToken, fam *storage.RefreshF
 	if t.Resource != fam.Resource {
 		flags |= ownResource
 	}
-	b = append(b, recordFormat, flags)
+	size := 2 + 4*binary.MaxVarintLen64 + len(t.FamilyID) + len(t.Scope) + len(t.Resource) + 3*maxTime
+	for _, s := range t.Successors {
+		size += binary.MaxVarintLen64 + len(s)
+	}
+	b = append(slices.Grow(b, size), recordFormat, flags)
 	b = appendString(b, t.FamilyID)
 	if flags&ownScope != 0 {
 		b = appendString(b, t.Scope)
@@ -151,6 +161,9 @@ func isJSON(raw []byte) bool { return len(raw) > 0 && raw[0] == '{' }
 func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
+
+// maxTime is the most bytes appendTime writes.
+const maxTime = 2 * binary.MaxVarintLen64
 
 // appendTime encodes a time to the nanosecond, in any year: 0 for the
 // zero time, otherwise its Unix seconds (zigzag, plus one) and then its
