@@ -126,7 +126,8 @@ func BenchmarkSweepWhileWriting(b *testing.B) {
 	for done := 0; done < b.N; {
 		err := f.db.Update(func(tx *bbolt.Tx) error {
 			for ; done < b.N && done%100_000 != 99_999; done++ {
-				if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%020d", done), storage.RefreshToken{FamilyID: "fam", Resource: "https://mcp.example.com/mcp", ExpiresAt: past}); err != nil {
+				token := storage.RefreshToken{FamilyID: "fam", Resource: "https://mcp.example.com/mcp", ExpiresAt: past}
+				if err := putRefreshToken(tx, fmt.Appendf(nil, "rt-%020d", done), &token, &storage.RefreshFamily{}); err != nil {
 					return err
 				}
 			}
