@@ -22,14 +22,7 @@ import (
 // a rotated one still detected.
 func TestUpgradeFromSchema2(t *testing.T) {
 	path := copyFixture(t, "testdata/schema2.db")
-	file, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	if want := "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly"; file.Upgraded() != want {
-		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
-	}
+	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly")
 	ctx := context.Background()
 	file.db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); string(v) != "3" {
@@ -74,11 +67,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 		t.Fatalf("the revoked family's token: %v, want ErrRevoked", err)
 	}
 	file.Close()
-	again, err := Open(path)
-	if err != nil || again.Upgraded() != "" {
-		t.Fatalf("reopening: %q %v", again.Upgraded(), err)
-	}
-	again.Close()
+	openUpgraded(t, path, "") // nothing more to do
 }
 
 // TestUpgradeFromSchema2Interrupted: a file whose re-encoding stopped
@@ -102,14 +91,7 @@ func TestUpgradeFromSchema2Interrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	if want := "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly"; file.Upgraded() != want {
-		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
-	}
+	file := openUpgraded(t, path, "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly")
 	var export bytes.Buffer
 	if _, err := file.Export(context.Background(), &export); err != nil {
 		t.Fatal(err)
@@ -128,20 +110,28 @@ func TestUnreadableRecordSurvivesUpgrade(t *testing.T) {
 	}
 	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketFamilies).Put([]byte("broken"), []byte(`{"id":`)) })
 	db.Close()
-	file, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	if want := "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly, 1 unreadable records left as they were"; file.Upgraded() != want {
-		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
-	}
+	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly, 1 unreadable records left as they were")
 	file.db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketFamilies).Get([]byte("broken")); string(v) != `{"id":` {
 			t.Errorf("the unreadable record became %q", v)
 		}
 		return nil
 	})
+}
+
+// openUpgraded opens the file at path, which must say it was upgraded
+// as want says; it is closed when the test ends.
+func openUpgraded(t *testing.T, path, want string) *File {
+	t.Helper()
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { file.Close() })
+	if file.Upgraded() != want {
+		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
+	}
+	return file
 }
 
 func copyFixture(t *testing.T, name string) string {
