@@ -44,7 +44,7 @@ rps() { wrk -t2 -c64 -d"${seconds}s" "$@" | awk '/^Requests\/sec/ { print $2 }';
 
 for r in $(seq "$rounds"); do
 	echo "round $r/$rounds" >&2
-	"$work/bolt.test" -test.run '^$' -test.bench 'CeilingUpdate|CeilingGroupCommit' -test.benchtime "${seconds}s" >>"$work/go.txt"
+	"$work/bolt.test" -test.run '^$' -test.bench 'CeilingUpdate|CeilingGroupCommit|CeilingRotations' -test.benchtime "${seconds}s" >>"$work/go.txt"
 	"$work/endpoints.test" -test.run '^$' -test.bench 'RefreshRotation$|RefreshRotationParallel/bolt|CeilingES256Sign' -test.benchtime "${seconds}s" >>"$work/go.txt"
 	echo "respond $(rps http://127.0.0.1:9901/)" >>"$work/http.txt"
 	echo "proxy $(rps http://127.0.0.1:9902/)" >>"$work/http.txt"
@@ -60,6 +60,7 @@ update_ms=$(metric "$work/go.txt" BenchmarkCeilingUpdate ns/op | median | awk '{
 commit_rate=$(metric "$work/go.txt" BenchmarkCeilingGroupCommit writes/s | median)
 sign_us=$(metric "$work/go.txt" BenchmarkCeilingES256Sign ns/op | median | awk '{ print $1 / 1e3 }')
 rot_p50=$(metric "$work/go.txt" BenchmarkRefreshRotation p50-ms | median)
+store_rate=$(metric "$work/go.txt" BenchmarkCeilingRotations rotations/s | median)
 rot_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/bolt' rotations/s | median)
 family=$(metric "$work/go.txt" BenchmarkStoragePerFamily bytes/family | median)
 sweep_wait=$(metric "$work/go.txt" BenchmarkSweepWhileWriting max-write-ms | median)
@@ -74,6 +75,7 @@ echo "|---|---|---|---:|"
 printf '| one client rotating (p50 latency) | bbolt Update with fsync %.2f ms | %.2f ms | %s |\n' "$update_ms" "$rot_p50" "$(ratio "$update_ms" "$rot_p50")"
 printf '| 32 clients rotating | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$rot_rate" "$(ratio "$rot_rate" "$commit_rate")"
 cc_ceiling=$(awk -v s="$sign_us" -v c="$cores" 'BEGIN { print c * 1e6 / s }')
+printf '| 32 clients rotating, the store alone (no HTTP, no signing) | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$store_rate" "$(ratio "$store_rate" "$commit_rate")"
 printf '| client_credentials, ES256 | ES256 sign %.0f µs on %d cores: %.0f/s | %.0f tokens/s | %s |\n' "$sign_us" "$cores" "$cc_ceiling" "$cc" "$(ratio "$cc" "$cc_ceiling")"
 printf '| introspection, ES256 | Caddy respond: %.0f req/s | %.0f req/s | %s |\n' "$respond" "$introspect" "$(ratio "$introspect" "$respond")"
 printf '| guard, ES256 cached token | plain reverse_proxy: %.0f req/s | %.0f req/s | %s |\n' "$proxy" "$guard" "$(ratio "$guard" "$proxy")"

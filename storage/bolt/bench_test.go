@@ -55,6 +55,54 @@ func BenchmarkCeilingGroupCommit(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
 }
 
+// BenchmarkCeilingRotations: 32 writers rotating refresh tokens of 64
+// families through the store alone (no HTTP, no signing): the most
+// rotations/s the file gives 32 clients. A rotation rewrites three
+// records on random pages (the family, the presented token, its
+// successor), so its commits write more pages than the one small write
+// of BenchmarkCeilingGroupCommit.
+func BenchmarkCeilingRotations(b *testing.B) {
+	f := openBench(b)
+	s := f.ForIssuer("https://auth.example.com")
+	ctx := context.Background()
+	now := time.Now()
+	tokens := make([]string, 64)
+	for i := range tokens {
+		code, fam := rand.Text(), &storage.NewRefreshFamily{
+			Family: storage.RefreshFamily{ID: rand.Text()[:22], ClientID: "c", Subject: "alice", Scope: "mcp:read",
+				Resource: "https://mcp.example.com/mcp", CreatedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour)},
+			Token: rand.Text(),
+			First: storage.RefreshToken{Scope: "mcp:read", Resource: "https://mcp.example.com/mcp", IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour)},
+		}
+		if err := s.SaveAuthorizationCode(ctx, code, &storage.AuthorizationCode{ClientID: "c", ExpiresAt: now.Add(time.Hour)}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.RedeemAuthorizationCode(ctx, code, now, storage.Issuance{}, fam); err != nil {
+			b.Fatal(err)
+		}
+		tokens[i] = fam.Token
+	}
+	var next atomic.Int64
+	writes := pageWrites(f)
+	b.SetParallelism(16) // × GOMAXPROCS (2) = 32 writers
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		token := tokens[next.Add(1)-1]
+		for pb.Next() {
+			at, successor := time.Now(), rand.Text()
+			if _, _, err := s.RotateRefreshToken(ctx, storage.Rotation{Presented: token, ClientID: "c", NextToken: successor,
+				Next: storage.RefreshToken{IssuedAt: at, ExpiresAt: at.Add(time.Hour)}, Now: at}); err != nil {
+				b.Error(err)
+				return
+			}
+			token = successor
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rotations/s")
+	b.ReportMetric(float64(pageWrites(f)-writes)/float64(b.N), "page-writes/op")
+}
+
 // BenchmarkStoragePerFamily: the file's growth per refresh family (the
 // family, its first refresh token and indexes, as the token endpoint
 // writes them, with random ids as it makes them; the code is swept),
@@ -91,6 +139,12 @@ func BenchmarkStoragePerFamily(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(fileSize(b, f)-before)/float64(b.N), "bytes/family")
+}
+
+// pageWrites is how many pages the file's commits have written.
+func pageWrites(f *File) int64 {
+	stats := f.db.Stats()
+	return stats.TxStats.GetWrite()
 }
 
 func openBench(b *testing.B) *File {
