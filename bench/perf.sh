@@ -9,8 +9,9 @@
 # BenchmarkCeiling*, endpoints BenchmarkCeilingES256Sign) and from Caddy
 # itself (`respond`, plain `reverse_proxy`); the paths from the
 # benchmarks of the token endpoint and from wrk on loopback against a
-# Caddy built with the module. Needs Go; installs wrk with apt-get when
-# it is missing.
+# Caddy built with the module; with PostgreSQL installed, rotations on a
+# throw-away cluster with one and three nodes as well. Needs Go; installs
+# wrk with apt-get when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -45,7 +46,7 @@ rps() { wrk -t2 -c64 -d"${seconds}s" "$@" | awk '/^Requests\/sec/ { print $2 }';
 for r in $(seq "$rounds"); do
 	echo "round $r/$rounds" >&2
 	"$work/bolt.test" -test.run '^$' -test.bench 'CeilingUpdate|CeilingGroupCommit|CeilingRotations' -test.benchtime "${seconds}s" >>"$work/go.txt"
-	"$work/endpoints.test" -test.run '^$' -test.bench 'RefreshRotation$|RefreshRotationParallel/bolt|CeilingES256Sign' -test.benchtime "${seconds}s" >>"$work/go.txt"
+	"$work/endpoints.test" -test.run '^$' -test.bench 'RefreshRotation$|RefreshRotationParallel|CeilingES256Sign' -test.benchtime "${seconds}s" >>"$work/go.txt"
 	echo "respond $(rps http://127.0.0.1:9901/)" >>"$work/http.txt"
 	echo "proxy $(rps http://127.0.0.1:9902/)" >>"$work/http.txt"
 	echo "guard $(rps -H "Authorization: Bearer $token" http://127.0.0.1:9903/)" >>"$work/http.txt"
@@ -62,6 +63,8 @@ sign_us=$(metric "$work/go.txt" BenchmarkCeilingES256Sign ns/op | median | awk '
 rot_p50=$(metric "$work/go.txt" BenchmarkRefreshRotation p50-ms | median)
 store_rate=$(metric "$work/go.txt" BenchmarkCeilingRotations rotations/s | median)
 rot_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/bolt' rotations/s | median)
+pg_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/postgres' rotations/s | median)
+pg3_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/postgres-3-nodes' rotations/s | median)
 family=$(metric "$work/go.txt" BenchmarkStoragePerFamily bytes/family | median)
 sweep_wait=$(metric "$work/go.txt" BenchmarkSweepWhileWriting max-write-ms | median)
 respond=$(http respond) proxy=$(http proxy) guard=$(http guard) cc=$(http cc) introspect=$(http introspect)
@@ -76,6 +79,10 @@ printf '| one client rotating (p50 latency) | bbolt Update with fsync %.2f ms | 
 printf '| 32 clients rotating | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$rot_rate" "$(ratio "$rot_rate" "$commit_rate")"
 cc_ceiling=$(awk -v s="$sign_us" -v c="$cores" 'BEGIN { print c * 1e6 / s }')
 printf '| 32 clients rotating, the store alone (no HTTP, no signing) | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$store_rate" "$(ratio "$store_rate" "$commit_rate")"
+if [ "$pg_rate" != nan ]; then # PostgreSQL installed (the benchmarks start a throw-away cluster)
+	printf '| 32 clients rotating, PostgreSQL, one node | — | %.0f rotations/s | |\n' "$pg_rate"
+	printf '| 32 clients rotating, PostgreSQL, three nodes | — | %.0f rotations/s | |\n' "$pg3_rate"
+fi
 printf '| client_credentials, ES256 | ES256 sign %.0f µs on %d cores: %.0f/s | %.0f tokens/s | %s |\n' "$sign_us" "$cores" "$cc_ceiling" "$cc" "$(ratio "$cc" "$cc_ceiling")"
 printf '| introspection, ES256 | Caddy respond: %.0f req/s | %.0f req/s | %s |\n' "$respond" "$introspect" "$(ratio "$introspect" "$respond")"
 printf '| guard, ES256 cached token | plain reverse_proxy: %.0f req/s | %.0f req/s | %s |\n' "$proxy" "$guard" "$(ratio "$guard" "$proxy")"
