@@ -14,7 +14,7 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// randomID returns 128 bits, for token ids (jti) and family ids.
+// randomID returns 128 bits, for token ids (jti) and client ids.
 func randomID() string {
 	var b [16]byte
 	rand.Read(b[:])

@@ -174,7 +174,7 @@ func (s *Server) respondWithTokens(w http.ResponseWriter, grantType, jti string,
 func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFamily {
 	return &storage.NewRefreshFamily{
 		Family: storage.RefreshFamily{
-			ID: randomID(), ClientID: g.clientID, Subject: g.subject, Profile: g.profile, Scope: g.scope, Resource: g.resource,
+			ID: storage.NewRefreshFamilyID(now), ClientID: g.clientID, Subject: g.subject, Profile: g.profile, Scope: g.scope, Resource: g.resource,
 			AuthTime: g.authTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshFamilyLifetime),
 		},
 		Token: randomToken(),

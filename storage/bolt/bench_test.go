@@ -124,7 +124,7 @@ func BenchmarkStoragePerFamily(b *testing.B) {
 			b.Fatal(err)
 		}
 		fam := &storage.NewRefreshFamily{
-			Family: storage.RefreshFamily{ID: rand.Text()[:22], ClientID: client, Subject: subject,
+			Family: storage.RefreshFamily{ID: storage.NewRefreshFamilyID(time.Now()), ClientID: client, Subject: subject,
 				Scope: "mcp:read mcp:write", Resource: "https://mcp.example.com/mcp", CreatedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour),
 				Profile: storage.Profile{Provider: "corp", Email: "alice@example.com", Name: "Alice"}, AuthTime: now},
 			Token: rand.Text(),

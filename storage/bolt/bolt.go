@@ -67,6 +67,27 @@ var (
 	keySchemaVersion = []byte("schema_version")
 )
 
+// appendedFill is how full a commit leaves the pages of the buckets whose
+// new keys go at the end (appendedBuckets). Family ids begin with their
+// creation time (storage.NewRefreshFamilyID), so a new family is added
+// after the last one, and in the client index after the client's last
+// one; bbolt splits a full page at its default half, which would leave
+// each page behind half empty for good. A tenth is left for the
+// last-used time a family's first rotation adds.
+const appendedFill = 0.9
+
+var appendedBuckets = [][]byte{bucketFamilies, bucketClientFamilies}
+
+// fillAppended sets the fill of appendedBuckets for a write transaction
+// (bbolt keeps it per transaction).
+func fillAppended(tx *bbolt.Tx) {
+	for _, name := range appendedBuckets {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = appendedFill
+		}
+	}
+}
+
 // lockTimeout bounds how long Open waits for another process's lock on the file.
 const lockTimeout = 5 * time.Second
 

@@ -218,3 +218,25 @@ func TestSweptFamiliesLeaveNoIndex(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFamiliesFillTheirPages: families started one after another (ids
+// from storage.NewRefreshFamilyID) fill the pages of the families bucket
+// and of the client index, which they join at the end, where bbolt's
+// default split would leave those pages half full.
+func TestFamiliesFillTheirPages(t *testing.T) {
+	s := openTemp(t)
+	for i := range 3000 {
+		id := storage.NewRefreshFamilyID(t0.Add(time.Duration(i) * time.Millisecond))
+		storagetest.StartFamily(t, s, storage.RefreshFamily{ID: id, ClientID: fmt.Sprintf("client-%d", i%3), Subject: fmt.Sprintf("user-%03d", i%100),
+			Resource: "https://r/mcp", Scope: "mcp:read", CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}, id+"-rt", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
+	}
+	s.view(context.Background(), "test", func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketFamilies, bucketClientFamilies} {
+			stats := tx.Bucket(b).Stats()
+			if fill := float64(stats.LeafInuse) / float64(stats.LeafAlloc); fill < 0.8 {
+				t.Errorf("%s: pages %.0f%% full, want 80%% at least", b, 100*fill)
+			}
+		}
+		return nil
+	})
+}

@@ -94,6 +94,7 @@ func (g *groupCommit) commit(group []*write) {
 	for len(group) > 0 {
 		failed := -1
 		err := g.db.Update(func(tx *bbolt.Tx) error {
+			fillAppended(tx)
 			for i, w := range group {
 				if err := run(w.fn, tx); err != nil {
 					failed = i
@@ -110,7 +111,7 @@ func (g *groupCommit) commit(group []*write) {
 		}
 		w := group[failed]
 		group = append(group[:failed:failed], group[failed+1:]...)
-		w.done <- g.db.Update(func(tx *bbolt.Tx) error { return run(w.fn, tx) })
+		w.done <- g.db.Update(func(tx *bbolt.Tx) error { fillAppended(tx); return run(w.fn, tx) })
 	}
 }
 

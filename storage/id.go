@@ -1,0 +1,28 @@
+package storage
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// familyIDTime is how many characters of a family id give its creation
+// time: the milliseconds since 1970 in base 32 (0-9a-v), which sort as
+// the times do, up to the year 3084.
+const familyIDTime = 9
+
+// NewRefreshFamilyID returns the id of a refresh family started at now:
+// 22 characters, the creation time (familyIDTime characters) and then 78
+// random bits (base64url). Families started one after another have ids
+// that sort one after another, so a backend's family table and indexes
+// grow at their end and fill their pages, where random ids would scatter
+// them. The id names a family in logs, audit events and the admin API;
+// it is not a credential (the refresh token is).
+func NewRefreshFamilyID(now time.Time) string {
+	var random [10]byte
+	rand.Read(random[:]) // never fails (crypto/rand panics instead)
+	ms := strconv.FormatUint(uint64(max(now.UnixMilli(), 0)), 32)
+	return strings.Repeat("0", max(familyIDTime-len(ms), 0)) + ms + base64.RawURLEncoding.EncodeToString(random[:])[:22-familyIDTime]
+}
