@@ -24,8 +24,10 @@ import (
 // newer version is refused rather than rewritten. Version 2 binds every
 // record to its issuer (see upgradeSchema for version 1 files); version 3
 // keeps refresh families and tokens in a compact format (record.go; see
-// compactRecords for version 2 files).
-const SchemaVersion = 3
+// compactRecords for version 2 files); version 4 indexes families by
+// client and by user under shorter keys (see indexFamilies for version 3
+// files).
+const SchemaVersion = 4
 
 var (
 	bucketMeta          = []byte("meta")
@@ -38,16 +40,19 @@ var (
 	bucketSessions      = []byte("sessions")
 	bucketPending       = []byte("pending_authorizations")
 	bucketKeys          = []byte("signing_keys")
-	// bucketClientFamilies indexes refresh families by client: keys are
-	// issuer NUL client NUL family id, values empty.
-	bucketClientFamilies = []byte("client_families")
+	// bucketFamiliesByClient indexes refresh families by client: keys are
+	// client NUL family id (indexKey), values empty. A client id may be
+	// used by several issuers; the family found names its issuer, which
+	// every reader checks.
+	bucketFamiliesByClient = []byte("families_by_client")
 	// bucketTokenRevocations holds the records that deny every access
 	// token of a client, a user or a grant issued until a time (see
 	// tokenRevocation), each kept until those tokens have expired.
 	bucketTokenRevocations = []byte("token_revocations")
-	// bucketGrantFamilies indexes refresh families by grant: issuer NUL
-	// subject NUL client NUL resource NUL family id, values empty.
-	bucketGrantFamilies = []byte("grant_families")
+	// bucketFamiliesBySubject indexes refresh families by user: keys are
+	// subject NUL family id, values empty; as by client, the family says
+	// its issuer, client and resource.
+	bucketFamiliesBySubject = []byte("families_by_subject")
 	// bucketClientConsents indexes consents by client: issuer NUL client
 	// NUL subject NUL resource, values empty.
 	bucketClientConsents = []byte("client_consents")
@@ -58,7 +63,12 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
 		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys,
-		bucketClientFamilies, bucketTokenRevocations, bucketGrantFamilies, bucketClientConsents, bucketUpstream, bucketUpstreamTokens}
+		bucketFamiliesByClient, bucketTokenRevocations, bucketFamiliesBySubject, bucketClientConsents, bucketUpstream, bucketUpstreamTokens}
+
+	// schema3Indexes are the family indexes of version 3 files, keyed by
+	// issuer NUL client NUL family id and by issuer NUL subject NUL client
+	// NUL resource NUL family id; indexFamilies replaces them.
+	schema3Indexes = [][]byte{[]byte("client_families"), []byte("grant_families")}
 
 	// issuerBuckets hold records that name their issuer; a version 1
 	// file's records in them could not, and are removed on upgrade.
@@ -76,7 +86,7 @@ var (
 // last-used time a family's first rotation adds.
 const appendedFill = 0.9
 
-var appendedBuckets = [][]byte{bucketFamilies, bucketClientFamilies}
+var appendedBuckets = [][]byte{bucketFamilies, bucketFamiliesByClient}
 
 // fillAppended sets the fill of appendedBuckets for a write transaction
 // (bbolt keeps it per transaction).
@@ -185,12 +195,29 @@ func (s *File) initSchema() error {
 	if err != nil || version == SchemaVersion {
 		return err
 	}
-	if err := s.compactRecords(); err != nil {
-		return fmt.Errorf("upgrading schema 2 to 3: %v", err)
+	if version == 2 {
+		if err := s.compactRecords(); err != nil {
+			return fmt.Errorf("upgrading schema 2 to 3: %v", err)
+		}
+		if err := s.setSchemaVersion(3); err != nil {
+			return err
+		}
 	}
+	if err := s.indexFamilies(); err != nil {
+		return fmt.Errorf("upgrading schema 3 to 4: %v", err)
+	}
+	return nil
+}
+
+func (s *File) setSchemaVersion(v int) error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion)))
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(v)))
 	})
+}
+
+// noteUpgrade adds a step to what Upgraded reports.
+func (s *File) noteUpgrade(note string) {
+	s.upgraded = strings.TrimPrefix(s.upgraded+"; "+note, "; ")
 }
 
 // upgradeSchema turns a version 1 file into version 2. Version 1 records
@@ -212,34 +239,65 @@ func (s *File) upgradeSchema(tx *bbolt.Tx) error {
 	return nil
 }
 
-// compactChunk bounds the records one transaction of compactRecords
-// re-encodes, and so the memory it holds.
-const compactChunk = 10_000
+// upgradeChunk bounds the records one transaction of an upgrade
+// handles, and so the memory it holds.
+const upgradeChunk = 10_000
+
+// inChunks calls fn for every record of bucket, upgradeChunk records a
+// write transaction. fn gets copies, read before it runs, so it may write
+// to bucket.
+func (s *File) inChunks(bucket []byte, fn func(tx *bbolt.Tx, key, value []byte) error) error {
+	for after, done := []byte(nil), false; !done; {
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			var records [][2][]byte
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(records) < upgradeChunk; k, v = c.Next() {
+				records = append(records, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+			}
+			done = k == nil
+			for _, r := range records {
+				if err := fn(tx, r[0], r[1]); err != nil {
+					return err
+				}
+				after = r[0]
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // compactRecords turns a version 2 file into version 3: it re-encodes the
 // refresh families and then the refresh tokens (each against its family)
-// from JSON to the compact format, compactChunk records a transaction.
-// Both formats read alike, so a file left part way by a crash serves
-// correctly and the next open goes on where this one stopped.
+// from JSON to the compact format, in chunks. Both formats read alike, so
+// a file left part way by a crash serves correctly and the next open goes
+// on where this one stopped.
 func (s *File) compactRecords() error {
 	counts, unreadable := map[string]int{}, 0
 	for _, bucket := range [][]byte{bucketFamilies, bucketRefresh} {
-		for after := []byte(nil); ; {
-			var done bool
-			err := s.db.Update(func(tx *bbolt.Tx) error {
-				var n, bad int
-				var err error
-				n, bad, after, done, err = compactChunkOf(tx, bucket, after)
-				counts[string(bucket)] += n
-				unreadable += bad
-				return err
-			})
+		err := s.inChunks(bucket, func(tx *bbolt.Tx, key, value []byte) error {
+			if !isJSON(value) {
+				return nil // compact already: an earlier open was interrupted
+			}
+			compact, err := compacted(tx, bucket, value)
 			if err != nil {
-				return fmt.Errorf("re-encoding %s: %v", bucket, err)
+				unreadable++ // left alone: reading it always failed
+				return nil
 			}
-			if done {
-				break
-			}
+			counts[string(bucket)]++
+			return tx.Bucket(bucket).Put(key, compact)
+		})
+		if err != nil {
+			return fmt.Errorf("re-encoding %s: %v", bucket, err)
 		}
 	}
 	note := fmt.Sprintf("schema 2 upgraded to 3: %d refresh families and %d refresh tokens re-encoded compactly",
@@ -247,42 +305,62 @@ func (s *File) compactRecords() error {
 	if unreadable > 0 {
 		note += fmt.Sprintf(", %d unreadable records left as they were", unreadable)
 	}
-	s.upgraded = strings.TrimPrefix(s.upgraded+"; "+note, "; ")
+	s.noteUpgrade(note)
 	return nil
 }
 
-// compactChunkOf re-encodes up to compactChunk JSON records of bucket
-// after the key after; it returns how many, how many it could not read
-// (they are left alone, as reading them always failed), the last key it
-// read, and whether the bucket is done.
-func compactChunkOf(tx *bbolt.Tx, bucket, after []byte) (n, unreadable int, last []byte, done bool, err error) {
-	type record struct{ key, value []byte }
-	var out []record
-	c := tx.Bucket(bucket).Cursor()
-	k, v := c.First()
-	if after != nil {
-		if k, v = c.Seek(after); bytes.Equal(k, after) {
-			k, v = c.Next()
+// indexFamilies turns a version 3 file into version 4: it builds the
+// indexes by client and by user (shorter keys than version 3's, which
+// repeated the issuer and the grant) from the families, in chunks, and
+// then, with the version, drops the old indexes in one transaction. An
+// upgrade cut short starts again at the next open; until it is done the
+// file is still version 3, whose indexes an earlier release still finds
+// whole.
+func (s *File) indexFamilies() error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketFamiliesByClient, bucketFamiliesBySubject} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	for ; k != nil && len(out) < compactChunk; k, v = c.Next() {
-		last = bytes.Clone(k)
-		if !isJSON(v) {
-			continue // compact already: an earlier open was interrupted
-		}
-		value, err := compacted(tx, bucket, v)
-		if err != nil {
+	indexed, unreadable := 0, 0
+	err = s.inChunks(bucketFamilies, func(tx *bbolt.Tx, key, value []byte) error {
+		var f storage.RefreshFamily
+		if err := decodeFamily(key, value, &f); err != nil {
 			unreadable++
-			continue
+			return nil
 		}
-		out = append(out, record{last, value})
+		indexed++
+		return indexFamily(tx, &f)
+	})
+	if err != nil {
+		return fmt.Errorf("indexing refresh families: %v", err)
 	}
-	for _, r := range out { // the cursor is not used across writes
-		if err := tx.Bucket(bucket).Put(r.key, r.value); err != nil {
-			return 0, 0, nil, false, err
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range schema3Indexes {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
 		}
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion)))
+	})
+	if err != nil {
+		return err
 	}
-	return len(out), unreadable, last, k == nil, nil
+	note := fmt.Sprintf("schema 3 upgraded to 4: %d refresh families indexed by client and by user", indexed)
+	if unreadable > 0 {
+		note += fmt.Sprintf(", %d unreadable ones not indexed", unreadable)
+	}
+	s.noteUpgrade(note)
+	return nil
 }
 
 // compacted is a JSON record of the families or refresh tokens bucket in
@@ -371,7 +449,7 @@ func get(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	}
 	var err error
 	if f, ok := v.(*storage.RefreshFamily); ok {
-		err = decodeFamily(raw, f)
+		err = decodeFamily(key, raw, f)
 	} else {
 		reflect.ValueOf(v).Elem().SetZero()
 		err = json.Unmarshal(raw, v)
@@ -494,11 +572,11 @@ func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensEx
 	})
 }
 
-// revokeClientFamilies revokes every family of a client, found through
-// the client index.
+// revokeClientFamilies revokes every family of a client of issuer, found
+// through the client index.
 func revokeClientFamilies(tx *bbolt.Tx, issuer, clientID string, now time.Time) error {
-	prefix := scopedKey(issuer, clientID, "")
-	c := tx.Bucket(bucketClientFamilies).Cursor()
+	prefix := indexPrefix(clientID)
+	c := tx.Bucket(bucketFamiliesByClient).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		id := k[len(prefix):]
 		var fam storage.RefreshFamily
@@ -507,7 +585,7 @@ func revokeClientFamilies(tx *bbolt.Tx, issuer, clientID string, now time.Time) 
 		} else if err != nil {
 			return err
 		}
-		if fam.RevokedAt.IsZero() {
+		if fam.Issuer == issuer && fam.RevokedAt.IsZero() {
 			fam.RevokedAt = now
 			if err := put(tx, bucketFamilies, id, &fam); err != nil {
 				return err
@@ -585,19 +663,36 @@ func (s *issuerStore) createFamily(tx *bbolt.Tx, n *storage.NewRefreshFamily) er
 	}
 	f.Issuer = s.issuer
 	f.LastUsedAt = f.CreatedAt
-	if err := tx.Bucket(bucketGrantFamilies).Put(s.scopedKey(f.Subject, f.ClientID, f.Resource, f.ID), nil); err != nil {
-		return err
-	}
 	first := n.First
 	first.FamilyID = f.ID
 	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
 	if err := put(tx, bucketFamilies, []byte(f.ID), &f); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketClientFamilies).Put(s.scopedKey(f.ClientID, f.ID), nil); err != nil {
+	if err := indexFamily(tx, &f); err != nil {
 		return err
 	}
 	return putRefreshToken(tx, storage.Hash(n.Token), &first, &f)
+}
+
+// indexKey is the key of a family's entry in an index by client or by
+// user; indexPrefix starts the entries of one client or user (any, for
+// "").
+func indexKey(by, familyID string) []byte { return []byte(by + "\x00" + familyID) }
+
+func indexPrefix(by string) []byte {
+	if by == "" {
+		return nil
+	}
+	return []byte(by + "\x00")
+}
+
+// indexFamily adds a family to the indexes by client and by user.
+func indexFamily(tx *bbolt.Tx, f *storage.RefreshFamily) error {
+	if err := tx.Bucket(bucketFamiliesByClient).Put(indexKey(f.ClientID, f.ID), nil); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketFamiliesBySubject).Put(indexKey(f.Subject, f.ID), nil)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -1099,15 +1194,15 @@ func sweeps(now time.Time, revoked *bool) []sweep {
 		}, nil},
 		{bucketFamilies, func(raw []byte) bool {
 			var f storage.RefreshFamily
-			return decodeFamily(raw, &f) == nil && expired(f.ExpiresAt, now)
+			return decodeFamily(nil, raw, &f) == nil && expired(f.ExpiresAt, now)
 		},
 			func(tx *bbolt.Tx, key, raw []byte) error {
 				var f storage.RefreshFamily
-				decodeFamily(raw, &f)
-				if err := tx.Bucket(bucketGrantFamilies).Delete(scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)); err != nil {
+				decodeFamily(key, raw, &f)
+				if err := tx.Bucket(bucketFamiliesBySubject).Delete(indexKey(f.Subject, f.ID)); err != nil {
 					return err
 				}
-				return tx.Bucket(bucketClientFamilies).Delete(scopedKey(f.Issuer, f.ClientID, f.ID))
+				return tx.Bucket(bucketFamiliesByClient).Delete(indexKey(f.ClientID, f.ID))
 			}},
 		{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
 		{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
@@ -1215,11 +1310,16 @@ var (
 
 // CheckConsistency verifies the links between records: every refresh
 // token belongs to a stored family, every rotated token's successors are
-// stored, and every family issued from a code exists. It is how the crash
-// test proves that no transaction was half applied.
+// stored, every family issued from a code exists, and the indexes by
+// client and by user hold each family once, under its client and its
+// user. It is how the crash test proves that no transaction was half
+// applied.
 func (s *File) CheckConsistency(ctx context.Context) error {
 	return s.view(ctx, "check_consistency", func(tx *bbolt.Tx) error {
 		families, tokens := tx.Bucket(bucketFamilies), tx.Bucket(bucketRefresh)
+		if err := checkIndexes(tx); err != nil {
+			return err
+		}
 		err := tokens.ForEach(func(k, v []byte) error {
 			var t storage.RefreshToken
 			if _, err := decodeRefreshToken(v, &t); err != nil {
@@ -1249,4 +1349,30 @@ func (s *File) CheckConsistency(ctx context.Context) error {
 			return nil
 		})
 	})
+}
+
+// checkIndexes verifies that the entries of the family indexes and the
+// families match one for one.
+func checkIndexes(tx *bbolt.Tx) error {
+	families := tx.Bucket(bucketFamilies)
+	byClient, bySubject := tx.Bucket(bucketFamiliesByClient), tx.Bucket(bucketFamiliesBySubject)
+	err := families.ForEach(func(k, v []byte) error {
+		var f storage.RefreshFamily
+		if err := decodeFamily(k, v, &f); err != nil {
+			return fmt.Errorf("refresh family %s: %v", k, err)
+		}
+		if byClient.Get(indexKey(f.ClientID, f.ID)) == nil || bySubject.Get(indexKey(f.Subject, f.ID)) == nil {
+			return fmt.Errorf("refresh family %s: not in the index by client or by user", k)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, index := range []*bbolt.Bucket{byClient, bySubject} {
+		if n, want := index.Stats().KeyN, families.Stats().KeyN; n != want {
+			return fmt.Errorf("%d index entries for %d refresh families", n, want)
+		}
+	}
+	return nil
 }

@@ -210,7 +210,7 @@ func TestSweptFamiliesLeaveNoIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.view(ctx, "test", func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketClientFamilies, bucketGrantFamilies} {
+		for _, b := range [][]byte{bucketFamiliesByClient, bucketFamiliesBySubject} {
 			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
 				t.Errorf("%s: %d index entries left after their families were swept", b, n)
 			}
@@ -227,11 +227,11 @@ func TestFamiliesFillTheirPages(t *testing.T) {
 	s := openTemp(t)
 	for i := range 3000 {
 		id := storage.NewRefreshFamilyID(t0.Add(time.Duration(i) * time.Millisecond))
-		storagetest.StartFamily(t, s, storage.RefreshFamily{ID: id, ClientID: fmt.Sprintf("client-%d", i%3), Subject: fmt.Sprintf("user-%03d", i%100),
+		storagetest.StartFamily(t, s, storage.RefreshFamily{ID: id, ClientID: fmt.Sprintf("client-%d", i%2), Subject: fmt.Sprintf("user-%03d", i%100),
 			Resource: "https://r/mcp", Scope: "mcp:read", CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}, id+"-rt", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
 	}
 	s.view(context.Background(), "test", func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketFamilies, bucketClientFamilies} {
+		for _, b := range [][]byte{bucketFamilies, bucketFamiliesByClient} {
 			stats := tx.Bucket(b).Stats()
 			if fill := float64(stats.LeafInuse) / float64(stats.LeafAlloc); fill < 0.8 {
 				t.Errorf("%s: pages %.0f%% full, want 80%% at least", b, 100*fill)

@@ -54,7 +54,7 @@ func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
 					return out.Write(typ, nil, tokenRevocationOf(k, v))
 				case storage.ExportFamily:
 					var f storage.RefreshFamily
-					if err := decodeFamily(v, &f); err != nil {
+					if err := decodeFamily(k, v, &f); err != nil {
 						return fmt.Errorf("refresh family %s: %v", k, err)
 					}
 					return out.Write(typ, nil, &f)
@@ -155,7 +155,7 @@ func importable(rec storage.ExportRecord) (imported, error) {
 			return bad(fmt.Errorf("not a refresh family: %v", err))
 		}
 		im.key, im.value = []byte(f.ID), appendFamily(nil, &f)
-		im.index = [][2][]byte{{bucketClientFamilies, scopedKey(f.Issuer, f.ClientID, f.ID)}, {bucketGrantFamilies, scopedKey(f.Issuer, f.Subject, f.ClientID, f.Resource, f.ID)}}
+		im.index = [][2][]byte{{bucketFamiliesByClient, indexKey(f.ClientID, f.ID)}, {bucketFamiliesBySubject, indexKey(f.Subject, f.ID)}}
 	case storage.ExportConsent:
 		var c storage.Consent
 		if err := json.Unmarshal(rec.Record, &c); err != nil || c.Subject == "" {

@@ -134,17 +134,15 @@ func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now ti
 	if err != nil {
 		return nil, err
 	}
-	// Families: by grant (subject first); by client through their index.
-	switch {
-	case f.ClientID != "" && f.Subject == "":
-		err = s.scan(tx, bucketClientFamilies, s.prefix(f.ClientID), func(k, _ []byte) error {
-			return addFamily(k[bytes.LastIndexByte(k, 0)+1:])
-		})
-	default:
-		err = s.scan(tx, bucketGrantFamilies, s.prefix(f.Subject), func(k, _ []byte) error {
-			return addFamily(k[bytes.LastIndexByte(k, 0)+1:])
-		})
+	// Families: through the index by user, or by client when only the
+	// client is named (of every issuer: addFamily keeps this one's).
+	index, by := bucketFamiliesBySubject, f.Subject
+	if f.ClientID != "" && f.Subject == "" {
+		index, by = bucketFamiliesByClient, f.ClientID
 	}
+	err = s.scan(tx, index, indexPrefix(by), func(k, _ []byte) error {
+		return addFamily(k[bytes.LastIndexByte(k, 0)+1:])
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -18,12 +18,17 @@ import (
 // string as its length (uvarint) and bytes, a time as described at
 // appendTime. A refresh token's scope and resource are usually its
 // family's (they never change); the record then leaves them out and
-// reading fills them in from the family. Schema 2 files held both as
-// JSON; opening one re-encodes them (see compactRecords).
+// reading fills them in from the family. A family leaves out its id,
+// which is its key. Schema 2 files held both as JSON; opening one
+// re-encodes them (see compactRecords).
 const (
-	// recordFormat is the first byte of a compact record. A JSON record
-	// starts with '{', so the two are told apart.
+	// recordFormat is the first byte of a compact record: a refresh
+	// token, or a refresh family written by schema 3, which held its id.
+	// A JSON record starts with '{', so the formats are told apart.
 	recordFormat = 1
+	// familyFormat is the first byte of a refresh family from schema 4
+	// on: the fields of recordFormat but the id.
+	familyFormat = 2
 
 	// Flags of a refresh token record: which fields it holds itself.
 	ownScope    = 1 << 0
@@ -32,15 +37,15 @@ const (
 
 var errRecordFormat = errors.New("not a record of a known format")
 
-// appendFamily encodes a refresh family.
+// appendFamily encodes a refresh family, to be stored under its id.
 func appendFamily(b []byte, f *storage.RefreshFamily) []byte {
-	strs := [...]string{f.Issuer, f.ID, f.ClientID, f.Subject, f.Profile.Provider, f.Profile.Email,
+	strs := [...]string{f.Issuer, f.ClientID, f.Subject, f.Profile.Provider, f.Profile.Email,
 		f.Profile.Name, f.Profile.PreferredUsername, f.Scope, f.Resource}
 	size := 1 + 5*maxTime
 	for _, s := range strs {
 		size += binary.MaxVarintLen64 + len(s)
 	}
-	b = append(slices.Grow(b, size), recordFormat)
+	b = append(slices.Grow(b, size), familyFormat)
 	for _, s := range strs {
 		b = appendString(b, s)
 	}
@@ -50,8 +55,10 @@ func appendFamily(b []byte, f *storage.RefreshFamily) []byte {
 	return b
 }
 
-// decodeFamily decodes a refresh family, compact or (schema 2) JSON.
-func decodeFamily(raw []byte, f *storage.RefreshFamily) error {
+// decodeFamily decodes a refresh family stored under the key id:
+// compact, without (schema 4) or with (schema 3) its id, or (schema 2)
+// JSON.
+func decodeFamily(id, raw []byte, f *storage.RefreshFamily) error {
 	*f = storage.RefreshFamily{}
 	if isJSON(raw) {
 		return json.Unmarshal(raw, f)
@@ -60,7 +67,13 @@ func decodeFamily(raw []byte, f *storage.RefreshFamily) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range []*string{&f.Issuer, &f.ID, &f.ClientID, &f.Subject, &f.Profile.Provider, &f.Profile.Email,
+	f.Issuer = d.string()
+	if d.format == familyFormat {
+		f.ID = string(id)
+	} else {
+		f.ID = d.string()
+	}
+	for _, s := range []*string{&f.ClientID, &f.Subject, &f.Profile.Provider, &f.Profile.Email,
 		&f.Profile.Name, &f.Profile.PreferredUsername, &f.Scope, &f.Resource} {
 		*s = d.string()
 	}
@@ -125,8 +138,8 @@ func decodeRefreshToken(raw []byte, t *storage.RefreshToken) (inherited, error) 
 		return 0, json.Unmarshal(raw, t)
 	}
 	d, err := newDecoder(raw)
-	if err != nil {
-		return 0, err
+	if err != nil || d.format != recordFormat {
+		return 0, errRecordFormat
 	}
 	flags := d.byte()
 	if flags&^(ownScope|ownResource) != 0 {
@@ -180,6 +193,7 @@ func appendTime(b []byte, t time.Time) []byte {
 // decoder reads the fields of a compact record; the first malformed one
 // sets err, and the rest then read as zero.
 type decoder struct {
+	format byte
 	// all is the record as one string: the decoded strings are slices of
 	// it, one allocation per record.
 	all  string
@@ -188,10 +202,10 @@ type decoder struct {
 }
 
 func newDecoder(raw []byte) (decoder, error) {
-	if len(raw) == 0 || raw[0] != recordFormat {
+	if len(raw) == 0 || (raw[0] != recordFormat && raw[0] != familyFormat) {
 		return decoder{}, errRecordFormat
 	}
-	return decoder{all: string(raw), rest: raw[1:]}, nil
+	return decoder{format: raw[0], all: string(raw), rest: raw[1:]}, nil
 }
 
 func (d *decoder) uvarint() uint64 {

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"reflect"
 	"testing"
@@ -11,7 +12,7 @@ import (
 
 var recordFamily = storage.RefreshFamily{
 	Issuer:     "https://auth.example.com",
-	ID:         "f1",
+	ID:         "0fa3k2b7cQx9Lm2Pz8wVb4n",
 	ClientID:   "c1",
 	Subject:    "corp:ålice",
 	Profile:    storage.Profile{Provider: "corp", Email: "alice@example.com", Name: "Ålice", PreferredUsername: "alice"},
@@ -24,12 +25,24 @@ var recordFamily = storage.RefreshFamily{
 }
 
 // TestRecordsRoundTrip: every field of the compact records comes back,
-// zero and far times included, and a token's scope and resource are
-// left to its family only when they are the family's.
+// zero and far times included; a family's id is its key, not in the
+// record; and a token's scope and resource are left to its family only
+// when they are the family's.
 func TestRecordsRoundTrip(t *testing.T) {
 	var f storage.RefreshFamily
-	if err := decodeFamily(appendFamily(nil, &recordFamily), &f); err != nil || !reflect.DeepEqual(f, recordFamily) {
+	raw := appendFamily(nil, &recordFamily)
+	if err := decodeFamily([]byte(recordFamily.ID), raw, &f); err != nil || !reflect.DeepEqual(f, recordFamily) {
 		t.Fatalf("family: %+v %v\nwant %+v", f, err, recordFamily)
+	}
+	if bytes.Contains(raw, []byte(recordFamily.ID)) {
+		t.Error("the family record holds its id, which is its key")
+	}
+	// A family written by schema 3 held its id (format 1), which is read
+	// from the record.
+	schema3 := append([]byte{recordFormat}, appendString(appendString(nil, recordFamily.Issuer), recordFamily.ID)...)
+	schema3 = append(schema3, raw[1+len(appendString(nil, recordFamily.Issuer)):]...)
+	if err := decodeFamily([]byte("key"), schema3, &f); err != nil || !reflect.DeepEqual(f, recordFamily) {
+		t.Fatalf("schema 3 family: %+v %v\nwant %+v", f, err, recordFamily)
 	}
 	for _, tok := range []storage.RefreshToken{
 		{FamilyID: "f1", Scope: recordFamily.Scope, Resource: recordFamily.Resource, IssuedAt: recordFamily.AuthTime, ExpiresAt: recordFamily.ExpiresAt},
@@ -61,16 +74,16 @@ func TestMalformedRecords(t *testing.T) {
 	tok := appendRefreshToken(nil, &storage.RefreshToken{FamilyID: "f1", Successors: [][]byte{storage.Hash("a")}}, &recordFamily)
 	nsec := binaryUvarint(1e9)
 	for name, raw := range map[string][]byte{
-		"empty": {}, "format 2": {2}, "truncated": fam[:len(fam)-1], "padded": append(fam[:len(fam):len(fam)], 0),
+		"empty": {}, "format 2, nothing after": {familyFormat}, "format 3": {3}, "truncated": fam[:len(fam)-1], "padded": append(fam[:len(fam):len(fam)], 0),
 		"nanoseconds out of range": append([]byte{recordFormat, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, nsec...),
 	} {
 		var f storage.RefreshFamily
-		if err := decodeFamily(raw, &f); err == nil {
+		if err := decodeFamily([]byte("f1"), raw, &f); err == nil {
 			t.Errorf("family %s: decoded", name)
 		}
 	}
 	for name, raw := range map[string][]byte{
-		"empty": {}, "format 2": {2}, "truncated": tok[:len(tok)-1], "padded": append(tok[:len(tok):len(tok)], 0),
+		"empty": {}, "a family's format": {familyFormat, 0, 0, 0, 0, 0, 0}, "truncated": tok[:len(tok)-1], "padded": append(tok[:len(tok):len(tok)], 0),
 		"unknown flag": {recordFormat, 4, 0, 0, 0, 0, 0}, "huge successor count": {recordFormat, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"nanoseconds out of range": append([]byte{recordFormat, 0, 0, 1}, append(nsec, 0, 0, 0)...),
 	} {
@@ -83,7 +96,7 @@ func TestMalformedRecords(t *testing.T) {
 	var f storage.RefreshFamily
 	var rt storage.RefreshToken
 	_, terr := decodeRefreshToken(append([]byte{recordFormat, 0, 0, 1}, append(binaryUvarint(999999999), 0, 0, 0)...), &rt)
-	if err := decodeFamily(fam, &f); err != nil || terr != nil {
+	if err := decodeFamily([]byte("f1"), fam, &f); err != nil || terr != nil {
 		t.Fatalf("valid records: %v %v", err, terr)
 	}
 }
@@ -98,8 +111,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte(`{"id":"f1","expires_at":"2026-12-01T12:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var fam, fam2 storage.RefreshFamily
-		if decodeFamily(raw, &fam) == nil && !isJSON(raw) {
-			if err := decodeFamily(appendFamily(nil, &fam), &fam2); err != nil || !reflect.DeepEqual(fam, fam2) {
+		if decodeFamily([]byte("f1"), raw, &fam) == nil && !isJSON(raw) {
+			if err := decodeFamily([]byte(fam.ID), appendFamily(nil, &fam), &fam2); err != nil || !reflect.DeepEqual(fam, fam2) {
 				t.Fatalf("family %+v re-encoded: %+v %v", fam, fam2, err)
 			}
 		}

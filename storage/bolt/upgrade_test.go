@@ -7,10 +7,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/storagetest"
 
 	bbolt "go.etcd.io/bbolt"
 )
@@ -22,15 +24,16 @@ import (
 // a rotated one still detected.
 func TestUpgradeFromSchema2(t *testing.T) {
 	path := copyFixture(t, "testdata/schema2.db")
-	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly")
+	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly; "+
+		"schema 3 upgraded to 4: 3 refresh families indexed by client and by user")
 	ctx := context.Background()
 	file.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); string(v) != "3" {
+		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); string(v) != "4" {
 			t.Errorf("schema version %s after the upgrade", v)
 		}
-		for _, b := range [][]byte{bucketFamilies, bucketRefresh} {
-			tx.Bucket(b).ForEach(func(k, v []byte) error {
-				if v[0] != recordFormat {
+		for b, format := range map[string]byte{string(bucketFamilies): familyFormat, string(bucketRefresh): recordFormat} {
+			tx.Bucket([]byte(b)).ForEach(func(k, v []byte) error {
+				if v[0] != format {
 					t.Errorf("%s %x: not re-encoded: %.20q", b, k, v)
 				}
 				return nil
@@ -91,7 +94,8 @@ func TestUpgradeFromSchema2Interrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := openUpgraded(t, path, "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly")
+	file := openUpgraded(t, path, "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly; "+
+		"schema 3 upgraded to 4: 3 refresh families indexed by client and by user")
 	var export bytes.Buffer
 	if _, err := file.Export(context.Background(), &export); err != nil {
 		t.Fatal(err)
@@ -110,13 +114,123 @@ func TestUnreadableRecordSurvivesUpgrade(t *testing.T) {
 	}
 	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketFamilies).Put([]byte("broken"), []byte(`{"id":`)) })
 	db.Close()
-	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly, 1 unreadable records left as they were")
+	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly, 1 unreadable records left as they were; "+
+		"schema 3 upgraded to 4: 3 refresh families indexed by client and by user, 1 unreadable ones not indexed")
 	file.db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketFamilies).Get([]byte("broken")); string(v) != `{"id":` {
 			t.Errorf("the unreadable record became %q", v)
 		}
 		return nil
 	})
+}
+
+// TestUpgradeFromSchema3: a file written by the last schema 3 release
+// (testdata/schema3.db, see testdata/schema3), shared by two issuers, gets
+// its families indexed anew at open: the old indexes are gone, the export
+// equals that release's, and grants list and revoke by user and by client
+// as before, each issuer's alone.
+func TestUpgradeFromSchema3(t *testing.T) {
+	path := copyFixture(t, "testdata/schema3.db")
+	file := openUpgraded(t, path, "schema 3 upgraded to 4: 5 refresh families indexed by client and by user")
+	checkSchema3Upgrade(t, file)
+	file.Close()
+	openUpgraded(t, path, "") // nothing more to do
+}
+
+// TestUpgradeFromSchema3Interrupted: an upgrade cut short (new indexes
+// part built, the version still 3) starts again at the next open, and
+// nothing the first attempt left stays.
+func TestUpgradeFromSchema3Interrupted(t *testing.T) {
+	path := copyFixture(t, "testdata/schema3.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket(bucketFamiliesByClient)
+		if err != nil {
+			return err
+		}
+		return b.Put(indexKey("client-1", "family-gone"), nil)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchema3Upgrade(t, openUpgraded(t, path, "schema 3 upgraded to 4: 5 refresh families indexed by client and by user"))
+}
+
+func checkSchema3Upgrade(t *testing.T, file *File) {
+	t.Helper()
+	ctx := context.Background()
+	file.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); string(v) != "4" {
+			t.Errorf("schema version %s after the upgrade", v)
+		}
+		for _, name := range schema3Indexes {
+			if tx.Bucket(name) != nil {
+				t.Errorf("the schema 3 index %s is still there", name)
+			}
+		}
+		return nil
+	})
+	if err := file.CheckConsistency(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var export bytes.Buffer
+	if _, err := file.Export(ctx, &export); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/schema3.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameExport(t, export.Bytes(), want)
+
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	s, other := file.ForIssuer("https://auth.example.com"), file.ForIssuer("https://other.example.com")
+	grants := func(s storage.Store, f storage.GrantFilter) (got []string) {
+		t.Helper()
+		gs, err := s.Grants(ctx, f, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gs {
+			for _, fam := range g.Families {
+				got = append(got, fam.ID)
+			}
+		}
+		slices.Sort(got)
+		return got
+	}
+	for _, c := range []struct {
+		filter storage.GrantFilter
+		want   []string
+	}{
+		{storage.GrantFilter{}, []string{"family-0", "family-1", "family-3"}}, // family-2 is revoked
+		{storage.GrantFilter{Subject: "corp:alice"}, []string{"family-0", "family-1", "family-3"}},
+		{storage.GrantFilter{ClientID: "client-1"}, []string{"family-0", "family-3"}},
+		{storage.GrantFilter{Subject: "corp:alice", ClientID: "client-1", Resource: "https://api.example.com"}, []string{"family-3"}},
+	} {
+		if got := grants(s, c.filter); !slices.Equal(got, c.want) {
+			t.Errorf("grants %+v: families %v, want %v", c.filter, got, c.want)
+		}
+	}
+	if got := grants(other, storage.GrantFilter{ClientID: "client-1"}); !slices.Equal(got, []string{"family-other"}) {
+		t.Errorf("the other issuer's grants of client-1: families %v", got)
+	}
+	if n, err := s.RevokeGrants(ctx, storage.GrantFilter{ClientID: "client-1"}, now, now); err != nil || n != 2 {
+		t.Fatalf("revoking client-1's grants: %d, %v", n, err)
+	}
+	if _, _, err := rotate(s, "refresh-family-0", "next-0", now); !errors.Is(err, storage.ErrRevoked) {
+		t.Errorf("a revoked grant's token: %v, want ErrRevoked", err)
+	}
+	if revoked, err := storagetest.FamilyRevoked(s, "family-1"); revoked || err != nil {
+		t.Errorf("client-2's family after client-1's grants were revoked: revoked %v, %v", revoked, err)
+	}
+	if _, _, err := rotate(other, "refresh-family-other", "next-other", now); err != nil {
+		t.Errorf("the other issuer's token after client-1's grants were revoked: %v", err)
+	}
 }
 
 // openUpgraded opens the file at path, which must say it was upgraded

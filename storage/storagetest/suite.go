@@ -653,20 +653,28 @@ func testDeleteClientRevokesWhatItHolds(t *testing.T, open Opener) {
 }
 
 // TestSweptClientLosesItsFamilies: an unused registered client that
-// expires has its families revoked, and swept families leave no index
-// entries behind.
+// expires has its families revoked (not those of another issuer's client
+// of the same id), and swept families leave no index entries behind.
 func testSweptClientLosesItsFamilies(t *testing.T, open Opener) {
-	s := open(t).ForIssuer(testIssuer)
+	file := open(t)
+	s, other := file.ForIssuer(testIssuer), file.ForIssuer("https://other.test")
 	ctx := context.Background()
 	if err := s.PutClient(ctx, &storage.Client{ID: "unused", ExpiresAt: t0.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
+	if err := other.PutClient(ctx, &storage.Client{ID: "unused"}); err != nil {
+		t.Fatal(err)
+	}
 	StartFamily(t, s, storage.RefreshFamily{ID: "fu", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-u", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
+	StartFamily(t, other, storage.RefreshFamily{ID: "fo", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-o", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
 	if _, err := s.DeleteExpired(ctx, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if revoked, _ := FamilyRevoked(s, "fu"); !revoked {
 		t.Fatal("the expired client's family is not revoked")
+	}
+	if revoked, _ := FamilyRevoked(other, "fo"); revoked {
+		t.Fatal("another issuer's family of a client with the same id was revoked")
 	}
 	if _, err := s.DeleteExpired(ctx, t0.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
