@@ -6,7 +6,9 @@
 #   bench/perf.sh [rounds] [seconds]
 #
 # Ceilings come from micro-benchmarks in the repo (storage/bolt
-# BenchmarkCeiling*, endpoints BenchmarkCeilingES256Sign) and from Caddy
+# BenchmarkCeiling*, endpoints BenchmarkCeilingES256Sign, the CPU time
+# BenchmarkRefreshRotationParallel measures a rotation takes, the CPU
+# the machine spends on a client_credentials token while wrk runs) and from Caddy
 # itself (`respond`, plain `reverse_proxy`); the paths from the
 # benchmarks of the token endpoint and from wrk on loopback against a
 # Caddy built with the module; with PostgreSQL installed, rotations on a
@@ -42,6 +44,21 @@ wrk.headers["Authorization"] = "Basic cnM6cnMtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="
 LUA
 
 rps() { wrk -t2 -c64 -d"${seconds}s" "$@" | awk '/^Requests\/sec/ { print $2 }'; }
+# busy: the clock ticks all cores have spent busy (user, nice, system,
+# irq, softirq) since boot; wrk and Caddy share the machine, so the CPU a
+# request takes is the difference around a run over its requests.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+hz=$(getconf CLK_TCK)
+# rps_cpu NAME ARGS...: records NAME's requests/s and its CPU µs a request.
+rps_cpu() {
+	local name=$1 before after out
+	shift
+	before=$(busy)
+	out=$(wrk -t2 -c64 -d"${seconds}s" "$@")
+	after=$(busy)
+	echo "$name $(awk '/^Requests\/sec/ { print $2 }' <<<"$out")" >>"$work/http.txt"
+	echo "${name}_cpu $(awk -v t=$((after - before)) -v hz="$hz" '/ requests in / { print t / hz * 1e6 / $1 }' <<<"$out")" >>"$work/http.txt"
+}
 
 for r in $(seq "$rounds"); do
 	echo "round $r/$rounds" >&2
@@ -50,7 +67,7 @@ for r in $(seq "$rounds"); do
 	echo "respond $(rps http://127.0.0.1:9901/)" >>"$work/http.txt"
 	echo "proxy $(rps http://127.0.0.1:9902/)" >>"$work/http.txt"
 	echo "guard $(rps -H "Authorization: Bearer $token" http://127.0.0.1:9903/)" >>"$work/http.txt"
-	echo "cc $(rps -s "$work/cc.lua" http://127.0.0.1:9903/oauth/token)" >>"$work/http.txt"
+	rps_cpu cc -s "$work/cc.lua" http://127.0.0.1:9903/oauth/token
 	echo "introspect $(rps -s "$work/introspect.lua" http://127.0.0.1:9903/oauth/introspect)" >>"$work/http.txt"
 done
 "$work/bolt.test" -test.run '^$' -test.bench 'StoragePerFamily' -test.benchtime 20000x >>"$work/go.txt"
@@ -63,11 +80,13 @@ sign_us=$(metric "$work/go.txt" BenchmarkCeilingES256Sign ns/op | median | awk '
 rot_p50=$(metric "$work/go.txt" BenchmarkRefreshRotation p50-ms | median)
 store_rate=$(metric "$work/go.txt" BenchmarkCeilingRotations rotations/s | median)
 rot_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/bolt' rotations/s | median)
+rot_cpu=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/bolt' cpu-µs/rotation | median)
 pg_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/postgres' rotations/s | median)
 pg3_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/postgres-3-nodes' rotations/s | median)
 family=$(metric "$work/go.txt" BenchmarkStoragePerFamily bytes/family | median)
 sweep_wait=$(metric "$work/go.txt" BenchmarkSweepWhileWriting max-write-ms | median)
-respond=$(http respond) proxy=$(http proxy) guard=$(http guard) cc=$(http cc) introspect=$(http introspect)
+sweep_alone=$(metric "$work/go.txt" BenchmarkSweepWhileWriting max-write-ms-alone | median)
+respond=$(http respond) proxy=$(http proxy) guard=$(http guard) cc=$(http cc) cc_cpu=$(http cc_cpu) introspect=$(http introspect)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo
@@ -78,13 +97,17 @@ echo "|---|---|---|---:|"
 printf '| one client rotating (p50 latency) | bbolt Update with fsync %.2f ms | %.2f ms | %s |\n' "$update_ms" "$rot_p50" "$(ratio "$update_ms" "$rot_p50")"
 printf '| 32 clients rotating | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$rot_rate" "$(ratio "$rot_rate" "$commit_rate")"
 cc_ceiling=$(awk -v s="$sign_us" -v c="$cores" 'BEGIN { print c * 1e6 / s }')
+rot_cpu_ceiling=$(awk -v u="$rot_cpu" -v c="$cores" 'BEGIN { print c * 1e6 / u }')
+printf '| 32 clients rotating, against the CPU they take | %.0f µs of CPU a rotation on %d cores: %.0f/s | %.0f rotations/s | %s |\n' "$rot_cpu" "$cores" "$rot_cpu_ceiling" "$rot_rate" "$(ratio "$rot_rate" "$rot_cpu_ceiling")"
 printf '| 32 clients rotating, the store alone (no HTTP, no signing) | group commit, 32 writers: %.0f commits/s | %.0f rotations/s | %s |\n' "$commit_rate" "$store_rate" "$(ratio "$store_rate" "$commit_rate")"
 if [ "$pg_rate" != nan ]; then # PostgreSQL installed (the benchmarks start a throw-away cluster)
 	printf '| 32 clients rotating, PostgreSQL, one node | — | %.0f rotations/s | |\n' "$pg_rate"
 	printf '| 32 clients rotating, PostgreSQL, three nodes | — | %.0f rotations/s | |\n' "$pg3_rate"
 fi
 printf '| client_credentials, ES256 | ES256 sign %.0f µs on %d cores: %.0f/s | %.0f tokens/s | %s |\n' "$sign_us" "$cores" "$cc_ceiling" "$cc" "$(ratio "$cc" "$cc_ceiling")"
+cc_cpu_ceiling=$(awk -v u="$cc_cpu" -v c="$cores" 'BEGIN { print c * 1e6 / u }')
+printf '| client_credentials, against the CPU they take (Caddy and wrk) | %.0f µs of CPU a token on %d cores: %.0f/s | %.0f tokens/s | %s |\n' "$cc_cpu" "$cores" "$cc_cpu_ceiling" "$cc" "$(ratio "$cc" "$cc_cpu_ceiling")"
 printf '| introspection, ES256 | Caddy respond: %.0f req/s | %.0f req/s | %s |\n' "$respond" "$introspect" "$(ratio "$introspect" "$respond")"
 printf '| guard, ES256 cached token | plain reverse_proxy: %.0f req/s | %.0f req/s | %s |\n' "$proxy" "$guard" "$(ratio "$guard" "$proxy")"
 printf '| storage per refresh family | — | %.0f bytes | |\n' "$family"
-printf '| sweep of 1,000,000 records | — | longest write wait %.1f ms | |\n' "$sweep_wait"
+printf '| sweep of 1,000,000 records | the same writes with no sweep: longest wait %.1f ms | longest write wait %.1f ms | |\n' "$sweep_alone" "$sweep_wait"

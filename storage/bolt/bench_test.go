@@ -176,7 +176,8 @@ func fileSize(b *testing.B, f *File) int64 {
 // BenchmarkSweepWhileWriting: a sweep of -benchtime expired refresh
 // tokens (e.g. 1000000x) while a writer keeps writing; reports the
 // longest any write waited (the sweep deletes in chunks, so writes
-// interleave).
+// interleave), and the longest the same writes waited with no sweep, for
+// as long as the sweep took: what the disk's slowest commits cost alone.
 func BenchmarkSweepWhileWriting(b *testing.B) {
 	f := openBench(b)
 	past := time.Now().Add(-time.Hour)
@@ -195,9 +196,26 @@ func BenchmarkSweepWhileWriting(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ResetTimer()
+	start := time.Now()
+	var n int
+	var err error
+	longest, writes := writeWhile(b, f, func() { n, err = f.DeleteExpired(context.Background(), time.Now()) })
+	took := time.Since(start)
+	b.StopTimer()
+	if err != nil || n < b.N-b.N/100_000-1 {
+		b.Fatalf("swept %d of %d: %v", n, b.N, err)
+	}
+	alone, _ := writeWhile(b, f, func() { time.Sleep(took) })
+	b.ReportMetric(float64(longest.Microseconds())/1000, "max-write-ms")
+	b.ReportMetric(float64(alone.Microseconds())/1000, "max-write-ms-alone")
+	b.ReportMetric(float64(writes), "writes")
+}
+
+// writeWhile keeps writing small records to f while during runs, and
+// returns the longest a write took and how many there were.
+func writeWhile(b *testing.B, f *File, during func()) (longest time.Duration, writes int) {
 	stop := make(chan struct{})
-	var longest time.Duration
-	var writes int
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		value := make([]byte, 200)
@@ -215,14 +233,8 @@ func BenchmarkSweepWhileWriting(b *testing.B) {
 			longest, writes = max(longest, time.Since(start)), writes+1
 		}
 	})
-	b.ResetTimer()
-	n, err := f.DeleteExpired(context.Background(), time.Now())
-	b.StopTimer()
+	during()
 	close(stop)
 	wg.Wait()
-	if err != nil || n < b.N-b.N/100_000-1 {
-		b.Fatalf("swept %d of %d: %v", n, b.N, err)
-	}
-	b.ReportMetric(float64(longest.Microseconds())/1000, "max-write-ms")
-	b.ReportMetric(float64(writes), "writes")
+	return longest, writes
 }
