@@ -93,8 +93,7 @@ func (g *groupCommit) lead(own *write) {
 func (g *groupCommit) commit(group []*write) {
 	for len(group) > 0 {
 		failed := -1
-		err := g.db.Update(func(tx *bbolt.Tx) error {
-			fillAppended(tx)
+		err := g.update(func(tx *bbolt.Tx) error {
 			for i, w := range group {
 				if err := run(w.fn, tx); err != nil {
 					failed = i
@@ -111,8 +110,17 @@ func (g *groupCommit) commit(group []*write) {
 		}
 		w := group[failed]
 		group = append(group[:failed:failed], group[failed+1:]...)
-		w.done <- g.db.Update(func(tx *bbolt.Tx) error { fillAppended(tx); return run(w.fn, tx) })
+		w.done <- g.update(func(tx *bbolt.Tx) error { return run(w.fn, tx) })
 	}
+}
+
+// update runs fn in a write transaction, with the fill of appended
+// buckets set (see appendedFill).
+func (g *groupCommit) update(fn func(*bbolt.Tx) error) error {
+	return g.db.Update(func(tx *bbolt.Tx) error {
+		fillAppended(tx)
+		return fn(tx)
+	})
 }
 
 // run calls fn, turning a panic into an error for its caller.

@@ -77,12 +77,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 // part way (some records compact, the version still 2) serves correctly
 // and is finished at the next open.
 func TestUpgradeFromSchema2Interrupted(t *testing.T) {
-	path := copyFixture(t, "testdata/schema2.db")
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	path := editedFixture(t, "testdata/schema2.db", func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketFamilies).Get([]byte("family-0"))
 		v, err := compacted(tx, bucketFamilies, raw)
 		if err != nil {
@@ -90,10 +85,6 @@ func TestUpgradeFromSchema2Interrupted(t *testing.T) {
 		}
 		return tx.Bucket(bucketFamilies).Put([]byte("family-0"), v)
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	file := openUpgraded(t, path, "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly; "+
 		"schema 3 upgraded to 4: 3 refresh families indexed by client and by user")
 	var export bytes.Buffer
@@ -107,13 +98,9 @@ func TestUpgradeFromSchema2Interrupted(t *testing.T) {
 // TestUnreadableRecordSurvivesUpgrade: a record that never decoded is
 // left as it was (reading it fails as before), and the upgrade says so.
 func TestUnreadableRecordSurvivesUpgrade(t *testing.T) {
-	path := copyFixture(t, "testdata/schema2.db")
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketFamilies).Put([]byte("broken"), []byte(`{"id":`)) })
-	db.Close()
+	path := editedFixture(t, "testdata/schema2.db", func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketFamilies).Put([]byte("broken"), []byte(`{"id":`))
+	})
 	file := openUpgraded(t, path, "schema 2 upgraded to 3: 3 refresh families and 4 refresh tokens re-encoded compactly, 1 unreadable records left as they were; "+
 		"schema 3 upgraded to 4: 3 refresh families indexed by client and by user, 1 unreadable ones not indexed")
 	file.db.View(func(tx *bbolt.Tx) error {
@@ -141,22 +128,13 @@ func TestUpgradeFromSchema3(t *testing.T) {
 // part built, the version still 3) starts again at the next open, and
 // nothing the first attempt left stays.
 func TestUpgradeFromSchema3Interrupted(t *testing.T) {
-	path := copyFixture(t, "testdata/schema3.db")
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	path := editedFixture(t, "testdata/schema3.db", func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucket(bucketFamiliesByClient)
 		if err != nil {
 			return err
 		}
 		return b.Put(indexKey("client-1", "family-gone"), nil)
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	checkSchema3Upgrade(t, openUpgraded(t, path, "schema 3 upgraded to 4: 5 refresh families indexed by client and by user"))
 }
 
@@ -246,6 +224,25 @@ func openUpgraded(t *testing.T, path, want string) *File {
 		t.Fatalf("Upgraded() = %q, want %q", file.Upgraded(), want)
 	}
 	return file
+}
+
+// editedFixture is a copy of the fixture name changed by edit, in one
+// transaction of bbolt itself (no upgrade runs).
+func editedFixture(t *testing.T, name string, edit func(*bbolt.Tx) error) string {
+	t.Helper()
+	path := copyFixture(t, name)
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(edit)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("editing %s: %v", name, err)
+	}
+	return path
 }
 
 func copyFixture(t *testing.T, name string) string {
