@@ -1167,9 +1167,11 @@ type sweep struct {
 	then   func(tx *bbolt.Tx, key, raw []byte) error
 }
 
-// sweepChunk bounds each step of a sweep: the records one read
-// transaction scans, and those one write deletes. Writes of requests are
-// never held behind more than one chunk.
+// sweepChunk bounds each step of a sweep: one read transaction scans
+// that many records in a row, and one write deletes the expired ones
+// among them. Writes of requests are never held behind more than one
+// step, and a step rewrites only the pages of one run of records, however
+// sparse the expired ones are.
 const sweepChunk = 1000
 
 // sweeps are the expiring records of every bucket at now; revoked is set
@@ -1227,9 +1229,9 @@ func sweeps(now time.Time, revoked *bool) []sweep {
 }
 
 // sweepBucket deletes a bucket's expired records in chunks: a read
-// transaction finds up to sweepChunk of them (scanning at most ten times
-// that), a write deletes those still expired, and the scan goes on after
-// the last key it read.
+// transaction finds those among the next sweepChunk records, a write
+// deletes those still expired, and the scan goes on after the last key it
+// read.
 func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
 	deleted := 0
 	var after []byte
@@ -1248,7 +1250,7 @@ func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
 				}
 			}
 			var last []byte
-			for scanned := 0; k != nil && len(doomed) < sweepChunk && scanned < 10*sweepChunk; k, v = c.Next() {
+			for scanned := 0; k != nil && scanned < sweepChunk; k, v = c.Next() {
 				scanned++
 				last = k
 				if v != nil && sw.dead(v) {

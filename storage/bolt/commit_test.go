@@ -179,3 +179,36 @@ func TestSweepInChunks(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSweepDeletesRunsOfRecords: each write of a sweep deletes among at
+// most sweepChunk records in a row, however sparse the expired ones are,
+// so a commit that writes are held behind rewrites only the pages of one
+// such run: with one record in ten expired, ten runs, ten writes.
+func TestSweepDeletesRunsOfRecords(t *testing.T) {
+	f := openCommitTest(t)
+	now := time.Now()
+	const n = 10 * sweepChunk
+	f.db.Update(func(tx *bbolt.Tx) error {
+		for i := range n {
+			exp := now.Add(time.Hour)
+			if i%10 == 0 {
+				exp = now.Add(-time.Hour)
+			}
+			if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%08d", i), storage.RefreshToken{ExpiresAt: exp}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	writes := 0
+	f.Observe(func(op string, _ time.Duration) {
+		if op == "delete_expired" {
+			writes++
+		}
+	})
+	deleted, err := f.DeleteExpired(context.Background(), now)
+	f.Observe(nil)
+	if err != nil || deleted != n/10 || writes != 10 {
+		t.Fatalf("swept %d (%v) in %d writes, want %d in 10", deleted, err, writes, n/10)
+	}
+}
