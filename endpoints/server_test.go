@@ -174,3 +174,27 @@ func TestRedirectHost(t *testing.T) {
 		}
 	}
 }
+
+// TestParseFormContentTypes: a form is read under its media type however
+// it is spelled or parameterised, and nothing else is read as one.
+func TestParseFormContentTypes(t *testing.T) {
+	s := newTestServer(t)
+	for ct, want := range map[string]bool{
+		"application/x-www-form-urlencoded":                true,
+		"application/x-www-form-urlencoded; charset=UTF-8": true,
+		"Application/X-WWW-Form-Urlencoded":                true,
+		"application/x-www-form-urlencoded; charset":       false, // malformed
+		"application/json":                                 false,
+		"multipart/form-data; boundary=x":                  false,
+		"":                                                 false,
+	} {
+		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/token", strings.NewReader("grant_type=client_credentials"))
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		form, ok := s.parseForm(httptest.NewRecorder(), r)
+		if ok != want || ok && form.Get("grant_type") != "client_credentials" {
+			t.Errorf("%q: read %v (%v), want %v", ct, ok, form, want)
+		}
+	}
+}
