@@ -8,7 +8,9 @@
 # Ceilings come from micro-benchmarks in the repo (storage/bolt
 # BenchmarkCeiling*, endpoints BenchmarkCeilingES256Sign, the CPU time
 # BenchmarkRefreshRotationParallel measures a rotation takes, the CPU
-# the machine spends on a client_credentials token while wrk runs) and from Caddy
+# the machine spends on a client_credentials token, an introspection and
+# a proxied request while wrk runs, against which BenchmarkGuardCachedToken gives
+# the guard's own cost) and from Caddy
 # itself (`respond`, plain `reverse_proxy`); the paths from the
 # benchmarks of the token endpoint and from wrk on loopback against a
 # Caddy built with the module; with PostgreSQL installed, rotations on a
@@ -49,6 +51,10 @@ rps() { wrk -t2 -c64 -d"${seconds}s" "$@" | awk '/^Requests\/sec/ { print $2 }';
 # request takes is the difference around a run over its requests.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 hz=$(getconf CLK_TCK)
+# all_ticks / stolen: the clock ticks of all cores, and those the
+# hypervisor gave to other machines (steal), since boot.
+all_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t }' /proc/stat; }
+stolen() { awk '/^cpu / { print $9 }' /proc/stat; }
 # rps_cpu NAME ARGS...: records NAME's requests/s and its CPU µs a request.
 rps_cpu() {
 	local name=$1 before after out
@@ -60,15 +66,16 @@ rps_cpu() {
 	echo "${name}_cpu $(awk -v t=$((after - before)) -v hz="$hz" '/ requests in / { print t / hz * 1e6 / $1 }' <<<"$out")" >>"$work/http.txt"
 }
 
+ticks0=$(all_ticks) stolen0=$(stolen)
 for r in $(seq "$rounds"); do
 	echo "round $r/$rounds" >&2
 	"$work/bolt.test" -test.run '^$' -test.bench 'CeilingUpdate|CeilingGroupCommit|CeilingRotations' -test.benchtime "${seconds}s" >>"$work/go.txt"
-	"$work/endpoints.test" -test.run '^$' -test.bench 'RefreshRotation$|RefreshRotationParallel|CeilingES256Sign' -test.benchtime "${seconds}s" >>"$work/go.txt"
+	"$work/endpoints.test" -test.run '^$' -test.bench 'RefreshRotation$|RefreshRotationParallel|CeilingES256Sign|GuardCachedToken' -test.benchtime "${seconds}s" >>"$work/go.txt"
 	echo "respond $(rps http://127.0.0.1:9901/)" >>"$work/http.txt"
-	echo "proxy $(rps http://127.0.0.1:9902/)" >>"$work/http.txt"
+	rps_cpu proxy http://127.0.0.1:9902/
 	echo "guard $(rps -H "Authorization: Bearer $token" http://127.0.0.1:9903/)" >>"$work/http.txt"
 	rps_cpu cc -s "$work/cc.lua" http://127.0.0.1:9903/oauth/token
-	echo "introspect $(rps -s "$work/introspect.lua" http://127.0.0.1:9903/oauth/introspect)" >>"$work/http.txt"
+	rps_cpu introspect -s "$work/introspect.lua" http://127.0.0.1:9903/oauth/introspect
 done
 "$work/bolt.test" -test.run '^$' -test.bench 'StoragePerFamily' -test.benchtime 20000x >>"$work/go.txt"
 "$work/bolt.test" -test.run '^$' -test.bench 'SweepWhileWriting' -test.benchtime 1000000x >>"$work/go.txt"
@@ -84,11 +91,14 @@ rot_cpu=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/bolt' cpu-µs/
 pg_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/postgres' rotations/s | median)
 pg3_rate=$(metric "$work/go.txt" 'BenchmarkRefreshRotationParallel/postgres-3-nodes' rotations/s | median)
 family=$(metric "$work/go.txt" BenchmarkStoragePerFamily bytes/family | median)
-respond=$(http respond) proxy=$(http proxy) guard=$(http guard) cc=$(http cc) cc_cpu=$(http cc_cpu) introspect=$(http introspect)
+guard_us=$(metric "$work/go.txt" BenchmarkGuardCachedToken ns/op | median | awk '{ print $1 / 1e3 }')
+respond=$(http respond) proxy=$(http proxy) proxy_cpu=$(http proxy_cpu) guard=$(http guard) cc=$(http cc) cc_cpu=$(http cc_cpu) introspect=$(http introspect) introspect_cpu=$(http introspect_cpu)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo
-echo "$(date -u +%F), $cores cores, $rounds rounds of ${seconds}s (medians; ratio = share of the ceiling reached):"
+steal=$(awk -v s=$(($(stolen) - stolen0)) -v t=$(($(all_ticks) - ticks0)) 'BEGIN { printf "%.0f", 100 * s / t }')
+echo "$(date -u +%F), $cores cores, $rounds rounds of ${seconds}s (medians; ratio = share of the ceiling reached;"
+echo "the hypervisor took $steal% of the cores' time during the rounds, which no ceiling allows for):"
 echo
 echo "| path | ceiling on this machine | measured | ratio |"
 echo "|---|---|---|---:|"
@@ -106,7 +116,10 @@ printf '| client_credentials, ES256 | ES256 sign %.0f µs on %d cores: %.0f/s | 
 cc_cpu_ceiling=$(awk -v u="$cc_cpu" -v c="$cores" 'BEGIN { print c * 1e6 / u }')
 printf '| client_credentials, against the CPU they take (Caddy and wrk) | %.0f µs of CPU a token on %d cores: %.0f/s | %.0f tokens/s | %s |\n' "$cc_cpu" "$cores" "$cc_cpu_ceiling" "$cc" "$(ratio "$cc" "$cc_cpu_ceiling")"
 printf '| introspection, ES256 | Caddy respond: %.0f req/s | %.0f req/s | %s |\n' "$respond" "$introspect" "$(ratio "$introspect" "$respond")"
+introspect_cpu_ceiling=$(awk -v u="$introspect_cpu" -v c="$cores" 'BEGIN { print c * 1e6 / u }')
+printf '| introspection, against the CPU it takes (Caddy and wrk) | %.0f µs of CPU a request on %d cores: %.0f/s | %.0f req/s | %s |\n' "$introspect_cpu" "$cores" "$introspect_cpu_ceiling" "$introspect" "$(ratio "$introspect" "$introspect_cpu_ceiling")"
 printf '| guard, ES256 cached token | plain reverse_proxy: %.0f req/s | %.0f req/s | %s |\n' "$proxy" "$guard" "$(ratio "$guard" "$proxy")"
+printf '| guard, against the CPU it adds | a proxied request: %.0f µs of CPU (Caddy and wrk) | the guard adds %.1f µs | %s |\n' "$proxy_cpu" "$guard_us" "$(ratio "$proxy_cpu" "$(awk -v a="$proxy_cpu" -v b="$guard_us" 'BEGIN { print a + b }')")"
 printf '| storage per refresh family | — | %.0f bytes | |\n' "$family"
 for sweep in all-expired one-in-ten-expired; do
 	b="BenchmarkSweepWhileWriting/$sweep"
