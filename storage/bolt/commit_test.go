@@ -150,24 +150,9 @@ func TestSweepInChunks(t *testing.T) {
 	f := openCommitTest(t)
 	now := time.Now()
 	const n = 25 * sweepChunk
-	f.db.Update(func(tx *bbolt.Tx) error {
-		for i := range n {
-			exp := now.Add(time.Hour)
-			if i%3 == 0 && !(i > 12*sweepChunk && i < 24*sweepChunk) { // then a long live stretch
-				exp = now.Add(-time.Hour)
-			}
-			if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%08d", i), storage.RefreshToken{ExpiresAt: exp}); err != nil {
-				return err
-			}
-		}
-		return nil
+	want := putTokens(t, f, n, now, func(i int) bool {
+		return i%3 == 0 && !(i > 12*sweepChunk && i < 24*sweepChunk) // then a long live stretch
 	})
-	want := 0
-	for i := range n {
-		if i%3 == 0 && !(i > 12*sweepChunk && i < 24*sweepChunk) {
-			want++
-		}
-	}
 	deleted, err := f.DeleteExpired(context.Background(), now)
 	if err != nil || deleted != want {
 		t.Fatalf("swept %d (%v), want %d", deleted, err, want)
@@ -188,18 +173,7 @@ func TestSweepDeletesRunsOfRecords(t *testing.T) {
 	f := openCommitTest(t)
 	now := time.Now()
 	const n = 10 * sweepChunk
-	f.db.Update(func(tx *bbolt.Tx) error {
-		for i := range n {
-			exp := now.Add(time.Hour)
-			if i%10 == 0 {
-				exp = now.Add(-time.Hour)
-			}
-			if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%08d", i), storage.RefreshToken{ExpiresAt: exp}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	putTokens(t, f, n, now, func(i int) bool { return i%10 == 0 })
 	writes := 0
 	f.Observe(func(op string, _ time.Duration) {
 		if op == "delete_expired" {
@@ -211,4 +185,27 @@ func TestSweepDeletesRunsOfRecords(t *testing.T) {
 	if err != nil || deleted != n/10 || writes != 10 {
 		t.Fatalf("swept %d (%v) in %d writes, want %d in 10", deleted, err, writes, n/10)
 	}
+}
+
+// putTokens stores n refresh tokens in key order, those for which dead
+// is true expired at now and the others live, and returns how many
+// expired.
+func putTokens(t *testing.T, f *File, n int, now time.Time, dead func(i int) bool) (expired int) {
+	t.Helper()
+	err := f.db.Update(func(tx *bbolt.Tx) error {
+		for i := range n {
+			exp := now.Add(time.Hour)
+			if dead(i) {
+				exp, expired = now.Add(-time.Hour), expired+1
+			}
+			if err := put(tx, bucketRefresh, fmt.Appendf(nil, "rt-%08d", i), storage.RefreshToken{ExpiresAt: exp}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return expired
 }
