@@ -9,11 +9,10 @@
 # BenchmarkCeiling*, endpoints BenchmarkCeilingES256Sign, the CPU time
 # BenchmarkRefreshRotationParallel measures a rotation takes, the CPU
 # the machine spends on a client_credentials token, an introspection and
-# a proxied request while wrk runs, against which BenchmarkGuardCachedToken gives
-# the guard's own cost) and from Caddy
-# itself (`respond`, plain `reverse_proxy`); the paths from the
-# benchmarks of the token endpoint and from wrk on loopback against a
-# Caddy built with the module; with PostgreSQL installed, rotations on a
+# a proxied request while wrk runs, against which BenchmarkGuardCachedToken
+# gives the guard's own cost) and from Caddy itself (`respond`, plain
+# `reverse_proxy`); the paths from the benchmarks of the token endpoint
+# and from wrk on loopback against a Caddy built with the module; with PostgreSQL installed, rotations on a
 # throw-away cluster with one and three nodes as well. Needs Go; installs
 # wrk with apt-get when it is missing.
 set -euo pipefail
@@ -98,7 +97,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 steal=$(awk -v s=$(($(stolen) - stolen0)) -v t=$(($(all_ticks) - ticks0)) 'BEGIN { printf "%.0f", 100 * s / t }')
 echo "$(date -u +%F), $cores cores, $rounds rounds of ${seconds}s (medians; ratio = share of the ceiling reached;"
-echo "the hypervisor took $steal% of the cores' time during the rounds, which no ceiling allows for):"
+echo "the hypervisor took $steal% of the cores' time during the run, which no ceiling allows for):"
 echo
 echo "| path | ceiling on this machine | measured | ratio |"
 echo "|---|---|---|---:|"

@@ -9,6 +9,7 @@ import (
 // maxFormBytes caps every form body this server reads.
 const maxFormBytes = 64 << 10
 
+// formType is the media type of the forms OAuth clients send.
 const formType = "application/x-www-form-urlencoded"
 
 // parseForm reads an application/x-www-form-urlencoded body (only the
