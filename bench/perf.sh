@@ -12,9 +12,10 @@
 # a proxied request while wrk runs, against which BenchmarkGuardCachedToken
 # gives the guard's own cost) and from Caddy itself (`respond`, plain
 # `reverse_proxy`); the paths from the benchmarks of the token endpoint
-# and from wrk on loopback against a Caddy built with the module; with PostgreSQL installed, rotations on a
-# throw-away cluster with one and three nodes as well. Needs Go; installs
-# wrk with apt-get when it is missing.
+# and from wrk on loopback against a Caddy built with the module; with
+# PostgreSQL installed, rotations on a throw-away cluster with one and
+# three nodes as well. Needs Go; installs wrk with apt-get when it is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
