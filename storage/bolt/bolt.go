@@ -190,7 +190,7 @@ func (s *File) initSchema() error {
 				return err
 			}
 		}
-		return meta.Put(keySchemaVersion, []byte(strconv.Itoa(version)))
+		return putSchemaVersion(tx, version)
 	})
 	if err != nil || version == SchemaVersion {
 		return err
@@ -199,7 +199,7 @@ func (s *File) initSchema() error {
 		if err := s.compactRecords(); err != nil {
 			return fmt.Errorf("upgrading schema 2 to 3: %v", err)
 		}
-		if err := s.setSchemaVersion(3); err != nil {
+		if err := s.db.Update(func(tx *bbolt.Tx) error { return putSchemaVersion(tx, 3) }); err != nil {
 			return err
 		}
 	}
@@ -209,10 +209,17 @@ func (s *File) initSchema() error {
 	return nil
 }
 
-func (s *File) setSchemaVersion(v int) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(v)))
-	})
+// putSchemaVersion records the file's schema version.
+func putSchemaVersion(tx *bbolt.Tx, v int) error {
+	return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(v)))
+}
+
+// dropBucket deletes a bucket if it is there.
+func dropBucket(tx *bbolt.Tx, name []byte) error {
+	if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return err
+	}
+	return nil
 }
 
 // noteUpgrade adds a step to what Upgraded reports.
@@ -319,7 +326,7 @@ func (s *File) compactRecords() error {
 func (s *File) indexFamilies() error {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketFamiliesByClient, bucketFamiliesBySubject} {
-			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			if err := dropBucket(tx, name); err != nil {
 				return err
 			}
 			if _, err := tx.CreateBucket(name); err != nil {
@@ -346,11 +353,11 @@ func (s *File) indexFamilies() error {
 	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range schema3Indexes {
-			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			if err := dropBucket(tx, name); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion)))
+		return putSchemaVersion(tx, SchemaVersion)
 	})
 	if err != nil {
 		return err
@@ -687,12 +694,30 @@ func indexPrefix(by string) []byte {
 	return []byte(by + "\x00")
 }
 
+// familyIndexEntries are a family's entries in the indexes by client and
+// by user: the index bucket and the key, each.
+func familyIndexEntries(f *storage.RefreshFamily) [][2][]byte {
+	return [][2][]byte{{bucketFamiliesByClient, indexKey(f.ClientID, f.ID)}, {bucketFamiliesBySubject, indexKey(f.Subject, f.ID)}}
+}
+
 // indexFamily adds a family to the indexes by client and by user.
 func indexFamily(tx *bbolt.Tx, f *storage.RefreshFamily) error {
-	if err := tx.Bucket(bucketFamiliesByClient).Put(indexKey(f.ClientID, f.ID), nil); err != nil {
-		return err
+	for _, e := range familyIndexEntries(f) {
+		if err := tx.Bucket(e[0]).Put(e[1], nil); err != nil {
+			return err
+		}
 	}
-	return tx.Bucket(bucketFamiliesBySubject).Put(indexKey(f.Subject, f.ID), nil)
+	return nil
+}
+
+// unindexFamily removes a family from the indexes by client and by user.
+func unindexFamily(tx *bbolt.Tx, f *storage.RefreshFamily) error {
+	for _, e := range familyIndexEntries(f) {
+		if err := tx.Bucket(e[0]).Delete(e[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -1201,10 +1226,7 @@ func sweeps(now time.Time, revoked *bool) []sweep {
 			func(tx *bbolt.Tx, key, raw []byte) error {
 				var f storage.RefreshFamily
 				decodeFamily(key, raw, &f)
-				if err := tx.Bucket(bucketFamiliesBySubject).Delete(indexKey(f.Subject, f.ID)); err != nil {
-					return err
-				}
-				return tx.Bucket(bucketFamiliesByClient).Delete(indexKey(f.ClientID, f.ID))
+				return unindexFamily(tx, &f)
 			}},
 		{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
 		{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
@@ -1357,22 +1379,23 @@ func (s *File) CheckConsistency(ctx context.Context) error {
 // families match one for one.
 func checkIndexes(tx *bbolt.Tx) error {
 	families := tx.Bucket(bucketFamilies)
-	byClient, bySubject := tx.Bucket(bucketFamiliesByClient), tx.Bucket(bucketFamiliesBySubject)
 	err := families.ForEach(func(k, v []byte) error {
 		var f storage.RefreshFamily
 		if err := decodeFamily(k, v, &f); err != nil {
 			return fmt.Errorf("refresh family %s: %v", k, err)
 		}
-		if byClient.Get(indexKey(f.ClientID, f.ID)) == nil || bySubject.Get(indexKey(f.Subject, f.ID)) == nil {
-			return fmt.Errorf("refresh family %s: not in the index by client or by user", k)
+		for _, e := range familyIndexEntries(&f) {
+			if tx.Bucket(e[0]).Get(e[1]) == nil {
+				return fmt.Errorf("refresh family %s: not in the index %s", k, e[0])
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, index := range []*bbolt.Bucket{byClient, bySubject} {
-		if n, want := index.Stats().KeyN, families.Stats().KeyN; n != want {
+	for _, index := range [][]byte{bucketFamiliesByClient, bucketFamiliesBySubject} {
+		if n, want := tx.Bucket(index).Stats().KeyN, families.Stats().KeyN; n != want {
 			return fmt.Errorf("%d index entries for %d refresh families", n, want)
 		}
 	}

@@ -155,7 +155,7 @@ func importable(rec storage.ExportRecord) (imported, error) {
 			return bad(fmt.Errorf("not a refresh family: %v", err))
 		}
 		im.key, im.value = []byte(f.ID), appendFamily(nil, &f)
-		im.index = [][2][]byte{{bucketFamiliesByClient, indexKey(f.ClientID, f.ID)}, {bucketFamiliesBySubject, indexKey(f.Subject, f.ID)}}
+		im.index = familyIndexEntries(&f)
 	case storage.ExportConsent:
 		var c storage.Consent
 		if err := json.Unmarshal(rec.Record, &c); err != nil || c.Subject == "" {

@@ -44,15 +44,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 	if err := file.CheckConsistency(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var export bytes.Buffer
-	if _, err := file.Export(ctx, &export); err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile("testdata/schema2.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameExport(t, export.Bytes(), want)
+	exportEquals(t, file, "testdata/schema2.jsonl")
 
 	s := file.ForIssuer("https://auth.example.com")
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
@@ -87,12 +79,7 @@ func TestUpgradeFromSchema2Interrupted(t *testing.T) {
 	})
 	file := openUpgraded(t, path, "schema 2 upgraded to 3: 2 refresh families and 4 refresh tokens re-encoded compactly; "+
 		"schema 3 upgraded to 4: 3 refresh families indexed by client and by user")
-	var export bytes.Buffer
-	if _, err := file.Export(context.Background(), &export); err != nil {
-		t.Fatal(err)
-	}
-	want, _ := os.ReadFile("testdata/schema2.jsonl")
-	sameExport(t, export.Bytes(), want)
+	exportEquals(t, file, "testdata/schema2.jsonl")
 }
 
 // TestUnreadableRecordSurvivesUpgrade: a record that never decoded is
@@ -155,15 +142,7 @@ func checkSchema3Upgrade(t *testing.T, file *File) {
 	if err := file.CheckConsistency(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var export bytes.Buffer
-	if _, err := file.Export(ctx, &export); err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile("testdata/schema3.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameExport(t, export.Bytes(), want)
+	exportEquals(t, file, "testdata/schema3.jsonl")
 
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	s, other := file.ForIssuer("https://auth.example.com"), file.ForIssuer("https://other.example.com")
@@ -264,10 +243,19 @@ func rotate(s storage.Store, presented, next string, now time.Time) (*storage.Re
 		Narrow: func(fam *storage.RefreshFamily) (string, error) { return fam.Scope, nil }})
 }
 
-// sameExport compares two exports record by record, as JSON.
-func sameExport(t *testing.T, got, want []byte) {
+// exportEquals compares file's export with the one in fixture, record by
+// record, as JSON.
+func exportEquals(t *testing.T, file *File, fixture string) {
 	t.Helper()
-	g, w := bufio.NewScanner(bytes.NewReader(got)), bufio.NewScanner(bytes.NewReader(want))
+	var got bytes.Buffer
+	if _, err := file.Export(context.Background(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, w := bufio.NewScanner(&got), bufio.NewScanner(bytes.NewReader(want))
 	for line := 1; ; line++ {
 		gok, wok := g.Scan(), w.Scan()
 		if !gok || !wok {
