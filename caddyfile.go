@@ -82,6 +82,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
+//	        allow_client_credentials
 //	        always_return_client_secret
 //	        rate_limit <events> <window> | off
 //	    }]
@@ -276,6 +277,8 @@ func (h *Handler) unmarshalDynamicRegistration(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "initial_access_token":
 			err = oneArg(d, &dr.InitialAccessToken)
+		case "allow_client_credentials":
+			err = noArgs(d, &dr.AllowClientCredentials)
 		case "always_return_client_secret":
 			err = noArgs(d, &dr.AlwaysReturnClientSecret)
 		case "rate_limit":

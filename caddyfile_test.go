@@ -85,6 +85,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		}
 		dynamic_registration {
 			initial_access_token {file./run/secrets/iat}
+			allow_client_credentials
 			always_return_client_secret
 			rate_limit 5 10m
 		}
@@ -138,7 +139,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 			{ID: "web", Secret: "{env.WEB_SECRET}", RedirectURIs: []string{"https://app.example.com/cb", "https://app.example.com/cb2", "http://127.0.0.1/cb"}, Scopes: []string{"mcp:read"}, Name: "Web App", Trusted: true, TokenEndpointAuthMethod: "client_secret_post"},
 			{ID: "cli", Public: true, RedirectURIs: []string{"http://localhost/callback"}},
 		},
-		DynamicRegistration:       &DynamicRegistration{InitialAccessToken: "{file./run/secrets/iat}", AlwaysReturnClientSecret: true, RateLimit: &RateLimit{Events: 5, Window: caddy.Duration(10 * time.Minute)}},
+		DynamicRegistration:       &DynamicRegistration{InitialAccessToken: "{file./run/secrets/iat}", AllowClientCredentials: true, AlwaysReturnClientSecret: true, RateLimit: &RateLimit{Events: 5, Window: caddy.Duration(10 * time.Minute)}},
 		UnusedClientTTL:           caddy.Duration(48 * time.Hour),
 		ClientIDMetadataDocuments: true,
 		Public:                    []string{"/healthz", "/docs/*"},

@@ -297,6 +297,11 @@ type DynamicRegistration struct {
 	// When set, registration requires `Authorization: Bearer <token>`.
 	// Placeholders are resolved at load.
 	InitialAccessToken string `json:"initial_access_token,omitempty"`
+	// Let clients that register with the initial access token ask for
+	// client_credentials (machine clients that get tokens for themselves,
+	// with no user). Needs initial_access_token: a client that registers
+	// itself openly never gets client_credentials. Default: off.
+	AllowClientCredentials bool `json:"allow_client_credentials,omitempty"`
 	// Return `"client_secret": ""` to public clients, for clients that
 	// expect the field.
 	AlwaysReturnClientSecret bool `json:"always_return_client_secret,omitempty"`
@@ -445,6 +450,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if dr := h.DynamicRegistration; dr != nil {
 		cfg.InitialAccessToken = dr.InitialAccessToken
+		cfg.RegisteredClientCredentials = dr.AllowClientCredentials
 		cfg.AlwaysReturnClientSecret = dr.AlwaysReturnClientSecret
 		cfg.RegistrationRateLimit = dr.RateLimit.Events
 		cfg.RegistrationRateWindow = time.Duration(dr.RateLimit.Window)
@@ -463,6 +469,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
+	}
+	if _, err := h.server.DropUntrustedMachineGrants(ctx); err != nil {
+		h.server.Close()
+		return fmt.Errorf("checking stored clients: %w", err)
 	}
 	h.unregister = admin.Register(admin.Site{Server: h.server, File: backend, StoragePath: h.storage.Describe()})
 	h.logger.Info("authorization server ready",

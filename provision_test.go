@@ -170,6 +170,7 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"bad sign_in_path", base("sign_in_path sign-in"), `sign_in_path "sign-in": must be a path starting with '/'`},
 		{"bad public", base("public healthz"), `public "healthz": must be a path starting with '/'`},
 		{"short initial access token", base("dynamic_registration {\n initial_access_token abc\n }"), "dynamic_registration: initial_access_token is shorter than 16 bytes"},
+		{"client_credentials for open registration", base("dynamic_registration {\n allow_client_credentials\n }"), "dynamic_registration: allow_client_credentials needs initial_access_token (a client that registers itself openly never gets client_credentials)"},
 		{"login without issuer", base("login oidc google {\n client_id a\n client_secret " + secret + "\n }"), "login oidc google: issuer is required"},
 		{"login http issuer", base("login oidc corp {\n issuer http://idp.example.com\n client_id a\n client_secret " + secret + "\n }"), `login oidc corp: issuer "http://idp.example.com": must use https`},
 		{"login without client_id", base("login github {\n client_secret " + secret + "\n }"), "login github github: client_id is required"},
@@ -378,5 +379,40 @@ func TestStopStartKeepsKeysAndClients(t *testing.T) {
 	var claims jwt.Claims
 	if err := parsed.Claims(keys[0].Key, &claims); err != nil || claims.Subject != "alice" {
 		t.Fatalf("verifying with the published key: %v", err)
+	}
+}
+
+// TestUpgradeTakesClientCredentialsFromSelfRegisteredClients: a client
+// that got client_credentials through open registration under an earlier
+// release loses it when the server loads; one an operator created keeps
+// it.
+func TestUpgradeTakesClientCredentialsFromSelfRegisteredClients(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oauth.db")
+	store, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := store.ForIssuer("https://mcp.example.com")
+	for _, c := range []*storage.Client{
+		{ID: "self", SecretHash: storage.Hash("s"), RegistrationTokenHash: storage.Hash("r"), GrantTypes: []string{"authorization_code", "client_credentials"}},
+		{ID: "operator", SecretHash: storage.Hash("s"), GrantTypes: []string{"client_credentials"}},
+	} {
+		if err := issuer.PutClient(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.Close()
+
+	ctx, cancel := newConfigContext(t)
+	defer cancel()
+	h, err := load(t, ctx, "oauth2_server {\n issuer https://mcp.example.com\n resource https://mcp.example.com/mcp\n storage "+path+"\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"self": "authorization_code", "operator": "client_credentials"} {
+		c, err := h.server.Store().GetClient(context.Background(), id)
+		if err != nil || strings.Join(c.GrantTypes, " ") != want {
+			t.Errorf("%s after the upgrade: %+v, %v", id, c, err)
+		}
 	}
 }

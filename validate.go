@@ -168,6 +168,9 @@ func (h *Handler) validate() error {
 		if dr.InitialAccessToken != "" && len(dr.InitialAccessToken) < 16 {
 			return errors.New("dynamic_registration: initial_access_token is shorter than 16 bytes")
 		}
+		if dr.AllowClientCredentials && dr.InitialAccessToken == "" {
+			return errors.New("dynamic_registration: allow_client_credentials needs initial_access_token (a client that registers itself openly never gets client_credentials)")
+		}
 		if rl := dr.RateLimit; rl.Events < 0 || rl.Window <= 0 {
 			return fmt.Errorf("dynamic_registration: rate_limit must be a non-negative number of events per positive window (got %d per %s)", rl.Events, time.Duration(rl.Window))
 		}

@@ -273,6 +273,13 @@ func (s *Server) clientFromDocument(id string, body []byte, now time.Time) (*sto
 		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata documents (none)", doc.TokenEndpointAuthMethod)
 	}
 	md := doc.clientMetadata
+	if slices.Contains(md.GrantTypes, grantClientCredentials) {
+		// A document is not trusted: its client never acts alone.
+		md.GrantTypes = slices.DeleteFunc(slices.Clone(md.GrantTypes), func(g string) bool { return g == grantClientCredentials })
+		if len(md.GrantTypes) == 0 {
+			return nil, errors.New("the metadata document asks only for client_credentials, which metadata-document clients never get")
+		}
+	}
 	if merr := s.validateMetadata(&md); merr != nil {
 		return nil, fmt.Errorf("the metadata document is not valid: %s", merr.description)
 	}
@@ -289,6 +296,7 @@ func (s *Server) clientFromDocument(id string, body []byte, now time.Time) (*sto
 		LogoURI:                 md.LogoURI,
 		CreatedAt:               now,
 		ExpiresAt:               now.Add(s.cfg.RefreshFamilyLifetime),
+		Origin:                  storage.OriginDocument,
 	}, nil
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
@@ -57,4 +60,58 @@ func documentHost(c *storage.Client) string {
 // confidential reports whether a client authenticates with a secret.
 func confidential(c *storage.Client) bool {
 	return len(c.SecretHash) > 0
+}
+
+// mayActAlone reports whether a client may get tokens for itself
+// (client_credentials): a client alone gets nothing unless an operator
+// made it — in the Caddyfile, through the admin API or by an import — or
+// it registered with the initial access token while the operator allows
+// that. A client that registered itself openly, or a metadata document,
+// never does, whatever its record says.
+func (s *Server) mayActAlone(c *storage.Client) bool {
+	if !confidential(c) || !allowsGrant(c, grantClientCredentials) {
+		return false
+	}
+	if _, static := s.staticClients[c.ID]; static {
+		return true
+	}
+	switch storage.ClientOrigin(c) {
+	case storage.OriginAdmin, storage.OriginImported:
+		return true
+	case storage.OriginRegistered:
+		return c.RegisteredWithToken && s.cfg.RegisteredClientCredentials
+	}
+	return false
+}
+
+// DropUntrustedMachineGrants takes client_credentials from the stored
+// clients that hold it but may not act alone (see mayActAlone): clients
+// that registered themselves before the rule existed, or whose
+// registration the operator no longer allows to. It logs a warning with
+// their number and returns it.
+func (s *Server) DropUntrustedMachineGrants(ctx context.Context) (int, error) {
+	clients, err := s.cfg.Store.Clients(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("listing clients: %w", err)
+	}
+	dropped := 0
+	for i := range clients {
+		c := &clients[i]
+		if !allowsGrant(c, grantClientCredentials) || s.mayActAlone(c) {
+			continue
+		}
+		if _, static := s.staticClients[c.ID]; static {
+			continue
+		}
+		c.GrantTypes = slices.DeleteFunc(c.GrantTypes, func(g string) bool { return g == grantClientCredentials })
+		if err := s.cfg.Store.PutClient(ctx, c); err != nil {
+			return dropped, fmt.Errorf("storing client %s: %w", c.ID, err)
+		}
+		dropped++
+	}
+	if dropped > 0 {
+		s.cfg.Logger.Warn("took client_credentials from clients that registered themselves: a client alone gets nothing; create machine clients with `caddy oauth2 clients add` or in the Caddyfile",
+			zap.Int("clients", dropped))
+	}
+	return dropped, nil
 }

@@ -22,9 +22,10 @@ import (
 // Origins of a client.
 const (
 	OriginCaddyfile  = "caddyfile"
-	OriginRegistered = "registered"
-	OriginAdmin      = "admin"
-	OriginDocument   = "metadata document"
+	OriginRegistered = storage.OriginRegistered
+	OriginAdmin      = storage.OriginAdmin
+	OriginDocument   = storage.OriginDocument
+	OriginImported   = storage.OriginImported
 )
 
 // ClientInfo is a client as an operator sees it.
@@ -71,15 +72,7 @@ func (s *Server) ListClients(ctx context.Context) ([]ClientInfo, error) {
 		return nil, err
 	}
 	for i := range stored {
-		c := &stored[i]
-		origin := OriginRegistered
-		switch {
-		case isMetadataDocumentURL(c.ID):
-			origin = OriginDocument
-		case len(c.RegistrationTokenHash) == 0:
-			origin = OriginAdmin
-		}
-		out = append(out, clientInfo(c, origin))
+		out = append(out, clientInfo(&stored[i], storage.ClientOrigin(&stored[i])))
 	}
 	return out, nil
 }
@@ -146,7 +139,7 @@ func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, str
 	}
 	c := &storage.Client{
 		ID: randomID(), Name: n.Name, RedirectURIs: n.RedirectURIs, GrantTypes: n.GrantTypes, Scope: joinScope(splitScope(n.Scope)),
-		TokenEndpointAuthMethod: n.AuthMethod, CreatedAt: time.Now(),
+		TokenEndpointAuthMethod: n.AuthMethod, CreatedAt: time.Now(), Origin: storage.OriginAdmin,
 	}
 	if code {
 		c.ResponseTypes = []string{"code"}

@@ -107,7 +107,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 // clientCredentials is the client_credentials grant: a confidential client
 // acting on its own behalf. No refresh token.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
-	if !confidential(client) || !allowsGrant(client, "client_credentials") {
+	if !s.mayActAlone(client) {
 		s.tokenFail(w, http.StatusBadRequest, "unauthorized_client", "this client may not use client_credentials")
 		return
 	}

@@ -102,6 +102,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		try.settle(true) // every attempt counts, valid or not
 	}
 	md, merr := readClientMetadata(w, r)
+	if merr == nil && slices.Contains(md.GrantTypes, grantClientCredentials) && !s.cfg.RegisteredClientCredentials {
+		// A client alone gets nothing: machine clients are the operator's.
+		merr = badMetadata("grant_type client_credentials is not available to clients that register themselves; an operator creates machine clients")
+	}
 	if merr == nil {
 		merr = s.validateMetadata(md)
 	}
@@ -126,6 +130,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		LogoURI:                 md.LogoURI,
 		CreatedAt:               now,
 		ExpiresAt:               now.Add(s.cfg.UnusedClientTTL),
+		Origin:                  storage.OriginRegistered,
+		RegisteredWithToken:     s.cfg.InitialAccessToken != "",
 	}
 	secret := ""
 	if md.TokenEndpointAuthMethod != "none" {

@@ -41,6 +41,9 @@ type Config struct {
 	DynamicRegistration       bool
 	// InitialAccessToken, when set, is required to register.
 	InitialAccessToken string
+	// RegisteredClientCredentials lets clients that registered with the
+	// initial access token ask for client_credentials.
+	RegisteredClientCredentials bool
 	// AlwaysReturnClientSecret adds "client_secret": "" for public clients.
 	AlwaysReturnClientSecret bool
 	// RegistrationRateLimit is registrations per client IP per

@@ -315,3 +315,17 @@ func TestRegisteredScopeIsNotACeiling(t *testing.T) {
 		t.Fatalf("scope outside the catalogue: %d %v", got.resp.StatusCode, got.resp.Header)
 	}
 }
+
+// TestOpenRegistrationGetsNoMachineTokens: a stranger registering with
+// client_credentials and a secret method is refused, naming the grant: a
+// client alone gets nothing.
+func TestOpenRegistrationGetsNoMachineTokens(t *testing.T) {
+	flowServer(t, dcr)
+	for _, method := range []string{"client_secret_basic", "client_secret_post"} {
+		p, out := registerJSON(t, `{"redirect_uris":["https://c.test/cb"],"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"`+method+`"}`)
+		if p.resp.StatusCode != http.StatusBadRequest || out["error"] != "invalid_client_metadata" ||
+			out["error_description"] != "grant_type client_credentials is not available to clients that register themselves; an operator creates machine clients" {
+			t.Errorf("%s: %d %s", method, p.resp.StatusCode, p.body)
+		}
+	}
+}

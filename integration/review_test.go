@@ -391,14 +391,20 @@ func TestFailedReplayRevokesNothing(t *testing.T) {
 
 // Item 8: a client authenticates the way it registered, with one method.
 func TestRegisteredAuthMethodIsEnforced(t *testing.T) {
-	flowServer(t, dcr+`
+	flowServer(t, `
+		dynamic_registration {
+			initial_access_token machines-0123456789abcdef
+			allow_client_credentials
+			rate_limit off
+		}
 		client postonly {
 			secret postonly-secret-0123456789
 			grant_types client_credentials
 			token_endpoint_auth_method client_secret_post
 		}`)
 	register := func(method string) (string, string) {
-		_, out := registerJSON(t, `{"redirect_uris":["https://c.test/cb"],"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"`+method+`"}`)
+		_, out := registerJSON(t, `{"redirect_uris":["https://c.test/cb"],"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"`+method+`"}`,
+			"Authorization", "Bearer machines-0123456789abcdef")
 		return out["client_id"].(string), out["client_secret"].(string)
 	}
 	cc := func(id, secret, how string) (*http.Response, map[string]any) {

@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -224,6 +225,37 @@ type Client struct {
 	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
 	// ExpiresAt, when set, is when an unused client is removed.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Origin is how the client came to be (OriginRegistered, OriginDocument,
+	// OriginAdmin, OriginImported); empty in records written before it was
+	// kept, see ClientOrigin.
+	Origin string `json:"origin,omitempty"`
+	// RegisteredWithToken records a registration that presented the
+	// initial access token.
+	RegisteredWithToken bool `json:"registered_with_token,omitempty"`
+}
+
+// Origins of a stored client.
+const (
+	OriginRegistered = "registered"
+	OriginDocument   = "metadata document"
+	OriginAdmin      = "admin"
+	OriginImported   = "imported"
+)
+
+// ClientOrigin is how a stored client came to be; a record written before
+// the origin was kept is judged by its shape: an https client_id is a
+// metadata document, a registration access token means it registered
+// itself, anything else an operator created.
+func ClientOrigin(c *Client) string {
+	switch {
+	case c.Origin != "":
+		return c.Origin
+	case strings.HasPrefix(c.ID, "https://"):
+		return OriginDocument
+	case len(c.RegistrationTokenHash) > 0:
+		return OriginRegistered
+	}
+	return OriginAdmin
 }
 
 // AuthorizationCode is what a code stands for.
