@@ -1,28 +1,21 @@
 // A small MCP server (Streamable HTTP, stateless) for the end-to-end
-// tests. It trusts the identity the oauth2_server guard put in X-User and
-// X-Scopes and knows nothing of OAuth: the gateway requires mcp:write for
-// write_note and refuses drop_all. Like many SDK-based servers it sends
-// its own CORS headers (any origin, Mcp-Session-Id exposed).
+// tests, built as the SDK's documentation shows: createMcpExpressApp (whose
+// JSON body parser inflates gzip, deflate and br bodies, strips a
+// byte-order mark and decodes UTF-16 under its charset) on /mcp, and the
+// bare transport (which reads the body itself) on /mcp/bare. It trusts the
+// identity the oauth2_server guard put in X-User and X-Scopes and knows
+// nothing of OAuth: the gateway requires mcp:write for write_note and
+// refuses drop_all. Like many SDK-based servers it sends its own CORS
+// headers (any origin, Mcp-Session-Id exposed).
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
 
 const port = Number(process.env.MCP_PORT);
 const publicURL = process.env.MCP_PUBLIC_URL;
-
-function readJSON(req) {
-  return new Promise((resolve, reject) => {
-    let data = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk) => { data += chunk; });
-    req.on('end', () => {
-      try { resolve(data ? JSON.parse(data) : undefined); } catch (err) { reject(err); }
-    });
-    req.on('error', reject);
-  });
-}
 
 // upstreamUser asks the identity provider who the upstream token the
 // gateway passed on belongs to (as an MCP server calling the user's API
@@ -45,15 +38,10 @@ function mcpServer(identity, upstreamToken) {
   return server;
 }
 
-http.createServer(async (req, res) => {
-  res.setHeader('Access-Control-Allow-Origin', '*');
-  res.setHeader('Access-Control-Expose-Headers', 'Mcp-Session-Id');
+// serve answers one MCP request with a fresh server (stateless), body as
+// parsed by Express or undefined for the transport to read.
+async function serve(req, res, body) {
   try {
-    if (!req.url.startsWith('/mcp')) {
-      res.writeHead(404).end();
-      return;
-    }
-    const body = req.method === 'POST' ? await readJSON(req) : undefined;
     const identity = {
       user: req.headers['x-user'] ?? null,
       scopes: (req.headers['x-scopes'] ?? '').split(' ').filter(Boolean),
@@ -67,5 +55,20 @@ http.createServer(async (req, res) => {
   } catch (err) {
     console.error('mcp-server:', err);
     if (!res.headersSent) res.writeHead(500).end();
+  }
+}
+
+const app = createMcpExpressApp();
+app.all('/mcp', (req, res) => serve(req, res, req.body));
+
+http.createServer((req, res) => {
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  res.setHeader('Access-Control-Expose-Headers', 'Mcp-Session-Id');
+  if (req.url.startsWith('/mcp/bare')) {
+    serve(req, res, undefined);
+  } else if (req.url.startsWith('/mcp')) {
+    app(req, res);
+  } else {
+    res.writeHead(404).end();
   }
 }).listen(port, '127.0.0.1', () => console.log(`mcp-server listening on ${port}`));

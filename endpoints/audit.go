@@ -33,6 +33,7 @@ const (
 	eventTokenNeverUsed      = "token_never_used"
 	eventAuthorizationDenied = "authorization_denied"
 	eventToolCall            = "mcp_tool_call"
+	eventMCPRefused          = "mcp_request_refused"
 	eventUpstreamRefreshed   = "upstream_token_refreshed"
 	eventUpstreamEnded       = "upstream_token_ended"
 )

@@ -112,15 +112,16 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	res, inResource := s.resourceForPath(view.URL.Path)
 	required := s.requiredScopes(view)
 	var call *mcpCall
-	if strings.EqualFold(r.Method, http.MethodPost) && inResource { // any spelling the upstream might accept
+	switch {
+	case inResource && s.mcpAware():
 		var err error
-		if call, err = inspectMCP(r, s.mcpAware()); err != nil {
-			refusal := err.(*mcpRefusal)
-			s.decided(res, call, nil, decisionInvalid, refusal.message)
-			s.refuseRPC(w, refusal.status, nil, mcpRequest{id: refusal.id}, refusal.code, refusal.message)
+		if call, err = inspectMCP(r); err != nil {
+			s.refuseMCP(w, r, res, err.(*mcpRefusal))
 			return nil
 		}
 		required = resourceScopes(dedupe(append(required, s.mcpScopes(call)...)))
+	case inResource && strings.EqualFold(r.Method, http.MethodPost): // any spelling the upstream might accept
+		call = headerCall(r)
 	}
 	raw, err := bearerToken(r.Header)
 	if err != nil {
@@ -230,6 +231,18 @@ func (s *Server) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time
 		allowCORS(w)
 	}
 	writeError(w, http.StatusTooManyRequests, "rate_limited", msg)
+}
+
+// refuseMCP answers a request the guard cannot judge (see inspectMCP)
+// with its JSON-RPC error, counts it and writes one audit event.
+func (s *Server) refuseMCP(w http.ResponseWriter, r *http.Request, res resource, refusal *mcpRefusal) {
+	s.decided(res, nil, nil, decisionInvalid, refusal.message)
+	s.audit.warn(eventMCPRefused, zap.String("resource", res.id), zap.String("reason", refusal.reason), zap.String("detail", refusal.message),
+		zap.String("method", truncate(r.Method, 16)), zap.String("client_ip", clientIP(r)))
+	if refusal.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+	}
+	s.refuseRPC(w, refusal.status, nil, mcpRequest{id: refusal.id}, refusal.code, refusal.message)
 }
 
 // refuseRPC answers with a JSON-RPC error (see writeRPCError), readable by

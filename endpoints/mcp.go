@@ -1,14 +1,13 @@
 package endpoints
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path"
 	"slices"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -25,12 +24,9 @@ type MCPScopeRule struct {
 // method and name.
 const maxMCPBody = 1 << 20
 
-// headerValidatedVersions are the MCP protocol versions whose servers
-// must check Mcp-Method and Mcp-Name against the body: for them the guard
-// trusts the headers without reading the body. A version this build does
-// not know (a later one, or a made-up one a non-validating server would
-// not refuse) is judged by its body.
-var headerValidatedVersions = []string{"2026-07-28"}
+// maxBatch is the most messages a JSON-RPC batch may hold (what the SDKs
+// accept).
+const maxBatch = 100
 
 // JSON-RPC error codes of the guard's refusals.
 const (
@@ -41,9 +37,10 @@ const (
 	rpcRateLimited    = -32000 // a server error: retry after Retry-After
 )
 
-// mcpRequest is one JSON-RPC request of a POST, as the guard judges it.
+// mcpRequest is one JSON-RPC message with a method (a request, or a
+// notification when id is nil), as the guard judges it.
 type mcpRequest struct {
-	id     json.RawMessage // nil when only the headers were read
+	id     json.RawMessage // nil for a notification, or when only the headers were read
 	method string
 	name   string // tools/call and prompts/get: params.name; resources/read: params.uri
 }
@@ -58,117 +55,18 @@ type mcpCall struct {
 type mcpRefusal struct {
 	status  int
 	code    int
+	reason  string // for the audit event and the logs: a fixed word
 	message string
 	id      json.RawMessage // the request's, when known
 }
 
 func (e *mcpRefusal) Error() string { return e.message }
 
-// inspectMCP learns the JSON-RPC requests of a POST: from the headers when
-// the protocol version obliges the server to validate them, else (when
-// readBody) from the body, which is restored for the upstream unchanged.
-// A body that is not JSON-RPC yields no requests (the path rules alone
-// apply).
-func inspectMCP(r *http.Request, readBody bool) (*mcpCall, error) {
-	method, name := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name")
-	if method != "" && validatedVersion(r.Header.Get("MCP-Protocol-Version")) {
-		return &mcpCall{requests: []mcpRequest{{method: method, name: name}}}, nil
-	}
-	if !readBody || r.Body == nil || r.Body == http.NoBody {
-		return &mcpCall{}, nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxMCPBody+1))
-	r.Body.Close()
-	if err != nil {
-		return nil, &mcpRefusal{http.StatusBadRequest, rpcInvalidRequest, "the request body could not be read", nil}
-	}
-	if len(body) > maxMCPBody {
-		return nil, &mcpRefusal{http.StatusRequestEntityTooLarge, rpcInvalidRequest, "the request body is larger than 1 MiB", nil}
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') && !json.Valid(trimmed) {
-		// Broken JSON is refused rather than passed on unjudged: a server
-		// that decodes only a first value (or forgives a syntax error)
-		// would run what the guard could not read.
-		return nil, &mcpRefusal{http.StatusBadRequest, rpcParseError, "the request body is not valid JSON", nil}
-	}
-	call := parseJSONRPC(body)
-	if method != "" && !call.batch && len(call.requests) == 1 {
-		got := call.requests[0]
-		if got.method != method || (name != "" || mcpNamed(got.method)) && got.name != name {
-			return nil, &mcpRefusal{http.StatusBadRequest, rpcHeaderMismatch, "the Mcp-Method or Mcp-Name header does not match the request body", got.id}
-		}
-	}
-	return call, nil
-}
-
-// validatedVersion reports whether an MCP-Protocol-Version obliges the
-// server to validate the mirrored headers.
-func validatedVersion(v string) bool { return slices.Contains(headerValidatedVersions, v) }
-
-// mcpNamed reports whether a method's requests carry Mcp-Name.
-func mcpNamed(method string) bool {
-	return method == "tools/call" || method == "prompts/get" || method == "resources/read"
-}
-
-// parseJSONRPC reads a JSON-RPC request or batch (valid JSON: see
-// inspectMCP). Members are matched
-// exactly (encoding/json's struct decoding would match "NAME" too, and a
-// server that reads only "name" would then run another tool than the one
-// judged); of repeated members the last counts, as in JavaScript and
-// Python. Notifications and responses carry no requests.
-func parseJSONRPC(body []byte) *mcpCall {
-	body = bytes.TrimSpace(body)
-	call := &mcpCall{}
-	var objects []json.RawMessage
-	switch {
-	case len(body) > 0 && body[0] == '[':
-		if json.Unmarshal(body, &objects) != nil {
-			return &mcpCall{}
-		}
-		call.batch = true
-	case len(body) > 0 && body[0] == '{':
-		objects = []json.RawMessage{body}
-	default:
-		return call
-	}
-	for _, o := range objects {
-		req, ok := parseJSONRPCRequest(o)
-		if ok {
-			call.requests = append(call.requests, req)
-		}
-	}
-	return call
-}
-
-func parseJSONRPCRequest(raw json.RawMessage) (mcpRequest, bool) {
-	var members map[string]json.RawMessage
-	if json.Unmarshal(raw, &members) != nil {
-		return mcpRequest{}, false
-	}
-	// The "jsonrpc" member is not required: a lenient server would run a
-	// request without it, so the guard judges it too.
-	var method string
-	id, hasID := members["id"]
-	if json.Unmarshal(members["method"], &method) != nil || method == "" || !hasID {
-		return mcpRequest{}, false // not a request: a notification, a response, or no JSON-RPC
-	}
-	req := mcpRequest{id: id, method: method}
-	if mcpNamed(method) {
-		var params map[string]json.RawMessage
-		key := "name"
-		if method == "resources/read" {
-			key = "uri"
-		}
-		if json.Unmarshal(members["params"], &params) == nil {
-			json.Unmarshal(params[key], &req.name)
-		}
-	}
-	return req, true
-}
-
 // mcpScopes is every scope the MCP rules require of the call.
 func (s *Server) mcpScopes(call *mcpCall) []string {
+	if call == nil {
+		return nil
+	}
 	var out []string
 	for _, req := range call.requests {
 		for _, rule := range s.cfg.MCPRules {
@@ -245,11 +143,14 @@ var mcpMethods = []string{"initialize", "ping", "tools/list", "tools/call", "res
 	"completion/complete", "logging/setLevel", "tasks/get", "tasks/list", "tasks/result", "tasks/cancel"}
 
 // mcpOutcome counts the guard's decision for every request of an MCP call
-// and writes an audit event per tools/call (claims nil: no valid token).
+// and writes an audit event per tools/call; without a valid token (claims
+// nil) one event stands for all the call's tools/call, so that a stranger's
+// batch cannot flood the audit log.
 func (s *Server) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClaims, outcome, reason string) {
 	if call == nil {
 		return
 	}
+	var anonymous []string
 	for _, req := range call.requests {
 		method := "other"
 		if slices.Contains(mcpMethods, req.method) || slices.ContainsFunc(s.cfg.MCPRules, func(m MCPScopeRule) bool { return m.Method == req.method }) {
@@ -260,18 +161,50 @@ func (s *Server) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClai
 			tool = s.toolLabel(req.name)
 		}
 		metrics.mcp.WithLabelValues(res.id, method, tool, outcome).Inc()
-		if req.method != "tools/call" {
-			continue
+		switch {
+		case req.method != "tools/call":
+		case claims == nil:
+			anonymous = append(anonymous, req.name)
+		default:
+			s.audit.info(eventToolCall, s.toolCallFields(res, req.name, 1, claims, outcome, reason)...)
 		}
-		fields := []zap.Field{zap.String("resource", res.id), zap.String("tool", req.name), zap.String("outcome", auditOutcome(outcome))}
-		if claims != nil {
-			fields = append(fields, zap.String("sub", claims.Subject), zap.String("client_id", claims.ClientID))
-		}
-		if outcome != decisionAllowed {
-			fields = append(fields, zap.String("reason", outcome), zap.String("detail", reason))
-		}
-		s.audit.info(eventToolCall, fields...)
 	}
+	if len(anonymous) > 0 {
+		s.audit.info(eventToolCall, s.toolCallFields(res, anonymous[0], len(anonymous), nil, outcome, reason)...)
+	}
+}
+
+// toolCallFields are the fields of an mcp_tool_call event: the tool (its
+// name cut to 200 bytes), how many calls it stands for when more than one,
+// who, and why it was refused.
+func (s *Server) toolCallFields(res resource, tool string, calls int, claims *accessTokenClaims, outcome, reason string) []zap.Field {
+	fields := []zap.Field{zap.String("resource", res.id), zap.String("tool", truncate(tool, maxLoggedName)), zap.String("outcome", auditOutcome(outcome))}
+	if calls > 1 {
+		fields = append(fields, zap.Int("tool_calls", calls))
+	}
+	if claims != nil {
+		fields = append(fields, zap.String("sub", claims.Subject), zap.String("client_id", claims.ClientID))
+	}
+	if outcome != decisionAllowed {
+		fields = append(fields, zap.String("reason", outcome), zap.String("detail", reason))
+	}
+	return fields
+}
+
+// maxLoggedName bounds a caller-chosen name in a log line.
+const maxLoggedName = 200
+
+// truncate cuts s to at most n bytes on a character boundary, marking the
+// cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // auditOutcome is allowed or refused.

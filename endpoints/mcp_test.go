@@ -116,12 +116,21 @@ func TestGuardMCPToolScopes(t *testing.T) {
 		{"write token, write tool", write, call(1, "delete_note"), []string{modern, "Mcp-Method: tools/call", "Mcp-Name: delete_note"}, http.StatusNoContent, "", ""},
 		{"write implies read", write, call(1, "search"), []string{modern, "Mcp-Method: tools/call", "Mcp-Name: search"}, http.StatusNoContent, "", ""},
 		{"admin implies write implies read", admin, `{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"notes://1"}}`, []string{modern, "Mcp-Method: resources/read", "Mcp-Name: notes://1"}, http.StatusNoContent, "", ""},
-		{"headers are trusted for 2026-07-28", read, call(1, "delete_note"), []string{modern, "Mcp-Method: tools/call", "Mcp-Name: search"}, http.StatusNoContent, "", ""},
+		{"2026-07-28: headers that disagree with the body are refused", read, call(1, "delete_note"), []string{modern, "Mcp-Method: tools/call", "Mcp-Name: search"}, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32020,"message":"the Mcp-Method or Mcp-Name header does not match the request body"}}`},
+		{"2026-07-28: the body is judged too", read, call(1, "delete_note"), []string{modern, "Mcp-Method: tools/call", "Mcp-Name: delete_note"}, http.StatusForbidden, stepUp("mcp:write"), ""},
+		{"Mcp-Name alone must agree", read, call(1, "delete_note"), []string{"Mcp-Name: search"}, http.StatusBadRequest, "", ""},
+		{"headers with a batch", read, "[" + call(1, "search") + "]", []string{modern, "Mcp-Method: tools/call", "Mcp-Name: search"}, http.StatusBadRequest, "", ""},
+		{"repeated Mcp-Method", read, call(1, "search"), []string{modern, "Mcp-Method: tools/call", "Mcp-Method: tools/list", "Mcp-Name: search"}, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"the Mcp-Method header is repeated"}}`},
+		{"repeated Mcp-Name", read, call(1, "search"), []string{"Mcp-Method: tools/call", "Mcp-Name: search", "Mcp-Name: delete_note"}, http.StatusBadRequest, "", ""},
+		{"repeated MCP-Protocol-Version", read, call(1, "search"), []string{modern, "MCP-Protocol-Version: 2025-06-18"}, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"the Mcp-Protocol-Version header is repeated"}}`},
 		{"an unknown later version: the body decides", read, call(1, "delete_note"), []string{"MCP-Protocol-Version: 9999-12-31", "Mcp-Method: tools/call", "Mcp-Name: delete_note"}, http.StatusForbidden, stepUp("mcp:write"), ""},
 		{"an unknown version with lying headers", write, call(3, "delete_note"), []string{"MCP-Protocol-Version: 9999-12-31", "Mcp-Method: tools/call", "Mcp-Name: search"}, http.StatusBadRequest, "", ""},
-		{"lower-case header names", read, call(1, "search"), []string{"mcp-protocol-version: 2026-07-28", "mcp-method: tools/call", "mcp-name: delete_note"}, http.StatusForbidden, stepUp("mcp:write"), ""},
+		{"lower-case header names", read, call(1, "search"), []string{"mcp-protocol-version: 2026-07-28", "mcp-method: tools/call", "mcp-name: delete_note"}, http.StatusBadRequest, "", ""},
 		{"tool outside allow_tools, headers", write, call(1, "delete_all"), []string{modern, "Mcp-Method: tools/call", "Mcp-Name: delete_all"}, http.StatusForbidden, "",
-			`{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"tool \"delete_all\" is not allowed through this gateway"}}`},
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"tool \"delete_all\" is not allowed through this gateway"}}`},
 		{"tool outside allow_tools, body", admin, call(7, "drop_db"), nil, http.StatusForbidden, "",
 			`{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"tool \"drop_db\" is not allowed through this gateway"}}`},
 		{"no headers: the body decides", read, call(1, "delete_note"), nil, http.StatusForbidden, stepUp("mcp:write"), ""},
@@ -130,16 +139,23 @@ func TestGuardMCPToolScopes(t *testing.T) {
 		{"older version, headers disagree", write, call(3, "delete_note"), []string{"MCP-Protocol-Version: 2025-06-18", "Mcp-Method: tools/call", "Mcp-Name: search"}, http.StatusBadRequest, "",
 			`{"jsonrpc":"2.0","id":3,"error":{"code":-32020,"message":"the Mcp-Method or Mcp-Name header does not match the request body"}}`},
 		{"older version, method disagrees", write, call(3, "search"), []string{"Mcp-Method: tools/list"}, http.StatusBadRequest, "", ""},
-		{"members match exactly (NAME is not name)", read, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_note","NAME":"search"}}`, nil, http.StatusForbidden, stepUp("mcp:write"), ""},
-		{"the last of repeated members counts", read, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_note"}}`, nil, http.StatusForbidden, stepUp("mcp:write"), ""},
 		{"batch: the union in one challenge", read, "[" + call(1, "search") + "," + `{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"x"}}` + "," + call(3, "delete_note") + "]", nil,
 			http.StatusForbidden, stepUp("mcp:read mcp:write"), ""},
 		{"batch with write token", write, "[" + call(1, "search") + "," + call(2, "delete_note") + "]", nil, http.StatusNoContent, "", ""},
 		{"batch with a refused tool", admin, "[" + call(1, "search") + "," + call(2, "delete_all") + "]", nil, http.StatusForbidden, "",
 			`[{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"tool \"delete_all\" is not allowed through this gateway"}}]`},
-		{"a notification follows the path rules", read, `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_note"}}`, nil, http.StatusNoContent, "", ""},
+		{"a notification is judged too", read, `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_note"}}`, nil, http.StatusForbidden, stepUp("mcp:write"), ""},
+		{"a notification of a refused tool", admin, `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"drop_db"}}`, nil, http.StatusForbidden, "",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"tool \"drop_db\" is not allowed through this gateway"}}`},
+		{"notifications/initialized passes", read, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, []string{modern, "Mcp-Method: notifications/initialized"}, http.StatusNoContent, "", ""},
 		{"a response follows the path rules", read, `{"jsonrpc":"2.0","id":1,"result":{}}`, nil, http.StatusNoContent, "", ""},
-		{"not JSON-RPC: the path rules", read, `hello`, nil, http.StatusNoContent, "", ""},
+		{"not JSON is refused", read, `hello`, nil, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"the request body is not a JSON-RPC message (a JSON object or array)"}}`},
+		{"an empty body passes (the server refuses it)", read, ``, nil, http.StatusNoContent, "", ""},
+		{"a tool name that is not a string", admin, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":["drop_db"]}}`, nil, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"params must be an object whose name is a string"}}`},
+		{"params by position", admin, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":["drop_db"]}`, nil, http.StatusBadRequest, "",
+			`{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"params must be an object whose name is a string"}}`},
 		{"broken JSON is refused", read, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_note"`, nil, http.StatusBadRequest, "",
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"the request body is not valid JSON"}}`},
 		{"a second value after the first is refused", read, call(1, "search") + call(2, "delete_note"), nil, http.StatusBadRequest, "", ""},
@@ -206,10 +222,10 @@ func TestGuardMCPBodyLimit(t *testing.T) {
 	if w.Code != http.StatusRequestEntityTooLarge || w.Body.String() != want {
 		t.Fatalf("1 MiB + 1: %d %s", w.Code, w.Body)
 	}
-	// With the headers of 2026-07-28 the body is never read: no limit.
+	// With the headers of 2026-07-28 the body is read all the same.
 	w, r = mcpPost(t, token, pad(maxMCPBody+1), modern, "Mcp-Method: tools/call", "Mcp-Name: search")
 	s.Guard(w, r, up)
-	if w.Code != http.StatusNoContent || len(up.body) != maxMCPBody+1 {
+	if w.Code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("headers, 1 MiB + 1: %d", w.Code)
 	}
 }
@@ -331,18 +347,32 @@ func TestScopeCatalogue(t *testing.T) {
 	}
 }
 
-// FuzzParseJSONRPC: whatever the body, the parser never panics and
-// returns only requests with a method and an id.
+// FuzzParseJSONRPC: whatever the body, the parser never panics, refuses
+// with a JSON-RPC error code, or returns only messages with a method, and
+// at most 100 of them.
 func FuzzParseJSONRPC(f *testing.F) {
 	f.Add([]byte(call(1, "search")))
 	f.Add([]byte("[" + call(1, "a") + "," + call(2, "b") + "]"))
 	f.Add([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
 	f.Add([]byte(`{"jsonrpc":"2.0","id":"x","method":"resources/read","params":{"uri":"file:///etc"}}`))
 	f.Add([]byte(`[1,2,{"jsonrpc":"2.0"}]`))
+	f.Add([]byte(`{"method":"tools/list","METHOD":"tools/call","params":{"name":"drop_all"}}`))
+	f.Add([]byte("\xef\xbb\xbf" + call(1, "a")))
+	f.Add([]byte(`{"id":1,"method":"tools/call","paramſ":{"name":"x"},"params":{"name":"y"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, req := range parseJSONRPC(body).requests {
-			if req.method == "" || req.id == nil {
-				t.Fatalf("a request without method or id from %q", body)
+		c, err := parseJSONRPC(body)
+		if err != nil {
+			if r, ok := err.(*mcpRefusal); !ok || r.code >= -32000 || r.status < 400 {
+				t.Fatalf("refusal %#v", err)
+			}
+			return
+		}
+		if len(c.requests) > maxBatch {
+			t.Fatalf("%d messages", len(c.requests))
+		}
+		for _, req := range c.requests {
+			if req.method == "" {
+				t.Fatalf("a message without method from %q", body)
 			}
 		}
 	})

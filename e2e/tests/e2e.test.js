@@ -3,6 +3,7 @@
 // oauth2_server guard. Run by e2e/run, which starts everything.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import zlib from 'node:zlib';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { ARTIFACTS, BASE, MCP_URL, REDIRECT, MemoryProvider, Browser, callbacks, newClient } from './harness.js';
 
@@ -118,6 +119,58 @@ test('scope step-up: a read-only token meets the gateway\'s 403 insufficient_sco
     'drop_all was not refused by the gateway');
   assert.equal(provider.authorizationUrl, authorizations);
   assert.equal((await whoami(client)).user, 'alice', 'the client works after the refusal');
+});
+
+// encodedBodies are the ways to send tools/call drop_all that the SDK's
+// Express app decodes (and its bare transport, for the byte-order mark).
+function encodedBodies(tool) {
+  const json = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: { text: 'x' } } });
+  const le = (s) => Buffer.from(s, 'utf16le');
+  const be = (s) => le(s).swap16();
+  return [
+    ['gzip', '/mcp', zlib.gzipSync(json), { 'Content-Encoding': 'gzip' }, 415],
+    ['deflate', '/mcp', zlib.deflateSync(json), { 'Content-Encoding': 'deflate' }, 415],
+    ['br', '/mcp', zlib.brotliCompressSync(json), { 'Content-Encoding': 'br' }, 415],
+    ['UTF-8 BOM', '/mcp', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(json)]), {}, 400],
+    ['UTF-8 BOM, bare transport', '/mcp/bare', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(json)]), {}, 400],
+    ['UTF-16LE, charset', '/mcp', le(json), { 'Content-Type': 'application/json; charset=utf-16le' }, 415],
+    ['UTF-16BE, charset', '/mcp', be(json), { 'Content-Type': 'application/json; charset=utf-16be' }, 415],
+    ['UTF-16LE with BOM, charset', '/mcp', le('\ufeff' + json), { 'Content-Type': 'application/json; charset=utf-16' }, 415],
+    ['UTF-16BE with BOM, charset', '/mcp', be('\ufeff' + json), { 'Content-Type': 'application/json; charset=utf-16' }, 415],
+  ];
+}
+
+async function post(url, body, headers) {
+  const resp = await fetch(url, {
+    method: 'POST', body,
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', ...headers },
+  });
+  return { status: resp.status, text: await resp.text() };
+}
+
+test('gateway: bodies the SDK server would inflate or re-decode are refused with a read-only token, never run', async () => {
+  // The premise: sent to the SDK server directly, each of them runs
+  // drop_all (the gateway refuses it to everyone) and write_note (which
+  // needs mcp:write).
+  const upstream = 'http://127.0.0.1:9711';
+  for (const tool of ['drop_all', 'write_note']) {
+    for (const [name, path, body, headers] of encodedBodies(tool)) {
+      const direct = await post(upstream + path, body, headers);
+      assert.match(direct.text, /dropped everything|saved: x/, `${name}: the SDK server did not run ${tool} (${direct.status} ${direct.text.slice(0, 200)})`);
+    }
+  }
+  const provider = new MemoryProvider({ name: 'E2E Gateway Client', grantTypes: ['authorization_code'] });
+  const client = await connect(provider);
+  assert.deepEqual((await whoami(client)).scopes, ['mcp:read']);
+  const token = provider.tokens().access_token;
+  for (const tool of ['drop_all', 'write_note']) {
+    for (const [name, path, body, headers, status] of encodedBodies(tool)) {
+      const viaGateway = await post(new URL(path, BASE).href, body, { ...headers, Authorization: `Bearer ${token}` });
+      assert.equal(viaGateway.status, status, `${name}, ${tool}: ${viaGateway.text}`);
+      assert.doesNotMatch(viaGateway.text, /dropped everything|saved:/, `${name}: ${tool} ran through the gateway`);
+      assert.equal(JSON.parse(viaGateway.text).jsonrpc, '2.0', `${name}: the refusal is not a JSON-RPC error`);
+    }
+  }
 });
 
 test('denied consent: Deny surfaces access_denied to the client', async () => {
