@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // keysNotice is the payload announcing a new or rotated signing key (a
@@ -20,6 +21,13 @@ const keysNotice = "keys"
 // Every notice moves the revocation counter, so guards check their cached
 // tokens again; so does every reconnect, which loads the set anew, since
 // notices sent while disconnected are not replayed.
+//
+// A notice is a hint, never the truth: PostgreSQL checks no privilege on
+// NOTIFY, so any role that can connect can send one. A notice names a
+// revocation, which the listener reads from the database before applying
+// it; a notice naming nothing there changes nothing. Reading is bounded
+// (lookupsPerSecond); beyond it, and for a notice that asks for a reload
+// or cannot be read, the whole set is loaded again, at most once a second.
 type listener struct {
 	d      *DB
 	cfg    *pgx.ConnConfig
@@ -30,10 +38,24 @@ type listener struct {
 	// lost: read on every protected request, so atomics.
 	connected atomic.Bool
 	since     atomic.Int64
+
+	// Owned by the run goroutine.
+	lookups       *rate.Limiter
+	reloads       *rate.Limiter
+	reloadPending bool
+	// reloaded counts the full loads of the set (the first included).
+	reloaded atomic.Int64
 }
 
+// Bounds on the database work notices cause, per node.
+const (
+	lookupsPerSecond = 500
+	reloadInterval   = time.Second
+)
+
 func (d *DB) listen(ctx context.Context, cfg *pgx.ConnConfig) (*listener, error) {
-	l := &listener{d: d, cfg: cfg.Copy(), done: make(chan struct{})}
+	l := &listener{d: d, cfg: cfg.Copy(), done: make(chan struct{}),
+		lookups: rate.NewLimiter(lookupsPerSecond, lookupsPerSecond), reloads: rate.NewLimiter(rate.Every(reloadInterval), 1)}
 	// Named, so that an operator (and the cluster tests) can tell it in
 	// pg_stat_activity.
 	l.cfg.RuntimeParams["application_name"] = listenerName(d.schema)
@@ -62,14 +84,24 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	}
 	// LISTEN first, then load: a revocation committed in between is in
 	// the load or in a notice (applying one twice changes nothing).
-	if err := l.d.revoked.load(ctx, conn); err != nil {
+	if err := l.reload(ctx, conn); err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("loading the revocations: %v", err)
 	}
 	l.setConnected(true)
-	l.d.revocations.Add(1) // anything before LISTEN took effect is re-checked
 	l.d.keyChanges.Add(1)
 	return conn, nil
+}
+
+// reload loads the whole set and moves the revocation counter.
+func (l *listener) reload(ctx context.Context, conn *pgx.Conn) error {
+	if err := l.d.revoked.load(ctx, conn); err != nil {
+		return err
+	}
+	l.reloaded.Add(1)
+	l.reloadPending = false
+	l.d.revocations.Add(1) // anything before it took effect is re-checked
+	return nil
 }
 
 func (l *listener) setConnected(ok bool) {
@@ -81,6 +113,12 @@ func (l *listener) setConnected(ok bool) {
 func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(l.done)
 	backoff := 50 * time.Millisecond
+	lost := func(err error) {
+		l.d.log.Warn("revocation listener lost its connection", zap.Error(err))
+		l.setConnected(false)
+		conn.Close(context.Background())
+		conn = nil
+	}
 	for {
 		if conn == nil {
 			select {
@@ -96,7 +134,11 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			l.d.log.Info("revocation listener reconnected")
 			backoff = 50 * time.Millisecond
 		}
-		wait, cancel := context.WithTimeout(ctx, time.Second)
+		timeout := time.Second
+		if l.reloadPending {
+			timeout = reloadInterval / 10
+		}
+		wait, cancel := context.WithTimeout(ctx, timeout)
 		n, err := conn.WaitForNotification(wait)
 		cancel()
 		switch {
@@ -104,45 +146,46 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			conn.Close(context.Background())
 			return
 		case err == nil:
-			l.notice(ctx, conn, n.Payload)
+			err = l.notice(ctx, conn, n.Payload)
 		case wait.Err() != nil:
-			// A quiet second: check that the connection is still there.
+			// A quiet while: check that the connection is still there.
 			ping, cancel := context.WithTimeout(ctx, time.Second)
 			err = conn.Ping(ping)
 			cancel()
 			if err == nil {
 				l.setConnected(true)
-				continue
 			}
-			fallthrough
-		default:
-			l.d.log.Warn("revocation listener lost its connection", zap.Error(err))
-			l.setConnected(false)
-			conn.Close(context.Background())
-			conn = nil
+		}
+		if err == nil && l.reloadPending && l.reloads.Allow() {
+			err = l.reload(ctx, conn)
+		}
+		if err != nil {
+			// Not current any more: the connection is dropped, and the
+			// reconnect loads the set (or the node goes stale).
+			lost(err)
 		}
 	}
 }
 
-// notice applies one notification: a key change, a revocation, or a
-// reload (or anything unreadable, which is treated as one).
-func (l *listener) notice(ctx context.Context, conn *pgx.Conn, payload string) {
+// notice applies one notification: a key change, or a revocation read
+// back from the database; a reload, anything unreadable, and notices
+// beyond the lookup bound leave a reload pending. An error means the
+// database could not be read.
+func (l *listener) notice(ctx context.Context, conn *pgx.Conn, payload string) error {
 	if payload == keysNotice {
 		l.d.keyChanges.Add(1)
-		return
+		return nil
 	}
 	var v revocation
-	if err := json.Unmarshal([]byte(payload), &v); err != nil || v.Kind == revokeReload {
-		if err := l.d.revoked.load(ctx, conn); err != nil {
-			// Not current any more: the connection is dropped, and the
-			// reconnect loads the set (or the node goes stale).
-			l.d.log.Warn("reloading the revocations", zap.Error(err))
-			conn.Close(context.Background())
-		}
-	} else {
-		l.d.revoked.add(v)
+	if err := json.Unmarshal([]byte(payload), &v); err != nil || !v.named() || !l.lookups.Allow() {
+		l.reloadPending = true
+		return nil
+	}
+	if err := l.d.revoked.reread(ctx, conn, v); err != nil {
+		return fmt.Errorf("reading a revocation back: %w", err)
 	}
 	l.d.revocations.Add(1)
+	return nil
 }
 
 // current reports whether the listener is connected, or was within

@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
@@ -63,18 +66,75 @@ func (r *revokedSet) add(revs ...revocation) {
 	}
 }
 
+// put applies one revocation; a known expiry is never lowered, and a
+// scoped revocation keeps its latest time.
 func (r *revokedSet) put(v revocation) {
 	switch v.Kind {
-	case revokedJTI:
-		r.ids[idKey(revokedJTI, "", v.ID)] = v.Expires
-	case revokedFamily:
-		r.ids[idKey(revokedFamily, v.Issuer, v.ID)] = v.Expires
+	case revokedJTI, revokedFamily:
+		issuer := v.Issuer
+		if v.Kind == revokedJTI {
+			issuer = ""
+		}
+		k := idKey(v.Kind, issuer, v.ID)
+		if old, ok := r.ids[k]; !ok || v.Expires.After(old) {
+			r.ids[k] = v.Expires
+		}
 	case storage.RevokedClient, storage.RevokedSubject, storage.RevokedGrant:
 		k := scopedKey(v.Kind, v.Issuer, v.Subject, v.ClientID, v.Resource)
-		if old, ok := r.scoped[k]; !ok || v.At.After(old.at) {
+		old, ok := r.scoped[k]
+		if !ok {
 			r.scoped[k] = scopedEntry{v.At, v.Expires}
+			return
 		}
+		r.scoped[k] = scopedEntry{latest(old.at, v.At), latest(old.expires, v.Expires)}
 	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// named reports whether a notice names one revocation to read back.
+func (v revocation) named() bool {
+	switch v.Kind {
+	case revokedJTI, revokedFamily:
+		return v.ID != ""
+	case storage.RevokedClient, storage.RevokedSubject, storage.RevokedGrant:
+		return v.Issuer != ""
+	}
+	return false
+}
+
+// reread applies the revocation a notice names as the database holds it:
+// its times are the row's, never the notice's, and a notice naming no row
+// changes nothing.
+func (r *revokedSet) reread(ctx context.Context, q querier, v revocation) error {
+	var row pgx.Row
+	switch v.Kind {
+	case revokedJTI:
+		row = q.QueryRow(ctx, "SELECT NULL::timestamptz, expires_at FROM revoked_access_tokens WHERE jti = $1", v.ID)
+	case revokedFamily:
+		row = q.QueryRow(ctx, "SELECT NULL::timestamptz, expires_at FROM refresh_families WHERE id = $1 AND issuer = $2 AND revoked", v.ID, v.Issuer)
+	default:
+		row = q.QueryRow(ctx, `SELECT revoked_at, expires_at FROM token_revocations
+			WHERE issuer = $1 AND kind = $2 AND subject = $3 AND client_id = $4 AND resource = $5`, v.Issuer, v.Kind, v.Subject, v.ClientID, v.Resource)
+	}
+	var at *time.Time
+	held := revocation{Kind: v.Kind, Issuer: v.Issuer, ID: v.ID, Subject: v.Subject, ClientID: v.ClientID, Resource: v.Resource}
+	switch err := row.Scan(&at, &held.Expires); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	if at != nil {
+		held.At = *at
+	}
+	r.add(held)
+	return nil
 }
 
 // revoked answers storage.Store.AccessTokenRevoked from memory, by the
@@ -137,7 +197,9 @@ func (r *revokedSet) load(ctx context.Context, q querier) error {
 
 // prune forgets what expired by now, as the sweep deletes it from the
 // database (the tokens it names have expired too). Every node's sweeper
-// prunes its own set, whichever node swept the tables.
+// prunes its own set, whichever node swept the tables; the expiries are
+// the database's (see reread), so nothing the database still holds as
+// live is forgotten.
 func (r *revokedSet) prune(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

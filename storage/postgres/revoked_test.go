@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -224,5 +225,136 @@ func TestRevokedSetWhileDisconnected(t *testing.T) {
 	s := db.ForIssuer(setIssuer)
 	if _, err := s.AccessTokenRevoked(context.Background(), storage.AccessTokenRef{ID: "x"}); err != nil || queries.n.Load() != 1 {
 		t.Fatalf("%d queries (%v), want 1", queries.n.Load(), err)
+	}
+}
+
+// TestForgedNotices: a role that may only connect can send notices on
+// the revocation channel (PostgreSQL checks no privilege on NOTIFY). A
+// notice naming a revocation the database does not hold changes nothing;
+// one that re-dates a real revocation does not shorten it; a stream of
+// malformed notices costs at most one reload a second.
+func TestForgedNotices(t *testing.T) {
+	a := openSchema(t)
+	b, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: a.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	sa, sb := a.ForIssuer(setIssuer).(*issuerStore), b.ForIssuer(setIssuer).(*issuerStore)
+
+	// mallory may connect and nothing else.
+	admin, err := pgx.Connect(ctx, cluster.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := "mallory_" + a.schema
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD 'mallory'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	cfg, err := pgx.ParseConfig(cluster.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User, cfg.Password = role, "mallory"
+	mallory, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mallory.Close(ctx)
+	if _, err := mallory.Exec(ctx, "SELECT count(*) FROM "+a.schema+".token_revocations"); err == nil {
+		t.Fatal("mallory can read the schema: the test role has more than CONNECT")
+	}
+	forge := func(payload string) {
+		t.Helper()
+		if _, err := mallory.Exec(ctx, "SELECT pg_notify($1, $2)", a.channel, payload); err != nil {
+			t.Fatalf("NOTIFY as mallory: %v", err)
+		}
+	}
+	// heard waits until B has applied a real revocation committed at A
+	// after the forged notices: notices arrive in order.
+	marker := 0
+	heard := func() {
+		t.Helper()
+		marker++
+		jti := "marker-" + strconv.Itoa(marker)
+		if err := sa.RevokeAccessToken(ctx, jti, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if revoked, _ := sb.revoked.revoked(setIssuer, storage.AccessTokenRef{ID: jti}); revoked {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("B never heard the marker")
+			}
+		}
+	}
+	now := time.Now()
+	bobLater := storage.AccessTokenRef{ID: "j", ClientID: "c1", Subject: "bob", IssuedAt: now.Add(time.Minute)}
+
+	// (a) Every token of bob, later ones included, with no row behind it.
+	forge(`{"k":"sub","iss":"` + setIssuer + `","sub":"bob","at":"2999-01-01T00:00:00Z","exp":"2999-01-01T00:00:00Z"}`)
+	forge(`{"k":"jti","id":"innocent","exp":"2999-01-01T00:00:00Z"}`)
+	heard()
+	for _, ref := range []storage.AccessTokenRef{bobLater, {ID: "innocent"}} {
+		if revoked, err := sb.AccessTokenRevoked(ctx, ref); err != nil || revoked {
+			t.Errorf("%+v after forged notices: revoked %v (%v)", ref, revoked, err)
+		}
+	}
+
+	// (b) A real revocation re-dated into the past, then swept at B.
+	storagetest.StartFamily(t, sa, storage.RefreshFamily{ID: "f-real", ClientID: "c1", Subject: "carol", Resource: "https://api.test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		"f-real-rt", storage.RefreshToken{ExpiresAt: now.Add(time.Hour)})
+	storagetest.StartFamily(t, sa, storage.RefreshFamily{ID: "f-dave", ClientID: "c1", Subject: "dave", Resource: "https://api.test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		"f-dave-rt", storage.RefreshToken{ExpiresAt: now.Add(time.Hour)})
+	if err := sa.RevokeRefreshFamily(ctx, "f-real", now); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sa.RevokeGrants(ctx, storage.GrantFilter{Subject: "dave", ClientID: "c1", Resource: "https://api.test"}, now, now.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("revoking dave's grant: %d %v", n, err)
+	}
+	heard()
+	past := now.Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	forge(`{"k":"family","iss":"` + setIssuer + `","id":"f-real","exp":"` + past + `"}`)
+	forge(`{"k":"grant","iss":"` + setIssuer + `","sub":"dave","cid":"c1","res":"https://api.test","at":"` + past + `","exp":"` + past + `"}`)
+	heard()
+	if _, err := b.DeleteExpired(ctx, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	b.revoked.prune(now.Add(time.Minute))
+	for _, ref := range []storage.AccessTokenRef{
+		{ID: "j2", FamilyID: "f-real", ClientID: "c1", Subject: "carol", IssuedAt: now.Add(-time.Minute)},
+		{ID: "j3", ClientID: "c1", Subject: "dave", Resource: "https://api.test", IssuedAt: now.Add(-time.Minute)},
+	} {
+		mem, err := sb.AccessTokenRevoked(ctx, ref)
+		sql, _ := sb.revokedInDatabase(ctx, ref)
+		if err != nil || !mem || !sql {
+			t.Errorf("%+v after re-dating notices and a sweep: memory %v (%v), database %v; want both revoked", ref, mem, err, sql)
+		}
+	}
+
+	// (c) A stream of malformed and reload notices: at most one reload a
+	// second, and B stays current.
+	before := b.listener.reloaded.Load()
+	start := time.Now()
+	for i := range 300 {
+		if i%2 == 0 {
+			forge("not json " + strconv.Itoa(i))
+		} else {
+			forge(`{"k":"reload"}`)
+		}
+	}
+	heard()
+	time.Sleep(reloadInterval + 200*time.Millisecond) // the pending reload happens
+	elapsed := time.Since(start)
+	reloads := b.listener.reloaded.Load() - before
+	if max := int64(elapsed/reloadInterval) + 1; reloads < 1 || reloads > max {
+		t.Errorf("%d reloads in %v for 300 notices, want between 1 and %d", reloads, elapsed, max)
+	}
+	if !b.listener.connected.Load() {
+		t.Error("B's listener dropped its connection")
 	}
 }

@@ -261,23 +261,34 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts
 // advisory lock; the others skip), in one transaction of bounded
 // statements. An unused client that expires has its families revoked.
 func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
-	deleted, reload := 0, false
+	deleted := 0
+	var revs []revocation
 	err := d.tx(ctx, "delete_expired", func(tx pgx.Tx) error {
-		deleted = 0
+		deleted, revs = 0, nil
 		var mine bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", d.lock("sweeper")).Scan(&mine); err != nil || !mine {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE refresh_families f SET revoked = true,
+		rows, err := tx.Query(ctx, `UPDATE refresh_families f SET revoked = true,
 			doc = jsonb_set(f.doc, '{revoked_at}', to_jsonb($1::timestamptz))
-			FROM clients c WHERE c.expires_at <= $1 AND f.issuer = c.issuer AND f.client_id = c.id AND NOT f.revoked`, now)
+			FROM clients c WHERE c.expires_at <= $1 AND f.issuer = c.issuer AND f.client_id = c.id AND NOT f.revoked
+			RETURNING f.issuer, f.id, f.expires_at`, now)
 		if err != nil {
 			return err
 		}
-		if reload = tag.RowsAffected() > 0; reload {
-			if err := d.announce(ctx, tx, revocation{Kind: revokeReload}); err != nil {
+		for rows.Next() {
+			v := revocation{Kind: revokedFamily}
+			if err := rows.Scan(&v.Issuer, &v.ID, &v.Expires); err != nil {
+				rows.Close()
 				return err
 			}
+			revs = append(revs, v)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := d.announce(ctx, tx, revs...); err != nil {
+			return err
 		}
 		for _, stmt := range []string{
 			"DELETE FROM clients WHERE expires_at <= $1",
@@ -303,8 +314,8 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 		}
 		return nil
 	})
-	if err == nil && reload {
-		d.committed(ctx, revocation{Kind: revokeReload})
+	if err == nil && len(revs) > 0 {
+		d.committed(ctx, revs...)
 		d.revocations.Add(1)
 	}
 	d.revoked.prune(now)
