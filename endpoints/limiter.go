@@ -1,7 +1,9 @@
 package endpoints
 
 import (
+	"container/list"
 	"context"
+	"crypto/sha256"
 	"strconv"
 	"sync"
 	"time"
@@ -11,8 +13,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// maxLimiterKeys bounds memory; idle limiters that have refilled are
-// dropped first.
+// maxLimiterKeys bounds a limiter's memory: beyond it the key used least
+// recently is forgotten.
 const maxLimiterKeys = 100_000
 
 // busyRetry is the Retry-After of an attempt refused only because others
@@ -30,9 +32,15 @@ type keyedLimiter struct {
 	events int
 	window time.Duration
 	mu     sync.Mutex
-	keys   map[string]*keyState
+	keys   map[limiterKey]*list.Element // of *keyState; the list's front is the key used last
+	order  *list.List
+	cap    int // maxLimiterKeys
 	shared *sharedLimit // nil on a single node
 }
+
+// limiterKey is a key's SHA-256: however long the user name or address a
+// caller sends, a key takes 32 bytes, and names are not kept in the clear.
+type limiterKey [sha256.Size]byte
 
 // sharedLimit extends a keyedLimiter to every node of a cluster: counted
 // events are recorded in the storage, and an attempt is admitted only
@@ -50,27 +58,37 @@ func (s *sharedLimit) key(k string) []byte {
 }
 
 type keyState struct {
+	key      limiterKey
 	lim      *rate.Limiter
 	inFlight int // admitted attempts not yet settled
 }
 
 func newKeyedLimiter(events int, window time.Duration) *keyedLimiter {
-	return &keyedLimiter{events: events, window: window, keys: map[string]*keyState{}}
+	return &keyedLimiter{events: events, window: window, keys: map[limiterKey]*list.Element{}, order: list.New(), cap: maxLimiterKeys}
 }
 
-func (l *keyedLimiter) state(key string, now time.Time) *keyState {
-	st, ok := l.keys[key]
-	if !ok {
-		if len(l.keys) >= maxLimiterKeys {
-			for k, old := range l.keys {
-				if old.inFlight == 0 && old.lim.TokensAt(now) >= float64(l.events) {
-					delete(l.keys, k)
-				}
-			}
-		}
-		st = &keyState{lim: rate.NewLimiter(rate.Every(l.window/time.Duration(l.events)), l.events)}
-		l.keys[key] = st
+// lookup is a key's state, nil when the key has none (a full bucket).
+func (l *keyedLimiter) lookup(key string) *keyState {
+	if e, ok := l.keys[sha256.Sum256([]byte(key))]; ok {
+		l.order.MoveToFront(e)
+		return e.Value.(*keyState)
 	}
+	return nil
+}
+
+// state is a key's state, made when it has none; at the cap the key used
+// least recently is forgotten first.
+func (l *keyedLimiter) state(key string) *keyState {
+	if st := l.lookup(key); st != nil {
+		return st
+	}
+	for len(l.keys) >= l.cap {
+		oldest := l.order.Back()
+		delete(l.keys, oldest.Value.(*keyState).key)
+		l.order.Remove(oldest)
+	}
+	st := &keyState{key: sha256.Sum256([]byte(key)), lim: rate.NewLimiter(rate.Every(l.window/time.Duration(l.events)), l.events)}
+	l.keys[st.key] = l.order.PushFront(st)
 	return st
 }
 
@@ -108,13 +126,19 @@ func (l *keyedLimiter) admitShared(ctx context.Context, keys ...string) (*attemp
 // admitted attempt holds; otherwise it returns how long to wait: until an
 // event refills, or busyRetry when the keys are only held by attempts in
 // progress.
+//
+// Keys are made only for an admitted attempt: one refused by another key
+// (the address's) leaves no trace.
 func (l *keyedLimiter) admit(keys ...string) (*attempt, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
 	var wait time.Duration
 	for _, key := range keys {
-		st := l.state(key, now)
+		st := l.lookup(key)
+		if st == nil {
+			continue // a full bucket
+		}
 		tokens := st.lim.TokensAt(now)
 		switch {
 		case tokens-float64(st.inFlight) >= 1:
@@ -128,7 +152,7 @@ func (l *keyedLimiter) admit(keys ...string) (*attempt, time.Duration) {
 		return nil, wait
 	}
 	for _, key := range keys {
-		l.keys[key].inFlight++
+		l.state(key).inFlight++
 	}
 	return &attempt{l: l, keys: keys}, 0
 }
@@ -141,7 +165,7 @@ func (a *attempt) settle(counted bool) {
 	l.mu.Lock()
 	now := time.Now()
 	for _, key := range a.keys {
-		st := l.state(key, now)
+		st := l.state(key)
 		st.inFlight = max(st.inFlight-1, 0)
 		if counted {
 			st.lim.AllowN(now, 1)
@@ -165,7 +189,7 @@ func (a *attempt) settle(counted bool) {
 func (l *keyedLimiter) take(ctx context.Context, key string) (bool, time.Duration) {
 	l.mu.Lock()
 	now := time.Now()
-	r := l.state(key, now).lim.ReserveN(now, 1)
+	r := l.state(key).lim.ReserveN(now, 1)
 	if wait := r.DelayFrom(now); wait > 0 {
 		r.CancelAt(now)
 		l.mu.Unlock()

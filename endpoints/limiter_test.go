@@ -1,9 +1,20 @@
 package endpoints
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestLimiterAdmitsBeforeTheWork: admitted attempts hold their events, so
@@ -65,5 +76,98 @@ func TestLimiterParallelAdmissions(t *testing.T) {
 	wg.Wait()
 	if admitted != 5 {
 		t.Fatalf("%d of 100 racing attempts admitted, want 5", admitted)
+	}
+}
+
+// TestLimiterKeys: an attempt refused by one key makes no key for the
+// others, and beyond the cap the key used least recently is forgotten.
+func TestLimiterKeys(t *testing.T) {
+	l := newKeyedLimiter(2, time.Hour)
+	for range 2 {
+		a, _ := l.admit("ip:1", "user:a")
+		a.settle(true)
+	}
+	for i := range 50 {
+		if a, _ := l.admit("ip:1", "user:"+strconv.Itoa(i)); a != nil {
+			t.Fatal("an exhausted address was admitted")
+		}
+	}
+	if len(l.keys) != 2 {
+		t.Fatalf("%d keys after refused attempts, want 2", len(l.keys))
+	}
+
+	l = newKeyedLimiter(2, time.Hour)
+	l.cap = 3
+	for _, k := range []string{"a", "b", "c"} {
+		a, _ := l.admit(k)
+		a.settle(true)
+	}
+	l.admit("a") // a is used again: b is now the oldest
+	a, _ := l.admit("d")
+	a.settle(true)
+	if len(l.keys) != 3 || l.lookup("b") != nil || l.lookup("a") == nil || l.lookup("c") == nil || l.lookup("d") == nil {
+		t.Fatalf("after d: %d keys; want a, c, d", len(l.keys))
+	}
+}
+
+// TestSignInMemoryStaysBounded: 2,000 sign-in attempts with 60 KB user
+// names, from one address and from 2,000, keep the heap within a few MB
+// and write no typed name that is not a user into the audit log.
+func TestSignInMemoryStaysBounded(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := newTestServer(t, func(c *Config) {
+		c.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"}
+		c.Audit = zap.New(core)
+	})
+	attempt := func(name, ip string) int {
+		form := url.Values{"username": {name}, "password": {"guess"}, "csrf_token": {"csrf"}}
+		r := httptest.NewRequest(http.MethodPost, "http://localhost/oauth/login", strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: "csrf"})
+		r.RemoteAddr = ip + ":1234"
+		w := httptest.NewRecorder()
+		s.login(w, r)
+		return w.Code
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	long := func(i int) string { return strconv.Itoa(i) + strings.Repeat("x", 60_000) }
+	attempt("warm-up", "192.0.2.200")
+	before := heap()
+	for i := range 2000 {
+		if code := attempt(long(i), "192.0.2.1"); code != http.StatusBadRequest {
+			t.Fatalf("a 60 KB name: %d", code)
+		}
+	}
+	for i := range 2000 {
+		attempt(long(i), "10.0."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250))
+	}
+	for i := range 2000 { // names within the bound, one address: five get in
+		attempt("user-"+strconv.Itoa(i)+strings.Repeat("y", 200), "192.0.2.2")
+	}
+	after := heap()
+	if grown := int64(after) - int64(before); grown > 4<<20 {
+		t.Errorf("the heap grew by %d bytes", grown)
+	}
+	if n := len(s.loginLimit.keys); n > 10 {
+		t.Errorf("%d limiter keys", n)
+	}
+	logged := 0
+	for _, e := range logs.All() {
+		b, _ := json.Marshal(e.ContextMap())
+		logged += len(b)
+		if strings.Contains(string(b), "xxxxxxxxxx") || strings.Contains(string(b), "yyyyyyyyyy") {
+			t.Fatalf("a typed name in the audit log: %.200s", b)
+		}
+	}
+	if logged > 6000*200 {
+		t.Errorf("%d bytes of audit events for 6,000 attempts", logged)
+	}
+	if f := logs.All()[len(logs.All())-1].ContextMap(); f["event"] != eventSignInThrottled || len(f["user_hash"].(string)) != 16 {
+		t.Errorf("last event %v", f)
 	}
 }

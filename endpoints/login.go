@@ -1,7 +1,9 @@
 package endpoints
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"net/http"
 	"net/url"
 	"strings"
@@ -175,12 +177,19 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := clientIP(r)
+	if len(username) > maxUsernameLength {
+		// Refused before the throttle: no key, no bcrypt, no long line.
+		s.metrics.signIns.WithLabelValues("password", "failure").Inc()
+		s.audit.info(eventSignInFailed, zap.String("method", "password"), s.typedUser(username), zap.String("client_ip", ip))
+		s.showLogin(w, r, http.StatusBadRequest, returnTo, "", badCredentials)
+		return
+	}
 	// The attempt takes its place in the throttle before the password is
 	// compared, so parallel guesses cannot all be evaluated.
 	try, wait := s.loginLimit.admitShared(r.Context(), "user:"+username, "ip:"+ip)
 	if try == nil {
 		s.metrics.signIns.WithLabelValues("password", "throttled").Inc()
-		s.audit.warn(eventSignInThrottled, zap.String("method", "password"), zap.String("user", username), zap.String("client_ip", ip))
+		s.audit.warn(eventSignInThrottled, zap.String("method", "password"), s.typedUser(username), zap.String("client_ip", ip))
 		w.Header().Set("Retry-After", retryAfter(wait))
 		s.renderError(w, http.StatusTooManyRequests, "Too many attempts", "Too many failed sign-in attempts. Wait a few minutes and try again.")
 		return
@@ -189,7 +198,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	try.settle(!valid) // failures count, a success gives its place back
 	if !valid {
 		s.metrics.signIns.WithLabelValues("password", "failure").Inc()
-		s.audit.info(eventSignInFailed, zap.String("method", "password"), zap.String("user", username), zap.String("client_ip", ip))
+		s.audit.info(eventSignInFailed, zap.String("method", "password"), s.typedUser(username), zap.String("client_ip", ip))
 		s.showLogin(w, r, http.StatusUnauthorized, returnTo, username, badCredentials)
 		return
 	}
@@ -208,6 +217,20 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// maxUsernameLength bounds a typed user name.
+const maxUsernameLength = 256
+
+// typedUser is the audit field of a typed user name: the name when it is
+// a user of this server, else (a typo, a password typed in the wrong
+// field, junk) user_hash, the first 16 hex digits of its SHA-256.
+func (s *Server) typedUser(name string) zap.Field {
+	if _, known := s.cfg.Users[name]; known {
+		return zap.String("user", name)
+	}
+	sum := sha256.Sum256([]byte(name))
+	return zap.String("user_hash", hex.EncodeToString(sum[:8]))
 }
 
 // checkPassword compares in about the same time whether or not the user
