@@ -149,9 +149,7 @@ func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) erro
 	if len(c.Audience) > 0 {
 		ref.Resource = c.Audience[0]
 	}
-	if c.IssuedAt != nil {
-		ref.IssuedAt = c.IssuedAt.Time()
-	}
+	ref.IssuedAt = issuedAt(c)
 	revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, ref)
 	switch {
 	case err != nil:
@@ -161,4 +159,19 @@ func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) erro
 		return errTokenRevoked
 	}
 	return nil
+}
+
+// issuedAt is when a token was issued, to the microsecond when its jti
+// says so (and agrees with its iat), else iat's whole second: a user-,
+// client- or grant-wide revocation refuses what was issued up to its
+// time, and a token issued later in the same second must pass.
+func issuedAt(c *accessTokenClaims) time.Time {
+	if c.IssuedAt == nil {
+		return time.Time{}
+	}
+	iat := c.IssuedAt.Time()
+	if t, ok := storage.AccessTokenIDTime(c.ID); ok && t.Unix() == iat.Unix() {
+		return t
+	}
+	return iat
 }

@@ -101,7 +101,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	g := grant{clientID: client.ID, subject: fam.Subject, profile: fam.Profile, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
 	s.metrics.refreshes.WithLabelValues("rotated").Inc()
 	s.audit.info(eventRefreshRotated, zap.String("client_id", client.ID), zap.String("family_id", fam.ID))
-	s.respondWithTokens(w, "refresh_token", randomID(), g, next, now)
+	s.respondWithTokens(w, "refresh_token", storage.NewAccessTokenID(now), g, next, now)
 }
 
 // clientCredentials is the client_credentials grant: a confidential client
@@ -133,5 +133,5 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 	now := time.Now()
 	s.markUsed(r, client, now)
 	g := grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource, clientCredentials: true}
-	s.respondWithTokens(w, "client_credentials", randomID(), g, "", now)
+	s.respondWithTokens(w, "client_credentials", storage.NewAccessTokenID(now), g, "", now)
 }

@@ -112,7 +112,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 		refresh = s.newRefreshFamily(g, now)
 		g.familyID = refresh.Family.ID
 	}
-	jti := randomID()
+	jti := storage.NewAccessTokenID(now)
 	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenLifetime)}
 	redeemed, err := s.cfg.Store.RedeemAuthorizationCode(ctx, code, now, issued, refresh)
 	switch {

@@ -457,3 +457,40 @@ func TestScheduledKeyRotation(t *testing.T) {
 		t.Error("no key_rotated audit event by the schedule")
 	}
 }
+
+// TestReauthorizationWithinTheSecond: after the operator revokes alice's
+// grants, an authorization she completes within the same second gives a
+// token the guard and tokens/inspect accept (a token's iat has whole
+// seconds; the revocation has not).
+func TestReauthorizationWithinTheSecond(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	old := tokensFor(t, b, nil)
+	for attempt := 0; ; attempt++ {
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
+		revokedAt := time.Now()
+		status, body := adminCall(t, http.MethodDelete, "grants?user=alice", nil)
+		if status != http.StatusOK {
+			t.Fatalf("DELETE grants?user=alice: %d %s", status, body)
+		}
+		fresh := tokensFor(t, b, nil)
+		claims := verifyAccessToken(t, fresh["access_token"].(string))
+		if int64(claims["iat"].(float64)) != revokedAt.Unix() {
+			if attempt == 3 {
+				t.Fatal("the re-authorization never completed within the revocation's second")
+			}
+			continue
+		}
+		if p := callAPI(t, fresh["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+			t.Fatalf("the new token at the guard: %d %s", p.resp.StatusCode, p.body)
+		}
+		status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": fresh["access_token"].(string)})
+		if status != http.StatusOK || !strings.Contains(string(body), `"valid": true`) {
+			t.Fatalf("tokens/inspect of the new token: %d %s", status, body)
+		}
+		if p := callAPI(t, old["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the token issued before the revocation: %d", p.resp.StatusCode)
+		}
+		return
+	}
+}
