@@ -359,6 +359,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := endpoints.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
+	rawIssuer := h.Issuer
 	if err := h.resolvePlaceholders(); err != nil {
 		return err
 	}
@@ -368,6 +369,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	for i := range h.Resources {
 		h.Resources[i], _ = endpoints.CanonicalResource(h.Resources[i]) // validated above
+	}
+	if err := h.checkPlacement(ctx, rawIssuer); err != nil {
+		return err
 	}
 
 	public := caddyhttp.MatchPath(h.Public)
