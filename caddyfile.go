@@ -94,6 +94,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require_scope method <glob> <scope>...
 //	    allow_tools <glob>...
 //	    rate_limit_per_user <events> <window>
+//	    ipv6_limit_prefix <bits>
 //	    root_aliases <bool>
 //	    pass_token
 //	    cors        <bool>
@@ -204,6 +205,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalScope(d)
 		case "allow_tools":
 			err = someArgs(d, &h.AllowTools)
+		case "ipv6_limit_prefix":
+			err = intArg(d, &h.IPv6LimitPrefix)
 		case "rate_limit_per_user":
 			h.RateLimitPerUser, err = rateLimitArgs(d)
 		default:
@@ -360,6 +363,20 @@ func oneArg(d *caddyfile.Dispenser, v *string) error {
 	if d.NextArg() {
 		return d.Errf("%s: expected one value, got more", opt)
 	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, v *int) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("%s: %q is not a whole number", opt, s)
+	}
+	*v = n
 	return nil
 }
 

@@ -103,6 +103,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		allow_tools search fetch_*
 		allow_tools delete_note
 		rate_limit_per_user 120 1m
+		ipv6_limit_prefix 56
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +148,7 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 			{Tool: "delete_*", Scopes: []string{"mcp:write"}}, {Method: "resources/*", Scopes: []string{"mcp:read"}}},
 		AllowTools:       []string{"search", "fetch_*", "delete_note"},
 		RateLimitPerUser: &RateLimit{Events: 120, Window: caddy.Duration(time.Minute)},
+		IPv6LimitPrefix:  56,
 	}
 	if !reflect.DeepEqual(h, want) {
 		got, _ := json.MarshalIndent(h, "", " ")

@@ -46,6 +46,7 @@ const (
 	DefaultRegistrationRateLimit     = 20
 	DefaultRegistrationRateWindow    = time.Hour
 	DefaultSigningKeyPrepublish      = time.Hour
+	DefaultIPv6LimitPrefix           = 64
 )
 
 // Handler is an OAuth 2.1 authorization server and the bearer-token guard
@@ -229,11 +230,18 @@ type Handler struct {
 	// error naming it. Default: every tool.
 	AllowTools []string `json:"allow_tools,omitempty"`
 
-	// Guarded requests allowed per user and client (`sub`, `client_id`),
-	// answered 429 with Retry-After beyond it. Counted cluster-wide when
+	// Guarded requests allowed per user (`sub`), whatever the client, or
+	// per machine client of a client_credentials token; answered 429 with
+	// Retry-After beyond it. Counted cluster-wide when
 	// the storage is shared (PostgreSQL: one database round trip per
 	// request), per process with bbolt. Default: no limit.
 	RateLimitPerUser *RateLimit `json:"rate_limit_per_user,omitempty"`
+
+	// Per-address limits (failed sign-ins, registrations) count an IPv6
+	// client by the first this many bits of its address: one subscriber's
+	// network (often a /64) is one address. IPv4 addresses count one by
+	// one. Default: 64.
+	IPv6LimitPrefix int `json:"ipv6_limit_prefix,omitempty"`
 
 	// Keep the Authorization header when passing a request upstream. By
 	// default the guard removes it: the token is bound to this gateway and
@@ -424,6 +432,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		SessionLifetime:           time.Duration(h.SessionLifetime),
 		DynamicRegistration:       h.DynamicRegistration != nil,
 		UnusedClientTTL:           time.Duration(h.UnusedClientTTL),
+		IPv6LimitPrefix:           h.IPv6LimitPrefix,
 		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
 		Clients:                   h.staticClients(),
 		Users:                     h.userHashes(),
@@ -499,6 +508,9 @@ func (h *Handler) setDefaults() {
 	}
 	if rl := h.RateLimitPerUser; rl != nil && rl.Window == 0 {
 		rl.Window = caddy.Duration(time.Hour)
+	}
+	if h.IPv6LimitPrefix == 0 {
+		h.IPv6LimitPrefix = DefaultIPv6LimitPrefix
 	}
 	if h.RootAliases == nil {
 		h.RootAliases = new(true)

@@ -170,6 +170,7 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"bad sign_in_path", base("sign_in_path sign-in"), `sign_in_path "sign-in": must be a path starting with '/'`},
 		{"bad public", base("public healthz"), `public "healthz": must be a path starting with '/'`},
 		{"short initial access token", base("dynamic_registration {\n initial_access_token abc\n }"), "dynamic_registration: initial_access_token is shorter than 16 bytes"},
+		{"ipv6_limit_prefix 0", base("ipv6_limit_prefix 129"), "ipv6_limit_prefix must be between 1 and 128 (got 129)"},
 		{"client_credentials for open registration", base("dynamic_registration {\n allow_client_credentials\n }"), "dynamic_registration: allow_client_credentials needs initial_access_token (a client that registers itself openly never gets client_credentials)"},
 		{"login without issuer", base("login oidc google {\n client_id a\n client_secret " + secret + "\n }"), "login oidc google: issuer is required"},
 		{"login http issuer", base("login oidc corp {\n issuer http://idp.example.com\n client_id a\n client_secret " + secret + "\n }"), `login oidc corp: issuer "http://idp.example.com": must use https`},

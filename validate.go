@@ -222,6 +222,9 @@ func (h *Handler) validateMCPRules() error {
 	if _, err := endpoints.NewScopeCatalogue(h.Scopes, h.scopeDefinitions()); err != nil {
 		return err
 	}
+	if h.IPv6LimitPrefix < 1 || h.IPv6LimitPrefix > 128 {
+		return fmt.Errorf("ipv6_limit_prefix must be between 1 and 128 (got %d)", h.IPv6LimitPrefix)
+	}
 	if rl := h.RateLimitPerUser; rl != nil && (rl.Events < 0 || rl.Window <= 0) {
 		return fmt.Errorf("rate_limit_per_user must be a non-negative number of events per positive window (got %d per %s)", rl.Events, time.Duration(rl.Window))
 	}

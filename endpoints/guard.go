@@ -165,7 +165,7 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		return nil
 	}
 	if s.userLimit != nil {
-		if ok, wait := s.userLimit.take(r.Context(), claims.Subject+"\x00"+claims.ClientID); !ok {
+		if ok, wait := s.userLimit.take(r.Context(), limitSubject(claims)); !ok {
 			s.decided(res, call, claims, decisionRateLimited, "rate_limit_per_user")
 			s.tooManyRequests(w, call, wait)
 			return nil
@@ -217,12 +217,22 @@ func (s *Server) upstreamRefused(w http.ResponseWriter, res resource, call *mcpC
 	s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
 }
 
+// limitSubject is who rate_limit_per_user counts: the user, whatever
+// client the token was issued to (more clients buy no more requests), or
+// the machine client of a client_credentials token.
+func limitSubject(c *accessTokenClaims) string {
+	if c.forClient() {
+		return "client:" + c.ClientID
+	}
+	return "user:" + c.Subject
+}
+
 // tooManyRequests answers a request over rate_limit_per_user: 429 with
 // Retry-After, and a body an MCP client can read (a JSON-RPC error for a
 // JSON-RPC request, else an OAuth-style error).
 func (s *Server) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time.Duration) {
 	w.Header().Set("Retry-After", retryAfter(wait))
-	const msg = "too many requests for this user and client; retry later"
+	const msg = "too many requests for this user; retry later"
 	if call != nil && len(call.requests) > 0 {
 		s.refuseRPC(w, http.StatusTooManyRequests, call, call.requests[0], rpcRateLimited, msg)
 		return

@@ -171,3 +171,53 @@ func TestSignInMemoryStaysBounded(t *testing.T) {
 		t.Errorf("last event %v", f)
 	}
 }
+
+// TestLimitAddress: IPv4 addresses count one by one, an IPv6 client by
+// its network of IPv6LimitPrefix bits.
+func TestLimitAddress(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.IPv6LimitPrefix = 64 })
+	for ip, want := range map[string]string{
+		"192.0.2.7":                    "192.0.2.7",
+		"192.0.2.7:4433":               "192.0.2.7",
+		"::ffff:192.0.2.7":             "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6":         "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1":         "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:443":        "2001:db8:1:3::/64",
+		"fe80::1%eth0":                 "fe80::/64",
+		"not an address":               "not an address",
+		"2001:db8:1:2:3:4:5:6:7:8:9:a": "2001:db8:1:2:3:4:5:6:7:8:9:a",
+	} {
+		if got := s.limitAddress(ip); got != want {
+			t.Errorf("limitAddress(%q) = %q, want %q", ip, got, want)
+		}
+	}
+	s.cfg.IPv6LimitPrefix = 128
+	if got := s.limitAddress("2001:db8::1"); got != "2001:db8::1/128" {
+		t.Errorf("/128: %q", got)
+	}
+}
+
+// TestRegistrationQuotaPerNetwork: the addresses of one IPv6 /64 share
+// one registration quota.
+func TestRegistrationQuotaPerNetwork(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.DynamicRegistration, c.UnusedClientTTL, c.IPv6LimitPrefix = true, time.Hour, 64
+		c.RegistrationRateLimit, c.RegistrationRateWindow = 1, time.Hour
+	})
+	register := func(remote string) int {
+		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/register", strings.NewReader(`{"redirect_uris":["https://c.test/cb"],"token_endpoint_auth_method":"none"}`))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		s.register(w, r)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		remote string
+		want   int
+	}{{"[2001:db8:0:1::1]:1000", 201}, {"[2001:db8:0:1::2]:1000", 429}, {"[2001:db8:0:1:ffff::9]:1", 429}, {"[2001:db8:0:2::1]:1000", 201}, {"192.0.2.1:1", 201}, {"192.0.2.2:1", 201}} {
+		if got := register(tc.remote); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.remote, got, tc.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -186,7 +187,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	// The attempt takes its place in the throttle before the password is
 	// compared, so parallel guesses cannot all be evaluated.
-	try, wait := s.loginLimit.admitShared(r.Context(), "user:"+username, "ip:"+ip)
+	try, wait := s.loginLimit.admitShared(r.Context(), "user:"+username, "ip:"+s.limitAddress(ip))
 	if try == nil {
 		s.metrics.signIns.WithLabelValues("password", "throttled").Inc()
 		s.audit.warn(eventSignInThrottled, zap.String("method", "password"), s.typedUser(username), zap.String("client_ip", ip))
@@ -265,6 +266,30 @@ func costliestHash(users map[string]string) string {
 		}
 	}
 	return best
+}
+
+// limitAddress is a client address as per-address limits count it: an
+// IPv4 address, or the network of an IPv6 address's first
+// IPv6LimitPrefix bits (a subscriber is given a /64: counting single
+// addresses would give each 2^64 quotas).
+func (s *Server) limitAddress(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(ip)
+		if err != nil {
+			return ip
+		}
+		addr = ap.Addr()
+	}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, err := addr.Prefix(s.cfg.IPv6LimitPrefix)
+	if err != nil {
+		return addr.String()
+	}
+	return p.String()
 }
 
 // clientIP is Caddy's resolved client address (honouring trusted_proxies,

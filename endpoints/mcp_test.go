@@ -246,8 +246,8 @@ type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { panic("the guard read the body") }
 
-// TestGuardRateLimitPerUser: rate_limit_per_user counts per (sub,
-// client); beyond it, 429 with Retry-After and a JSON-RPC error.
+// TestGuardRateLimitPerUser: rate_limit_per_user counts per user across
+// clients; beyond it, 429 with Retry-After and a JSON-RPC error.
 func TestGuardRateLimitPerUser(t *testing.T) {
 	s := mcpServer(t, func(c *Config) { c.RateLimitPerUser, c.RateLimitPerUserWindow = 3, time.Minute })
 	alice, bob := mcpToken(t, s, "alice", "mcp:read"), mcpToken(t, s, "bob", "mcp:read")
@@ -260,7 +260,7 @@ func TestGuardRateLimitPerUser(t *testing.T) {
 	}
 	w, r := mcpPost(t, alice, call(9, "search"))
 	s.Guard(w, r, okNext)
-	want := `{"jsonrpc":"2.0","id":9,"error":{"code":-32000,"message":"too many requests for this user and client; retry later"}}`
+	want := `{"jsonrpc":"2.0","id":9,"error":{"code":-32000,"message":"too many requests for this user; retry later"}}`
 	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "20" || w.Body.String() != want {
 		t.Fatalf("fourth: %d Retry-After %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
@@ -268,6 +268,16 @@ func TestGuardRateLimitPerUser(t *testing.T) {
 	s.Guard(w, r, okNext)
 	if w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), `"error":"rate_limited"`) {
 		t.Fatalf("a GET over the limit: %d %s", w.Code, w.Body)
+	}
+	// Another client of alice's is over the same limit.
+	other, err := s.mintAccessToken(randomID(), grant{clientID: "multi", subject: "alice", scope: "mcp:read", resource: "https://auth.test/mcp"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, r = mcpPost(t, other.token, call(10, "search"))
+	s.Guard(w, r, okNext)
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("alice through another client: %d", w.Code)
 	}
 	w, r = mcpPost(t, bob, call(1, "search"))
 	s.Guard(w, r, okNext)

@@ -91,7 +91,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.registerLimit != nil {
-		try, wait := s.registerLimit.admitShared(r.Context(), "ip:"+ip)
+		try, wait := s.registerLimit.admitShared(r.Context(), "ip:"+s.limitAddress(ip))
 		if try == nil {
 			s.metrics.registrations.WithLabelValues("rate_limited").Inc()
 			s.cfg.Logger.Debug("register: rate limited", zap.String("client_ip", ip))

@@ -46,6 +46,9 @@ type Config struct {
 	RegisteredClientCredentials bool
 	// AlwaysReturnClientSecret adds "client_secret": "" for public clients.
 	AlwaysReturnClientSecret bool
+	// IPv6LimitPrefix is how many leading bits of an IPv6 client address
+	// per-address limits count as one address.
+	IPv6LimitPrefix int
 	// RegistrationRateLimit is registrations per client IP per
 	// RegistrationRateWindow; 0 switches the limit off.
 	RegistrationRateLimit  int
