@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -268,15 +269,64 @@ func export(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
 	return err
 }
 
+// maxImportBytes bounds an import's body.
+var maxImportBytes int64 = 256 << 20
+
+// importRecords adds the records of an export (see endpoints.VetImport:
+// an import is untrusted input) and says how many it added and which it
+// left out. ?keep_privileges=true keeps clients that are trusted,
+// introspect every token or use client_credentials.
 func importRecords(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
-	n, err := s.File.Import(r.Context(), r.Body)
+	body := &boundedBody{r: http.MaxBytesReader(w, r.Body, maxImportBytes)}
+	records, err := storage.ReadExport(body)
+	switch {
+	case body.exceeded:
+		return apiError(http.StatusRequestEntityTooLarge, "the import is larger than %d MiB", maxImportBytes>>20)
+	case err != nil:
+		return apiError(http.StatusBadRequest, "%v", err)
+	}
+	kept, skipped, err := endpoints.VetImport(records, r.URL.Query().Get("keep_privileges") == "true")
+	if err != nil {
+		return failure(err)
+	}
+	var buf bytes.Buffer
+	out := storage.NewExportWriter(&buf)
+	for _, rec := range kept {
+		if err := out.Write(rec.Type, rec.Hash, []byte(rec.Record)); err != nil {
+			return err
+		}
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	n, err := s.File.Import(r.Context(), &buf)
 	if err != nil {
 		if errors.Is(err, storage.ErrImportConflict) {
 			return failure(err)
 		}
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
-	return writeJSON(w, http.StatusOK, map[string]int{"imported": n})
+	answer := struct {
+		Imported int            `json:"imported"`
+		Skipped  map[string]int `json:"skipped,omitempty"`
+	}{n, skipped}
+	return writeJSON(w, http.StatusOK, answer)
+}
+
+// boundedBody notes that a MaxBytesReader hit its bound (the line cut
+// short there may be reported as a bad record before the read error).
+type boundedBody struct {
+	r        io.Reader
+	exceeded bool
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.exceeded = true
+	}
+	return n, err
 }
 
 // decodeBody reads a JSON body of at most 64 KiB.

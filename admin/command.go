@@ -124,8 +124,12 @@ func addCommands(root *cobra.Command) {
 		RunE: run(false, func(args []string) error { return c.download("backup", args[0]) })})
 	root.AddCommand(&cobra.Command{Use: "export <file> | -", Short: "Writes every record as JSON lines (secrets stay hashed; no signing keys)", Args: cobra.ExactArgs(1),
 		RunE: run(false, func(args []string) error { return c.download("export", args[0]) })})
-	root.AddCommand(&cobra.Command{Use: "import <file> | -", Short: "Adds the records of an export; never overwrites a different record", Args: cobra.ExactArgs(1),
-		RunE: run(true, func(args []string) error { return c.importFile(args[0]) })})
+	var keepPrivileges bool
+	imp := &cobra.Command{Use: "import <file> | - [--keep-privileges]",
+		Short: "Adds the records of an export; never overwrites a different record; leaves out sessions, pending consents and codes", Args: cobra.ExactArgs(1),
+		RunE: run(true, func(args []string) error { return c.importFile(args[0], keepPrivileges) })}
+	imp.Flags().BoolVar(&keepPrivileges, "keep-privileges", false, "Keep clients that are trusted, introspect every token or use client_credentials (refused otherwise)")
+	root.AddCommand(imp)
 }
 
 // offline, when set, answers requests from a storage file in this process.
@@ -422,7 +426,7 @@ func (c *cli) download(what, path string) error {
 	return nil
 }
 
-func (c *cli) importFile(path string) error {
+func (c *cli) importFile(path string, keepPrivileges bool) error {
 	var in io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
@@ -432,10 +436,25 @@ func (c *cli) importFile(path string) error {
 		defer f.Close()
 		in = f
 	}
-	raw, err := c.call(http.MethodPost, "import", nil, in)
+	var query url.Values
+	if keepPrivileges {
+		query = url.Values{"keep_privileges": {"true"}}
+	}
+	raw, err := c.call(http.MethodPost, "import", query, in)
 	if err != nil {
 		return err
 	}
-	var n map[string]int
-	return c.show(raw, &n, "IMPORTED", func(tw io.Writer) { fmt.Fprintf(tw, "%d\n", n["imported"]) })
+	var n struct {
+		Imported int            `json:"imported"`
+		Skipped  map[string]int `json:"skipped"`
+	}
+	return c.show(raw, &n, "IMPORTED\tLEFT OUT", func(tw io.Writer) {
+		var left []string
+		for _, typ := range storage.ExportTypes {
+			if k := n.Skipped[typ]; k > 0 {
+				left = append(left, fmt.Sprintf("%d %s", k, typ))
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\n", n.Imported, dash(strings.Join(left, ", ")))
+	})
 }

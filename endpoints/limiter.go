@@ -34,7 +34,7 @@ type keyedLimiter struct {
 	mu     sync.Mutex
 	keys   map[limiterKey]*list.Element // of *keyState; the list's front is the key used last
 	order  *list.List
-	cap    int // maxLimiterKeys
+	cap    int          // maxLimiterKeys
 	shared *sharedLimit // nil on a single node
 }
 

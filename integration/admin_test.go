@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
 
@@ -273,7 +274,10 @@ func TestCLI(t *testing.T) {
 	if out, err := off("keys"); err != nil || !strings.Contains(out, "ES256") {
 		t.Errorf("offline keys: %v %s", err, out)
 	}
-	if out, err := off("import", exportPath); err == nil || !strings.Contains(out, "differs") {
+	if out, err := off("import", exportPath); err == nil || !strings.Contains(out, "use client_credentials: import with --keep-privileges") {
+		t.Errorf("offline import of a machine client without --keep-privileges: %v %s", err, out)
+	}
+	if out, err := off("import", exportPath, "--keep-privileges"); err == nil || !strings.Contains(out, "differs") {
 		t.Errorf("offline import over changed records: %v %s", err, out)
 	}
 	if out, err := caddyCLI(t, "", "oauth2", "clients", "--storage", storagePath); err == nil || !strings.Contains(out, "--storage needs --issuer") {
@@ -355,7 +359,7 @@ func TestExportImportIntoEmptyFile(t *testing.T) {
 	}
 	flowServer(t, dcr) // a new, empty storage file
 	out, err := caddyCLI(t, "", "oauth2", "import", exportPath, "--address", "localhost:2999")
-	if err != nil || !strings.Contains(out, "IMPORTED") {
+	if err != nil || !strings.Contains(out, "IMPORTED") || !strings.Contains(out, "1 session") {
 		t.Fatalf("import: %v %s", err, out)
 	}
 	for name, form := range map[string]url.Values{
@@ -366,8 +370,97 @@ func TestExportImportIntoEmptyFile(t *testing.T) {
 			t.Errorf("%s's refresh token after the import: %d %v", name, resp.StatusCode, body)
 		}
 	}
-	// Its consent came along: no screen.
+	// The session was left out: alice signs in again; her consent came
+	// along, so there is no consent screen.
+	if p := b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": regID})); p.resp.StatusCode != http.StatusSeeOther || p.location().Path != "/oauth/login" {
+		t.Fatalf("an imported session signed alice in: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
+	b.signIn("alice", alicePassword)
 	codeFrom(t, b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": regID})), "https://client.test/cb", "xyz")
+}
+
+// TestImportIsUntrusted: an import is held to registration's rules: a
+// client with a javascript: redirect URI is refused, a trusted one needs
+// --keep-privileges, imported clients are labelled imported, and sessions,
+// pending consents and codes are left out.
+func TestImportIsUntrusted(t *testing.T) {
+	flowServer(t, dcr)
+	dir := t.TempDir()
+	now := time.Now()
+	write := func(name string, recs ...storage.ExportRecord) string {
+		var buf strings.Builder
+		for _, r := range recs {
+			line, _ := json.Marshal(r)
+			buf.Write(line)
+			buf.WriteByte('\n')
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(buf.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	client := func(c storage.Client) storage.ExportRecord {
+		c.Issuer = base
+		raw, _ := json.Marshal(c)
+		return storage.ExportRecord{Type: storage.ExportClient, Record: raw}
+	}
+	hashed := func(typ, secret string, v any) storage.ExportRecord {
+		raw, _ := json.Marshal(v)
+		return storage.ExportRecord{Type: typ, Hash: storage.Hash(secret), Record: raw}
+	}
+	evil := client(storage.Client{ID: "evil", Name: "Evil", RedirectURIs: []string{"javascript:alert(document.cookie)//"}, GrantTypes: []string{"authorization_code"},
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: "none", Trusted: true, IntrospectAll: true, CreatedAt: now})
+	trusted := client(storage.Client{ID: "first-party", Name: "First party", RedirectURIs: []string{"https://app.test/cb"}, GrantTypes: []string{"authorization_code"},
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: "none", Trusted: true, CreatedAt: now, Origin: storage.OriginAdmin})
+	session := hashed(storage.ExportSession, "bobs-cookie-0123456789", storage.Session{Issuer: base, Subject: "bob", AuthTime: now, ExpiresAt: now.Add(time.Hour)})
+
+	evilPath := write("evil.jsonl", evil, session)
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"javascript: redirect, trusted": {[]string{evilPath}, `client "evil": it is trusted (skips consent): import with --keep-privileges if you mean it`},
+		"javascript: redirect, kept":    {[]string{evilPath, "--keep-privileges"}, `client "evil": redirect URI "javascript:alert(document.cookie)//": scheme "javascript" is not allowed`},
+		"trusted, no flag":              {[]string{write("trusted.jsonl", trusted)}, "it is trusted (skips consent): import with --keep-privileges if you mean it"},
+	} {
+		out, err := caddyCLI(t, "", append([]string{"oauth2", "import", "--address", "localhost:2999"}, tc.args...)...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: %v %s", name, err, out)
+		}
+	}
+	if _, body := adminCall(t, http.MethodGet, "clients", nil); strings.Contains(string(body), "evil") || strings.Contains(string(body), "first-party") {
+		t.Fatalf("a refused import stored a client: %s", body)
+	}
+
+	ok := write("ok.jsonl", trusted, session)
+	out, err := caddyCLI(t, "", "oauth2", "import", ok, "--keep-privileges", "--address", "localhost:2999")
+	if err != nil || !strings.Contains(out, "1 session") {
+		t.Fatalf("import with --keep-privileges: %v %s", err, out)
+	}
+	_, body := adminCall(t, http.MethodGet, "clients", nil)
+	var clients []map[string]any
+	json.Unmarshal(body, &clients)
+	found := false
+	for _, c := range clients {
+		if c["client_id"] == "first-party" {
+			found = c["origin"] == "imported" && c["trusted"] == true
+		}
+	}
+	if !found {
+		t.Fatalf("the imported client: %s", body)
+	}
+	// bob's session was left out: his cookie signs nobody in.
+	b := newBrowser(t)
+	b.client.Jar.SetCookies(&url.URL{Scheme: "http", Host: "localhost:9080"}, []*http.Cookie{{Name: "oauth2_session", Value: "bobs-cookie-0123456789", Path: "/"}})
+	p := b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": "first-party", "redirect_uri": "https://app.test/cb"}))
+	if p.resp.StatusCode != http.StatusSeeOther || p.location().Path != "/oauth/login" {
+		t.Fatalf("an imported session was honoured: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
+	// The same import again adds nothing and is no conflict.
+	if out, err := caddyCLI(t, "", "oauth2", "import", ok, "--keep-privileges", "--address", "localhost:2999"); err != nil || !strings.Contains(out, "0 ") {
+		t.Fatalf("the same import again: %v %s", err, out)
+	}
 }
 
 // TestKeyRotationUnderLoad: tokens issued and used continuously across a

@@ -828,6 +828,7 @@ func TestExportImportBoltPostgres(t *testing.T) {
 	imp(exported, "PostgreSQL")
 	pub = refresh("PostgreSQL", refreshForm(pub))
 	mine = refresh("PostgreSQL", refreshForm(mine, "client_id", regID))
+	b.signIn("alice", alicePassword) // sessions are not imported; consents are
 	codeFrom(t, b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": regID})), "https://client.test/cb", "xyz")
 	back := move("PostgreSQL")
 
@@ -835,5 +836,6 @@ func TestExportImportBoltPostgres(t *testing.T) {
 	imp(back, "bbolt")
 	refresh("bbolt again", refreshForm(pub))
 	refresh("bbolt again", refreshForm(mine, "client_id", regID))
+	b.signIn("alice", alicePassword)
 	codeFrom(t, b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": regID})), "https://client.test/cb", "xyz")
 }

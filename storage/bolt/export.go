@@ -196,6 +196,9 @@ func sameRecord(bucket, stored, imported []byte) bool {
 	if bytes.Equal(bucket, bucketFamilies) || bytes.Equal(bucket, bucketRefresh) {
 		return bytes.Equal(stored, imported)
 	}
+	if bytes.Equal(bucket, bucketClients) {
+		return storage.SameClient(stored, imported)
+	}
 	return storage.SameRecord(stored, imported)
 }
 

@@ -501,7 +501,11 @@ func importRecord(ctx context.Context, tx pgx.Tx, rec storage.ExportRecord) (boo
 	if err := tx.QueryRow(ctx, existing, keyArgs...).Scan(&doc); err != nil {
 		return false, err
 	}
-	if !sameTimes(doc, rec.Record) {
+	same := sameTimes(doc, rec.Record)
+	if rec.Type == storage.ExportClient {
+		same = storage.SameClient(normalizeTimes(doc), normalizeTimes(rec.Record))
+	}
+	if !same {
 		return false, storage.ErrImportConflict
 	}
 	return false, nil
