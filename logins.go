@@ -186,10 +186,8 @@ func (h *Handler) validateLogins() error {
 				return fmt.Errorf("%s: allow_teams %q: expected org/team-slug", where, team)
 			}
 		}
-		for _, domain := range l.AllowDomains {
-			if domain == "" || strings.Contains(domain, "@") {
-				return fmt.Errorf("%s: allow_domains %q: expected a domain such as example.com", where, domain)
-			}
+		if _, err := l.rules().Normalized(); err != nil {
+			return fmt.Errorf("%s: %v", where, err)
 		}
 	}
 	return nil
@@ -224,14 +222,23 @@ func (l *Login) validateKind(where string) error {
 	return nil
 }
 
+// rules are the login's allow rules as configured.
+func (l *Login) rules() upstream.Rules {
+	r := upstream.Rules{Domains: l.AllowDomains, Emails: l.AllowEmails, Orgs: l.AllowOrgs, Teams: l.AllowTeams, Users: l.AllowUsers}
+	for _, c := range l.AllowClaims {
+		r.Claims = append(r.Claims, upstream.ClaimRule{Claim: c.Claim, Value: c.Value})
+	}
+	return r
+}
+
 // providers builds the upstream providers, warning about those that admit
 // everyone.
 func (h *Handler) providers(logger *zap.Logger) ([]upstream.Provider, error) {
 	var out []upstream.Provider
 	for _, l := range h.Logins {
-		rules := upstream.Rules{Domains: l.AllowDomains, Emails: l.AllowEmails, Orgs: l.AllowOrgs, Teams: l.AllowTeams, Users: l.AllowUsers}
-		for _, c := range l.AllowClaims {
-			rules.Claims = append(rules.Claims, upstream.ClaimRule{Claim: c.Claim, Value: c.Value})
+		rules, err := l.rules().Normalized()
+		if err != nil {
+			return nil, fmt.Errorf("login %s: %v", l.Name, err) // validated at load
 		}
 		if rules.Empty() {
 			logger.Warn("login: no allow rule, so every account the provider signs in is admitted", zap.String("provider", l.Name))

@@ -1,9 +1,13 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Rules say who may sign in through a provider. Several rules are OR-ed;
@@ -35,14 +39,20 @@ func (r Rules) Empty() bool {
 // needsOrgs reports whether a GitHub rule asks about memberships.
 func (r Rules) needsOrgs() bool { return len(r.Orgs)+len(r.Teams) > 0 }
 
-// Admit reports whether any rule lets the identity in.
+// Admit reports whether any rule lets the identity in. Names are
+// compared as the systems that issue them define them, never with Unicode
+// case folding (under which the Kelvin sign K is a k): a domain as its
+// IDNA A-labels, an e-mail address's local part, organisations, teams and
+// logins in ASCII, upper- and lower-case letters alike. A name that is
+// not valid in that form matches nothing. The rules are expected
+// normalised (see Normalized).
 func (r Rules) Admit(id *Identity) bool {
 	if r.Empty() {
 		return true
 	}
-	if id.Email != "" {
-		_, domain, _ := strings.Cut(id.Email, "@")
-		if containsFold(r.Emails, id.Email) || containsFold(r.Domains, domain) {
+	if email, err := normalizeEmail(id.Email); id.Email != "" && err == nil {
+		domain := email[strings.LastIndexByte(email, '@')+1:]
+		if slices.Contains(r.Emails, email) || slices.Contains(r.Domains, domain) {
 			return true
 		}
 	}
@@ -52,16 +62,106 @@ func (r Rules) Admit(id *Identity) bool {
 		}
 	}
 	for _, org := range id.Orgs {
-		if containsFold(r.Orgs, org) {
+		if containsASCIIFold(r.Orgs, org) {
 			return true
 		}
 	}
 	for _, team := range id.Teams {
-		if containsFold(r.Teams, team) {
+		if containsASCIIFold(r.Teams, team) {
 			return true
 		}
 	}
-	return id.PreferredUsername != "" && len(r.Users) > 0 && containsFold(r.Users, id.PreferredUsername)
+	return id.PreferredUsername != "" && containsASCIIFold(r.Users, id.PreferredUsername)
+}
+
+// Normalized returns the rules with domains as IDNA A-labels and e-mail
+// addresses lower-cased, or an error naming a value that cannot be.
+func (r Rules) Normalized() (Rules, error) {
+	out := r
+	out.Domains, out.Emails = make([]string, len(r.Domains)), make([]string, len(r.Emails))
+	for i, d := range r.Domains {
+		n, err := normalizeDomain(d)
+		if err != nil {
+			return Rules{}, fmt.Errorf("allow_domains %q: %w", d, err)
+		}
+		out.Domains[i] = n
+	}
+	for i, e := range r.Emails {
+		n, err := normalizeEmail(e)
+		if err != nil {
+			return Rules{}, fmt.Errorf("allow_emails %q: %w", e, err)
+		}
+		out.Emails[i] = n
+	}
+	for option, names := range map[string][]string{"allow_orgs": r.Orgs, "allow_teams": r.Teams, "allow_users": r.Users} {
+		for _, n := range names {
+			if !isASCII(n) {
+				return Rules{}, fmt.Errorf("%s %q: GitHub names are ASCII", option, n)
+			}
+		}
+	}
+	return out, nil
+}
+
+// normalizeDomain is a domain name as IDNA A-labels, after lower-casing
+// its ASCII letters only; strict (the registration profile), so that a
+// name with characters a mail system would not deliver to (K, an
+// upper-case Ü) is an error rather than mapped onto another name.
+func normalizeDomain(d string) (string, error) {
+	if d == "" || strings.ContainsAny(d, "@ ") {
+		return "", errors.New("not a domain name")
+	}
+	a, err := idna.Registration.ToASCII(asciiLower(strings.TrimSuffix(d, ".")))
+	if err != nil {
+		return "", errors.New("not a valid domain name (IDNA)")
+	}
+	return a, nil
+}
+
+// normalizeEmail is an address with an ASCII local part, lower-cased,
+// and its domain normalised; the domain follows the last '@'.
+func normalizeEmail(e string) (string, error) {
+	at := strings.LastIndexByte(e, '@')
+	if at <= 0 {
+		return "", errors.New("not an e-mail address")
+	}
+	local := e[:at]
+	if !isASCII(local) {
+		return "", errors.New("the part before @ is not ASCII")
+	}
+	domain, err := normalizeDomain(e[at+1:])
+	if err != nil {
+		return "", err
+	}
+	return asciiLower(local) + "@" + domain, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiLower lower-cases A-Z only.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// containsASCIIFold reports whether list holds s, ASCII letters compared
+// without regard to case; a name that is not ASCII matches nothing.
+func containsASCIIFold(list []string, s string) bool {
+	if !isASCII(s) {
+		return false
+	}
+	return slices.ContainsFunc(list, func(e string) bool { return asciiLower(e) == asciiLower(s) })
 }
 
 // claimHas reports whether a claim's value is want, or an array holding it.
@@ -78,8 +178,4 @@ func claimHas(v any, want string) bool {
 	default: // numbers and booleans, as JSON writes them
 		return fmt.Sprint(v) == want
 	}
-}
-
-func containsFold(list []string, s string) bool {
-	return slices.ContainsFunc(list, func(e string) bool { return strings.EqualFold(e, s) })
 }

@@ -28,8 +28,21 @@ func TestRulesAdmit(t *testing.T) {
 		{"user", Rules{Users: []string{"octocat"}}, Identity{PreferredUsername: "OctoCat"}, true},
 		{"rules are OR-ed", Rules{Domains: []string{"example.com"}, Users: []string{"octocat"}}, Identity{Email: "x@other.test", PreferredUsername: "octocat"}, true},
 		{"none matches", Rules{Domains: []string{"example.com"}, Orgs: []string{"o"}}, Identity{Email: "x@other.test", Orgs: []string{"p"}}, false},
+		{"Kelvin sign in the domain", Rules{Domains: []string{"kaiser.test"}}, Identity{Email: "alice@\u212aaiser.test"}, false},
+		{"long s in the domain", Rules{Domains: []string{"bass.test"}}, Identity{Email: "alice@ba\u017fs.test"}, false},
+		{"Kelvin sign in a listed address", Rules{Emails: []string{"kim@example.com"}}, Identity{Email: "\u212aim@example.com"}, false},
+		{"non-ASCII local part", Rules{Emails: []string{"bjorn@example.com"}}, Identity{Email: "bj\u00f6rn@example.com"}, false},
+		{"the domain follows the last @", Rules{Domains: []string{"example.com"}}, Identity{Email: `"x@example.com"@evil.test`}, false},
+		{"an IDN domain, either form", Rules{Domains: []string{"xn--mnchen-3ya.de"}}, Identity{Email: "a@m\u00fcnchen.de"}, true},
+		{"Kelvin sign in an org", Rules{Orgs: []string{"kaiser"}}, Identity{Orgs: []string{"\u212aaiser"}}, false},
+		{"Kelvin sign in a team", Rules{Teams: []string{"o/kaiser"}}, Identity{Teams: []string{"o/\u212aaiser"}}, false},
+		{"Kelvin sign in a login", Rules{Users: []string{"kim"}}, Identity{PreferredUsername: "\u212aim"}, false},
 	} {
-		if got := tc.rules.Admit(&tc.id); got != tc.want {
+		rules, err := tc.rules.Normalized()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := rules.Admit(&tc.id); got != tc.want {
 			t.Errorf("%s: Admit = %v, want %v", tc.name, got, tc.want)
 		}
 	}
