@@ -28,7 +28,7 @@ func storageDown(err error) bool {
 	if err == nil {
 		return false
 	}
-	for _, answer := range []error{storage.ErrNotFound, storage.ErrAlreadyUsed, storage.ErrRevoked, storage.ErrReused, storage.ErrWrongClient, storage.ErrConflict} {
+	for _, answer := range []error{storage.ErrNotFound, storage.ErrAlreadyUsed, storage.ErrRevoked, storage.ErrReused, storage.ErrWrongClient, storage.ErrWrongBrowser, storage.ErrConflict} {
 		if errors.Is(err, answer) {
 			return false
 		}

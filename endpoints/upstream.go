@@ -1,7 +1,6 @@
 package endpoints
 
 import (
-	"crypto/subtle"
 	"errors"
 	"html/template"
 	"net/http"
@@ -124,28 +123,42 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 		return
 	}
 	const startAgain = "This sign-in expired, was already used, or was started in another browser. Start again from the application."
-	signIn, err := s.cfg.Store.TakeUpstreamSignIn(r.Context(), params.state, time.Now())
-	if storageDown(err) {
-		s.pageUnavailable(w, "login callback", err)
-		return
-	}
-	if err != nil {
-		fail(http.StatusBadRequest, "unknown, used or expired state", startAgain)
-		return
-	}
 	secret := ""
 	if c, err := r.Cookie(cookieName(r, upstreamCookie)); err == nil {
 		secret = c.Value
 	}
+	var browser []byte
+	if secret != "" {
+		browser = storage.Hash(secret)
+	}
+	// The browser check is part of the one step that takes the sign-in:
+	// a state presented by another browser leaves it for its user.
+	signIn, err := s.cfg.Store.TakeUpstreamSignIn(r.Context(), params.state, browser, time.Now())
+	switch {
+	case storageDown(err):
+		s.pageUnavailable(w, "login callback", err)
+		return
+	case errors.Is(err, storage.ErrWrongBrowser):
+		fail(http.StatusBadRequest, "the sign-in was started in another browser", startAgain)
+		return
+	case err != nil:
+		fail(http.StatusBadRequest, "unknown, used or expired state", startAgain)
+		return
+	}
 	s.setCookie(w, r, upstreamCookie, "", -time.Second)
+	issuer, issRequired, err := p.CallbackIssuer(r.Context())
+	if err != nil {
+		fail(http.StatusBadGateway, err.Error(), "The identity provider "+p.Label()+" cannot be reached right now. Please try again in a moment.")
+		return
+	}
 	switch {
 	case signIn.Provider != p.Name():
 		fail(http.StatusBadRequest, "the state belongs to provider "+signIn.Provider+" (mix-up)", startAgain)
 		return
-	case secret == "" || subtle.ConstantTimeCompare(storage.Hash(secret), signIn.BrowserHash) != 1:
-		fail(http.StatusBadRequest, "the sign-in was started in another browser", startAgain)
+	case params.iss == "" && issRequired:
+		fail(http.StatusBadRequest, "the callback has no iss, though the provider says it sends one (RFC 9207; mix-up)", startAgain)
 		return
-	case params.iss != "" && params.iss != p.CallbackIssuer():
+	case params.iss != "" && params.iss != issuer:
 		fail(http.StatusBadRequest, "the callback's iss is not the provider's (mix-up)", startAgain)
 		return
 	case params.err == "access_denied":

@@ -48,8 +48,10 @@ type oidcStub struct {
 	sign func(s *oidcStub, claims map[string]any) string
 	// deny makes the next authorization end with error=access_denied.
 	deny bool
-	// iss, when set, is sent as the callback's iss parameter.
-	iss string
+	// iss, when set, is sent as the callback's iss parameter; sendsIss
+	// makes the metadata say so (RFC 9207), set before the first sign-in.
+	iss      string
+	sendsIss bool
 	// userinfo is the userinfo endpoint's answer (default: the account).
 	userinfo map[string]any
 	codes    map[string]pendingCode
@@ -112,7 +114,11 @@ func (s *oidcStub) userinfoAnswer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *oidcStub) discovery(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	sendsIss := s.sendsIss
+	s.mu.Unlock()
 	writeJSONDoc(w, map[string]any{
+		"authorization_response_iss_parameter_supported": sendsIss,
 		"issuer":                                s.issuer(),
 		"authorization_endpoint":                s.issuer() + "/authorize",
 		"token_endpoint":                        s.issuer() + "/token",

@@ -179,6 +179,7 @@ func TestOIDCRefusesBadIDTokens(t *testing.T) {
 		{"wrong iss", "issued by a different provider", func(c map[string]any) { c["iss"] = "http://evil.test" }, nil},
 		{"expired", "the ID token has expired", func(c map[string]any) { c["exp"] = time.Now().Add(-2 * time.Minute).Unix() }, nil},
 		{"iat in the future beyond the skew", "issued in the future", func(c map[string]any) { c["iat"] = time.Now().Add(5 * time.Minute).Unix() }, nil},
+		{"no iat", "the ID token has no iat", func(c map[string]any) { delete(c, "iat") }, nil},
 		{"missing nonce", "nonce is missing", func(c map[string]any) { delete(c, "nonce") }, nil},
 		{"wrong nonce", "nonce is missing or not this sign-in's", func(c map[string]any) { c["nonce"] = "another-sign-in" }, nil},
 		{"azp of another party", "another party (azp)", func(c map[string]any) { c["azp"] = "someone-else" }, nil},
@@ -225,7 +226,9 @@ func lastRefusal(t *testing.T, logPath string) string {
 func TestOIDCCallbackMisuse(t *testing.T) {
 	corp := newOIDCStub(t, corpClientID, corpSecret)
 	other := newOIDCStub(t, corpClientID, corpSecret)
-	logPath := upstreamSite(t, corpLogin(corp, "corp", "")+"\n"+corpLogin(other, "other", ""), `respond "upstream" 200`)
+	strict := newOIDCStub(t, corpClientID, corpSecret)
+	strict.sendsIss = true // its metadata says callbacks carry iss
+	logPath := upstreamSite(t, corpLogin(corp, "corp", "")+"\n"+corpLogin(other, "other", "")+"\n"+corpLogin(strict, "strict", ""), `respond "upstream" 200`)
 	refused := func(name string, p page, reason string) {
 		t.Helper()
 		wantRefusedPage(t, name, p, http.StatusBadRequest)
@@ -250,6 +253,11 @@ func TestOIDCCallbackMisuse(t *testing.T) {
 	b = newBrowser(t)
 	cb = start(b, "corp")
 	refused("callback in another browser", newBrowser(t).get(cb), "started in another browser")
+	// Whoever learned the state cannot cancel the sign-in: its browser
+	// still completes it.
+	if p := b.get(cb); p.resp.StatusCode != http.StatusSeeOther || !hasSessionCookie(p) {
+		t.Fatalf("the callback in its own browser after another browser's try: %d %s", p.resp.StatusCode, p.body)
+	}
 
 	// Provider other's state delivered to corp's callback (mix-up).
 	b = newBrowser(t)
@@ -268,6 +276,18 @@ func TestOIDCCallbackMisuse(t *testing.T) {
 	b = newBrowser(t)
 	if p := b.get(start(b, "corp")); p.resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the provider's own iss: %d %s", p.resp.StatusCode, p.body)
+	}
+
+	// A provider that says it sends iss: a callback without it is refused
+	// (RFC 9207 §2.4), one with its own passes.
+	b = newBrowser(t)
+	refused("no iss from a provider that sends it", b.get(start(b, "strict")), "the callback has no iss, though the provider says it sends one")
+	strict.mu.Lock()
+	strict.iss = strict.issuer()
+	strict.mu.Unlock()
+	b = newBrowser(t)
+	if p := b.get(start(b, "strict")); p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the strict provider's own iss: %d %s", p.resp.StatusCode, p.body)
 	}
 
 	for name, tc := range map[string]struct{ query, reason string }{

@@ -20,6 +20,7 @@ package storage
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"io"
 	"strings"
@@ -39,6 +40,9 @@ var (
 	ErrReused = errors.New("refresh token reused")
 	// ErrWrongClient: the token belongs to another client; nothing changed.
 	ErrWrongClient = errors.New("issued to another client")
+	// ErrWrongBrowser: an upstream sign-in presented by another browser
+	// than the one that started it; the sign-in is kept.
+	ErrWrongBrowser = errors.New("started in another browser")
 	// ErrConflict: the state changed under the caller (a key rotation
 	// raced another); nothing changed.
 	ErrConflict = errors.New("changed concurrently")
@@ -164,9 +168,12 @@ type Store interface {
 	// provider, under the hash of its state parameter.
 	SaveUpstreamSignIn(ctx context.Context, state string, s *UpstreamSignIn) error
 	// TakeUpstreamSignIn returns and deletes a started sign-in in one step,
-	// so that a callback is accepted once; ErrNotFound when unknown, taken
-	// or expired.
-	TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*UpstreamSignIn, error)
+	// so that a callback is accepted once, and only from the browser whose
+	// cookie hashes to browserHash (see UpstreamSignIn.StartedBy); another
+	// browser gets ErrWrongBrowser and the sign-in stays, so that whoever
+	// learns a state cannot cancel its user's sign-in. ErrNotFound when
+	// unknown, taken or expired.
+	TakeUpstreamSignIn(ctx context.Context, state string, browserHash []byte, now time.Time) (*UpstreamSignIn, error)
 
 	// PutUpstreamToken stores what an upstream identity provider issued
 	// for a grant (sub, client, resource), replacing what was there; with
@@ -478,6 +485,12 @@ type UpstreamSignIn struct {
 	BrowserHash []byte    `json:"browser_hash"`
 	ReturnTo    string    `json:"return_to,omitempty"`
 	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// StartedBy reports whether the browser whose cookie hashes to
+// browserHash started the sign-in (compared in constant time).
+func (u *UpstreamSignIn) StartedBy(browserHash []byte) bool {
+	return len(browserHash) > 0 && subtle.ConstantTimeCompare(browserHash, u.BrowserHash) == 1
 }
 
 // UpstreamToken is the access and refresh token an upstream identity

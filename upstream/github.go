@@ -65,7 +65,7 @@ func (p *githubProvider) Refresh(ctx context.Context, refreshToken string) (*oau
 }
 
 // CallbackIssuer implements Provider: GitHub names no issuer.
-func (p *githubProvider) CallbackIssuer() string { return "" }
+func (p *githubProvider) CallbackIssuer(context.Context) (string, bool, error) { return "", false, nil }
 
 type githubUser struct {
 	ID    int64  `json:"id"`

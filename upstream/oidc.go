@@ -25,6 +25,8 @@ type oidcProvider struct {
 	mu       sync.Mutex
 	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier
+	// sendsIss: the metadata says authorization responses carry iss.
+	sendsIss bool
 }
 
 func newOIDC(cfg Config) *oidcProvider {
@@ -48,9 +50,11 @@ func (p *oidcProvider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTo
 		return nil, nil, unreachable("discovering %s: %v", p.cfg.Issuer, err)
 	}
 	var meta struct {
-		Algs []string `json:"id_token_signing_alg_values_supported"`
+		Algs     []string `json:"id_token_signing_alg_values_supported"`
+		SendsIss bool     `json:"authorization_response_iss_parameter_supported"`
 	}
 	provider.Claims(&meta)
+	p.sendsIss = meta.SendsIss
 	algs := slices.DeleteFunc(slices.Clone(meta.Algs), func(a string) bool { return !slices.Contains(signingAlgs, a) })
 	if len(algs) == 0 {
 		algs = signingAlgs
@@ -86,7 +90,14 @@ func (p *oidcProvider) Refresh(ctx context.Context, refreshToken string) (*oauth
 }
 
 // CallbackIssuer implements Provider.
-func (p *oidcProvider) CallbackIssuer() string { return p.cfg.Issuer }
+func (p *oidcProvider) CallbackIssuer(ctx context.Context) (string, bool, error) {
+	if _, _, err := p.discover(ctx); err != nil {
+		return "", false, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.Issuer, p.sendsIss, nil
+}
 
 // idClaims are the ID-token claims read besides the verified ones.
 type idClaims struct {
@@ -123,6 +134,8 @@ func (p *oidcProvider) Identify(ctx context.Context, a Attempt, code string) (*I
 	switch {
 	case !now.Before(idt.Expiry.Add(skew)):
 		return nil, badAnswer("the ID token has expired")
+	case idt.IssuedAt.IsZero():
+		return nil, badAnswer("the ID token has no iat (OpenID Connect Core §2)")
 	case idt.IssuedAt.After(now.Add(skew)):
 		return nil, badAnswer("the ID token was issued in the future")
 	case idt.Nonce == "" || idt.Nonce != a.Nonce:

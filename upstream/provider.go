@@ -91,9 +91,11 @@ type Provider interface {
 	Label() string
 	// AuthURL is where to send the browser for the attempt.
 	AuthURL(ctx context.Context, a Attempt) (string, error)
-	// CallbackIssuer is the `iss` (RFC 9207) a callback may carry, or ""
-	// when the provider has no issuer identifier.
-	CallbackIssuer() string
+	// CallbackIssuer is the `iss` (RFC 9207) a callback may carry ("" when
+	// the provider has no issuer identifier), and whether the provider
+	// says it always sends one (authorization_response_iss_parameter_supported):
+	// then a callback without it is refused.
+	CallbackIssuer(ctx context.Context) (issuer string, required bool, err error)
 	// Identify redeems the callback's code and says who signed in.
 	Identify(ctx context.Context, a Attempt, code string) (*Identity, error)
 	// Admit reports whether the rules let the identity in.

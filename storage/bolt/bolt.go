@@ -1009,15 +1009,18 @@ func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *s
 }
 
 // TakeUpstreamSignIn implements Store.
-func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*storage.UpstreamSignIn, error) {
+func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, browserHash []byte, now time.Time) (*storage.UpstreamSignIn, error) {
 	var u storage.UpstreamSignIn
 	err := s.update(ctx, "take_upstream_sign_in", func(tx *bbolt.Tx) error {
 		key := storage.Hash(state)
 		if err := get(tx, bucketUpstream, key, &u); err != nil {
 			return err
 		}
-		if u.Issuer != s.issuer {
+		switch {
+		case u.Issuer != s.issuer:
 			return storage.ErrNotFound
+		case !u.StartedBy(browserHash):
+			return storage.ErrWrongBrowser
 		}
 		return tx.Bucket(bucketUpstream).Delete(key)
 	})

@@ -582,10 +582,21 @@ func (s *issuerStore) SaveUpstreamSignIn(ctx context.Context, state string, u *s
 
 // TakeUpstreamSignIn implements storage.Store: one DELETE … RETURNING,
 // so one callback takes it.
-func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, now time.Time) (*storage.UpstreamSignIn, error) {
+func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, browserHash []byte, now time.Time) (*storage.UpstreamSignIn, error) {
 	var u storage.UpstreamSignIn
-	err := s.view(ctx, "take_upstream_sign_in", func() error {
-		return one(s.pool.QueryRow(ctx, "DELETE FROM upstream_sign_ins WHERE hash = $1 AND issuer = $2 RETURNING doc", storage.Hash(state), s.issuer), &u)
+	err := s.tx(ctx, "take_upstream_sign_in", func(tx pgx.Tx) error {
+		key := storage.Hash(state)
+		if err := one(tx.QueryRow(ctx, "SELECT doc FROM upstream_sign_ins WHERE hash = $1 AND issuer = $2 FOR UPDATE", key, s.issuer), &u); err != nil {
+			return err
+		}
+		if !u.StartedBy(browserHash) {
+			return storage.ErrWrongBrowser
+		}
+		tag, err := tx.Exec(ctx, "DELETE FROM upstream_sign_ins WHERE hash = $1", key)
+		if err == nil && tag.RowsAffected() != 1 {
+			err = storage.ErrNotFound
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -697,14 +697,21 @@ func testUpstreamSignInIsTakenOnce(t *testing.T, open Opener) {
 		}
 	}
 	save("st", t0.Add(10*time.Minute))
-	if _, err := file.ForIssuer("https://other.test").TakeUpstreamSignIn(ctx, "st", t0); !errors.Is(err, storage.ErrNotFound) {
+	browser := storage.Hash("b")
+	if _, err := file.ForIssuer("https://other.test").TakeUpstreamSignIn(ctx, "st", browser, t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("taken at another issuer: %v", err)
+	}
+	// Another browser (or none) is refused and takes nothing.
+	for _, other := range [][]byte{storage.Hash("a"), nil} {
+		if _, err := s.TakeUpstreamSignIn(ctx, "st", other, t0); !errors.Is(err, storage.ErrWrongBrowser) {
+			t.Fatalf("taken by another browser: %v", err)
+		}
 	}
 	var wins atomic.Int32
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			if u, err := s.TakeUpstreamSignIn(ctx, "st", t0); err == nil && u.Provider == "google" {
+			if u, err := s.TakeUpstreamSignIn(ctx, "st", browser, t0); err == nil && u.Provider == "google" {
 				wins.Add(1)
 			} else if !errors.Is(err, storage.ErrNotFound) {
 				t.Error(err)
@@ -716,7 +723,7 @@ func testUpstreamSignInIsTakenOnce(t *testing.T, open Opener) {
 		t.Fatalf("%d callbacks took the sign-in, want 1", wins.Load())
 	}
 	save("old", t0)
-	if _, err := s.TakeUpstreamSignIn(ctx, "old", t0.Add(time.Second)); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.TakeUpstreamSignIn(ctx, "old", browser, t0.Add(time.Second)); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired sign-in: %v", err)
 	}
 }
