@@ -62,7 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        allow_claim   <claim> <value>  # oidc
 //	        allow_orgs    <org>...         # github
 //	        allow_teams   <org/team>...    # github
-//	        allow_users   <login>...       # github
+//	        allow_users   <id>...          # github
 //	        api_url       <url>            # github
 //	        web_url       <url>            # github
 //	        pass_upstream_token

@@ -55,7 +55,9 @@ type Login struct {
 	AllowOrgs []string `json:"allow_orgs,omitempty"`
 	// Admit members of these GitHub teams, as `org/team-slug` (github only).
 	AllowTeams []string `json:"allow_teams,omitempty"`
-	// Admit these GitHub logins (github only).
+	// Admit these GitHub accounts by numeric id, `583231` or
+	// `github:583231` (github only). A login is accepted too, with a
+	// warning: logins can be renamed and registered again by someone else.
 	AllowUsers []string `json:"allow_users,omitempty"`
 	// GitHub's API base. Default: https://api.github.com; GitHub
 	// Enterprise Server: https://HOST/api/v3 (github only).
@@ -242,6 +244,10 @@ func (h *Handler) providers(logger *zap.Logger) ([]upstream.Provider, error) {
 		}
 		if rules.Empty() {
 			logger.Warn("login: no allow rule, so every account the provider signs in is admitted", zap.String("provider", l.Name))
+		}
+		if logins := rules.Logins(); len(logins) > 0 {
+			logger.Warn("login: allow_users names GitHub logins, which can be renamed and then registered by someone else; name accounts by their numeric id (github:583231, from https://api.github.com/users/<login>)",
+				zap.String("provider", l.Name), zap.Strings("logins", logins))
 		}
 		p, err := upstream.New(upstream.Config{
 			Kind: l.Provider, Name: l.Name, Label: l.Label, Issuer: l.Issuer,

@@ -7,6 +7,7 @@ package integration
 // GitHub's OAuth app endpoints and the REST calls the server makes.
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,15 +321,15 @@ func newGitHubStub(t *testing.T, clientID, secret string) *githubStub {
 	mux.HandleFunc("/login/oauth/access_token", g.accessToken)
 	mux.HandleFunc("/api/user", g.api(func() any { return g.user }))
 	mux.HandleFunc("/api/user/emails", g.api(func() any { return g.emails }))
-	mux.HandleFunc("/api/user/orgs", g.api(func() any {
-		var out []map[string]any
+	mux.HandleFunc("/api/user/orgs", g.paged(func() []any {
+		var out []any
 		for _, o := range g.orgs {
 			out = append(out, map[string]any{"login": o, "id": 1})
 		}
 		return out
 	}))
-	mux.HandleFunc("/api/user/teams", g.api(func() any {
-		var out []map[string]any
+	mux.HandleFunc("/api/user/teams", g.paged(func() []any {
+		var out []any
 		for _, team := range g.teams {
 			org, slug, _ := strings.Cut(team, "/")
 			out = append(out, map[string]any{"slug": slug, "name": slug, "organization": map[string]any{"login": org}})
@@ -370,6 +372,31 @@ func (g *githubStub) accessToken(w http.ResponseWriter, r *http.Request) {
 	g.tokens[tok] = true
 	g.mu.Unlock()
 	writeJSONDoc(w, map[string]any{"access_token": tok, "token_type": "bearer", "scope": "read:user,user:email"})
+}
+
+// paged answers a listing as GitHub does: per_page items (default 30,
+// at most 100) of page (default 1), and a Link header naming the next
+// and last pages.
+func (g *githubStub) paged(list func() []any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		g.api(func() any {
+			items := list()
+			perPage, _ := strconv.Atoi(r.URL.Query().Get("per_page"))
+			perPage = min(cmp.Or(perPage, 30), 100)
+			page := max(1, func() int { n, _ := strconv.Atoi(r.URL.Query().Get("page")); return n }())
+			last := max(1, (len(items)+perPage-1)/perPage)
+			link := func(n int) string {
+				q := r.URL.Query()
+				q.Set("page", strconv.Itoa(n))
+				return "<" + g.srv.URL + r.URL.Path + "?" + q.Encode() + ">"
+			}
+			if page < last {
+				w.Header().Set("Link", link(page+1)+`; rel="next", `+link(last)+`; rel="last"`)
+			}
+			from, to := min((page-1)*perPage, len(items)), min(page*perPage, len(items))
+			return append([]any{}, items[from:to]...)
+		})(w, r)
+	}
 }
 
 // api answers an API call for a token the stub issued; a suspended

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -418,12 +419,12 @@ func TestLoginPageListsProviders(t *testing.T) {
 func TestGitHubSignIn(t *testing.T) {
 	gh := newGitHubStub(t, "gh-client", "gh-secret-0123456789")
 	up := newUpstream(t, nil)
-	upstreamSite(t, `login github {
+	logPath := upstreamSite(t, `login github {
 			client_id gh-client
 			client_secret gh-secret-0123456789
 			allow_orgs example-org
 			allow_teams other-org/mcp-users
-			allow_users trusted-person
+			allow_users trusted-person 583299 github:583300
 			api_url `+gh.srv.URL+`/api
 			web_url `+gh.srv.URL+`
 		}`, `reverse_proxy `+up.address()+` {
@@ -434,6 +435,20 @@ func TestGitHubSignIn(t *testing.T) {
 		return map[string]any{"id": id, "login": login, "name": "N " + login}
 	}
 	emails := []map[string]any{{"email": "unverified@example.com", "primary": true, "verified": false}}
+	many := func(last string) []string { // last on the third page of 100
+		var out []string
+		for i := range 250 {
+			out = append(out, "org-"+strconv.Itoa(i))
+		}
+		return append(out, last)
+	}
+	manyTeams := func(last string) []string {
+		var out []string
+		for i := range 250 {
+			out = append(out, "other-org/team-"+strconv.Itoa(i))
+		}
+		return append(out, last)
+	}
 	for _, tc := range []struct {
 		name        string
 		user        map[string]any
@@ -443,6 +458,11 @@ func TestGitHubSignIn(t *testing.T) {
 		{"org member", user(1, "octocat"), []string{"example-org"}, nil, true},
 		{"team member", user(2, "hubot"), []string{"other-org"}, []string{"other-org/mcp-users"}, true},
 		{"listed login", user(3, "Trusted-Person"), nil, nil, true},
+		{"listed id", user(583299, "renamed-login"), nil, nil, true},
+		{"listed github:id", user(583300, "another-login"), nil, nil, true},
+		{"a listed id's old login, now someone else's", user(6, "583299"), nil, nil, false},
+		{"org on the third page", user(7, "pager"), many("example-org"), nil, true},
+		{"team on the third page", user(8, "teamer"), []string{"other-org"}, manyTeams("other-org/mcp-users"), true},
 		{"another team of the org", user(4, "monalisa"), []string{"other-org"}, []string{"other-org/design"}, false},
 		{"nobody", user(5, "stranger"), []string{"elsewhere"}, nil, false},
 	} {
@@ -476,6 +496,9 @@ func TestGitHubSignIn(t *testing.T) {
 	gh.mu.Unlock()
 	if scopes != "read:user user:email read:org" {
 		t.Errorf("GitHub scopes %q, want read:user user:email read:org", scopes)
+	}
+	if logs, _ := os.ReadFile(logPath); !strings.Contains(string(logs), `allow_users names GitHub logins, which can be renamed`) || !strings.Contains(string(logs), `"logins":["trusted-person"]`) {
+		t.Error("no load warning about allow_users naming a login")
 	}
 	// A suspended account: the API answers 401.
 	gh.set(user(1, "octocat"), emails, []string{"example-org"}, nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -103,7 +104,8 @@ func (p *githubProvider) Identify(ctx context.Context, a Attempt, code string) (
 	if user.ID == 0 || user.Login == "" {
 		return nil, badAnswer("GitHub's /user names no user")
 	}
-	id := &Identity{Subject: p.cfg.Name + ":" + strconv.FormatInt(user.ID, 10), Name: user.Name, PreferredUsername: user.Login, Token: tok}
+	userID := strconv.FormatInt(user.ID, 10)
+	id := &Identity{Subject: p.cfg.Name + ":" + userID, UserID: userID, Name: user.Name, PreferredUsername: user.Login, Token: tok}
 	var emails []githubEmail
 	if err := p.get(ctx, tok, "/user/emails", &emails); err != nil {
 		return nil, err
@@ -114,53 +116,116 @@ func (p *githubProvider) Identify(ctx context.Context, a Attempt, code string) (
 		}
 	}
 	if len(p.cfg.Rules.Orgs) > 0 {
-		var orgs []githubOrg
-		if err := p.get(ctx, tok, "/user/orgs?per_page=100", &orgs); err != nil {
+		err := p.getAll(ctx, tok, "/user/orgs?per_page=100", func(page []byte) error {
+			var orgs []githubOrg
+			if err := json.Unmarshal(page, &orgs); err != nil {
+				return err
+			}
+			for _, o := range orgs {
+				id.Orgs = append(id.Orgs, o.Login)
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, err
-		}
-		for _, o := range orgs {
-			id.Orgs = append(id.Orgs, o.Login)
 		}
 	}
 	if len(p.cfg.Rules.Teams) > 0 {
-		var teams []githubTeam
-		if err := p.get(ctx, tok, "/user/teams?per_page=100", &teams); err != nil {
+		err := p.getAll(ctx, tok, "/user/teams?per_page=100", func(page []byte) error {
+			var teams []githubTeam
+			if err := json.Unmarshal(page, &teams); err != nil {
+				return err
+			}
+			for _, t := range teams {
+				id.Teams = append(id.Teams, t.Organization.Login+"/"+t.Slug)
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, err
-		}
-		for _, t := range teams {
-			id.Teams = append(id.Teams, t.Organization.Login+"/"+t.Slug)
 		}
 	}
 	return id, nil
 }
 
+// maxAPIPages bounds the pages of one listing followed (100 items each).
+const maxAPIPages = 50
+
+// getAll reads every page of a listing, following the Link header's
+// rel="next" within the API's own base; more than maxAPIPages pages
+// refuses the sign-in rather than deciding on part of the list.
+func (p *githubProvider) getAll(ctx context.Context, tok *oauth2.Token, path string, page func([]byte) error) error {
+	next := p.cfg.APIURL + path
+	for range maxAPIPages {
+		var body json.RawMessage
+		link, err := p.fetch(ctx, tok, next, &body)
+		if err != nil {
+			return err
+		}
+		if err := page(body); err != nil {
+			return badAnswer("GitHub API %s: unreadable answer: %v", path, err)
+		}
+		if next = nextLink(link); next == "" {
+			return nil
+		}
+		if !strings.HasPrefix(next, p.cfg.APIURL+"/") {
+			return badAnswer("GitHub API %s: the next page is not on the API", path)
+		}
+	}
+	return badAnswer("GitHub API %s: more than %d pages", path, maxAPIPages)
+}
+
+// nextLink is the URL of a Link header's rel="next" (RFC 8288), or "".
+func nextLink(header string) string {
+	for _, part := range strings.Split(header, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+			continue
+		}
+		for _, param := range strings.Split(params, ";") {
+			name, value, _ := strings.Cut(strings.TrimSpace(param), "=")
+			if strings.EqualFold(strings.TrimSpace(name), "rel") && slices.Contains(strings.Fields(strings.ToLower(strings.Trim(strings.TrimSpace(value), `"`))), "next") {
+				return target[1 : len(target)-1]
+			}
+		}
+	}
+	return ""
+}
+
 // get calls the GitHub API with the user's token. A 401 or 403 (a
 // suspended account, a revoked grant) refuses the sign-in.
 func (p *githubProvider) get(ctx context.Context, tok *oauth2.Token, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.APIURL+path, nil)
+	_, err := p.fetch(ctx, tok, p.cfg.APIURL+path, v)
+	return err
+}
+
+// fetch is get of a whole URL; it returns the answer's Link header.
+func (p *githubProvider) fetch(ctx context.Context, tok *oauth2.Token, url string, v any) (string, error) {
+	path := strings.TrimPrefix(url, p.cfg.APIURL)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return unreachable("GitHub API %s: %v", path, err)
+		return "", unreachable("GitHub API %s: %v", path, err)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return unreachable("GitHub API %s: %v", path, err)
+		return "", unreachable("GitHub API %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return badAnswer("GitHub API %s answered %d: the account cannot sign in (suspended, or the grant was revoked)", path, resp.StatusCode)
+		return "", badAnswer("GitHub API %s answered %d: the account cannot sign in (suspended, or the grant was revoked)", path, resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
-		return unreachable("GitHub API %s answered %d", path, resp.StatusCode)
+		return "", unreachable("GitHub API %s answered %d", path, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBytes))
 	if err != nil {
-		return unreachable("GitHub API %s: %v", path, err)
+		return "", unreachable("GitHub API %s: %v", path, err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return badAnswer("GitHub API %s: %v", path, fmt.Errorf("unreadable answer: %w", err))
+		return "", badAnswer("GitHub API %s: %v", path, fmt.Errorf("unreadable answer: %w", err))
 	}
-	return nil
+	return resp.Header.Get("Link"), nil
 }

@@ -66,6 +66,8 @@ type Identity struct {
 	Email             string
 	Name              string
 	PreferredUsername string
+	// UserID is the provider's numeric user id (GitHub), for allow_users.
+	UserID string
 	// Claims are the ID token's claims (oidc), for allow_claim.
 	Claims map[string]any
 	// Orgs and Teams ("org/team") are the GitHub memberships the rules

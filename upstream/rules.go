@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -22,7 +23,9 @@ type Rules struct {
 	// array) contains it (oidc).
 	Claims []ClaimRule
 	// Orgs admit members of these GitHub organisations; Teams members of
-	// these "org/team" teams; Users these GitHub logins.
+	// these "org/team" teams; Users these GitHub accounts: numeric ids
+	// (583231 or github:583231), or logins, which can be renamed and
+	// registered again by someone else.
 	Orgs, Teams, Users []string
 }
 
@@ -71,7 +74,44 @@ func (r Rules) Admit(id *Identity) bool {
 			return true
 		}
 	}
-	return id.PreferredUsername != "" && containsASCIIFold(r.Users, id.PreferredUsername)
+	if id.UserID != "" && slices.Contains(r.Users, userByID+id.UserID) {
+		return true
+	}
+	return id.PreferredUsername != "" && isASCII(id.PreferredUsername) && slices.Contains(r.Users, userByLogin+asciiLower(id.PreferredUsername))
+}
+
+// Prefixes of normalised allow_users entries.
+const (
+	userByID    = "id:"
+	userByLogin = "login:"
+)
+
+// normalizeUser is an allow_users entry as id:<number> (from 583231 or
+// github:583231) or login:<lower-case login>.
+func normalizeUser(u string) (string, error) {
+	n := strings.TrimPrefix(u, "github:")
+	if n != "" && strings.Trim(n, "0123456789") == "" {
+		id, err := strconv.ParseUint(n, 10, 63)
+		if err != nil || id == 0 {
+			return "", errors.New("not a GitHub user id")
+		}
+		return userByID + strconv.FormatUint(id, 10), nil
+	}
+	if n != u || u == "" || strings.Contains(u, ":") || !isASCII(u) {
+		return "", errors.New("expected a GitHub user id (583231 or github:583231) or an ASCII login")
+	}
+	return userByLogin + asciiLower(u), nil
+}
+
+// Logins are the allow_users entries that name logins, not ids.
+func (r Rules) Logins() []string {
+	var out []string
+	for _, u := range r.Users {
+		if login, ok := strings.CutPrefix(u, userByLogin); ok {
+			out = append(out, login)
+		}
+	}
+	return out
 }
 
 // Normalized returns the rules with domains as IDNA A-labels and e-mail
@@ -93,7 +133,15 @@ func (r Rules) Normalized() (Rules, error) {
 		}
 		out.Emails[i] = n
 	}
-	for option, names := range map[string][]string{"allow_orgs": r.Orgs, "allow_teams": r.Teams, "allow_users": r.Users} {
+	out.Users = make([]string, len(r.Users))
+	for i, u := range r.Users {
+		n, err := normalizeUser(u)
+		if err != nil {
+			return Rules{}, fmt.Errorf("allow_users %q: %w", u, err)
+		}
+		out.Users[i] = n
+	}
+	for option, names := range map[string][]string{"allow_orgs": r.Orgs, "allow_teams": r.Teams} {
 		for _, n := range names {
 			if !isASCII(n) {
 				return Rules{}, fmt.Errorf("%s %q: GitHub names are ASCII", option, n)

@@ -26,6 +26,9 @@ func TestRulesAdmit(t *testing.T) {
 		{"team", Rules{Teams: []string{"example-org/mcp-users"}}, Identity{Teams: []string{"example-org/mcp-users"}}, true},
 		{"team of another org", Rules{Teams: []string{"example-org/mcp-users"}}, Identity{Teams: []string{"other-org/mcp-users"}}, false},
 		{"user", Rules{Users: []string{"octocat"}}, Identity{PreferredUsername: "OctoCat"}, true},
+		{"user by id", Rules{Users: []string{"583231"}}, Identity{UserID: "583231", PreferredUsername: "renamed"}, true},
+		{"user by github:id", Rules{Users: []string{"github:0583231"}}, Identity{UserID: "583231"}, true},
+		{"another id", Rules{Users: []string{"583231"}}, Identity{UserID: "583232", PreferredUsername: "583231"}, false},
 		{"rules are OR-ed", Rules{Domains: []string{"example.com"}, Users: []string{"octocat"}}, Identity{Email: "x@other.test", PreferredUsername: "octocat"}, true},
 		{"none matches", Rules{Domains: []string{"example.com"}, Orgs: []string{"o"}}, Identity{Email: "x@other.test", Orgs: []string{"p"}}, false},
 		{"Kelvin sign in the domain", Rules{Domains: []string{"kaiser.test"}}, Identity{Email: "alice@\u212aaiser.test"}, false},
@@ -44,6 +47,15 @@ func TestRulesAdmit(t *testing.T) {
 		}
 		if got := rules.Admit(&tc.id); got != tc.want {
 			t.Errorf("%s: Admit = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestNormalizeUser(t *testing.T) {
+	for in, want := range map[string]string{"583231": "id:583231", "github:583231": "id:583231", "OctoCat": "login:octocat", "github:": "", "gitlab:5": "", "0": "", "github:x": "", "\u212aim": "", "99999999999999999999": ""} {
+		got, err := normalizeUser(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("normalizeUser(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }
