@@ -1,7 +1,6 @@
 package endpoints
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"net/url"
 	"time"
@@ -81,7 +80,7 @@ func (s *Server) revokeApp(w http.ResponseWriter, r *http.Request) {
 	form, ok := s.parseForm(w, r)
 	cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
 	user, signedIn := s.currentUser(r)
-	if !ok || err != nil || form.Get("csrf_token") == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(form.Get("csrf_token"))) != 1 || !signedIn {
+	if !ok || err != nil || form.Get("csrf_token") == "" || !equalSecrets(form.Get("csrf_token"), cookie.Value) || !signedIn {
 		s.cfg.Logger.Debug("account: refused, CSRF token or session missing or wrong")
 		s.renderError(w, http.StatusBadRequest, "This request cannot be completed", "The page expired. Open your connected apps again.")
 		return

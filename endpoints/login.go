@@ -2,7 +2,6 @@ package endpoints
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
 	"net/netip"
@@ -172,7 +171,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	returnTo := s.safeReturnTo(form.Get("return_to"))
 	username := form.Get("username")
 	cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
-	if err != nil || form.Get("csrf_token") == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(form.Get("csrf_token"))) != 1 {
+	if err != nil || form.Get("csrf_token") == "" || !equalSecrets(form.Get("csrf_token"), cookie.Value) {
 		s.cfg.Logger.Debug("login: refused, CSRF token missing or wrong")
 		s.showLogin(w, r, http.StatusBadRequest, returnTo, "", "Your sign-in form expired. Please try again.")
 		return

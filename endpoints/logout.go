@@ -1,7 +1,6 @@
 package endpoints
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"time"
 
@@ -29,7 +28,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		form, ok := s.parseForm(w, r)
 		cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
-		if !ok || err != nil || form.Get("csrf_token") == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(form.Get("csrf_token"))) != 1 {
+		if !ok || err != nil || form.Get("csrf_token") == "" || !equalSecrets(form.Get("csrf_token"), cookie.Value) {
 			s.cfg.Logger.Debug("logout: refused, CSRF token missing or wrong")
 			s.renderError(w, http.StatusBadRequest, "Sign-out failed", "The sign-out form expired. Open the sign-out page again.")
 			return

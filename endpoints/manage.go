@@ -17,7 +17,8 @@ import (
 
 // What the operator sees and does through the admin API: clients, grants,
 // keys and tokens in OAuth terms. Nothing returned carries a secret or a
-// secret's hash.
+// secret's hash (the export, which admin/ writes from the storage, is the
+// one answer with hashes: an import must restore them).
 
 // Origins of a client.
 const (

@@ -14,7 +14,7 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// randomID returns 128 bits, for token ids (jti) and client ids.
+// randomID returns 128 bits, for client ids.
 func randomID() string {
 	var b [16]byte
 	rand.Read(b[:])

@@ -82,7 +82,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
 	if iat := s.cfg.InitialAccessToken; iat != "" {
 		token, _ := bearerToken(r.Header)
-		if subtle.ConstantTimeCompare([]byte(token), []byte(iat)) != 1 {
+		if !equalSecrets(token, iat) {
 			s.metrics.registrations.WithLabelValues("unauthorized").Inc()
 			s.cfg.Logger.Debug("register: refused, initial access token missing or wrong", zap.String("client_ip", ip))
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="an initial access token is required to register"`)
