@@ -367,7 +367,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := endpoints.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
-	rawIssuer := h.Issuer
+	rawIssuer, rawResources := h.Issuer, slices.Clone(h.Resources)
 	if err := h.resolvePlaceholders(); err != nil {
 		return err
 	}
@@ -378,7 +378,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for i := range h.Resources {
 		h.Resources[i], _ = endpoints.CanonicalResource(h.Resources[i]) // validated above
 	}
-	if err := h.checkPlacement(ctx, rawIssuer); err != nil {
+	if err := h.checkPlacement(ctx, rawIssuer, rawResources); err != nil {
 		return err
 	}
 

@@ -42,7 +42,7 @@ type matcherSetView struct {
 type handlerView struct {
 	name    string
 	answers bool        // it answers requests itself
-	issuer  string      // of an oauth2_server, as configured
+	config  string      // of an oauth2_server: its issuer and resources as configured
 	routes  []routeView // of a subroute
 }
 
@@ -51,15 +51,22 @@ type target struct{ host, path string }
 
 // placementCheck finds what runs before an oauth2_server.
 type placementCheck struct {
-	issuer  string // as configured, placeholders unresolved
+	config  string // its issuer and resources as configured (see handlerConfig)
 	targets []target
 	public  map[string]bool
+}
+
+// handlerConfig names an oauth2_server by its issuer and resources as
+// configured (placeholders unresolved): two blocks with the same issuer
+// (one per site) protect different resources.
+func handlerConfig(issuer string, resources []string) string {
+	return issuer + "\x00" + strings.Join(resources, "\x00")
 }
 
 // checkPlacement refuses a configuration in which something runs before
 // this handler for requests it protects. Outside an http app (a config
 // loaded by hand) there is nothing to check.
-func (h *Handler) checkPlacement(ctx caddy.Context, rawIssuer string) error {
+func (h *Handler) checkPlacement(ctx caddy.Context, rawIssuer string, rawResources []string) error {
 	var app *caddyhttp.App
 	for _, m := range ctx.Modules() {
 		if a, ok := m.(*caddyhttp.App); ok {
@@ -69,7 +76,7 @@ func (h *Handler) checkPlacement(ctx caddy.Context, rawIssuer string) error {
 	if app == nil {
 		return nil
 	}
-	c := placementCheck{issuer: rawIssuer, public: map[string]bool{}}
+	c := placementCheck{config: handlerConfig(rawIssuer, rawResources), public: map[string]bool{}}
 	for _, res := range h.Resources {
 		if u, err := url.Parse(res); err == nil {
 			c.targets = append(c.targets, target{strings.ToLower(u.Hostname()), strings.TrimSuffix(u.Path, "/")})
@@ -129,7 +136,7 @@ func (c *placementCheck) inRoutes(routes []routeView, where string) string {
 // that holds it.
 func (c *placementCheck) holds(hd handlerView) bool {
 	if hd.name == "oauth2_server" {
-		return hd.issuer == c.issuer
+		return hd.config != "" && hd.config == c.config
 	}
 	for _, r := range hd.routes {
 		for _, inner := range r.handlers {
@@ -306,6 +313,7 @@ func rawHandler(raw json.RawMessage) handlerView {
 	var h struct {
 		Handler        string              `json:"handler"`
 		Issuer         string              `json:"issuer"`
+		Resources      []string            `json:"resources"`
 		HandleResponse json.RawMessage     `json:"handle_response"`
 		Routes         caddyhttp.RouteList `json:"routes"`
 	}
@@ -323,7 +331,7 @@ func rawHandler(raw json.RawMessage) handlerView {
 	case "subroute":
 		v.routes = viewRoutes(h.Routes)
 	case "oauth2_server":
-		v.issuer = h.Issuer
+		v.config = handlerConfig(h.Issuer, h.Resources)
 	}
 	return v
 }

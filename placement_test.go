@@ -67,6 +67,8 @@ func TestPlacement(t *testing.T) {
 		{"a public path first", site("route {\n respond /healthz \"ok\"\n " + block() + "\n reverse_proxy 127.0.0.1:9000\n}")},
 		{"forward_auth first", site("forward_auth 127.0.0.1:9002 {\n uri /auth\n}\n" + block() + "\nreverse_proxy 127.0.0.1:9000")},
 		{"another site first", "{\n\tadmin off\n}\nhttp://other.localhost:9999 {\n reverse_proxy 127.0.0.1:9000\n}\n" + "http://localhost:9999 {\n" + block() + "\n reverse_proxy 127.0.0.1:9000\n}\n"},
+		{"two sites of one issuer", "{\n\tadmin off\n}\nhttp://a.localhost:9999 {\n" + strings.Replace(block(), "resource http://localhost:9999/mcp", "resource http://a.localhost:9999/mcp", 1) +
+			"\n reverse_proxy 127.0.0.1:9000\n}\nhttp://b.localhost:9999 {\n" + strings.Replace(block(), "resource http://localhost:9999/mcp", "resource http://b.localhost:9999/mcp", 1) + "\n reverse_proxy 127.0.0.1:9000\n}\n"},
 		{"handle for another path first", site("handle /docs/* {\n file_server\n}\nhandle {\n " + block() + "\n reverse_proxy 127.0.0.1:9000\n}")},
 	}
 	for _, tc := range loaded {
