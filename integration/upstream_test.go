@@ -265,30 +265,26 @@ func TestOIDCCallbackMisuse(t *testing.T) {
 	cb = start(b, "other")
 	refused("other's state at corp's callback", b.get(strings.Replace(cb, "/oauth/callback/other", "/oauth/callback/corp", 1)), "belongs to provider other (mix-up)")
 
-	// An iss that is not the provider's.
-	corp.mu.Lock()
-	corp.iss = other.issuer()
-	corp.mu.Unlock()
+	// An iss that is not the provider's; and a provider that says it
+	// sends iss (RFC 9207 §2.4) but whose callback lacks it.
+	sendIss := func(s *oidcStub, iss string) {
+		s.mu.Lock()
+		s.iss = iss
+		s.mu.Unlock()
+	}
+	sendIss(corp, other.issuer())
 	b = newBrowser(t)
 	refused("iss of another provider", b.get(start(b, "corp")), "iss is not the provider's")
-	corp.mu.Lock()
-	corp.iss = corp.issuer()
-	corp.mu.Unlock()
-	b = newBrowser(t)
-	if p := b.get(start(b, "corp")); p.resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("the provider's own iss: %d %s", p.resp.StatusCode, p.body)
-	}
-
-	// A provider that says it sends iss: a callback without it is refused
-	// (RFC 9207 §2.4), one with its own passes.
 	b = newBrowser(t)
 	refused("no iss from a provider that sends it", b.get(start(b, "strict")), "the callback has no iss, though the provider says it sends one")
-	strict.mu.Lock()
-	strict.iss = strict.issuer()
-	strict.mu.Unlock()
-	b = newBrowser(t)
-	if p := b.get(start(b, "strict")); p.resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("the strict provider's own iss: %d %s", p.resp.StatusCode, p.body)
+	for _, s := range []*oidcStub{corp, strict} {
+		sendIss(s, s.issuer())
+	}
+	for _, name := range []string{"corp", "strict"} {
+		b = newBrowser(t)
+		if p := b.get(start(b, name)); p.resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("%s's own iss: %d %s", name, p.resp.StatusCode, p.body)
+		}
 	}
 
 	for name, tc := range map[string]struct{ query, reason string }{

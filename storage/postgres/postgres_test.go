@@ -22,6 +22,17 @@ var cluster *pgtest.Cluster
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
 
+// secondNode opens another node on a's schema.
+func secondNode(t *testing.T, a *DB) *DB {
+	t.Helper()
+	b, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: a.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
 // openSchema opens a new, empty schema of the test cluster.
 func openSchema(t *testing.T) *DB {
 	t.Helper()
@@ -166,11 +177,7 @@ func TestTwoNodes(t *testing.T) {
 // they expire.
 func TestCountEvents(t *testing.T) {
 	a := openSchema(t)
-	b, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: a.schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := secondNode(t, a)
 	ctx := context.Background()
 	key, other := storage.Hash("login\x00user:alice"), storage.Hash("login\x00user:bob")
 	for i, node := range []*DB{a, b, a} {

@@ -235,11 +235,7 @@ func TestRevokedSetWhileDisconnected(t *testing.T) {
 // malformed notices costs at most one reload a second.
 func TestForgedNotices(t *testing.T) {
 	a := openSchema(t)
-	b, err := Open(context.Background(), Config{DSN: cluster.DSN, Schema: a.schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := secondNode(t, a)
 	ctx := context.Background()
 	sa, sb := a.ForIssuer(setIssuer).(*issuerStore), b.ForIssuer(setIssuer).(*issuerStore)
 
