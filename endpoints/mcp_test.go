@@ -388,8 +388,9 @@ func FuzzParseJSONRPC(f *testing.F) {
 	})
 }
 
-// BenchmarkGuardMCPToolCall times the guard on a tools/call judged from
-// the headers (2026-07-28) and from the body (older clients):
+// BenchmarkGuardMCPToolCall times the guard on a GET and on a tools/call
+// with the headers of 2026-07-28 and without (the body is judged either
+// way):
 //
 //	go test ./endpoints -run '^$' -bench GuardMCP -benchmem
 func BenchmarkGuardMCPToolCall(b *testing.B) {
@@ -413,7 +414,11 @@ func BenchmarkGuardMCPToolCall(b *testing.B) {
 			w := &statusWriter{h: http.Header{}}
 			b.ReportAllocs()
 			for b.Loop() {
-				r := httptest.NewRequest(bc.method, "https://auth.test/mcp", bytes.NewReader(body))
+				var rb io.Reader
+				if bc.method == http.MethodPost {
+					rb = bytes.NewReader(body)
+				}
+				r := httptest.NewRequest(bc.method, "https://auth.test/mcp", rb)
 				for k, v := range bc.headers {
 					r.Header[k] = v
 				}
