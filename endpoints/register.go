@@ -2,7 +2,6 @@ package endpoints
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -311,7 +310,7 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 		return
 	}
 	if err != nil || token == "" || len(client.RegistrationTokenHash) == 0 ||
-		subtle.ConstantTimeCompare(storage.Hash(token), client.RegistrationTokenHash) != 1 {
+		!equalSecretHash(token, client.RegistrationTokenHash) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "invalid_token", "the registration access token is missing or wrong")
 		return

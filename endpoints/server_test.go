@@ -180,13 +180,16 @@ func TestRedirectHost(t *testing.T) {
 func TestParseFormContentTypes(t *testing.T) {
 	s := newTestServer(t)
 	for ct, want := range map[string]bool{
-		"application/x-www-form-urlencoded":                true,
-		"application/x-www-form-urlencoded; charset=UTF-8": true,
-		"Application/X-WWW-Form-Urlencoded":                true,
-		"application/x-www-form-urlencoded; charset":       false, // malformed
-		"application/json":                                 false,
-		"multipart/form-data; boundary=x":                  false,
-		"":                                                 false,
+		"application/x-www-form-urlencoded":                                  true,
+		"application/x-www-form-urlencoded; charset=UTF-8":                   true,
+		"Application/X-WWW-Form-Urlencoded":                                  true,
+		"application/x-www-form-urlencoded; charset":                         false, // malformed
+		"application/json":                                                   false,
+		"multipart/form-data; boundary=x":                                    false,
+		"application/json, application/x-www-form-urlencoded":                true, // the MCP SDK in a browser
+		"application/x-www-form-urlencoded, multipart/form-data; boundary=x": false,
+		"application/json, text/plain":                                       false,
+		"":                                                                   false,
 	} {
 		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/token", strings.NewReader("grant_type=client_credentials"))
 		if ct != "" {
