@@ -137,30 +137,33 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 // against the catalogue (and, for a client configured in the Caddyfile,
 // its `scopes`), or by default the client's scopes (or the catalogue).
 // A registered client's `scope` is not a ceiling: MCP clients register
-// with the scope of their first challenge and step up later.
+// with the scope of their first challenge and step up later. A request
+// whose scope holds nothing to grant (empty, or only accepted OpenID
+// Connect scopes such as offline_access) gets the default, as one
+// without the parameter.
 func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *authorizeError) {
-	raw, given := q["scope"]
-	if !given {
+	var granted []string
+	if raw, given := q["scope"]; given {
+		for _, sc := range splitScope(raw[0]) {
+			if !ValidScopeToken(sc) {
+				return "", redirectError("invalid_scope", "scope contains an invalid token")
+			}
+		}
+		granted = s.grantable(raw[0])
+	}
+	if len(granted) == 0 {
 		if client.Scope != "" {
 			return client.Scope, nil
 		}
 		return strings.Join(s.cfg.Scopes, " "), nil
 	}
-	var granted []string
-	for _, sc := range splitScope(raw[0]) {
-		if !ValidScopeToken(sc) {
-			return "", redirectError("invalid_scope", "scope contains an invalid token")
-		}
-		if s.uncataloguedOfflineAccess(sc) {
-			continue // accepted, not granted: refresh tokens follow the client's grant_types
-		}
+	for _, sc := range granted {
 		if s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {
 			return "", redirectError("invalid_scope", "unknown scope: "+sc)
 		}
 		if s.configuredClient(client) && client.Scope != "" && !slices.Contains(splitScope(client.Scope), sc) {
 			return "", redirectError("invalid_scope", "scope not allowed for this client: "+sc)
 		}
-		granted = append(granted, sc)
 	}
 	return joinScope(granted), nil
 }
@@ -170,11 +173,21 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 // resource.
 const offlineAccess = "offline_access"
 
-// uncataloguedOfflineAccess reports whether sc is offline_access while
-// the catalogue does not list it: accepted in requests, left out of the
-// grant.
-func (s *Server) uncataloguedOfflineAccess(sc string) bool {
-	return sc == offlineAccess && !slices.Contains(s.cfg.Scopes, sc)
+// acceptedScopes are OpenID Connect scopes that OIDC-minded clients ask
+// for by default. While this server issues no ID tokens they are accepted
+// in requests and left out of the grant (refresh tokens follow the
+// client's grant_types), unless the catalogue lists them, which makes them
+// ordinary scopes.
+var acceptedScopes = []string{offlineAccess, "openid", "email", "profile"}
+
+// acceptedOnly reports whether sc is accepted without being granted.
+func (s *Server) acceptedOnly(sc string) bool {
+	return slices.Contains(acceptedScopes, sc) && !slices.Contains(s.cfg.Scopes, sc)
+}
+
+// grantable is a scope parameter's scopes without those accepted only.
+func (s *Server) grantable(scope string) []string {
+	return slices.DeleteFunc(splitScope(scope), s.acceptedOnly)
 }
 
 // resourceScopes drops offline_access from scopes the resource publishes

@@ -44,13 +44,13 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	// reads the token and rotates it.
 	narrow := func(fam *storage.RefreshFamily) (string, error) {
 		scope := fam.Scope
-		if requested, given := form["scope"]; given {
-			for _, sc := range splitScope(requested[0]) {
+		if requested := s.requestedScopes(form); len(requested) > 0 {
+			for _, sc := range requested {
 				if !slices.Contains(splitScope(fam.Scope), sc) {
 					return "", &tokenRefusal{"invalid_scope", "scope exceeds what was granted: " + sc}
 				}
 			}
-			scope = joinScope(splitScope(requested[0]))
+			scope = joinScope(requested)
 		}
 		if res := form["resource"]; len(res) > 0 {
 			if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != fam.Resource {
@@ -104,6 +104,13 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 	s.respondWithTokens(w, "refresh_token", storage.NewAccessTokenID(now), g, next, now)
 }
 
+// requestedScopes are the scopes a token request asks for, without those
+// accepted only (offline_access, openid, …); none when it asks for
+// nothing else, or leaves scope out or empty: then the grant's own.
+func (s *Server) requestedScopes(form url.Values) []string {
+	return s.grantable(form.Get("scope"))
+}
+
 // clientCredentials is the client_credentials grant: a confidential client
 // acting on its own behalf. No refresh token.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
@@ -116,14 +123,14 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, clien
 		allowed = s.cfg.Scopes
 	}
 	scope := joinScope(allowed)
-	if requested, given := form["scope"]; given {
-		for _, sc := range splitScope(requested[0]) {
+	if requested := s.requestedScopes(form); len(requested) > 0 {
+		for _, sc := range requested {
 			if !slices.Contains(allowed, sc) {
 				s.tokenFail(w, http.StatusBadRequest, "invalid_scope", "scope not allowed for this client: "+sc)
 				return
 			}
 		}
-		scope = joinScope(splitScope(requested[0]))
+		scope = joinScope(requested)
 	}
 	resource, aerr := s.requestedResource(form["resource"])
 	if aerr != nil {

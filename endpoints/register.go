@@ -258,7 +258,7 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 	}
 	var scopes []string
 	for _, sc := range splitScope(md.Scope) {
-		if s.uncataloguedOfflineAccess(sc) {
+		if s.acceptedOnly(sc) {
 			continue
 		}
 		if !ValidScopeToken(sc) || s.cfg.EnforceScopes && !slices.Contains(s.cfg.Scopes, sc) {

@@ -18,7 +18,7 @@ type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`
 	ExpiresIn    int64  `json:"expires_in"`
-	Scope        string `json:"scope,omitempty"`
+	Scope        string `json:"scope"` // always: RFC 6749 §5.1 wants it whenever it differs from the request
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 

@@ -88,3 +88,56 @@ func TestPublicClientPresentingCredentials(t *testing.T) {
 		wantError(t, name, resp, body, http.StatusUnauthorized, "invalid_client")
 	}
 }
+
+// TestScopesClientsAskFor: OpenID Connect scopes that OIDC-minded clients
+// ask for by default (openid, email, profile, offline_access) are accepted
+// and not granted; a request that asks for nothing else, or sends an empty
+// scope, gets the default scope; a refresh may repeat offline_access; and
+// the token response always says what was granted.
+func TestScopesClientsAskFor(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	redeem := func(query string, p pkce) map[string]any {
+		t.Helper()
+		first := b.get(query)
+		if first.resp.StatusCode == http.StatusOK {
+			first = b.approve(first, "allow")
+		}
+		resp, body := tokenRequest(t, redeemForm(codeFrom(t, first, "https://client.test/cb", "xyz"), p))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %v", query, resp.StatusCode, body)
+		}
+		return body
+	}
+	for _, tc := range []struct{ name, scope, want string }{
+		{"openid email profile with a resource scope", "openid email profile mcp:read", "mcp:read"},
+		{"offline_access alone", "offline_access", "mcp:read mcp:write"},
+		{"openid alone", "openid", "mcp:read mcp:write"},
+		{"empty", "", "mcp:read mcp:write"},
+	} {
+		p := newPKCE()
+		query := authorizeQuery(p, map[string]string{"scope": ""}) + "&scope=" + url.QueryEscape(tc.scope)
+		tokens := redeem(query, p)
+		if tokens["scope"] != tc.want {
+			t.Errorf("%s: scope %v, want %q", tc.name, tokens["scope"], tc.want)
+		}
+		if tc.name != "openid email profile with a resource scope" {
+			continue
+		}
+		for _, refresh := range []string{"mcp:read offline_access", "openid", ""} {
+			resp, body := tokenRequest(t, refreshForm(tokens["refresh_token"].(string), "scope", refresh))
+			if resp.StatusCode != http.StatusOK || body["scope"] != "mcp:read" {
+				t.Fatalf("refresh with scope %q: %d %v", refresh, resp.StatusCode, body)
+			}
+			tokens["refresh_token"] = body["refresh_token"]
+		}
+	}
+	// Neither challenges nor the protected-resource document name them.
+	p := callAPI(t, "", "/mcp")
+	doc := newBrowser(t).get("/.well-known/oauth-protected-resource/mcp")
+	for _, s := range []string{"openid", "profile", "offline_access"} {
+		if strings.Contains(p.resp.Header.Get("WWW-Authenticate"), s) || strings.Contains(doc.body, s) {
+			t.Errorf("%s advertised: %s / %s", s, p.resp.Header.Get("WWW-Authenticate"), doc.body)
+		}
+	}
+}
