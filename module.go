@@ -723,6 +723,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		endpoints.ClearIdentity(r)
 		return next.ServeHTTP(w, r)
 	}
+	if endpoints.WellKnown(r.URL.Path) {
+		endpoints.NoDocument(w, r)
+		return nil
+	}
 	return h.server.Guard(w, r, next)
 }
 

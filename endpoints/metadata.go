@@ -102,6 +102,21 @@ func (r resource) MetadataURL() string {
 	return u.Scheme + "://" + u.Host + r.metadataPath
 }
 
+// WellKnown reports whether a path is under /.well-known/: a discovery
+// path that is not one of this server's (or public) is answered 404,
+// never with a challenge, so that clients probing for documents (ChatGPT
+// asks for /.well-known/oauth-authorization-server/mcp when the issuer has
+// no path) fall back to the next place they know.
+func WellKnown(path string) bool {
+	return strings.HasPrefix(path, "/.well-known/")
+}
+
+// NoDocument answers a /.well-known/ path that is not this server's.
+func NoDocument(w http.ResponseWriter, r *http.Request) {
+	allowCORS(w)
+	writeError(w, http.StatusNotFound, "not_found", "no document at this path")
+}
+
 // serveDocument answers GET/HEAD with a fixed JSON document that any
 // origin may read, and answers CORS preflight.
 func serveDocument(body []byte) http.HandlerFunc {

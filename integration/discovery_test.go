@@ -183,3 +183,27 @@ func TestDiscoveryWithIssuerPath(t *testing.T) {
 		t.Errorf("registration endpoint while off: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestUnknownDiscoveryPaths: a /.well-known/ path that is not this
+// server's answers 404 with a JSON body and no challenge, so that clients
+// fall back (ChatGPT asks for /.well-known/oauth-authorization-server/mcp
+// when the issuer has no path); a public one passes to the upstream.
+func TestUnknownDiscoveryPaths(t *testing.T) {
+	flowServer(t, "public /.well-known/security.txt")
+	for _, path := range []string{
+		"/.well-known/oauth-authorization-server/mcp",
+		"/.well-known/openid-configuration/mcp",
+		"/.well-known/oauth-protected-resource/other",
+		"/.well-known/oauth-client-metadata",
+		"/.well-known/anything",
+	} {
+		p := newBrowser(t).get(path)
+		if p.resp.StatusCode != http.StatusNotFound || p.resp.Header.Get("WWW-Authenticate") != "" ||
+			p.body != `{"error":"not_found","error_description":"no document at this path"}` || p.resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s: %d %v %s", path, p.resp.StatusCode, p.resp.Header, p.body)
+		}
+	}
+	if p := newBrowser(t).get("/.well-known/security.txt"); p.resp.StatusCode != http.StatusOK || p.body != "upstream" {
+		t.Errorf("a public /.well-known/ path: %d %s", p.resp.StatusCode, p.body)
+	}
+}
