@@ -33,10 +33,10 @@ func init() {
 		Long: `
 Talks to the running Caddy's admin API (admin.api.oauth2_server), found the
 way 'caddy reload' finds it: --address, or the admin address of --config, or
-the default localhost:2019. With --storage <file> and --issuer it opens a
-storage file itself instead (when Caddy is not running: the file is locked
-while it is); listing commands open it read-only, and Caddyfile clients are
-not known there.
+the default localhost:2019. With --storage <file> it opens a storage file
+itself instead (when Caddy is not running: the file is locked while it
+is), for its one authorization server or the one --issuer names; listing
+commands open it read-only, and Caddyfile clients are not known there.
 
 When several oauth2_server handlers run, --issuer selects one.
 Tables by default, the API's JSON with --json.
@@ -137,9 +137,6 @@ var offline *handler
 
 // openStorage opens the --storage file as a one-site handler.
 func (c *cli) openStorage(writes bool) (func(), error) {
-	if c.issuer == "" {
-		return nil, errors.New("--storage needs --issuer: a file may hold several authorization servers")
-	}
 	open := bolt.OpenReadOnly
 	if writes {
 		open = bolt.Open
@@ -147,6 +144,12 @@ func (c *cli) openStorage(writes bool) (func(), error) {
 	file, err := open(c.storagePath)
 	if err != nil {
 		return nil, err
+	}
+	if c.issuer == "" {
+		if c.issuer, err = onlyIssuer(file); err != nil {
+			file.Close()
+			return nil, err
+		}
 	}
 	store := file.ForIssuer(c.issuer)
 	keys, err := storedKeys(store)
@@ -165,6 +168,20 @@ func (c *cli) openStorage(writes bool) (func(), error) {
 	site := &Site{Server: srv, File: file, StoragePath: c.storagePath}
 	offline = &handler{sites: func() []*Site { return []*Site{site} }}
 	return func() { offline = nil; srv.Close(); file.Close() }, nil
+}
+
+// onlyIssuer is the issuer of a file that holds one authorization server.
+func onlyIssuer(file storage.Backend) (string, error) {
+	issuers, err := storage.Issuers(context.Background(), file)
+	switch {
+	case err != nil:
+		return "", err
+	case len(issuers) == 1:
+		return issuers[0], nil
+	case len(issuers) == 0:
+		return "", errors.New("the file holds no authorization server's records yet: name one with --issuer")
+	}
+	return "", fmt.Errorf("the file holds several authorization servers; name one with --issuer: %s", strings.Join(issuers, ", "))
 }
 
 // storedKeys is the key set of a file (a throw-away one when it has none:

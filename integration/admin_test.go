@@ -280,8 +280,22 @@ func TestCLI(t *testing.T) {
 	if out, err := off("import", exportPath, "--keep-privileges"); err == nil || !strings.Contains(out, "differs") {
 		t.Errorf("offline import over changed records: %v %s", err, out)
 	}
-	if out, err := caddyCLI(t, "", "oauth2", "clients", "--storage", storagePath); err == nil || !strings.Contains(out, "--storage needs --issuer") {
+	// One issuer in the file: --issuer is not needed.
+	if out, err := caddyCLI(t, "", "oauth2", "clients", "--storage", storagePath); err != nil || !strings.Contains(out, "Kept") {
 		t.Errorf("offline without issuer: %v %s", err, out)
+	}
+	// Two: the error lists them.
+	two, err := bolt.Open(storagePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := two.ForIssuer("https://other.example").PutClient(context.Background(), &storage.Client{ID: "o", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	two.Close()
+	if out, err := caddyCLI(t, "", "oauth2", "clients", "--storage", storagePath); err == nil ||
+		!strings.Contains(out, "the file holds several authorization servers; name one with --issuer: "+base+", https://other.example") {
+		t.Errorf("offline without issuer, two issuers: %v %s", err, out)
 	}
 }
 

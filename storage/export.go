@@ -2,10 +2,13 @@ package storage
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -146,4 +149,32 @@ func SameClient(a, b []byte) bool {
 func SameRecord(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
+}
+
+// Issuers lists the issuers whose records a backend holds, read from its
+// export (a tool's question, not a server's: it reads every record).
+func Issuers(ctx context.Context, b Backend) ([]string, error) {
+	r, w := io.Pipe()
+	go func() {
+		_, err := b.Export(ctx, w)
+		w.CloseWithError(err)
+	}()
+	defer r.Close()
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxImportLine)
+	for sc.Scan() {
+		var rec struct {
+			Record struct {
+				Issuer string `json:"iss"`
+			} `json:"record"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Record.Issuer != "" {
+			seen[rec.Record.Issuer] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the records: %w", err)
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
