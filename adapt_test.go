@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -67,5 +68,19 @@ func TestDirectiveOrder(t *testing.T) {
 	b, r, o := bytes.Index(out, []byte(`"handler":"authentication"`)), bytes.Index(out, []byte(`"handler":"reverse_proxy"`)), bytes.Index(out, []byte(`"handler":"oauth2_server"`))
 	if b < 0 || r < 0 || o < 0 || !(b < o && o < r) {
 		t.Fatalf("handler order basic_auth=%d oauth2_server=%d reverse_proxy=%d in %s", b, o, r, out)
+	}
+}
+
+// TestCaddyfilesAreFormatted: the example and the end-to-end Caddyfile are
+// as `caddy fmt` writes them (Caddy warns at every start otherwise).
+func TestCaddyfilesAreFormatted(t *testing.T) {
+	for _, name := range []string{"Caddyfile.example", "e2e/Caddyfile"} {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if formatted := caddyfile.Format(src); !bytes.Equal(formatted, src) {
+			t.Errorf("%s is not formatted: run `caddy fmt --overwrite %s`", name, name)
+		}
 	}
 }

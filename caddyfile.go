@@ -210,7 +210,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "rate_limit_per_user":
 			h.RateLimitPerUser, err = rateLimitArgs(d)
 		default:
-			return d.Errf("unrecognized subdirective %q", opt)
+			return d.Err(unknownOption(opt, handlerOptions))
 		}
 		if err != nil {
 			return err
@@ -254,7 +254,7 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 		case "token_endpoint_auth_method":
 			err = oneArg(d, &c.TokenEndpointAuthMethod)
 		default:
-			return d.Errf("client %q: unrecognized subdirective %q", c.ID, opt)
+			return d.Errf("client %q: %s", c.ID, unknownOption(opt, clientOptions))
 		}
 		if err != nil {
 			return err
@@ -287,7 +287,7 @@ func (h *Handler) unmarshalDynamicRegistration(d *caddyfile.Dispenser) error {
 		case "rate_limit":
 			dr.RateLimit, err = rateLimitArgs(d)
 		default:
-			return d.Errf("dynamic_registration: unrecognized subdirective %q", opt)
+			return d.Err("dynamic_registration: " + unknownOption(opt, registrationOptions))
 		}
 		if err != nil {
 			return err

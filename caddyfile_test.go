@@ -186,7 +186,8 @@ func TestUnmarshalCaddyfileStorage(t *testing.T) {
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"oauth2_server inline {\n}", "wrong argument count"},
-		{"oauth2_server {\n isuer https://a.test\n}", `unrecognized subdirective "isuer"`},
+		{"oauth2_server {\n isuer https://a.test\n}", `unrecognized subdirective "isuer" (did you mean "issuer"?)`},
+		{"oauth2_server {\n frobnicate\n}", `unrecognized subdirective "frobnicate"`},
 		{"oauth2_server {\n issuer https://a.test\n issuer https://b.test\n}", "issuer already specified"},
 		{"oauth2_server {\n issuer\n}", "issuer: expected one value"},
 		{"oauth2_server {\n issuer https://a.test https://b.test\n}", "issuer: expected one value, got more"},
@@ -201,7 +202,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"oauth2_server {\n session_lifetime forever\n}", `session_lifetime: "forever" is not a duration`},
 		{"oauth2_server {\n user alice\n}", "user: expected a user name and a password hash"},
 		{"oauth2_server {\n client {\n }\n}", "client: expected a client_id followed by a block"},
-		{"oauth2_server {\n client c1 {\n  sekret x\n }\n}", `client "c1": unrecognized subdirective "sekret"`},
+		{"oauth2_server {\n client c1 {\n  sekret x\n }\n}", `client "c1": unrecognized subdirective "sekret" (did you mean "secret"?)`},
 		{"oauth2_server {\n client c1 {\n  public yes\n }\n}", "public takes no value"},
 		{"oauth2_server {\n client c1 {\n  name a\n  name b\n }\n}", `client "c1": name already specified`},
 		{"oauth2_server {\n dynamic_registration {\n  open\n }\n}", `dynamic_registration: unrecognized subdirective "open"`},
@@ -223,6 +224,30 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		_, err := parse(tc.src)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want it to contain %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+// TestSuggestedOptionsExist: every subdirective "did you mean" may
+// suggest is one the parser recognises, and nothing else is suggested.
+func TestSuggestedOptionsExist(t *testing.T) {
+	blocks := map[string]struct {
+		wrap  func(string) string
+		known []string
+	}{
+		"handler":              {func(o string) string { return "oauth2_server {\n " + o + "\n}" }, handlerOptions},
+		"client":               {func(o string) string { return "oauth2_server {\n client c {\n  " + o + "\n }\n}" }, clientOptions},
+		"login":                {func(o string) string { return "oauth2_server {\n login github {\n  " + o + "\n }\n}" }, loginOptions},
+		"dynamic_registration": {func(o string) string { return "oauth2_server {\n dynamic_registration {\n  " + o + "\n }\n}" }, registrationOptions},
+	}
+	for name, b := range blocks {
+		for _, opt := range b.known {
+			if _, err := parse(b.wrap(opt)); err != nil && strings.Contains(err.Error(), "unrecognized subdirective") {
+				t.Errorf("%s: %q is listed but not recognised: %v", name, opt, err)
+			}
+		}
+		if _, err := parse(b.wrap("zzzzzz")); err == nil || strings.Contains(err.Error(), "did you mean") {
+			t.Errorf("%s: a far-off word: %v", name, err)
 		}
 	}
 }

@@ -136,7 +136,7 @@ func (h *Handler) unmarshalLogin(d *caddyfile.Dispenser) error {
 			}
 			l.AllowClaims = append(l.AllowClaims, c)
 		default:
-			return d.Errf("login %s: unrecognized subdirective %q", cmpOr(l.Name, l.Provider), opt)
+			return d.Errf("login %s: %s", cmpOr(l.Name, l.Provider), unknownOption(opt, loginOptions))
 		}
 		if err != nil {
 			return err

@@ -11,12 +11,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -170,6 +172,35 @@ func (c *cli) openStorage(writes bool) (func(), error) {
 	return func() { offline = nil; srv.Close(); file.Close() }, nil
 }
 
+// quietConfig is the --config file as JSON, adapted without Caddy's log
+// lines (the command wants only its admin address); nil without --config
+// or with --address.
+func (c *cli) quietConfig() ([]byte, error) {
+	if c.config == "" || c.address != "" {
+		return nil, nil
+	}
+	body, err := os.ReadFile(c.config)
+	if err != nil {
+		return nil, fmt.Errorf("reading --config: %v", err)
+	}
+	name := c.adapter
+	if base := filepath.Base(c.config); name == "" && (strings.HasPrefix(base, "Caddyfile") || filepath.Ext(base) == ".caddyfile") {
+		name = "caddyfile"
+	}
+	if name == "" {
+		return body, nil
+	}
+	adapter := caddyconfig.GetAdapter(name)
+	if adapter == nil {
+		return nil, fmt.Errorf("unrecognized config adapter %q", name)
+	}
+	out, _, err := adapter.Adapt(body, map[string]any{"filename": c.config})
+	if err != nil {
+		return nil, fmt.Errorf("adapting --config: %v", err)
+	}
+	return out, nil
+}
+
 // onlyIssuer is the issuer of a file that holds one authorization server.
 func onlyIssuer(file storage.Backend) (string, error) {
 	issuers, err := storage.Issuers(context.Background(), file)
@@ -215,11 +246,18 @@ func (c *cli) call(method, path string, query url.Values, body io.Reader) ([]byt
 	if offline != nil {
 		return offline.call(method, uri, body)
 	}
-	addr, err := caddycmd.DetermineAdminAPIAddress(c.address, nil, c.config, c.adapter)
+	cfg, err := c.quietConfig()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := caddycmd.DetermineAdminAPIAddress(c.address, cfg, c.config, c.adapter)
 	if err != nil {
 		return nil, fmt.Errorf("finding the admin API: %v", err)
 	}
 	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, body)
+	if err != nil && strings.HasPrefix(err.Error(), "performing request:") {
+		return nil, fmt.Errorf("reaching Caddy's admin API at %s: %v; is Caddy running? Name its admin address with --address or its config with --config (or, when it is not running, open the storage file with --storage)", addr, strings.TrimPrefix(err.Error(), "performing request: "))
+	}
 	if err != nil {
 		return nil, apiMessage(err)
 	}
@@ -375,7 +413,22 @@ func (c *cli) revoke(grant, user, client string) error {
 		return err
 	}
 	var n map[string]int
-	return c.show(raw, &n, "REVOKED", func(tw io.Writer) { fmt.Fprintf(tw, "%d\n", n["revoked"]) })
+	if c.json {
+		_, err := c.out.Write(raw)
+		return err
+	}
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return fmt.Errorf("reading the answer: %v", err)
+	}
+	what := "grant " + grant
+	switch {
+	case user != "":
+		what = "grants of user " + user
+	case client != "":
+		what = "grants of client " + client
+	}
+	_, err = fmt.Fprintf(c.out, "revoked %d: the %s (refresh tokens, live access tokens, remembered consent)\n", n["revoked"], what)
+	return err
 }
 
 func (c *cli) keys() error {

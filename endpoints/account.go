@@ -51,9 +51,8 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user identi
 		return
 	}
 	page := accountPage{Title: "Connected apps", Action: s.issuerPath + "/oauth/account", LogoutAction: s.issuerPath + "/oauth/logout",
-		CSRF: randomToken(), Notice: notice}
+		CSRF: s.pageCSRF(w, r), Notice: notice}
 	page.Account, page.Via = s.accountName(user)
-	s.setCookie(w, r, loginCSRFCookie, page.CSRF, time.Hour)
 	for _, g := range grants {
 		app := connectedApp{ID: g.ID, Name: g.ClientID, Resource: g.Resource, Scopes: s.scopes.items(splitScope(g.Scope)), Granted: day(g.CreatedAt)}
 		if !g.LastUsedAt.IsZero() {

@@ -365,7 +365,11 @@ func (s *Server) challenge(w http.ResponseWriter, status int, res resource, requ
 	}
 	w.Header().Set("WWW-Authenticate", v)
 	if errCode == "" {
-		errCode, description = "invalid_token", "an access token is required"
+		// No token: no error code, in the body as in the header (RFC 6750 §3.1).
+		writeJSON(w, status, struct {
+			Description string `json:"error_description"`
+		}{"an access token is required"})
+		return
 	}
 	if status == http.StatusForbidden {
 		writeJSON(w, status, scopeError{oauthError{Error: errCode, Description: description}, scope})

@@ -80,7 +80,11 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 	if user, ok := s.currentUser(r); ok {
 		return user, true
 	}
-	back := url.Values{"return_to": {r.URL.EscapedPath() + "?" + r.URL.RawQuery}}.Encode()
+	returnTo := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		returnTo += "?" + r.URL.RawQuery
+	}
+	back := url.Values{"return_to": {returnTo}}.Encode()
 	switch {
 	case s.cfg.SignInPath != "":
 		http.Redirect(w, r, s.cfg.SignInPath+"?"+back, http.StatusSeeOther)
@@ -99,8 +103,14 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 // endpoint or the connected-apps page, so the login page is no open
 // redirector.
 func (s *Server) safeReturnTo(v string) string {
-	for _, prefix := range []string{s.issuerPath + "/oauth/authorize?", "/authorize?", s.issuerPath + "/oauth/account?"} {
-		if strings.HasPrefix(v, prefix) && !strings.ContainsAny(v, "\\\r\n") {
+	if strings.ContainsAny(v, "\\\r\n") {
+		return ""
+	}
+	if account := s.issuerPath + "/oauth/account"; v == account || strings.HasPrefix(v, account+"?") {
+		return v
+	}
+	for _, prefix := range []string{s.issuerPath + "/oauth/authorize?", "/authorize?"} {
+		if strings.HasPrefix(v, prefix) {
 			return v
 		}
 	}
@@ -146,8 +156,7 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, r
 		ReturnTo: returnTo, Username: username, Error: msg, Passwords: len(s.cfg.Users) > 0,
 	}
 	if page.Passwords {
-		page.CSRF = randomToken()
-		s.setCookie(w, r, loginCSRFCookie, page.CSRF, time.Hour)
+		page.CSRF = s.pageCSRF(w, r)
 	}
 	query := ""
 	if returnTo != "" {
@@ -157,6 +166,19 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, r
 		page.Providers = append(page.Providers, providerLink{Label: p.Label(), URL: s.issuerPath + "/oauth/login/" + p.Name() + query})
 	}
 	s.renderPage(w, status, "login.html", page)
+}
+
+// pageCSRF is the double-submit CSRF token of the sign-in, sign-out and
+// connected-apps forms: the browser's, when its cookie holds one, so that
+// a page opened in a second tab does not void the first tab's form; else
+// a new one, set in the cookie for an hour.
+func (s *Server) pageCSRF(w http.ResponseWriter, r *http.Request) string {
+	token := randomToken()
+	if c, err := r.Cookie(cookieName(r, loginCSRFCookie)); err == nil && len(c.Value) == len(token) && validTokenSyntax(c.Value) {
+		token = c.Value
+	}
+	s.setCookie(w, r, loginCSRFCookie, token, time.Hour)
+	return token
 }
 
 // badCredentials is the one message for every failed sign-in.

@@ -21,8 +21,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		page := logoutPage{Title: "Sign out", Action: s.issuerPath + "/oauth/logout"}
 		if user, ok := s.currentUser(r); ok {
 			page.Account, page.Via = s.accountName(user)
-			page.CSRF = randomToken()
-			s.setCookie(w, r, loginCSRFCookie, page.CSRF, time.Hour)
+			page.CSRF = s.pageCSRF(w, r)
 		}
 		s.renderPage(w, http.StatusOK, "logout.html", page)
 	case http.MethodPost:

@@ -16,11 +16,11 @@ func TestConnectedAppsPage(t *testing.T) {
 	// Not signed in: the sign-in page, then back here.
 	b := newBrowser(t)
 	p := b.get("/oauth/account")
-	if loc := p.location(); p.resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Path != "/oauth/login" || loc.Query().Get("return_to") != "/oauth/account?" {
+	if loc := p.location(); p.resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Path != "/oauth/login" || loc.Query().Get("return_to") != "/oauth/account" {
 		t.Fatalf("anonymous: %d %v", p.resp.StatusCode, p.resp.Header)
 	}
 	form := b.get(p.location().String())
-	if back := b.post("/oauth/login", url.Values{"username": {"alice"}, "password": {alicePassword}, "csrf_token": {form.field("csrf_token")}, "return_to": {form.field("return_to")}}); back.resp.Header.Get("Location") != "/oauth/account?" {
+	if back := b.post("/oauth/login", url.Values{"username": {"alice"}, "password": {alicePassword}, "csrf_token": {form.field("csrf_token")}, "return_to": {form.field("return_to")}}); back.resp.Header.Get("Location") != "/oauth/account" {
 		t.Fatalf("after sign-in: %d %v", back.resp.StatusCode, back.resp.Header)
 	}
 	tokens := tokensFor(t, b, nil)
@@ -38,6 +38,10 @@ func TestConnectedAppsPage(t *testing.T) {
 	}
 	grant := endpoints.GrantID("alice", "pub1", base+"/mcp")
 	csrf := page.field("csrf_token")
+	// The page opened again in a second tab keeps the first tab's form good.
+	if second := b.get("/oauth/account"); second.field("csrf_token") != csrf {
+		t.Errorf("a second tab changed the form's token")
+	}
 
 	// A forged form and another user's grant are refused.
 	if p := b.post("/oauth/account", url.Values{"csrf_token": {"forged"}, "grant": {grant}, "action": {"revoke"}}); p.resp.StatusCode != http.StatusBadRequest {

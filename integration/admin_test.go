@@ -248,8 +248,18 @@ func TestCLI(t *testing.T) {
 	if out, err := caddyCLI(t, "", "oauth2", "clients", "delete", "pub1", "--address", "localhost:2999"); err == nil || !strings.Contains(out, "configured in the Caddyfile") || strings.Count(strings.TrimSpace(out), "\n") > 1 {
 		t.Errorf("deleting a Caddyfile client: %v %q", err, out)
 	}
-	if out := cli("revoke", "--user", "alice"); !strings.Contains(out, "1") {
+	if out := cli("revoke", "--user", "alice"); !strings.Contains(out, "revoked 1: the grants of user alice (refresh tokens, live access tokens, remembered consent)") {
 		t.Errorf("revoke --user: %s", out)
+	}
+	if out, err := caddyCLI(t, "", "oauth2", "clients", "--address", "localhost:1"); err == nil ||
+		!strings.Contains(out, "reaching Caddy's admin API at localhost:1:") || !strings.Contains(out, "is Caddy running? Name its admin address with --address or its config with --config") {
+		t.Errorf("an unreachable admin API: %v %s", err, out)
+	}
+	// --config names the running config: only the answer is printed.
+	cfg := filepath.Join(t.TempDir(), "Caddyfile")
+	os.WriteFile(cfg, []byte("{\n\tadmin localhost:2999\n}\nhttp://localhost:9999 {\n\trespond   ok\n}\n"), 0o600)
+	if out, err := caddyCLI(t, "", "oauth2", "servers", "--config", cfg); err != nil || strings.Contains(out, `"level"`) || !strings.Contains(out, base) {
+		t.Errorf("--config: %v %s", err, out)
 	}
 	if out, err := caddyCLI(t, "", "oauth2", "revoke", "--address", "localhost:2999"); err == nil || !strings.Contains(out, "exactly one") {
 		t.Errorf("revoke without a target: %v %s", err, out)

@@ -37,9 +37,9 @@ func TestGuardChallenges(t *testing.T) {
 		challenge, body   string
 	}{
 		{"no token", "", "/mcp", 401, `Bearer resource_metadata="` + prmMCP + `"`,
-			`{"error":"invalid_token","error_description":"an access token is required"}`},
+			`{"error_description":"an access token is required"}`},
 		{"no token, scoped path", "", "/mcp/admin/x", 401, `Bearer resource_metadata="` + prmMCP + `", scope="mcp:write mcp:read"`,
-			`{"error":"invalid_token","error_description":"an access token is required"}`},
+			`{"error_description":"an access token is required"}`},
 		{"bad token", "not-a-jwt", "/mcp", 401, `Bearer resource_metadata="` + prmMCP + `", error="invalid_token", error_description="the access token is malformed or its signature is invalid"`,
 			`{"error":"invalid_token","error_description":"the access token is malformed or its signature is invalid"}`},
 		{"other resource", read, "/api/x", 401, `Bearer resource_metadata="` + base + `/.well-known/oauth-protected-resource/api", error="invalid_token", error_description="the access token is not valid for this resource"`,
