@@ -664,7 +664,7 @@ func (h *Handler) openStorage(ctx caddy.Context) (storage.Backend, storage.Store
 		return nil, nil, err
 	}
 	backend, release, err := h.storage.OpenBackend(storage.OpenOptions{
-		Issuer: h.Issuer, SweepInterval: time.Duration(h.SweepInterval), Logger: h.logger.Named("storage"), Observe: endpoints.ObserveStorage,
+		Issuer: h.Issuer, SweepInterval: time.Duration(h.SweepInterval), Logger: h.logger.Named("storage"), Audit: h.logger.Named("audit"), Observe: endpoints.ObserveStorage,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -343,7 +343,7 @@ func (c *cli) clients() error {
 	var list []endpoints.ClientInfo
 	return c.show(raw, &list, "CLIENT_ID\tNAME\tORIGIN\tGRANT TYPES\tAUTH\tCREATED\tLAST USED", func(tw io.Writer) {
 		for _, cl := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cl.ID, dash(cl.Name), cl.Origin, strings.Join(cl.GrantTypes, " "), dash(cl.AuthMethod), when(cl.CreatedAt), when(cl.LastUsedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cl.ID, dash(cl.Name), cl.Origin, strings.Join(cl.GrantTypes, " "), dash(strings.Join(cl.AuthMethods, ",")), when(cl.CreatedAt), when(cl.LastUsedAt))
 		}
 	})
 }

@@ -6,37 +6,76 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
 // Audit events, the values of the `event` field of the audit logger
 // (http.handlers.oauth2_server.audit). They name what happened with ids
 // only: never a code, token, secret, password or cookie.
 const (
-	eventSignIn              = "sign_in"
-	eventSignInFailed        = "sign_in_failed"
-	eventSignInThrottled     = "sign_in_throttled"
-	eventSignInRefused       = "sign_in_refused"
-	eventSignOut             = "sign_out"
-	eventConsentGranted      = "consent_granted"
-	eventConsentDenied       = "consent_denied"
-	eventConsentRevoked      = "consent_revoked"
-	eventClientRegistered    = "client_registered"
-	eventClientDeleted       = "client_deleted"
-	eventTokenIssued         = "token_issued"
-	eventRefreshRotated      = "refresh_rotated"
-	eventReuseDetected       = "refresh_reuse_detected"
-	eventCodeReplayed        = "code_replay_detected"
-	eventFamilyRevoked       = "family_revoked"
-	eventAccessTokenRevoked  = "access_token_revoked"
-	eventKeyRotated          = "key_rotated"
-	eventGrantFirstUsed      = "grant_first_used"
-	eventTokenNeverUsed      = "token_never_used"
-	eventAuthorizationDenied = "authorization_denied"
-	eventToolCall            = "mcp_tool_call"
-	eventMCPRefused          = "mcp_request_refused"
-	eventUpstreamRefreshed   = "upstream_token_refreshed"
-	eventUpstreamEnded       = "upstream_token_ended"
+	eventSignIn             = "sign_in"
+	eventSignInFailed       = "sign_in_failed"
+	eventSignInThrottled    = "sign_in_throttled"
+	eventSignInRefused      = "sign_in_refused"
+	eventSignOut            = "sign_out"
+	eventConsentGranted     = "consent_granted"
+	eventConsentDenied      = "consent_denied"
+	eventConsentRevoked     = "consent_revoked"
+	eventClientRegistered   = "client_registered"
+	eventClientDeleted      = "client_deleted"
+	eventTokenIssued        = "token_issued"
+	eventRefreshRotated     = "refresh_rotated"
+	eventReuseDetected      = "refresh_reuse_detected"
+	eventCodeReplayed       = "code_replay_detected"
+	eventFamilyRevoked      = "family_revoked"
+	eventAccessTokenRevoked = "access_token_revoked"
+	eventKeyRotated         = "key_rotated"
+	eventGrantFirstUsed     = "grant_first_used"
+	eventTokenNeverUsed     = "token_never_used"
+	eventToolCall           = "mcp_tool_call"
+	eventMCPRefused         = "mcp_request_refused"
+	eventUpstreamRefreshed  = "upstream_token_refreshed"
+	eventUpstreamEnded      = "upstream_token_ended"
 )
+
+// Why a refresh-token family was revoked: the `by` of a family_revoked
+// event and the reason label of caddy_oauth2_family_revocations_total.
+const (
+	revokedByEndpoint     = "revocation_endpoint" // RFC 7009
+	revokedByReuse        = "reuse"               // a rotated refresh token presented again
+	revokedByCodeReplay   = "code_replay"         // a used authorization code presented again
+	revokedByAdmin        = "admin"               // the admin API or `caddy oauth2 revoke`
+	revokedByUser         = "user"                // the connected-apps page
+	revokedByClientDelete = "client_deleted"      // the admin API or RFC 7592 deleted the client
+)
+
+// familyReasons are every reason a family is revoked for.
+var familyReasons = []string{revokedByEndpoint, revokedByReuse, revokedByCodeReplay, revokedByAdmin, revokedByUser, revokedByClientDelete}
+
+// familyRevoked counts a revoked family and writes its family_revoked
+// event.
+func (s *Server) familyRevoked(fam *storage.RefreshFamily, by string) {
+	s.metrics.familyRevocations.WithLabelValues(by).Inc()
+	s.audit.info(eventFamilyRevoked, zap.String("client_id", fam.ClientID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject), zap.String("by", by))
+}
+
+// grantsRevoked is familyRevoked for every family of revoked grants.
+func (s *Server) grantsRevoked(grants []storage.Grant, by string) {
+	for i := range grants {
+		for j := range grants[i].Families {
+			s.familyRevoked(&grants[i].Families[j], by)
+		}
+	}
+}
+
+// auditEvents are every event the audit logger writes (the README's table
+// lists them: TestREADMEListsEvents); family_revoked is also written by
+// the storage sweeper.
+var auditEvents = []string{eventSignIn, eventSignInFailed, eventSignInThrottled, eventSignInRefused, eventSignOut, eventConsentGranted,
+	eventConsentDenied, eventConsentRevoked, eventClientRegistered, eventClientDeleted, eventTokenIssued, eventRefreshRotated,
+	eventReuseDetected, eventCodeReplayed, eventFamilyRevoked, eventAccessTokenRevoked, eventKeyRotated, eventGrantFirstUsed,
+	eventTokenNeverUsed, eventToolCall, eventMCPRefused, eventUpstreamRefreshed, eventUpstreamEnded}
 
 // unusedAfter is how long an issued grant may go without reaching the
 // guard before it is reported once: the commonest symptom of a client

@@ -31,21 +31,35 @@ const (
 
 // ClientInfo is a client as an operator sees it.
 type ClientInfo struct {
-	ID           string    `json:"client_id"`
-	Name         string    `json:"client_name,omitempty"`
-	RedirectURIs []string  `json:"redirect_uris,omitempty"`
-	GrantTypes   []string  `json:"grant_types,omitempty"`
-	Scope        string    `json:"scope,omitempty"`
-	AuthMethod   string    `json:"token_endpoint_auth_method,omitempty"`
-	Origin       string    `json:"origin"`
-	Trusted      bool      `json:"trusted,omitempty"`
-	CreatedAt    time.Time `json:"created_at,omitzero"`
-	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
+	ID           string   `json:"client_id"`
+	Name         string   `json:"client_name,omitempty"`
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	GrantTypes   []string `json:"grant_types,omitempty"`
+	Scope        string   `json:"scope,omitempty"`
+	AuthMethod   string   `json:"token_endpoint_auth_method,omitempty"`
+	// AuthMethods are the client authentication methods it may use now.
+	AuthMethods []string  `json:"token_endpoint_auth_methods"`
+	Origin      string    `json:"origin"`
+	Trusted     bool      `json:"trusted,omitempty"`
+	CreatedAt   time.Time `json:"created_at,omitzero"`
+	LastUsedAt  time.Time `json:"last_used_at,omitzero"`
 }
 
-func clientInfo(c *storage.Client, origin string) ClientInfo {
+func (s *Server) clientInfo(c *storage.Client, origin string) ClientInfo {
 	return ClientInfo{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scope: c.Scope,
-		AuthMethod: c.TokenEndpointAuthMethod, Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
+		AuthMethod: c.TokenEndpointAuthMethod, AuthMethods: s.authMethods(c), Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
+}
+
+// authMethods are the client authentication methods a client may use (see
+// authenticateClient).
+func (s *Server) authMethods(c *storage.Client) []string {
+	switch {
+	case !confidential(c):
+		return []string{"none"}
+	case s.onlyMethod(c) != "":
+		return []string{s.onlyMethod(c)}
+	}
+	return []string{"client_secret_basic", "client_secret_post"}
 }
 
 // Issuer is the server's issuer identifier.
@@ -66,14 +80,14 @@ func (s *Server) Counts(ctx context.Context) (storage.Counts, error) {
 func (s *Server) ListClients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
 	for i := range s.cfg.Clients {
-		out = append(out, clientInfo(&s.cfg.Clients[i], OriginCaddyfile))
+		out = append(out, s.clientInfo(&s.cfg.Clients[i], OriginCaddyfile))
 	}
 	stored, err := s.cfg.Store.Clients(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for i := range stored {
-		out = append(out, clientInfo(&stored[i], storage.ClientOrigin(&stored[i])))
+		out = append(out, s.clientInfo(&stored[i], storage.ClientOrigin(&stored[i])))
 	}
 	return out, nil
 }
@@ -155,7 +169,7 @@ func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, str
 	}
 	s.audit.info(eventClientRegistered, zap.String("client_id", c.ID), zap.String("client_name", c.Name), zap.Strings("redirect_uris", c.RedirectURIs),
 		zap.String("by", "admin"))
-	return clientInfo(c, OriginAdmin), secret, nil
+	return s.clientInfo(c, OriginAdmin), secret, nil
 }
 
 // ErrConfiguredClient: a Caddyfile client is changed in the Caddyfile.
@@ -177,10 +191,12 @@ func (s *Server) RemoveClient(ctx context.Context, id string) error {
 		return err
 	}
 	now := time.Now()
-	if err := s.cfg.Store.DeleteClient(ctx, id, now, s.tokensExpireBy(now)); err != nil {
+	revoked, err := s.cfg.Store.DeleteClient(ctx, id, now, s.tokensExpireBy(now))
+	if err != nil {
 		return err
 	}
 	s.audit.info(eventClientDeleted, zap.String("client_id", id), zap.String("by", "admin"))
+	s.grantsRevoked(revoked, revokedByClientDelete)
 	return nil
 }
 
@@ -249,16 +265,16 @@ func (s *Server) RevokeGrants(ctx context.Context, f storage.GrantFilter, by str
 		return 0, invalid("name a grant, a user or a client")
 	}
 	now := time.Now()
-	n, err := s.cfg.Store.RevokeGrants(ctx, f, now, s.tokensExpireBy(now))
+	revoked, err := s.cfg.Store.RevokeGrants(ctx, f, now, s.tokensExpireBy(now))
 	if err != nil {
 		return 0, err
 	}
-	if n > 0 {
-		s.metrics.familyRevocations.WithLabelValues(by).Inc()
+	if len(revoked) > 0 {
 		s.audit.info(eventConsentRevoked, zap.String("sub", f.Subject), zap.String("client_id", f.ClientID), zap.String("resource", f.Resource),
-			zap.Int("grants", n), zap.String("by", by))
+			zap.Int("grants", len(revoked)), zap.String("by", by))
 	}
-	return n, nil
+	s.grantsRevoked(revoked, by)
+	return len(revoked), nil
 }
 
 // KeyInfo is a signing key's public side.

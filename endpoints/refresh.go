@@ -79,8 +79,8 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 		return
 	case errors.Is(err, storage.ErrReused):
 		s.metrics.refreshes.WithLabelValues("reuse_detected").Inc()
-		s.metrics.familyRevocations.WithLabelValues("reuse").Inc()
 		s.audit.warn(eventReuseDetected, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject))
+		s.familyRevoked(fam, revokedByReuse)
 		invalidGrant("the refresh token was already used")
 		return
 	case errors.Is(err, storage.ErrWrongClient):

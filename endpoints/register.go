@@ -318,11 +318,13 @@ func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clie
 	if r.Method == http.MethodDelete {
 		// Its refresh families and live access tokens go with it.
 		now := time.Now()
-		if err := s.cfg.Store.DeleteClient(r.Context(), clientID, now, now.Add(s.cfg.AccessTokenLifetime+s.cfg.ClockSkew)); err != nil {
+		revoked, err := s.cfg.Store.DeleteClient(r.Context(), clientID, now, s.tokensExpireBy(now))
+		if err != nil {
 			s.unavailable(w, "register: deleting client", err)
 			return
 		}
 		s.audit.info(eventClientDeleted, zap.String("client_id", clientID), zap.String("by", "registration access token"))
+		s.grantsRevoked(revoked, revokedByClientDelete)
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 		return

@@ -89,8 +89,7 @@ func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, tok
 	if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam.ID, time.Now()); err != nil {
 		return true, fmt.Errorf("revoking refresh family %s: %w", fam.ID, err)
 	}
-	s.metrics.familyRevocations.WithLabelValues("revocation_endpoint").Inc()
-	s.audit.info(eventFamilyRevoked, zap.String("client_id", client.ID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject), zap.String("by", "revocation endpoint"))
+	s.familyRevoked(fam, revokedByEndpoint)
 	return true, nil
 }
 

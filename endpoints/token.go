@@ -211,7 +211,7 @@ func (s *Server) revokeIssuance(r *http.Request, client *storage.Client, ac *sto
 		if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam, now); err != nil {
 			s.cfg.Logger.Error("revoking refresh family of a replayed code", zap.Error(err))
 		}
-		s.metrics.familyRevocations.WithLabelValues("code_replay").Inc()
+		s.familyRevoked(&storage.RefreshFamily{ID: fam, ClientID: client.ID, Subject: ac.Subject}, revokedByCodeReplay)
 	}
 	s.audit.warn(eventCodeReplayed, zap.String("client_id", client.ID), zap.String("sub", ac.Subject),
 		zap.String("jti", ac.Issued.AccessTokenID), zap.String("family_id", ac.Issued.RefreshFamilyID))

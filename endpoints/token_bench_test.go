@@ -27,7 +27,7 @@ import (
 //
 //	go test ./endpoints -run '^$' -bench 'Exchange|Refresh' -benchmem
 
-func benchServer(b *testing.B, store ...storage.Store) *Server {
+func benchServer(b testing.TB, store ...storage.Store) *Server {
 	return newTestServer(b, func(c *Config) {
 		if len(store) == 1 {
 			c.Store = store[0]
@@ -57,7 +57,7 @@ func postToken(s *Server, form url.Values) *httptest.ResponseRecorder {
 const benchVerifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 const benchChallenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
-func saveCode(b *testing.B, s *Server) string {
+func saveCode(b testing.TB, s *Server) string {
 	code := randomToken()
 	now := time.Now()
 	err := s.cfg.Store.SaveAuthorizationCode(context.Background(), code, &storage.AuthorizationCode{
@@ -70,7 +70,7 @@ func saveCode(b *testing.B, s *Server) string {
 	return code
 }
 
-func exchange(b *testing.B, s *Server, code string) string {
+func exchange(b testing.TB, s *Server, code string) string {
 	w := postToken(s, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {benchVerifier},
 		"client_id": {"pub1"}, "redirect_uri": {"https://client.test/cb"}})
 	if w.Code != http.StatusOK {
@@ -81,7 +81,7 @@ func exchange(b *testing.B, s *Server, code string) string {
 	return resp.RefreshToken
 }
 
-func refresh(b *testing.B, s *Server, token string) string {
+func refresh(b testing.TB, s *Server, token string) string {
 	w := postToken(s, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {"pub1"}})
 	if w.Code != http.StatusOK {
 		b.Fatalf("refresh: %d %s", w.Code, w.Body)

@@ -274,8 +274,8 @@ func TestRegistrationOffAndUnusedClientExpiry(t *testing.T) {
 	if _, err := store.GetClient(context.Background(), used["client_id"].(string)); err != nil {
 		t.Fatalf("a used client expired: %v", err)
 	}
-	if n, err := store.DeleteExpired(context.Background(), time.Now()); err != nil || n < 1 {
-		t.Fatalf("the sweeper removed %d records: %v", n, err)
+	if swept, err := store.DeleteExpired(context.Background(), time.Now()); err != nil || swept.Deleted < 1 {
+		t.Fatalf("the sweeper removed %d records: %v", swept.Deleted, err)
 	}
 }
 

@@ -30,6 +30,8 @@ type OpenOptions struct {
 	// SweepInterval is how often expired records are deleted.
 	SweepInterval time.Duration
 	Logger        *zap.Logger
+	// Audit receives the sweeper's family_revoked events.
+	Audit *zap.Logger
 	// Observe, when set, is told the duration of every operation.
 	Observe func(op string, d time.Duration)
 }

@@ -84,8 +84,9 @@ type Store interface {
 	// step: every refresh-token family of the client, and every access
 	// token issued to it until now (AccessTokenRevoked reports them until
 	// tokensExpireBy, when the last of them has expired). Deleting an
-	// unknown client is not an error.
-	DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error
+	// unknown client is not an error. It returns the client's grants it
+	// revoked, with their families.
+	DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) ([]Grant, error)
 
 	// SaveAuthorizationCode stores a new code under the hash of code.
 	SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error
@@ -132,8 +133,9 @@ type Store interface {
 	// RevokeGrants revokes the grants the filter matches, in one step:
 	// their consents are forgotten, their refresh families revoked, and
 	// every access token issued under them until now is denied (until
-	// tokensExpireBy). It reports how many grants it revoked.
-	RevokeGrants(ctx context.Context, f GrantFilter, now, tokensExpireBy time.Time) (int, error)
+	// tokensExpireBy). It returns the grants it revoked, with the families
+	// it revoked.
+	RevokeGrants(ctx context.Context, f GrantFilter, now, tokensExpireBy time.Time) ([]Grant, error)
 	// Counts counts the issuer's registered clients, live grants (refresh
 	// families neither revoked nor expired) and live sessions.
 	Counts(ctx context.Context, now time.Time) (Counts, error)
@@ -203,9 +205,10 @@ type Store interface {
 	// someone else rotated first.
 	RotateSigningKey(ctx context.Context, current string, next *SigningKey, verifyOldUntil time.Time) error
 
-	// DeleteExpired removes every record that can no longer be used and
-	// reports how many it removed.
-	DeleteExpired(ctx context.Context, now time.Time) (int, error)
+	// DeleteExpired removes every record that can no longer be used, and
+	// revokes the families of clients removed as unused; it reports what
+	// it did.
+	DeleteExpired(ctx context.Context, now time.Time) (Swept, error)
 }
 
 // Client is a registered OAuth client (RFC 7591 metadata plus bookkeeping).

@@ -217,7 +217,11 @@ func benchSweep(b *testing.B, every int) {
 	start := time.Now()
 	var n int
 	var err error
-	during := writeWhile(b, f, func() { n, err = f.DeleteExpired(context.Background(), time.Now()) })
+	during := writeWhile(b, f, func() {
+		var swept storage.Swept
+		swept, err = f.DeleteExpired(context.Background(), time.Now())
+		n = swept.Deleted
+	})
 	took := time.Since(start)
 	b.StopTimer()
 	if want := (b.N + every - 1) / every; err != nil || n != want {

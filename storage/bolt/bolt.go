@@ -568,20 +568,24 @@ func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Ti
 }
 
 // DeleteClient implements Store.
-func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
+func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) ([]storage.Grant, error) {
+	var revoked []storage.Grant
 	defer s.revocations.Add(1)
-	return s.update(ctx, "delete_client", func(tx *bbolt.Tx) error {
+	err := s.update(ctx, "delete_client", func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketClients).Delete(s.scopedKey(id)); err != nil {
 			return err
 		}
-		_, err := s.revokeGrants(tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
+		var err error
+		revoked, err = s.revokeGrants(tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
 		return err
 	})
+	return revoked, err
 }
 
 // revokeClientFamilies revokes every family of a client of issuer, found
-// through the client index.
-func revokeClientFamilies(tx *bbolt.Tx, issuer, clientID string, now time.Time) error {
+// through the client index, and returns them.
+func revokeClientFamilies(tx *bbolt.Tx, issuer, clientID string, now time.Time) ([]storage.RefreshFamily, error) {
+	var revoked []storage.RefreshFamily
 	prefix := indexPrefix(clientID)
 	c := tx.Bucket(bucketFamiliesByClient).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -590,16 +594,17 @@ func revokeClientFamilies(tx *bbolt.Tx, issuer, clientID string, now time.Time) 
 		if err := get(tx, bucketFamilies, id, &fam); errors.Is(err, storage.ErrNotFound) {
 			continue
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		if fam.Issuer == issuer && fam.RevokedAt.IsZero() {
 			fam.RevokedAt = now
 			if err := put(tx, bucketFamilies, id, &fam); err != nil {
-				return err
+				return nil, err
 			}
+			revoked = append(revoked, fam)
 		}
 	}
-	return nil
+	return revoked, nil
 }
 
 // SaveAuthorizationCode implements Store.
@@ -1172,27 +1177,27 @@ func (s *File) RotateSigningKey(ctx context.Context, current string, next *stora
 // detected; a family is kept until its own expiry. An unused registered
 // client that expires has its families (if any) revoked; it never got an
 // access token, so none needs denying.
-func (s *File) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
-	deleted, revoked := 0, false
-	for _, sw := range sweeps(now, &revoked) {
-		n, err := s.sweepBucket(ctx, sw)
-		deleted += n
+func (s *File) DeleteExpired(ctx context.Context, now time.Time) (storage.Swept, error) {
+	var swept storage.Swept
+	for _, sw := range sweeps(now) {
+		err := s.sweepBucket(ctx, sw, &swept)
 		if err != nil {
-			return deleted, fmt.Errorf("sweeping %s: %v", sw.bucket, err)
+			return swept, fmt.Errorf("sweeping %s: %v", sw.bucket, err)
 		}
 	}
-	if revoked {
+	if len(swept.Revoked) > 0 {
 		s.revocations.Add(1)
 	}
-	return deleted, nil
+	return swept, nil
 }
 
 // sweep is what expires in one bucket: dead tells an expired record, then
-// (when set) is done with each one in the transaction that deletes it.
+// (when set) is done with each one in the transaction that deletes it and
+// returns the families it revoked.
 type sweep struct {
 	bucket []byte
 	dead   func(raw []byte) bool
-	then   func(tx *bbolt.Tx, key, raw []byte) error
+	then   func(tx *bbolt.Tx, key, raw []byte) ([]storage.RefreshFamily, error)
 }
 
 // sweepChunk bounds each step of a sweep: one read transaction scans
@@ -1202,15 +1207,13 @@ type sweep struct {
 // sparse the expired ones are.
 const sweepChunk = 1000
 
-// sweeps are the expiring records of every bucket at now; revoked is set
-// when an unused client's families were revoked.
-func sweeps(now time.Time, revoked *bool) []sweep {
+// sweeps are the expiring records of every bucket at now.
+func sweeps(now time.Time) []sweep {
 	return []sweep{
 		{bucketClients, func(raw []byte) bool { var c storage.Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
-			func(tx *bbolt.Tx, key, raw []byte) error {
+			func(tx *bbolt.Tx, key, raw []byte) ([]storage.RefreshFamily, error) {
 				var c storage.Client
 				json.Unmarshal(raw, &c)
-				*revoked = true
 				return revokeClientFamilies(tx, c.Issuer, c.ID, now)
 			}},
 		{bucketCodes, func(raw []byte) bool {
@@ -1226,10 +1229,10 @@ func sweeps(now time.Time, revoked *bool) []sweep {
 			var f storage.RefreshFamily
 			return decodeFamily(nil, raw, &f) == nil && expired(f.ExpiresAt, now)
 		},
-			func(tx *bbolt.Tx, key, raw []byte) error {
+			func(tx *bbolt.Tx, key, raw []byte) ([]storage.RefreshFamily, error) {
 				var f storage.RefreshFamily
 				decodeFamily(key, raw, &f)
-				return unindexFamily(tx, &f)
+				return nil, unindexFamily(tx, &f)
 			}},
 		{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
 		{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
@@ -1257,12 +1260,11 @@ func sweeps(now time.Time, revoked *bool) []sweep {
 // transaction finds those among the next sweepChunk records, a write
 // deletes those still expired, and the scan goes on after the last key it
 // read.
-func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
-	deleted := 0
+func (s *File) sweepBucket(ctx context.Context, sw sweep, swept *storage.Swept) error {
 	var after []byte
 	for {
 		if err := ctx.Err(); err != nil {
-			return deleted, err
+			return err
 		}
 		var doomed [][]byte
 		end := false
@@ -1289,12 +1291,13 @@ func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
 			return nil
 		})
 		if err != nil {
-			return deleted, err
+			return err
 		}
 		if len(doomed) > 0 {
 			n := 0
+			var revoked []storage.RefreshFamily
 			err := s.update(ctx, "delete_expired", func(tx *bbolt.Tx) error {
-				n = 0
+				n, revoked = 0, nil // a group commit may run this again
 				b := tx.Bucket(sw.bucket)
 				for _, k := range doomed {
 					raw := b.Get(k)
@@ -1302,9 +1305,11 @@ func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
 						continue // changed since the scan
 					}
 					if sw.then != nil {
-						if err := sw.then(tx, k, bytes.Clone(raw)); err != nil {
+						fams, err := sw.then(tx, k, bytes.Clone(raw))
+						if err != nil {
 							return err
 						}
+						revoked = append(revoked, fams...)
 					}
 					if err := b.Delete(k); err != nil {
 						return err
@@ -1314,12 +1319,13 @@ func (s *File) sweepBucket(ctx context.Context, sw sweep) (int, error) {
 				return nil
 			})
 			if err != nil {
-				return deleted, err
+				return err
 			}
-			deleted += n
+			swept.Deleted += n
+			swept.Revoked = append(swept.Revoked, revoked...)
 		}
 		if end {
-			return deleted, nil
+			return nil
 		}
 	}
 }

@@ -153,7 +153,8 @@ func TestSweepInChunks(t *testing.T) {
 	want := putTokens(t, f, n, now, func(i int) bool {
 		return i%3 == 0 && !(i > 12*sweepChunk && i < 24*sweepChunk) // then a long live stretch
 	})
-	deleted, err := f.DeleteExpired(context.Background(), now)
+	swept, err := f.DeleteExpired(context.Background(), now)
+	deleted := swept.Deleted
 	if err != nil || deleted != want {
 		t.Fatalf("swept %d (%v), want %d", deleted, err, want)
 	}
@@ -180,7 +181,8 @@ func TestSweepDeletesRunsOfRecords(t *testing.T) {
 			writes++
 		}
 	})
-	deleted, err := f.DeleteExpired(context.Background(), now)
+	swept, err := f.DeleteExpired(context.Background(), now)
+	deleted := swept.Deleted
 	f.Observe(nil)
 	if err != nil || deleted != n/10 || writes != 10 {
 		t.Fatalf("swept %d (%v) in %d writes, want %d in 10", deleted, err, writes, n/10)

@@ -150,24 +150,24 @@ func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now ti
 }
 
 // RevokeGrants implements Store.
-func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
-	n := 0
+func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) ([]storage.Grant, error) {
+	var revoked []storage.Grant
 	defer s.revocations.Add(1)
 	err := s.update(ctx, "revoke_grants", func(tx *bbolt.Tx) error {
 		var err error
-		n, err = s.revokeGrants(tx, f, now, tokensExpireBy)
+		revoked, err = s.revokeGrants(tx, f, now, tokensExpireBy)
 		return err
 	})
-	return n, err
+	return revoked, err
 }
 
 // revokeGrants forgets the consents of the grants f matches, revokes their
 // families, and records the token revocation: for the client or the user
 // when f names only that, else for each grant.
-func (s *issuerStore) revokeGrants(tx *bbolt.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
+func (s *issuerStore) revokeGrants(tx *bbolt.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) ([]storage.Grant, error) {
 	grants, err := s.matchingGrants(tx, f, now)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	record := func(key []byte) error {
 		if !tokensExpireBy.After(now) {
@@ -182,31 +182,32 @@ func (s *issuerStore) revokeGrants(tx *bbolt.Tx, f storage.GrantFilter, now, tok
 		err = record(s.scopedKey(storage.RevokedSubject, f.Subject))
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	for _, g := range grants {
 		if f.ClientID == "" || f.Subject != "" {
 			if err := record(s.scopedKey(storage.RevokedGrant, g.Subject, g.ClientID, g.Resource)); err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 		if err := tx.Bucket(bucketConsents).Delete(s.scopedKey(g.Subject, g.ClientID, g.Resource)); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if err := tx.Bucket(bucketClientConsents).Delete(s.scopedKey(g.ClientID, g.Subject, g.Resource)); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if err := tx.Bucket(bucketUpstreamTokens).Delete(s.scopedKey(g.Subject, g.ClientID, g.Resource)); err != nil {
-			return 0, err
+			return nil, err
 		}
-		for _, fam := range g.Families {
+		for i := range g.Families {
+			fam := &g.Families[i] // reported revoked
 			fam.RevokedAt = now
-			if err := put(tx, bucketFamilies, []byte(fam.ID), &fam); err != nil {
-				return 0, err
+			if err := put(tx, bucketFamilies, []byte(fam.ID), fam); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return len(grants), nil
+	return grants, nil
 }
 
 // Counts implements Store.

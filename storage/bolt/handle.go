@@ -38,6 +38,8 @@ type Options struct {
 	// Logger receives the sweeper's debug and error lines, and a warning
 	// when opening the file upgraded its schema.
 	Logger *zap.Logger
+	// Audit receives the sweeper's family_revoked events.
+	Audit *zap.Logger
 	// Observe, when set, is told the duration of every operation.
 	Observe func(op string, d time.Duration)
 }
@@ -76,7 +78,7 @@ func Acquire(key string, opts Options) (*File, error) {
 		h := &handle{store: store, stopSweep: cancel, swept: make(chan struct{})}
 		go func() {
 			defer close(h.swept)
-			storage.Sweep(ctx, store, opts.SweepInterval, opts.Logger)
+			storage.Sweep(ctx, store, opts.SweepInterval, opts.Logger, opts.Audit)
 		}()
 		return h, nil
 	})

@@ -67,7 +67,7 @@ func (m *Module) OpenBackend(o storage.OpenOptions) (storage.Backend, func() err
 	if err != nil {
 		return nil, nil, err
 	}
-	file, err := Acquire(key, Options{SweepInterval: o.SweepInterval, Logger: o.Logger, Observe: o.Observe})
+	file, err := Acquire(key, Options{SweepInterval: o.SweepInterval, Logger: o.Logger, Audit: o.Audit, Observe: o.Observe})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -110,7 +110,7 @@ func (m *Module) OpenBackend(o storage.OpenOptions) (storage.Backend, func() err
 		h := &handle{db: db, stopSweep: stop, swept: make(chan struct{})}
 		go func() {
 			defer close(h.swept)
-			storage.Sweep(sweepCtx, db, o.SweepInterval, o.Logger)
+			storage.Sweep(sweepCtx, db, o.SweepInterval, o.Logger, o.Audit)
 		}()
 		return h, nil
 	})

@@ -93,15 +93,19 @@ func (s *issuerStore) MarkClientUsed(ctx context.Context, id string, now time.Ti
 }
 
 // DeleteClient implements storage.Store.
-func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) error {
+func (s *issuerStore) DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) ([]storage.Grant, error) {
+	var revoked []storage.Grant
 	defer s.revocations.Add(1)
-	return s.revoke(ctx, "delete_client", func(tx pgx.Tx) ([]revocation, error) {
+	err := s.revoke(ctx, "delete_client", func(tx pgx.Tx) ([]revocation, error) {
 		if _, err := tx.Exec(ctx, "DELETE FROM clients WHERE issuer = $1 AND id = $2", s.issuer, id); err != nil {
 			return nil, err
 		}
-		_, revs, err := s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
+		var revs []revocation
+		var err error
+		revoked, revs, err = s.revokeGrants(ctx, tx, storage.GrantFilter{ClientID: id}, now, tokensExpireBy)
 		return revs, err
 	})
+	return revoked, err
 }
 
 // SaveAuthorizationCode implements storage.Store.

@@ -180,24 +180,24 @@ func (s *issuerStore) matchingGrants(ctx context.Context, q querier, f storage.G
 }
 
 // RevokeGrants implements storage.Store.
-func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, error) {
-	n := 0
+func (s *issuerStore) RevokeGrants(ctx context.Context, f storage.GrantFilter, now, tokensExpireBy time.Time) ([]storage.Grant, error) {
+	var revoked []storage.Grant
 	defer s.revocations.Add(1)
 	err := s.revoke(ctx, "revoke_grants", func(tx pgx.Tx) ([]revocation, error) {
 		var revs []revocation
 		var err error
-		n, revs, err = s.revokeGrants(ctx, tx, f, now, tokensExpireBy)
+		revoked, revs, err = s.revokeGrants(ctx, tx, f, now, tokensExpireBy)
 		return revs, err
 	})
-	return n, err
+	return revoked, err
 }
 
 // revokeGrants is RevokeGrants inside tx (see the bbolt backend: the same
 // records, the same rules); it returns the revocations to announce.
-func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) (int, []revocation, error) {
+func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.GrantFilter, now, tokensExpireBy time.Time) ([]storage.Grant, []revocation, error) {
 	grants, err := s.matchingGrants(ctx, tx, f, now, true)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	var revs []revocation
 	record := func(kind, subject, clientID, resource string) error {
@@ -217,30 +217,31 @@ func (s *issuerStore) revokeGrants(ctx context.Context, tx pgx.Tx, f storage.Gra
 		err = record(storage.RevokedSubject, f.Subject, "", "")
 	}
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	for _, g := range grants {
 		if f.ClientID == "" || f.Subject != "" {
 			if err := record(storage.RevokedGrant, g.Subject, g.ClientID, g.Resource); err != nil {
-				return 0, nil, err
+				return nil, nil, err
 			}
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM consents WHERE issuer = $1 AND subject = $2 AND client_id = $3 AND resource = $4",
 			s.issuer, g.Subject, g.ClientID, g.Resource); err != nil {
-			return 0, nil, err
+			return nil, nil, err
 		}
 		if _, err := tx.Exec(ctx, deleteUpstreamTokens, s.issuer, g.Subject, g.ClientID, g.Resource); err != nil {
-			return 0, nil, err
+			return nil, nil, err
 		}
-		for _, fam := range g.Families {
+		for i := range g.Families {
+			fam := &g.Families[i] // reported revoked
 			fam.RevokedAt = now
-			if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
-				return 0, nil, err
+			if _, err := tx.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, fam); err != nil {
+				return nil, nil, err
 			}
 			revs = append(revs, revocation{Kind: revokedFamily, Issuer: s.issuer, ID: fam.ID, Expires: fam.ExpiresAt})
 		}
 	}
-	return len(grants), revs, nil
+	return grants, revs, nil
 }
 
 // Counts implements storage.Store.
@@ -260,11 +261,12 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts
 // DeleteExpired implements storage.Store, on one node at a time (an
 // advisory lock; the others skip), in one transaction of bounded
 // statements. An unused client that expires has its families revoked.
-func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
+func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (storage.Swept, error) {
 	deleted := 0
 	var revs []revocation
+	var revoked []storage.RefreshFamily
 	err := d.tx(ctx, "delete_expired", func(tx pgx.Tx) error {
-		deleted, revs = 0, nil
+		deleted, revs, revoked = 0, nil, nil
 		var mine bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", d.lock("sweeper")).Scan(&mine); err != nil || !mine {
 			return err
@@ -272,17 +274,20 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 		rows, err := tx.Query(ctx, `UPDATE refresh_families f SET revoked = true,
 			doc = jsonb_set(f.doc, '{revoked_at}', to_jsonb($1::timestamptz))
 			FROM clients c WHERE c.expires_at <= $1 AND f.issuer = c.issuer AND f.client_id = c.id AND NOT f.revoked
-			RETURNING f.issuer, f.id, f.expires_at`, now)
+			RETURNING f.issuer, f.id, f.expires_at, f.client_id, f.subject`, now)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			v := revocation{Kind: revokedFamily}
-			if err := rows.Scan(&v.Issuer, &v.ID, &v.Expires); err != nil {
+			var fam storage.RefreshFamily
+			if err := rows.Scan(&v.Issuer, &v.ID, &v.Expires, &fam.ClientID, &fam.Subject); err != nil {
 				rows.Close()
 				return err
 			}
 			revs = append(revs, v)
+			fam.Issuer, fam.ID, fam.ExpiresAt, fam.RevokedAt = v.Issuer, v.ID, v.Expires, now
+			revoked = append(revoked, fam)
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -319,7 +324,7 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 		d.revocations.Add(1)
 	}
 	d.revoked.prune(now)
-	return deleted, err
+	return storage.Swept{Deleted: deleted, Revoked: revoked}, err
 }
 
 // exportQueries select each export type's records (with their hash).

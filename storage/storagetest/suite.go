@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,7 +89,7 @@ func testClientRoundTrip(t *testing.T, open Opener) {
 	if err := s.MarkClientUsed(ctx, "nobody", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("MarkClientUsed of an unknown client: %v", err)
 	}
-	if err := s.DeleteClient(ctx, "c1", t0, t0); err != nil {
+	if _, err := s.DeleteClient(ctx, "c1", t0, t0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, storage.ErrNotFound) {
@@ -393,12 +394,12 @@ func testDeleteExpired(t *testing.T, open Opener) {
 	must(s.RevokeAccessToken(ctx, "new-jti", t0.Add(3*time.Hour)))
 	StartFamily(t, s, storage.RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
 
-	n, err := s.DeleteExpired(ctx, t0.Add(2*time.Hour))
+	swept, err := s.DeleteExpired(ctx, t0.Add(2*time.Hour))
 	must(err)
 	// unused client, old code, the family's code, old session, old jti,
 	// refresh token, family
-	if n != 7 {
-		t.Fatalf("deleted %d records, want 7", n)
+	if swept.Deleted != 7 {
+		t.Fatalf("deleted %d records, want 7", swept.Deleted)
 	}
 	if _, err := s.GetClient(ctx, "kept"); err != nil {
 		t.Fatal("a client without expiry was swept")
@@ -409,8 +410,8 @@ func testDeleteExpired(t *testing.T, open Opener) {
 	if revoked, _ := s.AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: "new-jti"}); !revoked {
 		t.Fatal("a live denylist entry was swept")
 	}
-	if n, _ := s.DeleteExpired(ctx, t0.Add(2*time.Hour)); n != 0 {
-		t.Fatalf("second sweep deleted %d", n)
+	if swept, _ := s.DeleteExpired(ctx, t0.Add(2*time.Hour)); swept.Deleted != 0 {
+		t.Fatalf("second sweep deleted %d", swept.Deleted)
 	}
 }
 
@@ -575,7 +576,8 @@ func testIssuersShareAFileButNothingElse(t *testing.T, open Opener) {
 	must(a.DeleteSession(ctx, "sid"))
 	_, _, err = a.AnswerPendingAuthorization(ctx, "pid", answer("csrf", "alice", "allow", t0))
 	notFound("pending", err)
-	must(a.DeleteClient(ctx, "c1", t0, t0.Add(time.Hour)))
+	_, err = a.DeleteClient(ctx, "c1", t0, t0.Add(time.Hour))
+	must(err)
 
 	// B's records are all still there, unchanged.
 	if c, err := b.GetClient(ctx, "c1"); err != nil || c.Name != "B's" || !c.LastUsedAt.IsZero() {
@@ -618,8 +620,18 @@ func testDeleteClientRevokesWhatItHolds(t *testing.T, open Opener) {
 	}
 	before := s.Revocations()
 	deleted := t0.Add(time.Minute)
-	if err := s.DeleteClient(ctx, "doomed", deleted, deleted.Add(time.Hour)); err != nil {
+	revoked, err := s.DeleteClient(ctx, "doomed", deleted, deleted.Add(time.Hour))
+	if err != nil {
 		t.Fatal(err)
+	}
+	var revokedIDs []string
+	for _, g := range revoked {
+		for _, f := range g.Families {
+			revokedIDs = append(revokedIDs, f.ID)
+		}
+	}
+	if slices.Sort(revokedIDs); !slices.Equal(revokedIDs, []string{"doomed-f0", "doomed-f1"}) {
+		t.Errorf("DeleteClient reports the families %v, want doomed-f0 doomed-f1", revokedIDs)
 	}
 	if s.Revocations() == before {
 		t.Error("the revocation counter did not move")
@@ -667,8 +679,12 @@ func testSweptClientLosesItsFamilies(t *testing.T, open Opener) {
 	}
 	StartFamily(t, s, storage.RefreshFamily{ID: "fu", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-u", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
 	StartFamily(t, other, storage.RefreshFamily{ID: "fo", ClientID: "unused", ExpiresAt: t0.Add(24 * time.Hour)}, "rt-o", storage.RefreshToken{ExpiresAt: t0.Add(24 * time.Hour)})
-	if _, err := s.DeleteExpired(ctx, t0.Add(time.Hour)); err != nil {
+	swept, err := s.DeleteExpired(ctx, t0.Add(time.Hour))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(swept.Revoked) != 1 || swept.Revoked[0].ID != "fu" || swept.Revoked[0].ClientID != "unused" || swept.Revoked[0].Issuer != testIssuer {
+		t.Errorf("the sweep reports the revoked families %+v, want fu", swept.Revoked)
 	}
 	if revoked, _ := FamilyRevoked(s, "fu"); !revoked {
 		t.Fatal("the expired client's family is not revoked")
@@ -822,9 +838,16 @@ func testGrantsListAndRevoke(t *testing.T, open Opener) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file, s := setup(t)
-			n, err := s.RevokeGrants(ctx, tc.f, revokedAt, revokedAt.Add(time.Hour))
-			if err != nil || n != tc.n {
-				t.Fatalf("RevokeGrants = %d %v, want %d", n, err, tc.n)
+			revoked, err := s.RevokeGrants(ctx, tc.f, revokedAt, revokedAt.Add(time.Hour))
+			if err != nil || len(revoked) != tc.n {
+				t.Fatalf("RevokeGrants = %d grants %v, want %d", len(revoked), err, tc.n)
+			}
+			for _, g := range revoked {
+				for _, f := range g.Families {
+					if f.Subject != g.Subject || f.ClientID != g.ClientID || f.Resource != g.Resource || !f.RevokedAt.Equal(revokedAt) {
+						t.Errorf("reported family %+v of grant %s/%s/%s", f, g.Subject, g.ClientID, g.Resource)
+					}
+				}
 			}
 			for _, ref := range tc.denied {
 				if revoked, _ := s.AccessTokenRevoked(ctx, ref); !revoked {
@@ -1028,7 +1051,7 @@ func testUpstreamTokens(t *testing.T, open Opener) {
 	GrantFamily(t, s, "fam-c", "carol", "c2", "https://r/mcp")
 	put("carol", "c2", "https://r/mcp", "carol-SEALED", t0.Add(time.Hour))
 	put("carol", "c3", "https://r/mcp", "kept-SEALED", t0.Add(time.Hour))
-	if err := s.DeleteClient(ctx, "c2", t0, t0.Add(time.Hour)); err != nil {
+	if _, err := s.DeleteClient(ctx, "c2", t0, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := has(s, "carol", "c2", "https://r/mcp"); got != "" {
