@@ -25,6 +25,7 @@ type authorizeRequest struct {
 	challenge     string
 	scope         string
 	resource      string
+	prompt        prompt
 }
 
 // authorizeError is a refused authorization request. Before the client
@@ -130,6 +131,9 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 		return req, aerr
 	}
 	req.resource = resource
+	if req.prompt, aerr = parsePrompt(q); aerr != nil {
+		return req, aerr
+	}
 	return req, nil
 }
 
@@ -284,18 +288,34 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.refuseAuthorization(w, r, req, aerr)
 		return
 	}
-	user, ok := s.identify(w, r)
-	if !ok {
+	user, signedIn := s.currentUser(r)
+	if !signedIn || !req.prompt.fresh(user, time.Now()) {
+		switch {
+		case req.prompt.none:
+			s.interactionRequired(w, r, req, signedIn, "login_required", "the user must sign in")
+		case signedIn: // prompt=login, or a sign-in older than max_age
+			s.sendToSignIn(w, r, afterSignIn(r))
+		default:
+			s.identify(w, r)
+		}
 		return
 	}
 	if s.needsUpstreamSignIn(r, user, req.client.ID, req.resource) {
+		if req.prompt.none {
+			s.interactionRequired(w, r, req, true, "interaction_required", "the user must sign in at the identity provider again")
+			return
+		}
 		// The session's upstream tokens went to another grant: this one
 		// gets its own from a new sign-in at the same provider.
 		back := url.Values{"return_to": {r.URL.EscapedPath() + "?" + r.URL.RawQuery}}.Encode()
 		http.Redirect(w, r, s.issuerPath+"/oauth/login/"+user.profile.Provider+"?"+back, http.StatusSeeOther)
 		return
 	}
-	if s.needsConsent(r.Context(), req, user.subject) {
+	if req.prompt.consent || s.needsConsent(r.Context(), req, user.subject) {
+		if req.prompt.none {
+			s.interactionRequired(w, r, req, true, "consent_required", "the user must consent")
+			return
+		}
 		s.showConsent(w, r, req, user)
 		s.cfg.Logger.Debug("authorize: consent requested", zap.String("client_id", req.client.ID), zap.String("sub", user.subject))
 		return

@@ -25,6 +25,8 @@ type identity struct {
 	// profile is what an upstream identity provider said (empty for
 	// built-in users and user_from).
 	profile storage.Profile
+	// fromHeader: the identity came from user_from, not a session here.
+	fromHeader bool
 }
 
 // Cookie names; the __Host- prefix (https only) pins a cookie to this host.
@@ -67,7 +69,7 @@ func (s *Server) currentUser(r *http.Request) (identity, bool) {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			// The placeholder comes from the config, never from the request.
 			if sub := repl.ReplaceKnown(s.cfg.UserFrom, ""); sub != "" && sub != s.cfg.UserFrom {
-				return identity{subject: sub, authTime: time.Now()}, true
+				return identity{subject: sub, authTime: time.Now(), fromHeader: true}, true
 			}
 		}
 	}
@@ -84,6 +86,13 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 	if r.URL.RawQuery != "" {
 		returnTo += "?" + r.URL.RawQuery
 	}
+	s.sendToSignIn(w, r, returnTo)
+	return identity{}, false
+}
+
+// sendToSignIn sends the browser to sign in (or answers 401 when there is
+// no way to), to come back to returnTo.
+func (s *Server) sendToSignIn(w http.ResponseWriter, r *http.Request, returnTo string) {
 	back := url.Values{"return_to": {returnTo}}.Encode()
 	switch {
 	case s.cfg.SignInPath != "":
@@ -96,7 +105,6 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 	default:
 		s.renderError(w, http.StatusUnauthorized, "Sign-in required", "You are not signed in, and this server has no sign-in page configured.")
 	}
-	return identity{}, false
 }
 
 // safeReturnTo accepts only a same-origin path back to the authorization
