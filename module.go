@@ -716,6 +716,7 @@ func (h *Handler) Cleanup() error {
 // everything else.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if route := h.server.Route(r.URL.Path); route != nil {
+		h.server.CheckOrigin(r)
 		route(w, r)
 		return nil
 	}
