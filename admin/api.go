@@ -64,6 +64,7 @@ func (h handler) serve(w http.ResponseWriter, r *http.Request) error {
 		"grants":         {{http.MethodGet, listGrants}, {http.MethodDelete, revokeGrants}},
 		"keys":           {{http.MethodGet, listKeys}},
 		"keys/rotate":    {{http.MethodPost, rotateKey}},
+		"keys/retire":    {{http.MethodPost, retireKey}},
 		"tokens/inspect": {{http.MethodPost, inspect}},
 		"backup":         {{http.MethodGet, backup}},
 		"export":         {{http.MethodGet, export}},
@@ -113,7 +114,7 @@ func failure(err error) error {
 	case errors.Is(err, endpoints.ErrUnknown):
 		return apiError(http.StatusNotFound, "%v", err)
 	case errors.Is(err, endpoints.ErrConfiguredClient), errors.Is(err, storage.ErrConflict), errors.Is(err, endpoints.ErrKeysNotRotatable),
-		errors.Is(err, storage.ErrImportConflict):
+		errors.Is(err, storage.ErrImportConflict), errors.Is(err, storage.ErrKeySigns):
 		return apiError(http.StatusConflict, "%v", err)
 	}
 	return apiError(http.StatusInternalServerError, "%v", err)
@@ -227,12 +228,35 @@ func listKeys(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
 	return writeJSON(w, http.StatusOK, keys)
 }
 
+// rotateKey publishes a new signing key that signs after the
+// pre-publication time, or at once with ?now=true.
 func rotateKey(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
-	next, err := s.Server.RotateKey(r.Context(), "admin")
+	next, err := s.Server.RotateKey(r.Context(), "admin", r.URL.Query().Get("now") == "true")
 	if err != nil {
 		return failure(err)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"kid": next.ID, "alg": next.Algorithm, "activates_at": next.ActivatesAt})
+	activates := next.ActivatesAt
+	if activates.IsZero() {
+		activates = next.CreatedAt
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"kid": next.ID, "alg": next.Algorithm, "activates_at": activates})
+}
+
+// retireKey stops a key verifying at once: {"kid": "…"}.
+func retireKey(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {
+	var body struct {
+		KID string `json:"kid"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	if body.KID == "" {
+		return apiError(http.StatusBadRequest, "name the key: {\"kid\": \"…\"}")
+	}
+	if err := s.Server.RetireKey(r.Context(), body.KID, "admin"); err != nil {
+		return failure(err)
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"retired": body.KID})
 }
 
 func inspect(s *Site, w http.ResponseWriter, r *http.Request, _ string) error {

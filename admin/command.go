@@ -116,8 +116,13 @@ func addCommands(root *cobra.Command) {
 
 	keys := &cobra.Command{Use: "keys", Short: "Lists the signing keys (public parts only)", Args: cobra.NoArgs,
 		RunE: run(false, func([]string) error { return c.keys() })}
-	keys.AddCommand(&cobra.Command{Use: "rotate", Short: "Publishes a new signing key, which signs after signing_key_prepublish", Args: cobra.NoArgs,
-		RunE: run(true, func([]string) error { return c.rotate() })})
+	var now bool
+	rotate := &cobra.Command{Use: "rotate [--now]", Short: "Publishes a new signing key, which signs after signing_key_prepublish (at once with --now); replaces a pending one", Args: cobra.NoArgs,
+		RunE: run(true, func([]string) error { return c.rotate(now) })}
+	rotate.Flags().BoolVar(&now, "now", false, "Sign with the new key at once, skipping pre-publication (resource servers that cache the JWKS refuse its tokens until they fetch it again)")
+	keys.AddCommand(rotate)
+	keys.AddCommand(&cobra.Command{Use: "retire <kid>", Short: "Stops a key verifying at once: every token it signed is refused (not the key that signs now: rotate --now first)", Args: cobra.ExactArgs(1),
+		RunE: run(true, func(args []string) error { return c.retire(args[0]) })})
 	root.AddCommand(keys)
 
 	root.AddCommand(&cobra.Command{Use: "inspect <token> | -", Short: "Verifies a token and says what it is (- reads it from stdin)", Args: cobra.ExactArgs(1),
@@ -444,8 +449,12 @@ func (c *cli) keys() error {
 	})
 }
 
-func (c *cli) rotate() error {
-	raw, err := c.call(http.MethodPost, "keys/rotate", nil, nil)
+func (c *cli) rotate(now bool) error {
+	var q url.Values
+	if now {
+		q = url.Values{"now": {"true"}}
+	}
+	raw, err := c.call(http.MethodPost, "keys/rotate", q, nil)
 	if err != nil {
 		return err
 	}
@@ -454,6 +463,20 @@ func (c *cli) rotate() error {
 		ActivatesAt time.Time `json:"activates_at"`
 	}
 	return c.show(raw, &next, "NEW KID\tSIGNS FROM", func(tw io.Writer) { fmt.Fprintf(tw, "%s\t%s\n", next.KID, when(next.ActivatesAt)) })
+}
+
+func (c *cli) retire(kid string) error {
+	body, _ := json.Marshal(map[string]string{"kid": kid})
+	raw, err := c.call(http.MethodPost, "keys/retire", nil, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if c.json {
+		_, err := c.out.Write(raw)
+		return err
+	}
+	_, err = fmt.Fprintf(c.out, "retired %s: the tokens it signed are refused from now on\n", kid)
+	return err
 }
 
 func (c *cli) inspect(token string) error {

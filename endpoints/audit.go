@@ -31,6 +31,7 @@ const (
 	eventFamilyRevoked      = "family_revoked"
 	eventAccessTokenRevoked = "access_token_revoked"
 	eventKeyRotated         = "key_rotated"
+	eventKeyRetired         = "key_retired"
 	eventGrantFirstUsed     = "grant_first_used"
 	eventTokenNeverUsed     = "token_never_used"
 	eventToolCall           = "mcp_tool_call"
@@ -74,7 +75,7 @@ func (s *Server) grantsRevoked(grants []storage.Grant, by string) {
 // the storage sweeper.
 var auditEvents = []string{eventSignIn, eventSignInFailed, eventSignInThrottled, eventSignInRefused, eventSignOut, eventConsentGranted,
 	eventConsentDenied, eventConsentRevoked, eventClientRegistered, eventClientDeleted, eventTokenIssued, eventRefreshRotated,
-	eventReuseDetected, eventCodeReplayed, eventFamilyRevoked, eventAccessTokenRevoked, eventKeyRotated, eventGrantFirstUsed,
+	eventReuseDetected, eventCodeReplayed, eventFamilyRevoked, eventAccessTokenRevoked, eventKeyRotated, eventKeyRetired, eventGrantFirstUsed,
 	eventTokenNeverUsed, eventToolCall, eventMCPRefused, eventUpstreamRefreshed, eventUpstreamEnded}
 
 // unusedAfter is how long an issued grant may go without reaching the

@@ -118,7 +118,7 @@ func TestUnknownKIDReloadsKeys(t *testing.T) {
 		})
 	}
 	a, b := node(0), node(time.Hour) // b re-reads the keys every 30 s
-	next, err := a.RotateKey(context.Background(), "test")
+	next, err := a.RotateKey(context.Background(), "test", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func (s *Server) maintainKeys() {
 			}
 			ks := s.Keys()
 			if s.cfg.KeyRotation > 0 && !ks.Pending(now) && now.Sub(ks.ActiveSince()) >= s.cfg.KeyRotation {
-				if _, err := s.RotateKey(context.Background(), "schedule"); err != nil && !errors.Is(err, storage.ErrConflict) {
+				if _, err := s.RotateKey(context.Background(), "schedule", false); err != nil && !errors.Is(err, storage.ErrConflict) {
 					s.cfg.Logger.Error("rotating the signing key", zap.Error(err))
 				}
 			}
@@ -89,7 +89,9 @@ func (s *Server) reloadForUnknownKID(ctx context.Context) bool {
 	return true
 }
 
-// reloadKeys rebuilds the key set from the storage.
+// reloadKeys rebuilds the key set from the storage. When a key stopped
+// verifying (retired, or swept) the verified-token cache is emptied, so
+// that what it signed is refused at once.
 func (s *Server) reloadKeys(ctx context.Context) error {
 	keys, err := s.cfg.Store.SigningKeys(ctx)
 	if err != nil {
@@ -99,7 +101,15 @@ func (s *Server) reloadKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.keys.Store(ks)
+	old := s.keys.Swap(ks)
+	if old != nil {
+		for kid := range old.verify {
+			if _, still := ks.verify[kid]; !still {
+				s.tokens.clear()
+				break
+			}
+		}
+	}
 	return nil
 }
 
@@ -108,10 +118,12 @@ func (s *Server) reloadKeys(ctx context.Context) error {
 var ErrKeysNotRotatable = errors.New("the signing key is configured (signing_key or signing_secret); only generated keys rotate")
 
 // RotateKey generates the next signing key and publishes it at once; it
-// signs after key_prepublish, and the key it replaces verifies until the
-// last token it signed has expired. A rotation that another site or node
-// did first is storage.ErrConflict.
-func (s *Server) RotateKey(ctx context.Context, by string) (*storage.SigningKey, error) {
+// signs after key_prepublish (at once with atOnce: resource servers that
+// cached the key set refuse its tokens until they fetch it again), a
+// pending rotation is replaced, and the key it replaces verifies until
+// the last token it signed has expired. A rotation that took effect first
+// (another node's) is storage.ErrConflict.
+func (s *Server) RotateKey(ctx context.Context, by string, atOnce bool) (*storage.SigningKey, error) {
 	if !s.cfg.StoredKeys {
 		return nil, ErrKeysNotRotatable
 	}
@@ -122,7 +134,14 @@ func (s *Server) RotateKey(ctx context.Context, by string) (*storage.SigningKey,
 		return nil, fmt.Errorf("generating a signing key: %v", err)
 	}
 	next.ActivatesAt = now.Add(s.cfg.KeyPrepublish)
-	verifyOldUntil := next.ActivatesAt.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
+	if atOnce {
+		next.ActivatesAt = time.Time{}
+	}
+	takeover := next.ActivatesAt
+	if atOnce {
+		takeover = now
+	}
+	verifyOldUntil := takeover.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
 	if err := s.cfg.Store.RotateSigningKey(ctx, current, next, verifyOldUntil); err != nil {
 		s.reloadKeys(ctx) // a conflict: learn the rotation that won
 		return nil, err
@@ -132,4 +151,25 @@ func (s *Server) RotateKey(ctx context.Context, by string) (*storage.SigningKey,
 	}
 	s.audit.info(eventKeyRotated, zap.String("kid", next.ID), zap.String("previous", current), zap.Time("activates_at", next.ActivatesAt), zap.String("by", by))
 	return next, nil
+}
+
+// RetireKey stops a signing key verifying at once: every token it signed
+// is refused from the next request (a suspected-compromised key: rotate
+// with atOnce first, then retire the old key). A pending key is dropped.
+// storage.ErrKeySigns for the key that signs now.
+func (s *Server) RetireKey(ctx context.Context, kid, by string) error {
+	if !s.cfg.StoredKeys {
+		return ErrKeysNotRotatable
+	}
+	if err := s.cfg.Store.RetireSigningKey(ctx, kid, time.Now()); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return ErrUnknown
+		}
+		return err
+	}
+	if err := s.reloadKeys(ctx); err != nil {
+		return err
+	}
+	s.audit.info(eventKeyRetired, zap.String("kid", kid), zap.String("by", by))
+	return nil
 }

@@ -78,6 +78,14 @@ func (c *tokenCache) evict(now time.Time) {
 	}
 }
 
+// clear forgets every token (a key stopped verifying: what it signed must
+// be refused at once).
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.mu.Unlock()
+}
+
 // len is the number of cached tokens (for tests).
 func (c *tokenCache) len() int {
 	c.mu.RLock()

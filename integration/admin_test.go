@@ -165,7 +165,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("the new key is not published: %s", jwks)
 	}
 	status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
-	wantStatus(t, "rotate while a rotation is pending", status, body, http.StatusConflict)
+	wantStatus(t, "rotate while a rotation is pending (it replaces the pending key)", status, body, http.StatusOK)
 
 	// Backup and export stream.
 	status, body = adminCall(t, http.MethodGet, "backup", nil)
@@ -609,5 +609,66 @@ func TestReauthorizationWithinTheSecond(t *testing.T) {
 			t.Fatalf("the token issued before the revocation: %d", p.resp.StatusCode)
 		}
 		return
+	}
+}
+
+// TestKeyRotationForASuspectKey: with a scheduled rotation pending, the
+// operator rotates anyway (the pending key is replaced), rotates at once
+// (--now), and retires the old key: what it signed is refused at once,
+// even a token the guard had already verified. The key that signs cannot
+// be retired.
+func TestKeyRotationForASuspectKey(t *testing.T) {
+	flowServer(t, "signing_key_rotation 1h\n signing_key_prepublish 1h")
+	cli := func(args ...string) (string, error) {
+		return caddyCLI(t, "", append([]string{"oauth2"}, append(args, "--address", "localhost:2999")...)...)
+	}
+	b := signedIn(t)
+	tokens := tokensFor(t, b, nil)
+	oldKID := tokenKID(tokens["access_token"].(string))
+	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the token before: %d", p.resp.StatusCode)
+	}
+	// A rotation pending (as a schedule would leave one), then another.
+	if out, err := cli("keys", "rotate"); err != nil {
+		t.Fatalf("keys rotate: %v %s", err, out)
+	}
+	out, err := cli("keys", "rotate")
+	if err != nil || !strings.Contains(out, "NEW KID") {
+		t.Fatalf("keys rotate while a rotation is pending: %v %s", err, out)
+	}
+	_, body := adminCall(t, http.MethodGet, "keys", nil)
+	var keys []map[string]any
+	if json.Unmarshal(body, &keys); len(keys) != 2 {
+		t.Fatalf("the pending key was not replaced: %s", body)
+	}
+	// At once: new tokens carry the new key.
+	if out, err := cli("keys", "rotate", "--now"); err != nil {
+		t.Fatalf("keys rotate --now: %v %s", err, out)
+	}
+	fresh := tokensFor(t, b, nil)
+	newKID := tokenKID(fresh["access_token"].(string))
+	if newKID == oldKID {
+		t.Fatal("a token after rotate --now is signed by the old key")
+	}
+	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token of the old key after rotate --now (it verifies until its tokens expire): %d", p.resp.StatusCode)
+	}
+	if out, err := cli("keys", "retire", newKID); err == nil || !strings.Contains(out, "the key signs now: rotate first") {
+		t.Errorf("retiring the signing key: %v %s", err, out)
+	}
+	if out, err := cli("keys", "retire", oldKID); err != nil || !strings.Contains(out, "retired "+oldKID) {
+		t.Fatalf("keys retire: %v %s", err, out)
+	}
+	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a token of the retired key: %d", p.resp.StatusCode)
+	}
+	if p := callAPI(t, fresh["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Errorf("a token of the new key: %d", p.resp.StatusCode)
+	}
+	if jwks := newBrowser(t).get("/.well-known/jwks.json").body; strings.Contains(jwks, oldKID) {
+		t.Errorf("the JWKS still publishes the retired key: %s", jwks)
+	}
+	if out, err := cli("keys", "retire", "no-such-kid"); err == nil || !strings.Contains(out, "404") {
+		t.Errorf("retiring an unknown key: %v %s", err, out)
 	}
 }

@@ -200,10 +200,14 @@ type Store interface {
 	EnsureSigningKey(ctx context.Context, generate func() (*SigningKey, error)) (*SigningKey, error)
 	// RotateSigningKey schedules next to take over signing from the key
 	// named current at next.ActivatesAt (at once when zero); current keeps
-	// verifying until verifyOldUntil and is then swept. ErrConflict when
-	// current is not the active key or a rotation is already pending:
-	// someone else rotated first.
+	// verifying until verifyOldUntil and is then swept. See PlanRotation:
+	// a pending rotation is replaced; ErrConflict when current no longer
+	// signs (someone else's rotation took effect first).
 	RotateSigningKey(ctx context.Context, current string, next *SigningKey, verifyOldUntil time.Time) error
+	// RetireSigningKey stops a key verifying at now (see PlanRetirement):
+	// the tokens it signed are refused. ErrKeySigns for the key that signs
+	// now, ErrNotFound for an unknown one.
+	RetireSigningKey(ctx context.Context, kid string, now time.Time) error
 
 	// DeleteExpired removes every record that can no longer be used, and
 	// revokes the families of clients removed as unused; it reports what

@@ -1150,25 +1150,47 @@ func (s *File) EnsureSigningKey(ctx context.Context, generate func() (*storage.S
 
 // RotateSigningKey implements Store.
 func (s *File) RotateSigningKey(ctx context.Context, current string, next *storage.SigningKey, verifyOldUntil time.Time) error {
-	takeover := next.ActivatesAt
-	if takeover.IsZero() {
-		takeover = next.CreatedAt
-	}
 	return s.update(ctx, "rotate_signing_key", func(tx *bbolt.Tx) error {
 		keys, err := signingKeys(tx)
 		if err != nil {
 			return err
 		}
-		old := activeKey(keys)
-		if old == nil || old.ID != current || old.ActivatesAt.After(next.CreatedAt) {
-			return storage.ErrConflict
-		}
-		old.RetiredAt, old.VerifyUntil = takeover, verifyOldUntil
-		if err := put(tx, bucketKeys, []byte(old.ID), old); err != nil {
+		changed, dropped, err := storage.PlanRotation(keys, current, next, verifyOldUntil)
+		if err != nil {
 			return err
 		}
-		return put(tx, bucketKeys, []byte(next.ID), next)
+		return putKeys(tx, changed, dropped)
 	})
+}
+
+// RetireSigningKey implements Store.
+func (s *File) RetireSigningKey(ctx context.Context, kid string, now time.Time) error {
+	return s.update(ctx, "retire_signing_key", func(tx *bbolt.Tx) error {
+		keys, err := signingKeys(tx)
+		if err != nil {
+			return err
+		}
+		changed, dropped, err := storage.PlanRetirement(keys, kid, now)
+		if err != nil {
+			return err
+		}
+		return putKeys(tx, changed, dropped)
+	})
+}
+
+// putKeys writes changed keys and deletes dropped ones.
+func putKeys(tx *bbolt.Tx, changed []storage.SigningKey, dropped []string) error {
+	for i := range changed {
+		if err := put(tx, bucketKeys, []byte(changed[i].ID), &changed[i]); err != nil {
+			return err
+		}
+	}
+	for _, kid := range dropped {
+		if err := tx.Bucket(bucketKeys).Delete([]byte(kid)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteExpired implements Store. A used authorization code is kept until it

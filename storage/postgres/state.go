@@ -94,10 +94,6 @@ func (d *DB) EnsureSigningKey(ctx context.Context, generate func() (*storage.Sig
 
 // RotateSigningKey implements storage.Store.
 func (d *DB) RotateSigningKey(ctx context.Context, current string, next *storage.SigningKey, verifyOldUntil time.Time) error {
-	takeover := next.ActivatesAt
-	if takeover.IsZero() {
-		takeover = next.CreatedAt
-	}
 	return d.tx(ctx, "rotate_signing_key", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", d.lock("signing keys")); err != nil {
 			return err
@@ -106,21 +102,47 @@ func (d *DB) RotateSigningKey(ctx context.Context, current string, next *storage
 		if err != nil {
 			return err
 		}
-		old := activeKey(keys)
-		if old == nil || old.ID != current || old.ActivatesAt.After(next.CreatedAt) {
-			return storage.ErrConflict
-		}
-		old.RetiredAt, old.VerifyUntil = takeover, verifyOldUntil
-		if err := putKey(ctx, tx, old); err != nil {
+		changed, dropped, err := storage.PlanRotation(keys, current, next, verifyOldUntil)
+		if err != nil {
 			return err
 		}
-		if err := putKey(ctx, tx, next); err != nil {
-			return err
-		}
-		// Every node re-reads the keys when this commits.
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", d.channel, keysNotice)
-		return err
+		return d.putKeys(ctx, tx, changed, dropped)
 	})
+}
+
+// RetireSigningKey implements storage.Store.
+func (d *DB) RetireSigningKey(ctx context.Context, kid string, now time.Time) error {
+	return d.tx(ctx, "retire_signing_key", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", d.lock("signing keys")); err != nil {
+			return err
+		}
+		keys, err := signingKeys(ctx, tx)
+		if err != nil {
+			return err
+		}
+		changed, dropped, err := storage.PlanRetirement(keys, kid, now)
+		if err != nil {
+			return err
+		}
+		return d.putKeys(ctx, tx, changed, dropped)
+	})
+}
+
+// putKeys writes changed keys and deletes dropped ones; every node
+// re-reads the keys when tx commits.
+func (d *DB) putKeys(ctx context.Context, tx pgx.Tx, changed []storage.SigningKey, dropped []string) error {
+	for i := range changed {
+		if err := putKey(ctx, tx, &changed[i]); err != nil {
+			return err
+		}
+	}
+	if len(dropped) > 0 {
+		if _, err := tx.Exec(ctx, "DELETE FROM signing_keys WHERE kid = ANY($1)", dropped); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", d.channel, keysNotice)
+	return err
 }
 
 // Clients implements storage.Store.

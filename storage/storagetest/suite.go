@@ -37,6 +37,7 @@ func Run(t *testing.T, open Opener) {
 		{"RevokeRefreshFamilyAndAccessTokens", testRevokeRefreshFamilyAndAccessTokens},
 		{"ConsentsAndSessions", testConsentsAndSessions},
 		{"SigningKeysEnsureAndRotate", testSigningKeysEnsureAndRotate},
+		{"SigningKeysReplaceAndRetire", testSigningKeysReplaceAndRetire},
 		{"DeleteExpired", testDeleteExpired},
 		{"CancelledContext", testCancelledContext},
 		{"PendingAuthorizationIsAnsweredOnce", testPendingAuthorizationIsAnsweredOnce},
@@ -327,6 +328,83 @@ func testConsentsAndSessions(t *testing.T, open Opener) {
 	}
 	if _, err := s.GetSession(ctx, "sid", t0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("deleted session: %v", err)
+	}
+}
+
+// testSigningKeysReplaceAndRetire: a rotation from the signing key while
+// another is pending replaces the pending key; a rotation at once takes
+// over at once; a retired key stops verifying at once, the signing key
+// cannot be retired, a pending one is dropped.
+func testSigningKeysReplaceAndRetire(t *testing.T, open Opener) {
+	s := open(t).ForIssuer(testIssuer)
+	ctx := context.Background()
+	key := func(id string, created, activates time.Time) *storage.SigningKey {
+		return &storage.SigningKey{ID: id, Algorithm: "ES256", PKCS8: []byte(id), CreatedAt: created, ActivatesAt: activates}
+	}
+	ids := func() string {
+		keys, err := s.SigningKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range keys {
+			out = append(out, k.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	if _, err := s.EnsureSigningKey(ctx, func() (*storage.SigningKey, error) { return key("k1", t0, time.Time{}), nil }); err != nil {
+		t.Fatal(err)
+	}
+	// k2 pending until t0+1h; a rotation from k1 at t0+10m replaces it.
+	if err := s.RotateSigningKey(ctx, "k1", key("k2", t0, t0.Add(time.Hour)), t0.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RotateSigningKey(ctx, "k1", key("k3", t0.Add(10*time.Minute), t0.Add(70*time.Minute)), t0.Add(3*time.Hour)); err != nil {
+		t.Fatalf("rotating from the signing key while a rotation is pending: %v", err)
+	}
+	if got := ids(); got != "k3 k1" {
+		t.Fatalf("keys after replacing the pending rotation: %s, want k3 k1", got)
+	}
+	// At once: k4 signs from its creation, k3 (pending) is dropped.
+	if err := s.RotateSigningKey(ctx, "k1", key("k4", t0.Add(20*time.Minute), time.Time{}), t0.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := s.SigningKeys(ctx)
+	if got := ids(); got != "k4 k1" || storage.SigningNow(keys, t0.Add(21*time.Minute)).ID != "k4" {
+		t.Fatalf("keys after a rotation at once: %s", got)
+	}
+	now := t0.Add(30 * time.Minute)
+	for kid, want := range map[string]error{"k4": storage.ErrKeySigns, "nobody": storage.ErrNotFound} {
+		if err := s.RetireSigningKey(ctx, kid, now); !errors.Is(err, want) {
+			t.Errorf("retiring %s: %v, want %v", kid, err, want)
+		}
+	}
+	if err := s.RetireSigningKey(ctx, "k1", now); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = s.SigningKeys(ctx)
+	for _, k := range keys {
+		if k.ID == "k1" && !k.VerifyUntil.Equal(now) {
+			t.Errorf("the retired key verifies until %v, want %v", k.VerifyUntil, now)
+		}
+	}
+	if err := s.RetireSigningKey(ctx, "k1", now.Add(time.Second)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("retiring a key that no longer verifies: %v", err)
+	}
+	// A pending key is dropped.
+	if err := s.RotateSigningKey(ctx, "k4", key("k5", now, now.Add(time.Hour)), now.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetireSigningKey(ctx, "k5", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); strings.Contains(got, "k5") {
+		t.Errorf("the pending key is still there: %s", got)
+	}
+	// ...and k4, which was to hand over to it, signs on.
+	keys, _ = s.SigningKeys(ctx)
+	if k := storage.SigningNow(keys, now.Add(48*time.Hour)); k == nil || k.ID != "k4" {
+		t.Errorf("after dropping the pending key, the signing key a day later: %+v", k)
 	}
 }
 
