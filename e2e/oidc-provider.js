@@ -27,7 +27,7 @@ const provider = new Provider(`http://${host}:${port}`, {
   scopes: ['openid', 'email', 'profile', 'offline_access'],
   // Short-lived access tokens, so that the guard's refresh (a minute
   // before expiry) happens within the scenario.
-  ttl: { AccessToken: 65 },
+  ttl: { AccessToken: 6 },
   findAccount: async (ctx, id) => ({
     accountId: id,
     claims: async () => ({ sub: id, email: id, email_verified: true, name: id.split('@')[0] }),

@@ -25,7 +25,8 @@ import (
 // expires.
 
 // upstreamRefreshMargin is how long before its expiry an upstream access
-// token is refreshed.
+// token is refreshed at most; a token that lives less than four of them
+// is refreshed a quarter of its lifetime before (see refreshMargin).
 const upstreamRefreshMargin = time.Minute
 
 // maxUpstreamEntries bounds the guard's memory of upstream tokens.
@@ -38,6 +39,9 @@ type upstreamSecret struct {
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	TokenType    string    `json:"token_type,omitempty"`
 	Expiry       time.Time `json:"expiry,omitzero"`
+	// Obtained is when the provider issued it (zero in records written
+	// before it was kept).
+	Obtained time.Time `json:"obtained,omitzero"`
 }
 
 // Refusals of the guard's upstream step.
@@ -77,8 +81,18 @@ func (s *Server) sealData(subject, provider string) []byte {
 	return []byte(s.cfg.Issuer + "\x00" + subject + "\x00" + provider)
 }
 
-func newSecret(tok *oauth2.Token) *upstreamSecret {
-	return &upstreamSecret{tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.Expiry}
+func newSecret(tok *oauth2.Token, now time.Time) *upstreamSecret {
+	return &upstreamSecret{tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.Expiry, now}
+}
+
+// refreshMargin is how long before its expiry a token is refreshed: a
+// minute, or a quarter of its lifetime when that is shorter, so that a
+// provider whose tokens live 20 s is not asked on every request.
+func refreshMargin(sec *upstreamSecret) time.Duration {
+	if sec.Obtained.IsZero() || sec.Expiry.IsZero() {
+		return upstreamRefreshMargin
+	}
+	return min(upstreamRefreshMargin, sec.Expiry.Sub(sec.Obtained)/4)
 }
 
 func (s *Server) sealUpstream(subject, provider string, sec *upstreamSecret) ([]byte, error) {
@@ -104,7 +118,7 @@ func (s *Server) openUpstream(t *storage.UpstreamToken) (*upstreamSecret, error)
 // keepSignInTokens stores what the provider issued at a sign-in, for the
 // session sid, until a grant takes it.
 func (s *Server) keepSignInTokens(ctx context.Context, sid, subject, provider string, tok *oauth2.Token, expires time.Time) error {
-	sealed, err := s.sealUpstream(subject, provider, newSecret(tok))
+	sealed, err := s.sealUpstream(subject, provider, newSecret(tok, time.Now()))
 	if err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func (u *upstreamTokens) drop(key string) {
 
 // fresh reports whether an upstream access token may be handed on now.
 func fresh(sec *upstreamSecret, now time.Time) bool {
-	return sec != nil && sec.AccessToken != "" && (sec.Expiry.IsZero() || sec.Expiry.Sub(now) > upstreamRefreshMargin)
+	return sec != nil && sec.AccessToken != "" && (sec.Expiry.IsZero() || sec.Expiry.Sub(now) > refreshMargin(sec))
 }
 
 // upstreamAccessToken is the provider's access token for the grant of a
@@ -245,7 +259,7 @@ func (s *Server) upstreamAccessToken(ctx context.Context, c *accessTokenClaims) 
 		s.cfg.Logger.Warn("guard: refreshing the upstream token", zap.String("provider", stored.Provider), zap.Error(err))
 		return "", errUpstreamUnavailable
 	}
-	refreshed := newSecret(tok)
+	refreshed := newSecret(tok, time.Now())
 	refreshed.RefreshToken = cmp.Or(refreshed.RefreshToken, sec.RefreshToken)
 	if stored.Sealed, err = s.sealUpstream(c.Subject, stored.Provider, refreshed); err == nil {
 		err = s.cfg.Store.PutUpstreamToken(ctx, stored)

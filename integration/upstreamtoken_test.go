@@ -15,13 +15,14 @@ const testStorageKey = "dGVzdC1vbmx5LXN0b3JhZ2Uta2V5LTAxMjM0NTY3ODk="
 
 // TestUpstreamTokenForTheMCPServer: with pass_upstream_token the MCP
 // server receives the user's access token at the identity provider; the
-// guard refreshes it shortly before it expires (once for a burst), ends
+// guard refreshes it shortly before it expires (a quarter of its lifetime
+// before, for tokens as short-lived as these; once for a burst), ends
 // the grant's upstream tokens when the provider refuses the refresh (401,
 // the client authorizes again and the user signs in at the provider
 // again), and revoking the grant deletes them. No token reaches the log.
 func TestUpstreamTokenForTheMCPServer(t *testing.T) {
 	corp := newOIDCStub(t, corpClientID, corpSecret)
-	corp.expiresIn = 62 // so that it is within the refresh margin (60 s) two seconds later
+	corp.expiresIn = 8 // short-lived: refreshed two seconds before expiry, not a minute
 	up := newUpstream(t, nil)
 	logPath := upstreamSite(t, corpLogin(corp, "corp", "allow_domains example.com\n pass_upstream_token")+"\n storage_key "+testStorageKey,
 		`reverse_proxy `+up.address()+` {
@@ -54,8 +55,15 @@ func TestUpstreamTokenForTheMCPServer(t *testing.T) {
 		t.Fatalf("first call: %d, upstream got %q, want %q", p.resp.StatusCode, upstreamToken(), first)
 	}
 
-	// Within a minute of its expiry: a burst of ten calls, one refresh.
-	time.Sleep(2200 * time.Millisecond)
+	// Fresh for six seconds: no refresh.
+	if p := callAPI(t, access, "/mcp"); p.resp.StatusCode != http.StatusOK || upstreamToken() != first {
+		t.Fatalf("a second call: %d", p.resp.StatusCode)
+	}
+	if _, refreshes, _ := corp.state(); refreshes != 0 {
+		t.Fatalf("%d refreshes of a fresh token", refreshes)
+	}
+	// Within two seconds of its expiry: a burst of ten calls, one refresh.
+	time.Sleep(6500 * time.Millisecond)
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
@@ -75,7 +83,7 @@ func TestUpstreamTokenForTheMCPServer(t *testing.T) {
 	corp.mu.Lock()
 	corp.refuseRefresh = true
 	corp.mu.Unlock()
-	time.Sleep(2200 * time.Millisecond)
+	time.Sleep(6500 * time.Millisecond)
 	p := callAPI(t, access, "/mcp")
 	const challenge = `Bearer resource_metadata="` + base + `/.well-known/oauth-protected-resource/mcp", error="invalid_token", error_description="the identity provider's token for this grant is gone (refused or revoked there); authorize again"`
 	if p.resp.StatusCode != http.StatusUnauthorized || p.resp.Header.Get("WWW-Authenticate") != challenge {

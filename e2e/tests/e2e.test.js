@@ -293,8 +293,8 @@ test('identity provider: first connection signs in at the upstream OpenID provid
 
   // pass_upstream_token: the MCP server calls the provider as the user
   // with the token the gateway passed on, and keeps doing so after the
-  // guard refreshed it (the provider's access tokens live 65 s; the guard
-  // refreshes a minute before expiry).
+  // guard refreshed it (the provider's access tokens live 6 s; the guard
+  // refreshes a quarter of their lifetime before expiry).
   assert.deepEqual([me.upstream?.status, me.upstream?.email], [200, 'alice@example.com'], `the provider's userinfo with the upstream token: ${JSON.stringify(me.upstream)}`);
   await new Promise((r) => setTimeout(r, 5500));
   const later = await whoami(client);
