@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -79,7 +80,32 @@ func start(t *testing.T, config string) *caddytest.Tester {
 	if t.Failed() {
 		t.FailNow()
 	}
+	settle()
 	return tester
+}
+
+// settle waits until the previous config's server no longer takes
+// connections. A reload starts the new server, then shuts the old one down
+// in the background; both accept on the same listener for a moment, and
+// with the tests' grace_period of 1ns the old one closes what it accepted
+// unanswered (a client sees EOF or a reset). Caddy behaves so by design: an
+// operator's grace period would let the old server answer. Three answered
+// requests in a row, each on a new connection, are taken as the sign that
+// the old server is gone.
+func settle() {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	answered := 0
+	for deadline := time.Now().Add(2 * time.Second); answered < 3 && time.Now().Before(deadline); {
+		resp, err := client.Get("http://127.0.0.1:9080/.well-known/settle")
+		if err != nil {
+			answered = 0
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		answered++
+	}
 }
 
 func get(t *testing.T, tester *caddytest.Tester, path string, header ...string) (*http.Response, []byte) {

@@ -53,6 +53,7 @@ func TestReloadWithChangedConfigKeepsData(t *testing.T) {
 	if took := time.Since(began); t.Failed() || took > 5*time.Second {
 		t.Fatalf("reload took %s (failed: %v)", took, t.Failed())
 	}
+	settle()
 	_, meta := get(t, tester, "/.well-known/oauth-authorization-server")
 	if !bytes.Contains(meta, []byte(`"scopes_supported":["mcp:read","mcp:write"]`)) {
 		t.Fatalf("the new config is not serving: %s", meta)
