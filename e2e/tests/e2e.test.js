@@ -277,6 +277,40 @@ test('browser-hosted client on another origin: fetch to the guarded MCP endpoint
   assert.deepEqual(browser.consoleErrors.filter((e) => !e.includes('401')), [], 'console errors on the app page');
 });
 
+test('browser-hosted client (the MCP Inspector\'s direct mode): refreshes after expiry with the SDK\'s merged headers, from another origin', async () => {
+  const provider = new MemoryProvider({ name: 'E2E Browser Refresh' });
+  await connect(provider);
+  const { access_token: expired, refresh_token: refreshToken } = provider.tokens();
+  await new Promise((r) => setTimeout(r, 5500)); // access_token_lifetime 4s + clock_skew 1s
+  const page = await browser.page();
+  await page.goto(new URL('/app', REDIRECT).href);
+  const result = await page.evaluate(async ({ base, mcp, expired, refreshToken, clientId }) => {
+    // What the SDK in a browser sends: its transport's headers merged into
+    // the OAuth request, the expired access token included.
+    const refresh = await fetch(`${base}/oauth/token`, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/json, application/x-www-form-urlencoded',
+        Accept: 'text/event-stream, application/json, application/json',
+        Authorization: `Bearer ${expired}`,
+      },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId }).toString(),
+    });
+    const tokens = await refresh.json();
+    const call = await fetch(mcp, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${tokens.access_token}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    return { refreshStatus: refresh.status, tokens, callStatus: call.status };
+  }, { base: BASE, mcp: MCP_URL.href, expired, refreshToken, clientId: provider.clientInformation().client_id });
+  await page.close();
+  assert.equal(result.refreshStatus, 200, `the refresh: ${JSON.stringify(result.tokens)}`);
+  assert.ok(result.tokens.access_token && result.tokens.refresh_token !== refreshToken, 'no new tokens');
+  assert.equal(result.callStatus, 200, 'the refreshed token does not reach the MCP server');
+  assert.deepEqual(browser.consoleErrors.filter((e) => !e.includes('401')), [], 'console errors on the app page');
+});
+
 // Sign-in through the upstream identity provider, e2e/oidc-provider.js
 // (panva's certified oidc-provider), configured twice in e2e/Caddyfile as
 // `login oidc corp` (allow_domains example.com) and `login oidc partner`.

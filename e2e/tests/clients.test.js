@@ -1,0 +1,51 @@
+// Clients nobody here wrote, on their defaults: panva's openid-client
+// registers for client_secret_basic and then authenticates with
+// client_secret_post; it checks the authorization response's iss (RFC
+// 9207) and refreshes. Run by e2e/run, which starts everything.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as client from 'openid-client';
+import { BASE, MCP_URL, REDIRECT, Browser, callbacks } from './harness.js';
+
+let browser;
+before(async () => { await callbacks.start(); browser = await Browser.launch(); });
+after(async () => { await browser?.close(); await callbacks.stop(); });
+
+test('openid-client on its defaults: registration, code flow with PKCE, the MCP server, refresh', async () => {
+  const options = { execute: [client.allowInsecureRequests] }; // http on loopback
+  const config = await client.dynamicClientRegistration(new URL(BASE), {
+    client_name: 'openid-client',
+    redirect_uris: [REDIRECT],
+    grant_types: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }, undefined, options);
+  assert.ok(config.clientMetadata().client_secret, 'no client secret');
+
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT,
+    scope: 'mcp:read',
+    resource: MCP_URL.href,
+    state,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+  });
+  const { callback } = await browser.authorize(url);
+  // openid-client's default for a client with a secret is client_secret_post,
+  // whatever the client registered.
+  const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state },
+    { resource: MCP_URL.href });
+  assert.ok(tokens.access_token && tokens.refresh_token, 'no tokens');
+  assert.equal(tokens.scope, 'mcp:read');
+
+  const answer = await fetch(MCP_URL, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${tokens.access_token}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  assert.equal(answer.status, 200, await answer.text());
+
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+  assert.ok(refreshed.access_token && refreshed.refresh_token !== tokens.refresh_token, 'the refresh did not rotate');
+});
