@@ -41,7 +41,7 @@ func flowServerUpstream(t *testing.T, global, extra, upstream string) (storagePa
 	if strings.Contains(extra, "storage postgres") { // the test brings its own storage
 		storageLine, storagePath = "", ""
 	}
-	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}\n\t"+global, 1) +
+	config := withLog(logPath, global) +
 		base + ` {
 	log {
 		output file ` + filepath.Join(dir, "access.log") + `

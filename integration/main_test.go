@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,17 +46,34 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	// Caddy's own log goes to a file, so that a failing test's output is
+	// its assertions; the file is kept and named when a test fails.
+	logs, err := os.MkdirTemp("", "oauth2-integration-log")
+	if err != nil {
+		panic(err)
+	}
+	caddyLog = filepath.Join(logs, "caddy.log")
+	os.Setenv("OAUTH2_CADDY_LOG", caddyLog)
 	code := m.Run()
 	pgtest.StopShared()
 	os.RemoveAll(dir)
+	if code != 0 {
+		fmt.Printf("Caddy's log, with the config of each failed test: %s\n", caddyLog)
+	} else {
+		os.RemoveAll(logs)
+	}
 	os.Exit(code)
 }
+
+// caddyLog is the file Caddy's log goes to (set by TestMain).
+var caddyLog string
 
 // base is the address of the test site.
 const base = "http://localhost:9080"
 
 // globalOptions must open every config: caddytest finds its Caddy on the
 // admin port, and a config without it would move the admin endpoint away.
+// A test that reads Caddy's log replaces defaultLog with its own.
 const globalOptions = `{
 	skip_install_trust
 	admin localhost:2999
@@ -63,8 +81,20 @@ const globalOptions = `{
 	https_port 9443
 	grace_period 1ns
 	persist_config off
-}
+` + defaultLog + `}
 `
+
+// defaultLog sends Caddy's log to the file TestMain names.
+const defaultLog = `	log {
+		output file {$OAUTH2_CADDY_LOG}
+	}
+`
+
+// withLog is globalOptions with Caddy's log at DEBUG in path, and more
+// global options.
+func withLog(path, global string) string {
+	return strings.Replace(globalOptions, defaultLog, "\tlog {\n\t\toutput file "+path+"\n\t\tlevel DEBUG\n\t}\n\t"+global+"\n", 1)
+}
 
 // site is a config serving one oauth2_server block at base, with a
 // trivial upstream behind it.
@@ -75,13 +105,29 @@ func site(block string) string {
 // start loads config into the shared in-process Caddy.
 func start(t *testing.T, config string) *caddytest.Tester {
 	t.Helper()
-	tester := caddytest.NewTester(t)
+	tester := caddytest.NewTester(quiet{t})
 	tester.InitServer(config, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
 	settle()
 	return tester
+}
+
+// quiet is a test whose config dump by caddytest, when the test fails, goes
+// to Caddy's log instead of the test's output.
+type quiet struct{ testing.TB }
+
+func (q quiet) Logf(format string, args ...any) {
+	if !strings.HasPrefix(format, "----------- failed with config") {
+		q.TB.Logf(format, args...)
+		return
+	}
+	if f, err := os.OpenFile(caddyLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+		fmt.Fprintf(f, "%s: "+format+"\n", append([]any{q.Name()}, args...)...)
+		f.Close()
+	}
+	q.TB.Logf("the config is in %s", caddyLog)
 }
 
 // settle waits until the previous config's server no longer takes

@@ -25,7 +25,7 @@ func upstreamSite(t *testing.T, logins, upstreamHandler string) (logPath string)
 	t.Helper()
 	dir := t.TempDir()
 	logPath = filepath.Join(dir, "caddy.log")
-	config := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logPath+"\n\t\tlevel DEBUG\n\t}", 1) +
+	config := withLog(logPath, "") +
 		base + ` {
 	oauth2_server {
 		issuer ` + base + `
