@@ -1,9 +1,14 @@
 // Clients nobody here wrote, on their defaults: panva's openid-client
 // registers for client_secret_basic and then authenticates with
 // client_secret_post; it checks the authorization response's iss (RFC
-// 9207) and refreshes. Run by e2e/run, which starts everything.
+// 9207) and refreshes. Authlib's OAuth2Session, registered for
+// client_secret_post, introspects and revokes with client_secret_basic.
+// Run by e2e/run, which starts everything.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
 import * as client from 'openid-client';
 import { BASE, MCP_URL, REDIRECT, Browser, callbacks } from './harness.js';
 
@@ -48,4 +53,31 @@ test('openid-client on its defaults: registration, code flow with PKCE, the MCP 
 
   const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
   assert.ok(refreshed.access_token && refreshed.refresh_token !== tokens.refresh_token, 'the refresh did not rotate');
+});
+
+test('Authlib on its defaults: registered for client_secret_post, introspects and revokes with client_secret_basic', async () => {
+  // Debian's python3-authlib, under the system's python.
+  const python = process.env.E2E_PYTHON ?? '/usr/bin/python3';
+  const child = spawn(python, [path.resolve(import.meta.dirname, '..', 'authlib-client.py')], {
+    env: { ...process.env, E2E_BASE: BASE, E2E_REDIRECT: REDIRECT },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  assert.ok(!first.done, `Authlib printed no authorization URL:\n${stderr}`);
+  const { callback } = await browser.authorize(first.value);
+  child.stdin.end(`${callback.href}\n`);
+  const last = await lines.next();
+  assert.equal(await exited, 0, stderr);
+  assert.deepEqual(JSON.parse(last.value), {
+    revocation_endpoint_auth_method: 'client_secret_basic',
+    scope: 'mcp:read',
+    refreshed: true,
+    introspect: { status: 200, sent_basic: true, active: true },
+    revoke: { status: 200, sent_basic: true },
+    refresh_after_revoke: 'invalid_grant',
+  });
 });
