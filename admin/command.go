@@ -64,6 +64,12 @@ func addCommands(root *cobra.Command) {
 	f.StringVar(&c.storagePath, "storage", "", "Open this storage file instead of asking the running Caddy")
 	f.BoolVar(&c.json, "json", false, "Print JSON instead of tables")
 
+	// An argument that starts with "-" (a key id, a token) is read as
+	// flags unless it follows "--"; say so.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w (an argument that starts with \"-\" goes after \"--\", as in: caddy oauth2 keys retire -- -AbC)", err)
+	})
+
 	run := func(writes bool, fn func(args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
 			cmd.SilenceUsage = true

@@ -14,9 +14,14 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// randomID returns 128 bits, for client ids.
+// randomID returns 128 bits, for client ids, never starting with "-" (an
+// operator types them as command arguments, where they would be flags).
 func randomID() string {
 	var b [16]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }

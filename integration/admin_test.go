@@ -245,6 +245,12 @@ func TestCLI(t *testing.T) {
 	if out := cli("clients", "delete", added["client_id"].(string)); !strings.Contains(out, "deleted") {
 		t.Errorf("clients delete: %s", out)
 	}
+	if out, err := caddyCLI(t, "", "oauth2", "keys", "retire", "-AbC", "--address", "localhost:2999"); err == nil || !strings.Contains(out, `unknown shorthand flag: 'A' in -AbC (an argument that starts with "-" goes after "--", as in: caddy oauth2 keys retire -- -AbC)`) {
+		t.Errorf("an argument that looks like a flag: %v %s", err, out)
+	}
+	if out, err := caddyCLI(t, "", "oauth2", "keys", "retire", "--address", "localhost:2999", "--", "-AbC"); err == nil || strings.Contains(out, "flag") || !strings.Contains(out, "not found (HTTP 404)") {
+		t.Errorf("an argument after --: %v %s", err, out)
+	}
 	if out, err := caddyCLI(t, "", "oauth2", "clients", "delete", "pub1", "--address", "localhost:2999"); err == nil || !strings.Contains(out, "configured in the Caddyfile") || strings.Count(strings.TrimSpace(out), "\n") > 1 {
 		t.Errorf("deleting a Caddyfile client: %v %q", err, out)
 	}
