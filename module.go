@@ -548,8 +548,6 @@ func setDuration(d *caddy.Duration, def time.Duration) {
 	}
 }
 
-// staticClients turns the configured clients into the stored form, with
-// the secret hashed.
 // passUpstreamToken names the logins with pass_upstream_token.
 func (h *Handler) passUpstreamToken() map[string]bool {
 	out := map[string]bool{}
@@ -561,6 +559,8 @@ func (h *Handler) passUpstreamToken() map[string]bool {
 	return out
 }
 
+// scopeDefinitions are the configured scope definitions, as the endpoints
+// take them.
 func (h *Handler) scopeDefinitions() []endpoints.ScopeDefinition {
 	out := make([]endpoints.ScopeDefinition, len(h.ScopeDefinitions))
 	for i, d := range h.ScopeDefinitions {
@@ -569,6 +569,8 @@ func (h *Handler) scopeDefinitions() []endpoints.ScopeDefinition {
 	return out
 }
 
+// staticClients turns the configured clients into the stored form, with
+// the secret hashed.
 func (h *Handler) staticClients() []storage.Client {
 	var out []storage.Client
 	for _, c := range h.Clients {
