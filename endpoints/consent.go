@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -54,10 +55,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the request could not be stored; retry shortly"}})
 		return
 	}
-	name := req.client.Name
-	if name == "" {
-		name = req.client.ID
-	}
+	name := cmp.Or(req.client.Name, req.client.ID)
 	account, via := s.accountName(user)
 	page := consentPage{
 		Title:        "Allow " + name + "?",

@@ -6,6 +6,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -139,9 +140,7 @@ func New(cfg Config) (Provider, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: Timeout}
 	}
-	if cfg.Label == "" {
-		cfg.Label = cfg.Name
-	}
+	cfg.Label = cmp.Or(cfg.Label, cfg.Name)
 	switch cfg.Kind {
 	case KindOIDC:
 		return newOIDC(cfg), nil
