@@ -172,45 +172,12 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 	return joinScope(granted), nil
 }
 
-// offlineAccess is the OpenID Connect scope that asks for a refresh token.
-// MCP clients add it to their requests; it is no permission of the
-// resource.
-const offlineAccess = "offline_access"
-
-// acceptedScopes are OpenID Connect scopes that OIDC-minded clients ask
-// for by default. While this server issues no ID tokens they are accepted
-// in requests and left out of the grant (refresh tokens follow the
-// client's grant_types), unless the catalogue lists them, which makes them
-// ordinary scopes.
-var acceptedScopes = []string{offlineAccess, "openid", "email", "profile"}
-
-// acceptedOnly reports whether sc is accepted without being granted.
-func (s *Server) acceptedOnly(sc string) bool {
-	return slices.Contains(acceptedScopes, sc) && !slices.Contains(s.cfg.Scopes, sc)
-}
-
-// grantable is a scope parameter's scopes without those accepted only.
-func (s *Server) grantable(scope string) []string {
-	return slices.DeleteFunc(splitScope(scope), s.acceptedOnly)
-}
-
-// resourceScopes drops offline_access from scopes the resource publishes
-// or asks for (protected-resource metadata, challenges).
-func resourceScopes(scopes []string) []string {
-	return slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return sc == offlineAccess })
-}
-
 // configuredClient reports whether a client comes from the Caddyfile:
 // vetted by the operator, unlike a registered or metadata-document client,
 // which anyone could have created.
 func (s *Server) configuredClient(c *storage.Client) bool {
 	_, ok := s.staticClients[c.ID]
 	return ok
-}
-
-// joinScope is the scope parameter for a list of scopes, without repeats.
-func joinScope(scopes []string) string {
-	return strings.Join(dedupe(scopes), " ")
 }
 
 // requestedResource returns the resource (RFC 8707) the token will be
@@ -228,39 +195,6 @@ func (s *Server) requestedResource(values []string) (string, *authorizeError) {
 		return "", redirectError("invalid_target", "resource is not served by this authorization server")
 	}
 	return res, nil
-}
-
-// matchResource returns the configured resource that raw names: an
-// absolute URI without fragment, compared with scheme and host
-// case-insensitive and https://host ≡ https://host/.
-func (s *Server) matchResource(raw string) (string, bool) {
-	canonical, ok := CanonicalResource(raw)
-	if !ok {
-		return "", false
-	}
-	for _, r := range s.resources {
-		if r.id == canonical {
-			return r.id, true
-		}
-	}
-	return "", false
-}
-
-// CanonicalResource is the form in which resources are configured and
-// compared: scheme and host lowercased and a bare "/" path dropped, so
-// https://HOST/ and https://host name the same resource. It reports false
-// for anything but an absolute URI with a host and without a fragment.
-func CanonicalResource(raw string) (string, bool) {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") {
-		return "", false
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	u.Host = strings.ToLower(u.Host)
-	if u.Path == "/" && u.RawPath == "" {
-		u.Path = ""
-	}
-	return u.String(), true
 }
 
 // authorize serves GET /oauth/authorize.
@@ -417,40 +351,4 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authoriz
 	}
 	s.redirectToClient(w, r, req, url.Values{"code": {code}})
 	return nil
-}
-
-// splitScope splits a scope parameter on spaces (RFC 6749 §3.3).
-func splitScope(scope string) []string {
-	var out []string
-	for _, s := range strings.Split(scope, " ") {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// ValidScopeToken enforces RFC 6749 §3.3:
-// scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
-func ValidScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-func dedupe(list []string) []string {
-	var out []string
-	for _, e := range list {
-		if !slices.Contains(out, e) {
-			out = append(out, e)
-		}
-	}
-	return out
 }

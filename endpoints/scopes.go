@@ -107,3 +107,72 @@ func (c scopeCatalogue) items(scopes []string) []scopeItem {
 	}
 	return out
 }
+
+// offlineAccess is the OpenID Connect scope that asks for a refresh token.
+// MCP clients add it to their requests; it is no permission of the
+// resource.
+const offlineAccess = "offline_access"
+
+// acceptedScopes are OpenID Connect scopes that OIDC-minded clients ask
+// for by default. While this server issues no ID tokens they are accepted
+// in requests and left out of the grant (refresh tokens follow the
+// client's grant_types), unless the catalogue lists them, which makes them
+// ordinary scopes.
+var acceptedScopes = []string{offlineAccess, "openid", "email", "profile"}
+
+// acceptedOnly reports whether sc is accepted without being granted.
+func (s *Server) acceptedOnly(sc string) bool {
+	return slices.Contains(acceptedScopes, sc) && !slices.Contains(s.cfg.Scopes, sc)
+}
+
+// grantable is a scope parameter's scopes without those accepted only.
+func (s *Server) grantable(scope string) []string {
+	return slices.DeleteFunc(splitScope(scope), s.acceptedOnly)
+}
+
+// resourceScopes drops offline_access from scopes the resource publishes
+// or asks for (protected-resource metadata, challenges).
+func resourceScopes(scopes []string) []string {
+	return slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return sc == offlineAccess })
+}
+
+// joinScope is the scope parameter for a list of scopes, without repeats.
+func joinScope(scopes []string) string {
+	return strings.Join(dedupe(scopes), " ")
+}
+
+// splitScope splits a scope parameter on spaces (RFC 6749 §3.3).
+func splitScope(scope string) []string {
+	var out []string
+	for _, s := range strings.Split(scope, " ") {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ValidScopeToken enforces RFC 6749 §3.3:
+// scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func ValidScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func dedupe(list []string) []string {
+	var out []string
+	for _, e := range list {
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
