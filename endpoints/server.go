@@ -1,7 +1,13 @@
 // Package endpoints implements the authorization server's HTTP endpoints
 // (discovery, JWKS, authorize, login, consent, token, revoke, register,
 // introspect) and the bearer guard. It knows nothing of Caddy's config
-// machinery: the module builds a Server and hands it requests.
+// machinery (the module builds a Server from the parsed config and hands
+// it requests), but it runs inside Caddy's HTTP server and uses its
+// runtime: the guard is a caddyhttp.Handler that sets placeholders on the
+// request's caddy.Replacer, client addresses come from Caddy's resolved
+// client IP and trusted-proxy variables, responses are wrapped with
+// caddyhttp.ResponseWriterWrapper, path rules are caddyhttp.MatchPath, and
+// user passwords are checked with caddyauth's bcrypt and argon2id hashes.
 package endpoints
 
 import (
