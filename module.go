@@ -584,7 +584,7 @@ func (h *Handler) staticClients() []storage.Client {
 			IntrospectAll: c.Introspect,
 		}
 		if len(sc.GrantTypes) == 0 {
-			sc.GrantTypes = []string{"authorization_code", "refresh_token"}
+			sc.GrantTypes = endpoints.DefaultGrantTypes()
 		}
 		if c.Secret != "" {
 			sc.SecretHash = storage.Hash(c.Secret)

@@ -11,6 +11,11 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
+// DefaultGrantTypes are a client's grant types when it names none (a
+// Caddyfile client, a registration, a client the operator adds): a fresh
+// slice each time.
+func DefaultGrantTypes() []string { return []string{"authorization_code", "refresh_token"} }
+
 // lookupClient finds a client configured in the Caddyfile, then a
 // registered one (including the clients of metadata documents seen at
 // the authorization endpoint). It never fetches anything.

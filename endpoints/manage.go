@@ -120,7 +120,7 @@ func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, str
 		return ClientInfo{}, "", invalid("client_name is required (at most %d characters)", maxClientNameLength)
 	}
 	if len(n.GrantTypes) == 0 {
-		n.GrantTypes = []string{"authorization_code", "refresh_token"}
+		n.GrantTypes = DefaultGrantTypes()
 	}
 	n.GrantTypes = dedupe(n.GrantTypes)
 	switch n.AuthMethod {

@@ -229,7 +229,7 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 		return badMetadata("token_endpoint_auth_method %q is not supported (none, client_secret_basic, client_secret_post)", md.TokenEndpointAuthMethod)
 	}
 	if len(md.GrantTypes) == 0 {
-		md.GrantTypes = []string{"authorization_code", "refresh_token"}
+		md.GrantTypes = DefaultGrantTypes()
 	}
 	for _, g := range md.GrantTypes {
 		switch {
