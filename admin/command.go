@@ -192,7 +192,7 @@ func (c *cli) quietConfig() ([]byte, error) {
 	}
 	body, err := os.ReadFile(c.config)
 	if err != nil {
-		return nil, fmt.Errorf("reading --config: %v", err)
+		return nil, fmt.Errorf("reading --config: %w", err)
 	}
 	name := c.adapter
 	if base := filepath.Base(c.config); name == "" && (strings.HasPrefix(base, "Caddyfile") || filepath.Ext(base) == ".caddyfile") {
@@ -207,7 +207,7 @@ func (c *cli) quietConfig() ([]byte, error) {
 	}
 	out, _, err := adapter.Adapt(body, map[string]any{"filename": c.config})
 	if err != nil {
-		return nil, fmt.Errorf("adapting --config: %v", err)
+		return nil, fmt.Errorf("adapting --config: %w", err)
 	}
 	return out, nil
 }
@@ -311,7 +311,7 @@ func (c *cli) show(raw []byte, v any, header string, row func(tw io.Writer)) err
 		return err
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("reading the answer: %v", err)
+		return fmt.Errorf("reading the answer: %w", err)
 	}
 	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
@@ -429,7 +429,7 @@ func (c *cli) revoke(grant, user, client string) error {
 		return err
 	}
 	if err := json.Unmarshal(raw, &n); err != nil {
-		return fmt.Errorf("reading the answer: %v", err)
+		return fmt.Errorf("reading the answer: %w", err)
 	}
 	what := "grant " + grant
 	switch {

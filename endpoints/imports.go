@@ -110,7 +110,7 @@ func vetImportedClient(c *storage.Client, keepPrivileges bool) error {
 			return fmt.Errorf("a redirect URI is too long or not UTF-8")
 		}
 		if err := ValidateRedirectURI(u); err != nil {
-			return fmt.Errorf("redirect URI %q: %v", u, err)
+			return fmt.Errorf("redirect URI %q: %w", u, err)
 		}
 	}
 	for _, sc := range splitScope(c.Scope) {
