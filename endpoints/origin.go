@@ -26,10 +26,6 @@ func (s *Server) CheckOrigin(r *http.Request) {
 	if _, done := warnedOrigins.Load(s.cfg.Issuer); done {
 		return
 	}
-	want, err := url.Parse(s.cfg.Issuer)
-	if err != nil {
-		return
-	}
 	scheme, host := "http", r.Host
 	if r.TLS != nil {
 		scheme = "https"
@@ -42,7 +38,7 @@ func (s *Server) CheckOrigin(r *http.Request) {
 			host = h
 		}
 	}
-	if scheme == want.Scheme && hostPort(host, scheme) == hostPort(want.Host, want.Scheme) {
+	if scheme+"://"+hostPort(host, scheme) == s.issuerOrigin {
 		return
 	}
 	if _, done := warnedOrigins.LoadOrStore(s.cfg.Issuer, true); done {
@@ -50,6 +46,16 @@ func (s *Server) CheckOrigin(r *http.Request) {
 	}
 	s.cfg.Logger.Warn("a request reached the authorization server at another origin than its issuer: clients will fail to validate its documents (often seen as \"fetch failed\"); make the issuer the URL clients use, or the site serve it",
 		zap.String("issuer", s.cfg.Issuer), zap.String("request_origin", scheme+"://"+host))
+}
+
+// originOf is an issuer's scheme://host:port, as CheckOrigin compares it
+// (empty for an issuer that does not parse, which NewServer refuses).
+func originOf(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + hostPort(u.Host, u.Scheme)
 }
 
 // firstValue is the first of a comma-separated header's values.

@@ -134,6 +134,7 @@ type Server struct {
 	routes        map[string]http.HandlerFunc
 	resources     []resource
 	issuerPath    string
+	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
 	pages         map[string]*template.Template
 	loginLimit    *keyedLimiter // failed sign-ins per account and per IP
@@ -179,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:            cfg,
 		routes:         map[string]http.HandlerFunc{},
 		issuerPath:     issuerPath,
+		issuerOrigin:   originOf(cfg.Issuer),
 		staticClients:  map[string]*storage.Client{},
 		loginLimit:     newKeyedLimiter(5, 15*time.Minute),
 		tokens:         newTokenCache(),
