@@ -282,9 +282,6 @@ func (h *Handler) validateClients() error {
 		case !c.Public && c.Secret == "":
 			return fmt.Errorf("client %q: needs a secret, or 'public' for a client without one", c.ID)
 		}
-		if len(c.RedirectURIs) == 0 && (len(c.GrantTypes) == 0 || slices.Contains(c.GrantTypes, "authorization_code")) {
-			return fmt.Errorf("client %q: needs at least one redirect_uri", c.ID)
-		}
 		for _, u := range c.RedirectURIs {
 			if err := endpoints.ValidateRedirectURI(u); err != nil {
 				return fmt.Errorf("client %q: redirect_uri %q: %v", c.ID, u, err)
@@ -293,23 +290,11 @@ func (h *Handler) validateClients() error {
 		if err := checkScopes(fmt.Sprintf("client %q: scopes", c.ID), c.Scopes); err != nil {
 			return err
 		}
-		for _, g := range c.GrantTypes {
-			switch {
-			case g == "client_credentials" && c.Public:
-				return fmt.Errorf("client %q: grant_types: a public client cannot use client_credentials", c.ID)
-			case g != "authorization_code" && g != "refresh_token" && g != "client_credentials":
-				return fmt.Errorf("client %q: grant_types: %q is not supported (authorization_code, refresh_token, client_credentials)", c.ID, g)
-			}
+		if err := endpoints.CheckConfiguredClient(c.Public, c.TokenEndpointAuthMethod, c.GrantTypes, len(c.RedirectURIs)); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
 		}
 		if c.Introspect && c.Public {
 			return fmt.Errorf("client %q: introspect needs a confidential client (with a secret)", c.ID)
-		}
-		switch m := c.TokenEndpointAuthMethod; {
-		case m == "", c.Public && m == "none", !c.Public && (m == "client_secret_basic" || m == "client_secret_post"):
-		case c.Public:
-			return fmt.Errorf("client %q: token_endpoint_auth_method %q: a public client uses none", c.ID, m)
-		default:
-			return fmt.Errorf("client %q: token_endpoint_auth_method %q is not supported (client_secret_basic, client_secret_post)", c.ID, m)
 		}
 		if slices.ContainsFunc(h.Users, func(u User) bool { return u.Username == c.ID }) {
 			return fmt.Errorf("client %q: the client_id is also the name of a user: tokens of the one would be taken for the other's", c.ID)

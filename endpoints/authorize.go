@@ -309,7 +309,7 @@ func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subjec
 	if req.client.Trusted {
 		return false
 	}
-	if !confidential(req.client) && !s.configuredClient(req.client) && nativeRedirects(req.client.RedirectURIs) {
+	if !kindOf(req.client).confidential() && !s.configuredClient(req.client) && nativeRedirects(req.client.RedirectURIs) {
 		return true
 	}
 	c, err := s.cfg.Store.GetConsent(ctx, subject, req.client.ID, req.resource)

@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 
@@ -9,55 +10,225 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
+// clientKind is the kind of credential a client registered: it decides
+// which authentication methods it may use (see authMethods).
+type clientKind uint8
+
+const (
+	// publicClient proves nothing but its client_id (method none).
+	publicClient clientKind = iota
+	// secretClient presents a shared secret (client_secret_basic or
+	// client_secret_post: both send the same secret, so either will do).
+	secretClient
+	// keyClient signs an assertion with one of its keys (private_key_jwt).
+	keyClient
+)
+
+// kindOf is the kind of a client's registration: the one place that
+// reads it from the record.
+func kindOf(c *storage.Client) clientKind {
+	if len(c.SecretHash) > 0 {
+		return secretClient
+	}
+	return publicClient
+}
+
+// confidential reports whether clients of the kind authenticate (RFC 6749
+// §2.1), as opposed to public clients.
+func (k clientKind) confidential() bool { return k != publicClient }
+
+func (k clientKind) String() string {
+	switch k {
+	case secretClient:
+		return "client that has a secret"
+	case keyClient:
+		return "client that has keys"
+	}
+	return "public client"
+}
+
+// wants says what a client of the kind must present.
+func (k clientKind) wants() string {
+	switch k {
+	case secretClient:
+		return "this client authenticates with its client secret (client_secret_basic or client_secret_post)"
+	case keyClient:
+		return "this client authenticates with an assertion signed by its key (private_key_jwt)"
+	}
+	return "this client is public: it authenticates with its client_id alone (none)"
+}
+
+// clientCredential is what a request presents to prove which client it is.
+type clientCredential struct {
+	clientID string
+	secret   string
+}
+
+// authMethod is one client authentication method (a
+// token_endpoint_auth_method), a row of authMethods.
+type authMethod struct {
+	name string
+	// kind is the kind of client that uses the method.
+	kind clientKind
+	// offered: listed in the metadata, accepted in registrations and
+	// client configuration.
+	offered bool
+	// read returns the method's credential when the request carries it
+	// (ok), or why what it carries is malformed.
+	read func(r *http.Request, form url.Values) (cred clientCredential, ok bool, err error)
+	// verify checks a credential against the client's registration: ""
+	// when it holds, else why not.
+	verify func(c *storage.Client, cred clientCredential) string
+}
+
+// authMethods are the client authentication methods, strongest last.
+// none is also what a request presents when it carries no other method:
+// its client_id in the form.
+var authMethods = []authMethod{
+	{name: "none", kind: publicClient, offered: true, read: readBasicNone, verify: func(*storage.Client, clientCredential) string { return "" }},
+	{name: "client_secret_basic", kind: secretClient, offered: true, read: readBasicSecret, verify: verifySecret},
+	{name: "client_secret_post", kind: secretClient, offered: true, read: readPostSecret, verify: verifySecret},
+	// No client registers keys yet: an assertion is recognised, so that it
+	// counts as a method and is refused as the wrong kind of credential.
+	{name: "private_key_jwt", kind: keyClient, read: readAssertion, verify: func(*storage.Client, clientCredential) string {
+		return "client assertions are not accepted"
+	}},
+}
+
+// authMethodNamed is the offered method called name, or nil.
+func authMethodNamed(name string) *authMethod {
+	for i := range authMethods {
+		if m := &authMethods[i]; m.offered && m.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// authMethodNames are the offered methods for which keep reports true.
+func authMethodNames(keep func(*authMethod) bool) []string {
+	var out []string
+	for i := range authMethods {
+		if m := &authMethods[i]; m.offered && keep(m) {
+			out = append(out, m.name)
+		}
+	}
+	return out
+}
+
+// methodsOfKind are the offered methods of clients of kind k.
+func methodsOfKind(k clientKind) []string {
+	return authMethodNames(func(m *authMethod) bool { return m.kind == k })
+}
+
+// basicCredentials reads an Authorization: Basic header; RFC 6749 §2.3.1:
+// both parts are form-encoded before Basic encoding.
+func basicCredentials(r *http.Request) (cred clientCredential, ok bool, err error) {
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		return clientCredential{}, false, nil
+	}
+	var err1, err2 error
+	cred.clientID, err1 = url.QueryUnescape(id)
+	cred.secret, err2 = url.QueryUnescape(secret)
+	if err1 != nil || err2 != nil {
+		return clientCredential{}, true, errors.New("malformed Basic credentials")
+	}
+	return cred, true, nil
+}
+
+// readBasicNone: a Basic user name with an empty password is a client_id
+// alone (golang.org/x/oauth2 sends that for a public client).
+func readBasicNone(r *http.Request, _ url.Values) (clientCredential, bool, error) {
+	cred, ok, err := basicCredentials(r)
+	return cred, ok && (err != nil || cred.secret == ""), err
+}
+
+func readBasicSecret(r *http.Request, _ url.Values) (clientCredential, bool, error) {
+	cred, ok, err := basicCredentials(r)
+	return cred, ok && (err != nil || cred.secret != ""), err
+}
+
+func readPostSecret(_ *http.Request, form url.Values) (clientCredential, bool, error) {
+	secret := form.Get("client_secret")
+	return clientCredential{clientID: form.Get("client_id"), secret: secret}, secret != "", nil
+}
+
+func readAssertion(_ *http.Request, form url.Values) (clientCredential, bool, error) {
+	present := form.Get("client_assertion") != "" || form.Get("client_assertion_type") != ""
+	return clientCredential{clientID: form.Get("client_id")}, present, nil
+}
+
+func verifySecret(c *storage.Client, cred clientCredential) string {
+	if !equalSecretHash(cred.secret, c.SecretHash) {
+		return "wrong client secret"
+	}
+	return ""
+}
+
+// errTwoMethods refuses a request carrying two authentication methods.
+var errTwoMethods = errors.New("use one client authentication method per request (RFC 6749 §2.3)")
+
+// presentedMethod finds the one method a request carries: none, with the
+// form's client_id, when it carries no other.
+func presentedMethod(r *http.Request, form url.Values) (*authMethod, clientCredential, error) {
+	var found *authMethod
+	var cred clientCredential
+	for i := range authMethods {
+		m := &authMethods[i]
+		c, ok, err := m.read(r, form)
+		switch {
+		case err != nil:
+			return nil, clientCredential{}, err
+		case !ok:
+			continue
+		case found != nil:
+			return nil, clientCredential{}, errTwoMethods
+		}
+		found, cred = m, c
+	}
+	if found == nil {
+		return &authMethods[0], clientCredential{clientID: form.Get("client_id")}, nil
+	}
+	return found, cred, nil
+}
+
 // authenticateClient identifies the client of a token-endpoint style
 // request (token, revocation, introspection).
 //
-// What is enforced is the kind of credential the client registered: a
-// client with a secret presents it, by client_secret_basic or
-// client_secret_post — either, since both send the same secret (a
-// Caddyfile client's token_endpoint_auth_method, when the operator set
-// one, allows only that method); a public client presents its client_id
-// alone (none), and a secret or a client_assertion it is not registered
-// for is refused. One method per request: a secret both in Basic and in
-// the body is 400 invalid_request (RFC 6749 §2.3). An Authorization
+// It finds the one method the request carries (two: 400 invalid_request,
+// RFC 6749 §2.3) and enforces the kind of credential the client
+// registered: a client with a secret presents it by either secret method
+// (a Caddyfile client's token_endpoint_auth_method, when the operator
+// set one, allows only that method); a public client presents its
+// client_id alone; a method of another kind is refused. An Authorization
 // header of another scheme (an MCP client's expired Bearer token) is not
 // client authentication and is ignored. Any other failure answers 401
 // invalid_client (real MCP clients take that as "register again"). On
 // failure it returns the error code it answered with.
 func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, string) {
-	id, secret, basic := r.BasicAuth()
+	id := form.Get("client_id")
 	fail := func(description string) (*storage.Client, string) {
-		if basic {
+		if _, _, basic := r.BasicAuth(); basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.cfg.Issuer+`", charset="UTF-8"`)
 		}
 		s.cfg.Logger.Debug("client authentication failed", zap.String("client_id", id), zap.String("reason", description))
 		writeError(w, http.StatusUnauthorized, "invalid_client", description)
 		return nil, "invalid_client"
 	}
-	assertion := form.Get("client_assertion") != "" || form.Get("client_assertion_type") != ""
-	if basic {
-		// RFC 6749 §2.3.1: both parts are form-encoded before Basic encoding.
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(id)
-		secret, err2 = url.QueryUnescape(secret)
-		if err1 != nil || err2 != nil {
-			return fail("malformed Basic credentials")
-		}
-		if form.Get("client_secret") != "" || assertion {
-			s.cfg.Logger.Debug("client authentication refused: two methods", zap.String("client_id", id))
-			writeError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method per request, not Basic and client_secret (or client_assertion) both")
-			return nil, "invalid_request"
-		}
-		if formID := form.Get("client_id"); formID != "" && formID != id {
-			return fail("client_id does not match the Basic credentials")
-		}
-	} else {
-		id, secret = form.Get("client_id"), form.Get("client_secret")
-		if secret != "" && assertion {
-			writeError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method per request, not client_secret and client_assertion both")
-			return nil, "invalid_request"
-		}
+	method, cred, err := presentedMethod(r, form)
+	switch {
+	case err == errTwoMethods:
+		s.cfg.Logger.Debug("client authentication refused: two methods", zap.String("client_id", id))
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return nil, "invalid_request"
+	case err != nil:
+		return fail(err.Error())
 	}
+	if id != "" && id != cred.clientID {
+		return fail("client_id does not match the client of the " + method.name + " credentials")
+	}
+	id = cred.clientID
 	if id == "" {
 		return fail("client authentication is required")
 	}
@@ -69,36 +240,32 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 	if err != nil {
 		return fail("unknown client")
 	}
-	if !confidential(client) {
-		if secret != "" || assertion {
-			return fail("this client is public: it authenticates with its client_id alone (none), not with a secret or an assertion")
-		}
-		return client, ""
+	if kind := kindOf(client); method.kind != kind {
+		return fail(kind.wants() + ", not with " + method.name)
 	}
-	if assertion {
-		return fail("this client authenticates with its client secret, not with an assertion")
+	if pinned := s.pinnedMethod(client); pinned != "" && pinned != method.name {
+		return fail("this client authenticates with " + pinned + ", not " + method.name)
 	}
-	if secret == "" {
-		return fail("this client must authenticate with its secret")
-	}
-	used := "client_secret_post"
-	if basic {
-		used = "client_secret_basic"
-	}
-	if m := s.onlyMethod(client); m != "" && m != used {
-		return fail("this client authenticates with " + m + ", not " + used)
-	}
-	if !equalSecretHash(secret, client.SecretHash) {
-		return fail("wrong client secret")
+	if why := method.verify(client, cred); why != "" {
+		return fail(why)
 	}
 	return client, ""
 }
 
-// onlyMethod is the one secret method a client must use: the one an
-// operator set on a Caddyfile client; "" (either) for every other.
-func (s *Server) onlyMethod(c *storage.Client) string {
+// pinnedMethod is the one method a client must use: the one an operator
+// set on a Caddyfile client; "" (any of its kind) for every other.
+func (s *Server) pinnedMethod(c *storage.Client) string {
 	if _, static := s.staticClients[c.ID]; static {
 		return c.TokenEndpointAuthMethod
 	}
 	return ""
+}
+
+// clientAuthMethods are the methods a client may use now (see
+// authenticateClient).
+func (s *Server) clientAuthMethods(c *storage.Client) []string {
+	if pinned := s.pinnedMethod(c); pinned != "" {
+		return []string{pinned}
+	}
+	return methodsOfKind(kindOf(c))
 }

@@ -11,11 +11,6 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
-// DefaultGrantTypes are a client's grant types when it names none (a
-// Caddyfile client, a registration, a client the operator adds): a fresh
-// slice each time.
-func DefaultGrantTypes() []string { return []string{"authorization_code", "refresh_token"} }
-
 // lookupClient finds a client configured in the Caddyfile, then a
 // registered one (including the clients of metadata documents seen at
 // the authorization endpoint). It never fetches anything.
@@ -62,11 +57,6 @@ func documentHost(c *storage.Client) string {
 	return u.Host
 }
 
-// confidential reports whether a client authenticates with a secret.
-func confidential(c *storage.Client) bool {
-	return len(c.SecretHash) > 0
-}
-
 // mayActAlone reports whether a client may get tokens for itself
 // (client_credentials): a client alone gets nothing unless an operator
 // made it — in the Caddyfile, through the admin API or by an import — or
@@ -74,7 +64,7 @@ func confidential(c *storage.Client) bool {
 // that. A client that registered itself openly, or a metadata document,
 // never does, whatever its record says.
 func (s *Server) mayActAlone(c *storage.Client) bool {
-	if !confidential(c) || !allowsGrant(c, grantClientCredentials) {
+	if !kindOf(c).confidential() || !allowsGrant(c, grantClientCredentials) {
 		return false
 	}
 	if _, static := s.staticClients[c.ID]; static {

@@ -67,43 +67,29 @@ func vetImportedClient(c *storage.Client, keepPrivileges bool) error {
 	case !keepPrivileges && c.IntrospectAll:
 		return fmt.Errorf("it may introspect every token: import with --keep-privileges if you mean it")
 	}
-	secret := len(c.SecretHash) > 0
-	switch c.TokenEndpointAuthMethod {
-	case "none":
-		if secret {
-			return fmt.Errorf("a client with token_endpoint_auth_method none has a secret")
+	kind := kindOf(c)
+	if m := c.TokenEndpointAuthMethod; m != "" {
+		switch registered, err := checkAuthMethod(m); {
+		case err != nil:
+			return err
+		case registered != kind:
+			return fmt.Errorf("token_endpoint_auth_method %s is for a %s, and this is a %s", m, registered, kind)
 		}
-	case "", "client_secret_basic", "client_secret_post":
-		if c.TokenEndpointAuthMethod != "" && !secret {
-			return fmt.Errorf("token_endpoint_auth_method %s needs a secret", c.TokenEndpointAuthMethod)
-		}
-	default:
-		return fmt.Errorf("token_endpoint_auth_method %q is not supported", c.TokenEndpointAuthMethod)
 	}
-	code := false
-	for _, g := range c.GrantTypes {
-		switch g {
-		case "authorization_code":
-			code = true
-		case "refresh_token":
-		case grantClientCredentials:
-			if !secret {
-				return fmt.Errorf("client_credentials needs a secret")
-			}
-			if !keepPrivileges {
-				return fmt.Errorf("it may use client_credentials: import with --keep-privileges if you mean it")
-			}
-		default:
-			return fmt.Errorf("grant_type %q is not supported", g)
-		}
+	all := grantTable(grantTypes)
+	if all.needsRedirect(c.GrantTypes) && len(c.RedirectURIs) == 0 || len(c.RedirectURIs) > maxRedirectURIs {
+		return fmt.Errorf("authorization_code needs between 1 and %d redirect_uris", maxRedirectURIs)
+	}
+	if err := all.checkGrantTypes(c.GrantTypes, kind, len(c.RedirectURIs)); err != nil {
+		return err
+	}
+	if !keepPrivileges && allowsGrant(c, grantClientCredentials) {
+		return fmt.Errorf("it may use client_credentials: import with --keep-privileges if you mean it")
 	}
 	for _, rt := range c.ResponseTypes {
 		if rt != "code" {
 			return fmt.Errorf("response_type %q is not supported", rt)
 		}
-	}
-	if code && len(c.RedirectURIs) == 0 || len(c.RedirectURIs) > maxRedirectURIs {
-		return fmt.Errorf("authorization_code needs between 1 and %d redirect_uris", maxRedirectURIs)
 	}
 	for _, u := range c.RedirectURIs {
 		if len(u) > maxURILength || !utf8.ValidString(u) {

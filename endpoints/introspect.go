@@ -31,7 +31,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !confidential(client) {
+	if !kindOf(client).confidential() {
 		writeError(w, http.StatusUnauthorized, "invalid_client", "only confidential clients may introspect tokens")
 		return
 	}

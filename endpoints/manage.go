@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -47,19 +48,7 @@ type ClientInfo struct {
 
 func (s *Server) clientInfo(c *storage.Client, origin string) ClientInfo {
 	return ClientInfo{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scope: c.Scope,
-		AuthMethod: c.TokenEndpointAuthMethod, AuthMethods: s.authMethods(c), Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
-}
-
-// authMethods are the client authentication methods a client may use (see
-// authenticateClient).
-func (s *Server) authMethods(c *storage.Client) []string {
-	switch {
-	case !confidential(c):
-		return []string{"none"}
-	case s.onlyMethod(c) != "":
-		return []string{s.onlyMethod(c)}
-	}
-	return []string{"client_secret_basic", "client_secret_post"}
+		AuthMethod: c.TokenEndpointAuthMethod, AuthMethods: s.clientAuthMethods(c), Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
 }
 
 // Issuer is the server's issuer identifier.
@@ -123,24 +112,17 @@ func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, str
 		n.GrantTypes = DefaultGrantTypes()
 	}
 	n.GrantTypes = dedupe(n.GrantTypes)
-	switch n.AuthMethod {
-	case "":
-		n.AuthMethod = "client_secret_basic"
-	case "client_secret_basic", "client_secret_post", "none":
-	default:
-		return ClientInfo{}, "", invalid("token_endpoint_auth_method %q is not supported (client_secret_basic, client_secret_post, none)", n.AuthMethod)
+	n.AuthMethod = cmp.Or(n.AuthMethod, "client_secret_basic")
+	kind, err := checkAuthMethod(n.AuthMethod)
+	if err != nil {
+		return ClientInfo{}, "", invalid("%v", err)
 	}
-	for _, g := range n.GrantTypes {
-		switch {
-		case g == "authorization_code", g == "refresh_token":
-		case g == grantClientCredentials && n.AuthMethod != "none":
-		default:
-			return ClientInfo{}, "", invalid("grant type %q is not supported for this client", g)
-		}
-	}
-	code := slices.Contains(n.GrantTypes, "authorization_code")
+	code := s.grants.needsRedirect(n.GrantTypes)
 	if code == (len(n.RedirectURIs) == 0) {
 		return ClientInfo{}, "", invalid("redirect_uris are required with authorization_code, and only with it")
+	}
+	if err := s.grants.checkGrantTypes(n.GrantTypes, kind, len(n.RedirectURIs)); err != nil {
+		return ClientInfo{}, "", invalid("%v", err)
 	}
 	for _, u := range n.RedirectURIs {
 		if err := ValidateRedirectURI(u); err != nil {
@@ -160,7 +142,7 @@ func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, str
 		c.ResponseTypes = []string{"code"}
 	}
 	secret := ""
-	if n.AuthMethod != "none" {
+	if kind == secretClient {
 		secret = randomToken()
 		c.SecretHash = storage.Hash(secret)
 	}

@@ -39,14 +39,10 @@ type protectedResourceMetadata struct {
 	ResourceName           string   `json:"resource_name,omitempty"`
 }
 
-var (
-	authMethods          = []string{"none", "client_secret_basic", "client_secret_post"}
-	confidentialMethods  = []string{"client_secret_basic", "client_secret_post"}
-	grantTypesSupported  = []string{"authorization_code", "refresh_token", "client_credentials"}
-	codeChallengeMethods = []string{"S256"}
-)
+var codeChallengeMethods = []string{"S256"}
 
 func (s *Server) authorizationServerMetadata() ([]byte, error) {
+	methods := authMethodNames(func(*authMethod) bool { return true })
 	doc := authorizationServer{
 		Issuer:                                     s.cfg.Issuer,
 		AuthorizationEndpoint:                      s.endpoint("/oauth/authorize"),
@@ -56,11 +52,11 @@ func (s *Server) authorizationServerMetadata() ([]byte, error) {
 		JWKSURI:                                    s.endpoint("/.well-known/jwks.json"),
 		ResponseTypesSupported:                     []string{"code"},
 		ResponseModesSupported:                     []string{"query"},
-		GrantTypesSupported:                        grantTypesSupported,
+		GrantTypesSupported:                        s.grants.names(),
 		CodeChallengeMethodsSupported:              codeChallengeMethods,
-		TokenEndpointAuthMethodsSupported:          authMethods,
-		RevocationEndpointAuthMethodsSupported:     authMethods,
-		IntrospectionEndpointAuthMethodsSupported:  confidentialMethods,
+		TokenEndpointAuthMethodsSupported:          methods,
+		RevocationEndpointAuthMethodsSupported:     methods,
+		IntrospectionEndpointAuthMethodsSupported:  authMethodNames(func(m *authMethod) bool { return m.kind.confidential() }),
 		ScopesSupported:                            s.cfg.Scopes,
 		AuthorizationResponseIssParameterSupported: true,
 		ClientIDMetadataDocumentSupported:          s.cfg.ClientIDMetadataDocuments,

@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,7 +134,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		RegisteredWithToken:     s.cfg.InitialAccessToken != "",
 	}
 	secret := ""
-	if md.TokenEndpointAuthMethod != "none" {
+	if authMethodNamed(md.TokenEndpointAuthMethod).kind == secretClient {
 		secret = randomToken()
 		client.SecretHash = storage.Hash(secret)
 	}
@@ -221,23 +222,16 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 		}
 	}
 
-	switch md.TokenEndpointAuthMethod {
-	case "":
-		md.TokenEndpointAuthMethod = "client_secret_basic" // RFC 7591 §2 default
-	case "none", "client_secret_basic", "client_secret_post":
-	default:
-		return badMetadata("token_endpoint_auth_method %q is not supported (none, client_secret_basic, client_secret_post)", md.TokenEndpointAuthMethod)
+	md.TokenEndpointAuthMethod = cmp.Or(md.TokenEndpointAuthMethod, "client_secret_basic") // RFC 7591 §2 default
+	kind, err := checkAuthMethod(md.TokenEndpointAuthMethod)
+	if err != nil {
+		return badMetadata("%v", err)
 	}
 	if len(md.GrantTypes) == 0 {
 		md.GrantTypes = DefaultGrantTypes()
 	}
-	for _, g := range md.GrantTypes {
-		switch {
-		case g == "authorization_code", g == "refresh_token":
-		case g == "client_credentials" && md.TokenEndpointAuthMethod != "none":
-		default:
-			return badMetadata("grant_type %q is not supported for this client", g)
-		}
+	if err := s.grants.checkGrantTypes(md.GrantTypes, kind, len(md.RedirectURIs)); err != nil {
+		return badMetadata("%v", err)
 	}
 	md.GrantTypes = dedupe(md.GrantTypes)
 	if len(md.ResponseTypes) == 0 {
@@ -249,7 +243,7 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 		}
 	}
 	md.ResponseTypes = dedupe(md.ResponseTypes)
-	if slices.Contains(md.GrantTypes, "authorization_code") != slices.Contains(md.ResponseTypes, "code") {
+	if s.grants.needsRedirect(md.GrantTypes) != slices.Contains(md.ResponseTypes, "code") {
 		return badMetadata("grant_types and response_types disagree (RFC 7591 §2.1)")
 	}
 

@@ -136,6 +136,7 @@ type Server struct {
 	issuerPath    string
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
+	grants        grantTable // the grants it offers
 	pages         map[string]*template.Template
 	loginLimit    *keyedLimiter // failed sign-ins per account and per IP
 	registerLimit *keyedLimiter // registrations per IP; nil when off
@@ -182,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 		issuerPath:     issuerPath,
 		issuerOrigin:   originOf(cfg.Issuer),
 		staticClients:  map[string]*storage.Client{},
+		grants:         offeredGrants(&cfg),
 		loginLimit:     newKeyedLimiter(5, 15*time.Minute),
 		tokens:         newTokenCache(),
 		providers:      cfg.Providers,

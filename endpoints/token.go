@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,41 +19,6 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	Scope        string `json:"scope"` // always: RFC 6749 §5.1 wants it whenever it differs from the request
 	RefreshToken string `json:"refresh_token,omitempty"`
-}
-
-// token serves POST /oauth/token.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if !acceptPOST(w, r) {
-		return
-	}
-	form, ok := s.parseForm(w, r)
-	if !ok {
-		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded, at most 64 KiB")
-		return
-	}
-	for name, vals := range form {
-		if len(vals) > 1 && name != "resource" {
-			s.tokenFail(w, http.StatusBadRequest, "invalid_request", name+" is repeated")
-			return
-		}
-	}
-	client, failure := s.authenticateClient(w, r, form)
-	if failure != "" {
-		s.metrics.tokenErrors.WithLabelValues(failure).Inc()
-		return
-	}
-	switch grant := form.Get("grant_type"); grant {
-	case "authorization_code":
-		s.exchangeCode(w, r, client, form)
-	case "refresh_token":
-		s.refreshGrant(w, r, client, form)
-	case "client_credentials":
-		s.clientCredentials(w, r, client, form)
-	case "":
-		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "grant_type is missing")
-	default:
-		s.tokenFail(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type "+grant+" is not supported")
-	}
 }
 
 // exchangeCode is the authorization_code grant.
@@ -189,11 +153,6 @@ func (s *Server) tokenFail(w http.ResponseWriter, status int, code, description 
 	s.metrics.tokenErrors.WithLabelValues(code).Inc()
 	s.cfg.Logger.Debug("token: refused", zap.String("error", code), zap.String("description", description))
 	writeError(w, status, code, description)
-}
-
-// allowsGrant reports whether a client may use a grant type.
-func allowsGrant(c *storage.Client, grantType string) bool {
-	return slices.Contains(c.GrantTypes, grantType)
 }
 
 // revokeIssuance revokes every token issued from a replayed code.
