@@ -75,7 +75,7 @@ type authMethod struct {
 	offered bool
 	// read returns the method's credential when the request carries it
 	// (ok), or why what it carries is malformed.
-	read func(r *http.Request, form url.Values) (cred clientCredential, ok bool, err error)
+	read func(a authRequest) (cred clientCredential, ok bool, err error)
 	// verify checks a credential against the client's registration: ""
 	// when it holds, else why not.
 	verify func(c *storage.Client, cred clientCredential) string
@@ -121,42 +121,50 @@ func methodsOfKind(k clientKind) []string {
 	return authMethodNames(func(m *authMethod) bool { return m.kind == k })
 }
 
-// basicCredentials reads an Authorization: Basic header; RFC 6749 §2.3.1:
-// both parts are form-encoded before Basic encoding.
-func basicCredentials(r *http.Request) (cred clientCredential, ok bool, err error) {
+// authRequest is what the methods read: the form, and the Basic
+// credentials, decoded once.
+type authRequest struct {
+	form     url.Values
+	basic    clientCredential
+	hasBasic bool
+	basicErr error
+}
+
+func newAuthRequest(r *http.Request, form url.Values) authRequest {
+	a := authRequest{form: form}
 	id, secret, ok := r.BasicAuth()
 	if !ok {
-		return clientCredential{}, false, nil
+		return a
 	}
+	// RFC 6749 §2.3.1: both parts are form-encoded before Basic encoding.
 	var err1, err2 error
-	cred.clientID, err1 = url.QueryUnescape(id)
-	cred.secret, err2 = url.QueryUnescape(secret)
+	a.hasBasic = true
+	a.basic.clientID, err1 = url.QueryUnescape(id)
+	a.basic.secret, err2 = url.QueryUnescape(secret)
 	if err1 != nil || err2 != nil {
-		return clientCredential{}, true, errors.New("malformed Basic credentials")
+		a.basic, a.basicErr = clientCredential{}, errors.New("malformed Basic credentials")
 	}
-	return cred, true, nil
+	return a
 }
 
 // readBasicNone: a Basic user name with an empty password is a client_id
 // alone (golang.org/x/oauth2 sends that for a public client).
-func readBasicNone(r *http.Request, _ url.Values) (clientCredential, bool, error) {
-	cred, ok, err := basicCredentials(r)
-	return cred, ok && (err != nil || cred.secret == ""), err
+func readBasicNone(a authRequest) (clientCredential, bool, error) {
+	return a.basic, a.hasBasic && (a.basicErr != nil || a.basic.secret == ""), a.basicErr
 }
 
-func readBasicSecret(r *http.Request, _ url.Values) (clientCredential, bool, error) {
-	cred, ok, err := basicCredentials(r)
-	return cred, ok && (err != nil || cred.secret != ""), err
+func readBasicSecret(a authRequest) (clientCredential, bool, error) {
+	return a.basic, a.hasBasic && (a.basicErr != nil || a.basic.secret != ""), a.basicErr
 }
 
-func readPostSecret(_ *http.Request, form url.Values) (clientCredential, bool, error) {
-	secret := form.Get("client_secret")
-	return clientCredential{clientID: form.Get("client_id"), secret: secret}, secret != "", nil
+func readPostSecret(a authRequest) (clientCredential, bool, error) {
+	secret := a.form.Get("client_secret")
+	return clientCredential{clientID: a.form.Get("client_id"), secret: secret}, secret != "", nil
 }
 
-func readAssertion(_ *http.Request, form url.Values) (clientCredential, bool, error) {
-	present := form.Get("client_assertion") != "" || form.Get("client_assertion_type") != ""
-	return clientCredential{clientID: form.Get("client_id")}, present, nil
+func readAssertion(a authRequest) (clientCredential, bool, error) {
+	present := a.form.Get("client_assertion") != "" || a.form.Get("client_assertion_type") != ""
+	return clientCredential{clientID: a.form.Get("client_id")}, present, nil
 }
 
 func verifySecret(c *storage.Client, cred clientCredential) string {
@@ -171,12 +179,12 @@ var errTwoMethods = errors.New("use one client authentication method per request
 
 // presentedMethod finds the one method a request carries: none, with the
 // form's client_id, when it carries no other.
-func presentedMethod(r *http.Request, form url.Values) (*authMethod, clientCredential, error) {
+func presentedMethod(a authRequest) (*authMethod, clientCredential, error) {
 	var found *authMethod
 	var cred clientCredential
 	for i := range authMethods {
 		m := &authMethods[i]
-		c, ok, err := m.read(r, form)
+		c, ok, err := m.read(a)
 		switch {
 		case err != nil:
 			return nil, clientCredential{}, err
@@ -188,7 +196,7 @@ func presentedMethod(r *http.Request, form url.Values) (*authMethod, clientCrede
 		found, cred = m, c
 	}
 	if found == nil {
-		return &authMethods[0], clientCredential{clientID: form.Get("client_id")}, nil
+		return &authMethods[0], clientCredential{clientID: a.form.Get("client_id")}, nil
 	}
 	return found, cred, nil
 }
@@ -207,16 +215,17 @@ func presentedMethod(r *http.Request, form url.Values) (*authMethod, clientCrede
 // invalid_client (real MCP clients take that as "register again"). On
 // failure it returns the error code it answered with.
 func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, string) {
+	a := newAuthRequest(r, form)
 	id := form.Get("client_id")
 	fail := func(description string) (*storage.Client, string) {
-		if _, _, basic := r.BasicAuth(); basic {
+		if a.hasBasic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.cfg.Issuer+`", charset="UTF-8"`)
 		}
 		s.cfg.Logger.Debug("client authentication failed", zap.String("client_id", id), zap.String("reason", description))
 		writeError(w, http.StatusUnauthorized, "invalid_client", description)
 		return nil, "invalid_client"
 	}
-	method, cred, err := presentedMethod(r, form)
+	method, cred, err := presentedMethod(a)
 	switch {
 	case err == errTwoMethods:
 		s.cfg.Logger.Debug("client authentication refused: two methods", zap.String("client_id", id))

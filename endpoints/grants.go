@@ -127,6 +127,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 // carriesClientAuth reports whether a request names a client in any
 // way: a client_id, or the credential of any method.
 func carriesClientAuth(r *http.Request, form url.Values) bool {
-	method, cred, err := presentedMethod(r, form)
+	method, cred, err := presentedMethod(newAuthRequest(r, form))
 	return err != nil || cred.clientID != "" || method != &authMethods[0]
 }
