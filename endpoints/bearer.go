@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -51,3 +52,24 @@ func validTokenSyntax(t string) bool {
 	}
 	return end > 0
 }
+
+// bearerCredential is an access token in `Authorization: Bearer`
+// (RFC 6750), verified against the signing keys and the revocations.
+type bearerCredential struct{ s *Server }
+
+func (bearerCredential) read(r *http.Request) (string, error) { return bearerToken(r.Header) }
+
+// authenticate verifies the token (once per token: see verifyCached); a
+// node whose revocations are not current cannot decide.
+func (b bearerCredential) authenticate(ctx context.Context, _ *http.Request, raw string) (principal, error) {
+	if !b.s.synced() {
+		return principal{}, errRevocationUnknown
+	}
+	claims, fresh, err := b.s.verifyCached(ctx, raw, true)
+	if err != nil {
+		return principal{}, err
+	}
+	return principal{scheme: "Bearer", token: claims, fresh: fresh}, nil
+}
+
+func (bearerCredential) challenge(params string) string { return "Bearer " + params }

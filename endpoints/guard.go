@@ -99,6 +99,13 @@ const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 // requires. The upstream then sees the identity in placeholders, and (by
 // default) no Authorization header.
 //
+// Its steps: a CORS preflight is answered; the target is judged (the
+// resource, the MCP call, the scopes they need); a credential
+// authenticates the request to a principal; the principal is authorized
+// (audience, tools, scopes, rate limit); the upstream token is fetched;
+// the request is passed on. Each step answers a refusal itself and
+// reports whether the request goes on.
+//
 // With CORS on, the guard's own answers let any origin read them; on a
 // passed-on request the upstream's Access-Control-Allow-Origin, when it
 // sends one, is the only one (see corsWriter).
@@ -108,81 +115,27 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		writePreflight(w, r, guardAllowMethods)
 		return nil
 	}
-	view := pathView(r)
-	res, inResource := s.resourceForPath(view.URL.Path)
-	required := s.requiredScopes(view)
-	var call *mcpCall
-	switch {
-	case inResource && s.mcpAware():
-		var err error
-		if call, err = inspectMCP(r); err != nil {
-			s.refuseMCP(w, r, res, err.(*mcpRefusal))
-			return nil
-		}
-		required = resourceScopes(dedupe(append(required, s.mcpScopes(call)...)))
-	case inResource && strings.EqualFold(r.Method, http.MethodPost): // any spelling the upstream might accept
-		call = headerCall(r)
-	}
-	raw, err := bearerToken(r.Header)
-	if err != nil {
-		s.decided(res, call, nil, decisionInvalid, err.Error())
-		s.challenge(w, http.StatusBadRequest, res, required, "invalid_request", err.Error())
+	var t guardTarget
+	if !s.judgeTarget(w, r, &t) {
 		return nil
 	}
-	if raw == "" {
-		s.decided(res, call, nil, decisionMissingToken, "no access token")
-		s.challenge(w, http.StatusUnauthorized, res, required, "", "")
+	p, ok := s.authenticateRequest(w, r, &t)
+	if !ok || !s.authorizePrincipal(w, r, &t, p) {
 		return nil
-	}
-	var claims *accessTokenClaims
-	fresh := false
-	err = errRevocationUnknown
-	if s.synced() {
-		claims, fresh, err = s.verifyCached(r.Context(), raw, true)
-	}
-	if err == nil && (!inResource || !slices.Contains(claims.Audience, res.id)) {
-		err = errWrongAudience
-	}
-	if err == errRevocationUnknown {
-		s.guardUnavailable(w, res, call, nil, err)
-		return nil
-	}
-	if err != nil {
-		s.decided(res, call, nil, refusalDecision(err), err.Error())
-		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
-		s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
-		return nil
-	}
-	if req, refused := s.refusedTool(call); refused {
-		s.decided(res, call, claims, decisionToolNotAllowed, toolNotAllowed(req.name))
-		s.refuseRPC(w, http.StatusForbidden, call, req, rpcInvalidParams, toolNotAllowed(req.name))
-		return nil
-	}
-	if missing := s.scopes.missing(claims.satisfies, required); len(missing) > 0 {
-		s.decided(res, call, claims, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
-		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", claims.ClientID), zap.String("sub", claims.Subject), zap.Strings("required", required))
-		s.challenge(w, http.StatusForbidden, res, required, "insufficient_scope", "the access token lacks a required scope")
-		return nil
-	}
-	if s.userLimit != nil {
-		if ok, wait := s.userLimit.take(r.Context(), limitSubject(claims)); !ok {
-			s.decided(res, call, claims, decisionRateLimited, "rate_limit_per_user")
-			s.tooManyRequests(w, call, wait)
-			return nil
-		}
 	}
 	upstreamToken := ""
-	if s.passesUpstream(claims.IDP) {
-		if upstreamToken, err = s.upstreamAccessToken(r.Context(), claims); err != nil {
-			s.upstreamRefused(w, res, call, claims, required, err)
+	if s.passesUpstream(p.token.IDP) {
+		var err error
+		if upstreamToken, err = s.upstreamAccessToken(r.Context(), p.token); err != nil {
+			s.upstreamRefused(w, t.res, t.call, p.token, t.required, err)
 			return nil
 		}
 	}
-	s.decided(res, call, claims, decisionAllowed, "")
-	if fresh {
-		s.audit.used(cmp.Or(claims.FamilyID, claims.ID), time.Now())
+	s.decided(t.res, t.call, p.token, decisionAllowed, "")
+	if p.fresh {
+		s.audit.used(cmp.Or(p.token.FamilyID, p.token.ID), time.Now())
 	}
-	setIdentity(r, claims)
+	setIdentity(r, p.token)
 	setUpstreamToken(r, upstreamToken)
 	if !s.cfg.PassToken {
 		delete(r.Header, "Authorization")
@@ -191,6 +144,102 @@ func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		w = newCORSWriter(w)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// guardTarget is what a request to a protected path asks for.
+type guardTarget struct {
+	res        resource
+	inResource bool     // the path is in res (else res is the default one)
+	call       *mcpCall // the JSON-RPC call it carries, if any
+	required   []string // the scopes the path and the call need
+}
+
+// judgeTarget finds the resource of the path and, where MCP rules apply,
+// the call in the body as the upstream will decode it (refusing what it
+// cannot judge), and the scopes they need.
+func (s *Server) judgeTarget(w http.ResponseWriter, r *http.Request, t *guardTarget) bool {
+	view := pathView(r)
+	t.res, t.inResource = s.resourceForPath(view.URL.Path)
+	t.required = s.requiredScopes(view)
+	switch {
+	case t.inResource && s.mcpAware():
+		call, err := inspectMCP(r)
+		if err != nil {
+			s.refuseMCP(w, r, t.res, err.(*mcpRefusal))
+			return false
+		}
+		t.call = call
+		t.required = resourceScopes(dedupe(append(t.required, s.mcpScopes(call)...)))
+	case t.inResource && strings.EqualFold(r.Method, http.MethodPost): // any spelling the upstream might accept
+		t.call = headerCall(r)
+	}
+	return true
+}
+
+// authenticateRequest finds the credential the request carries and
+// authenticates it: no credential is 401 with the challenges of every
+// enabled one, a malformed one 400, a bad one 401 invalid_token, one that
+// cannot be judged now 503.
+func (s *Server) authenticateRequest(w http.ResponseWriter, r *http.Request, t *guardTarget) (principal, bool) {
+	var cred guardCredential
+	raw := ""
+	for _, c := range s.credentials {
+		var err error
+		if raw, err = c.read(r); err != nil {
+			s.decided(t.res, t.call, nil, decisionInvalid, err.Error())
+			s.challenge(w, http.StatusBadRequest, t.res, t.required, "invalid_request", err.Error())
+			return principal{}, false
+		}
+		if raw != "" {
+			cred = c
+			break
+		}
+	}
+	if cred == nil {
+		s.decided(t.res, t.call, nil, decisionMissingToken, "no access token")
+		s.challenge(w, http.StatusUnauthorized, t.res, t.required, "", "")
+		return principal{}, false
+	}
+	p, err := cred.authenticate(r.Context(), r, raw)
+	if err == nil && (!t.inResource || !slices.Contains(p.token.Audience, t.res.id)) {
+		err = errWrongAudience
+	}
+	switch {
+	case err == errRevocationUnknown:
+		s.guardUnavailable(w, t.res, t.call, nil, err)
+		return principal{}, false
+	case err != nil:
+		s.decided(t.res, t.call, nil, refusalDecision(err), err.Error())
+		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
+		s.challenge(w, http.StatusUnauthorized, t.res, t.required, "invalid_token", err.Error())
+		return principal{}, false
+	}
+	return p, true
+}
+
+// authorizePrincipal checks what the principal may do here: the tools it
+// calls, the scopes the target needs, and its rate limit.
+func (s *Server) authorizePrincipal(w http.ResponseWriter, r *http.Request, t *guardTarget, p principal) bool {
+	if req, refused := s.refusedTool(t.call); refused {
+		s.decided(t.res, t.call, p.token, decisionToolNotAllowed, toolNotAllowed(req.name))
+		s.refuseRPC(w, http.StatusForbidden, t.call, req, rpcInvalidParams, toolNotAllowed(req.name))
+		return false
+	}
+	if missing := s.scopes.missing(p.token.satisfies, t.required); len(missing) > 0 {
+		s.decided(t.res, t.call, p.token, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
+		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", p.token.ClientID), zap.String("sub", p.token.Subject),
+			zap.String("scheme", p.scheme), zap.Strings("required", t.required))
+		s.challenge(w, http.StatusForbidden, t.res, t.required, "insufficient_scope", "the access token lacks a required scope")
+		return false
+	}
+	if s.userLimit != nil {
+		if ok, wait := s.userLimit.take(r.Context(), limitSubject(p.token)); !ok {
+			s.decided(t.res, t.call, p.token, decisionRateLimited, "rate_limit_per_user")
+			s.tooManyRequests(w, t.call, wait)
+			return false
+		}
+	}
+	return true
 }
 
 // guardUnavailable fails closed without telling the client its token is
@@ -310,14 +359,16 @@ func (s *Server) challenge(w http.ResponseWriter, status int, res resource, requ
 		allowCORS(w)
 	}
 	scope := strings.Join(required, " ")
-	v := `Bearer resource_metadata="` + res.MetadataURL() + `"`
+	params := `resource_metadata="` + res.MetadataURL() + `"`
 	if scope != "" {
-		v += `, scope="` + scope + `"`
+		params += `, scope="` + scope + `"`
 	}
 	if errCode != "" {
-		v += `, error="` + errCode + `", error_description="` + description + `"`
+		params += `, error="` + errCode + `", error_description="` + description + `"`
 	}
-	w.Header().Set("WWW-Authenticate", v)
+	for _, c := range s.credentials {
+		w.Header().Add("WWW-Authenticate", c.challenge(params))
+	}
 	if errCode == "" {
 		// No token: no error code, in the body as in the header (RFC 6750 §3.1).
 		writeJSON(w, status, struct {

@@ -136,7 +136,8 @@ type Server struct {
 	issuerPath    string
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
-	grants        grantTable // the grants it offers
+	grants        grantTable        // the grants it offers
+	credentials   []guardCredential // what the guard accepts, in the order it looks
 	pages         map[string]*template.Template
 	loginLimit    *keyedLimiter // failed sign-ins per account and per IP
 	registerLimit *keyedLimiter // registrations per IP; nil when off
@@ -192,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 		audit:          newAuditor(cfg.Audit),
 		stop:           make(chan struct{}),
 	}
+	s.credentials = []guardCredential{bearerCredential{s}}
 	for _, p := range cfg.Providers {
 		s.providerByName[p.Name()] = p
 	}
