@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -151,5 +153,66 @@ func TestGuardCacheDropsRevoked(t *testing.T) {
 	s.Guard(w, r, okNext)
 	if w.Code != http.StatusUnauthorized || s.tokens.len() != 0 {
 		t.Fatalf("after revocation: %d, %d cached", w.Code, s.tokens.len())
+	}
+}
+
+// headerCredential is a guard credential for TestGuardCredentialSeam: an
+// X-Test-User header names the user of a prepared token.
+type headerCredential struct{ s *Server }
+
+func (headerCredential) read(r *http.Request) (string, error) {
+	return r.Header.Get("X-Test-User"), nil
+}
+
+func (h headerCredential) authenticate(_ context.Context, _ *http.Request, user string) (principal, error) {
+	if user == "mallory" {
+		return principal{}, errTokenRevoked
+	}
+	c := &accessTokenClaims{Claims: jwt.Claims{Subject: user, Audience: jwt.Audience{"https://auth.test/mcp"}, Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+		ClientID: "pub1", Scope: "mcp:read"}
+	c.prepare(h.s.scopes)
+	return principal{scheme: "Test", token: c}, nil
+}
+
+func (headerCredential) challenge(params string) string { return "Test " + params }
+
+// TestGuardCredentialSeam: a credential added beside Bearer authenticates
+// requests through the same steps (audience, scopes, placeholders) and its
+// challenge is offered with Bearer's, its refusals answered as Bearer's are.
+func TestGuardCredentialSeam(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.RequireScope = []ScopeRule{{Paths: caddyhttp.MatchPath{"/mcp/admin"}, Scopes: []string{"mcp:write"}}}
+	})
+	s.credentials = append(s.credentials, headerCredential{s})
+	serve := func(path, user string) (*httptest.ResponseRecorder, string) {
+		w, r := guardRequest("")
+		r.Header.Del("Authorization")
+		r.URL.Path = path
+		if user != "" {
+			r.Header.Set("X-Test-User", user)
+		}
+		seen := ""
+		s.Guard(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			seen = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).ReplaceAll("{http.auth.user.id}", "")
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}))
+		return w, seen
+	}
+	const params = `resource_metadata="https://auth.test/.well-known/oauth-protected-resource/mcp"`
+	w, _ := serve("/mcp/tools", "")
+	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || len(got) != 2 || got[0] != "Bearer "+params || got[1] != "Test "+params {
+		t.Fatalf("no credential: %d %q", w.Code, got)
+	}
+	if w, seen := serve("/mcp/tools", "alice"); w.Code != http.StatusNoContent || seen != "alice" {
+		t.Fatalf("the test credential: %d, user %q", w.Code, seen)
+	}
+	w, _ = serve("/mcp/tools", "mallory")
+	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || len(got) != 2 ||
+		got[1] != "Test "+params+`, error="invalid_token", error_description="the access token has been revoked"` {
+		t.Fatalf("a refused credential: %d %q", w.Code, got)
+	}
+	if w, _ := serve("/mcp/admin", "alice"); w.Code != http.StatusForbidden {
+		t.Fatalf("a scope the principal lacks: %d", w.Code)
 	}
 }
