@@ -261,7 +261,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.cfg.Logger.Error("authorize: storing consent", zap.String("client_id", req.client.ID), zap.Error(err))
 		}
 	}
-	if err := s.issueCode(w, r, req, user, randomToken()); err != nil {
+	complete, _ := s.completionOf(kindCode)
+	if err := complete.allow(w, r, req, user, randomToken(), false); err != nil {
 		s.cfg.Logger.Error("authorize: issuing code", zap.String("client_id", req.client.ID), zap.Error(err))
 		return
 	}

@@ -37,6 +37,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 	id, csrf := randomToken(), randomToken()
 	now := time.Now()
 	err := s.cfg.Store.SavePendingAuthorization(r.Context(), id, &storage.PendingAuthorization{
+		Kind:             kindCode,
 		ClientID:         req.client.ID,
 		RedirectURI:      req.redirectURI,
 		RedirectURIGiven: req.redirectGiven,
@@ -121,6 +122,11 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		refuse("unknown, expired or already answered request, a wrong CSRF token, or not the user it was shown to")
 		return
 	}
+	complete, known := s.completionOf(pending.Kind)
+	if !known {
+		refuse("a kind of request this server does not complete: " + pending.Kind)
+		return
+	}
 	client, err := s.lookupClient(r.Context(), pending.ClientID)
 	if storageDown(err) {
 		s.pageUnavailable(w, "consent", err)
@@ -135,23 +141,24 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		state: pending.State, challenge: pending.CodeChallenge, scope: pending.Scope, resource: pending.Resource,
 	}
 	who := []zap.Field{zap.String("client_id", client.ID), zap.String("sub", pending.Subject), zap.String("resource", req.resource)}
+	answerer := identity{subject: pending.Subject, authTime: pending.AuthTime, profile: pending.Profile}
 	code := consentCode(csrf, id)
 	switch {
 	case pending.Decision == "deny":
 		if !repeated {
 			s.audit.info(eventConsentDenied, who...)
 		}
-		s.redirectToClient(w, r, req, url.Values{"error": {"access_denied"}, "error_description": {"the user denied the request"}})
+		complete.deny(w, r, req)
 	case repeated:
-		// The same form again: the same answer, and the code already stored.
+		// The same form again: the same answer, delivered already.
 		s.cfg.Logger.Debug("consent: repeated submit answered as before", who...)
-		s.redirectToClient(w, r, req, url.Values{"code": {code}})
+		complete.allow(w, r, req, answerer, code, true)
 	default:
 		if err := s.rememberConsent(r, pending.Subject, client.ID, req.resource, req.scope); err != nil {
 			s.cfg.Logger.Error("consent: storing", append(who, zap.Error(err))...)
 		}
-		if err := s.issueCode(w, r, req, identity{subject: pending.Subject, authTime: pending.AuthTime, profile: pending.Profile}, code); err != nil {
-			s.cfg.Logger.Error("consent: issuing code", append(who, zap.Error(err))...)
+		if err := complete.allow(w, r, req, answerer, code, false); err != nil {
+			s.cfg.Logger.Error("consent: completing", append(who, zap.Error(err))...)
 			return
 		}
 		s.audit.info(eventConsentGranted, append(who, zap.String("scope", req.scope))...)

@@ -136,8 +136,9 @@ type Server struct {
 	issuerPath    string
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
-	grants        grantTable        // the grants it offers
-	credentials   []guardCredential // what the guard accepts, in the order it looks
+	grants        grantTable            // the grants it offers
+	credentials   []guardCredential     // what the guard accepts, in the order it looks
+	completions   map[string]completion // per kind of pending authorization
 	pages         map[string]*template.Template
 	loginLimit    *keyedLimiter // failed sign-ins per account and per IP
 	registerLimit *keyedLimiter // registrations per IP; nil when off
@@ -194,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 		stop:           make(chan struct{}),
 	}
 	s.credentials = []guardCredential{bearerCredential{s}}
+	s.completions = map[string]completion{kindCode: codeCompletion{s}}
 	for _, p := range cfg.Providers {
 		s.providerByName[p.Name()] = p
 	}

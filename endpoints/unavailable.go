@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -58,13 +57,6 @@ func (s *Server) pageUnavailable(w http.ResponseWriter, op string, err error) {
 	s.cfg.Logger.Error(op+": storage unavailable", zap.Error(err))
 	w.Header().Set("Retry-After", unavailableRetryAfter)
 	s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The sign-in service cannot be reached right now. Please try again in a moment.")
-}
-
-// redirectUnavailable sends the user back to the client with the
-// authorization endpoint's temporarily_unavailable (RFC 6749 §4.1.2.1).
-func (s *Server) redirectUnavailable(w http.ResponseWriter, r *http.Request, req *authorizeRequest, op string, err error) {
-	s.cfg.Logger.Error(op+": storage unavailable", zap.Error(err))
-	s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {unavailableDescription}})
 }
 
 // synced reports whether this node knows every committed revocation (a

@@ -372,7 +372,10 @@ type Rotation struct {
 // PendingAuthorization is a validated authorization request shown on the
 // consent screen, bound to the user and to the form's CSRF token.
 type PendingAuthorization struct {
-	Issuer      string `json:"iss"`
+	Issuer string `json:"iss"`
+	// Kind says how the authorization ends once answered: "code" (the
+	// authorization code flow; "" in records written before kinds).
+	Kind        string `json:"kind,omitempty"`
 	ClientID    string `json:"client_id"`
 	RedirectURI string `json:"redirect_uri"`
 	// RedirectURIGiven records whether the request named the redirect URI
