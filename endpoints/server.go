@@ -128,12 +128,13 @@ type Config struct {
 	Audit *zap.Logger
 }
 
-// Server answers the protocol routes.
+// Server answers the protocol routes. It is composed of parts, each
+// holding what it needs (see docs/architecture.md); what they all share is
+// the core.
 type Server struct {
-	cfg           Config
+	*core
 	routes        map[string]http.HandlerFunc
 	resources     []resource
-	issuerPath    string
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
 	grants        grantTable            // the grants it offers
@@ -148,8 +149,6 @@ type Server struct {
 	providers     []upstream.Provider
 	// providerByName finds a provider by the name in its URLs.
 	providerByName map[string]upstream.Provider
-	metrics        *serverMetrics
-	audit          *auditor
 	stop           chan struct{} // closed by Close
 	closeOnce      sync.Once
 	keys           atomic.Pointer[KeySet]
@@ -157,6 +156,15 @@ type Server struct {
 	scopes         scopeCatalogue
 	userLimit      *keyedLimiter // guarded requests per (sub, client); nil when off
 	upstream       upstreamTokens
+}
+
+// core is what every part of the server shares: the configuration, the
+// metrics and the audit log.
+type core struct {
+	cfg        Config
+	issuerPath string // the issuer's URL path, without a trailing slash
+	metrics    *serverMetrics
+	audit      *auditor
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -180,9 +188,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:            cfg,
+		core:           &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit)},
 		routes:         map[string]http.HandlerFunc{},
-		issuerPath:     issuerPath,
 		issuerOrigin:   originOf(cfg.Issuer),
 		staticClients:  map[string]*storage.Client{},
 		grants:         offeredGrants(&cfg),
@@ -190,8 +197,6 @@ func New(cfg Config) (*Server, error) {
 		tokens:         newTokenCache(),
 		providers:      cfg.Providers,
 		providerByName: map[string]upstream.Provider{},
-		metrics:        newServerMetrics(cfg.Issuer, cfg.Resources),
-		audit:          newAuditor(cfg.Audit),
 		stop:           make(chan struct{}),
 	}
 	s.credentials = []guardCredential{bearerCredential{s}}
@@ -336,7 +341,7 @@ func urlPath(raw string) (string, error) {
 }
 
 // endpoint is the absolute URL of a route under the issuer.
-func (s *Server) endpoint(path string) string {
+func (s *core) endpoint(path string) string {
 	return strings.TrimSuffix(s.cfg.Issuer, "/") + path
 }
 

@@ -61,7 +61,7 @@ func (s *Server) pageUnavailable(w http.ResponseWriter, op string, err error) {
 
 // synced reports whether this node knows every committed revocation (a
 // single-process storage always does).
-func (s *Server) synced() bool {
+func (s *core) synced() bool {
 	return s.cfg.Synced == nil || s.cfg.Synced()
 }
 
