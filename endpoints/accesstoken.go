@@ -3,6 +3,7 @@ package endpoints
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -10,6 +11,24 @@ import (
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
+
+// issuer signs access tokens and verifies them: the signing keys (re-read
+// and rotated in rotation.go) and the cache of verified tokens.
+type issuer struct {
+	*core
+	keys          atomic.Pointer[KeySet]
+	lastKIDReload atomic.Int64 // unix nanoseconds, see reloadForUnknownKID
+	tokens        *tokenCache
+}
+
+func newIssuer(c *core, keys *KeySet) *issuer {
+	is := &issuer{core: c, tokens: newTokenCache()}
+	is.keys.Store(keys)
+	return is
+}
+
+// Keys is the server's signing key set.
+func (s *issuer) Keys() *KeySet { return s.keys.Load() }
 
 // accessTokenClaims are the claims of an RFC 9068 access token. `sid`
 // names the refresh-token family the token was issued from, so revoking
@@ -64,7 +83,7 @@ type accessToken struct {
 }
 
 // mintAccessToken signs an access token for g, audience-bound to its resource.
-func (s *Server) mintAccessToken(jti string, g grant, now time.Time) (accessToken, error) {
+func (s *issuer) mintAccessToken(jti string, g grant, now time.Time) (accessToken, error) {
 	exp := now.Add(s.cfg.AccessTokenLifetime)
 	claims := accessTokenClaims{
 		Claims: jwt.Claims{
@@ -110,7 +129,7 @@ var (
 // KeySet.Verify), its issuer, expiry and not-before (with clock_skew), and
 // that neither it nor its refresh family was revoked. The audience is the
 // caller's to check.
-func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Time) (*accessTokenClaims, error) {
+func (s *issuer) verifyAccessToken(ctx context.Context, raw string, now time.Time) (*accessTokenClaims, error) {
 	var c accessTokenClaims
 	err := s.Keys().Verify(raw, &c)
 	if errors.Is(err, errUnknownKID) && s.reloadForUnknownKID(ctx) {
@@ -144,7 +163,7 @@ func (s *Server) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 // checkRevocation refuses a token revoked by its jti, through its refresh
 // family, or by the deletion of its client. A storage error refuses too:
 // fail closed.
-func (s *Server) checkRevocation(ctx context.Context, c *accessTokenClaims) error {
+func (s *issuer) checkRevocation(ctx context.Context, c *accessTokenClaims) error {
 	ref := storage.AccessTokenRef{ID: c.ID, FamilyID: c.FamilyID, ClientID: c.ClientID, Subject: c.Subject}
 	if len(c.Audience) > 0 {
 		ref.Resource = c.Audience[0]
@@ -174,4 +193,33 @@ func issuedAt(c *accessTokenClaims) time.Time {
 		return t
 	}
 	return iat
+}
+
+// verifyCached verifies a token, running the signature check once per
+// token: verified claims are cached until the token expires (for the
+// guard and for introspection), and fresh reports a token the guard sees
+// for the first time. Revocation takes effect at once: whenever the
+// storage's revocation counter has moved since a cached token was last
+// checked, it is looked up again.
+func (s *issuer) verifyCached(ctx context.Context, raw string, byGuard bool) (claims *accessTokenClaims, fresh bool, err error) {
+	now := time.Now()
+	epoch := s.cfg.Store.Revocations() // read before any lookup
+	if e, ok := s.tokens.get(raw, now); ok {
+		if e.checked.Load() != epoch {
+			if err := s.checkRevocation(ctx, e.claims); err != nil {
+				if err != errRevocationUnknown {
+					s.tokens.drop(raw)
+				}
+				return nil, false, err
+			}
+			e.checked.Store(epoch)
+		}
+		return e.claims, byGuard && !e.guarded.Load() && e.guarded.CompareAndSwap(false, true), nil
+	}
+	c, err := s.verifyAccessToken(ctx, raw, now)
+	if err != nil {
+		return nil, false, err
+	}
+	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch, byGuard)
+	return c, byGuard, nil
 }

@@ -2,7 +2,6 @@ package endpoints
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"net/http"
 	"path"
@@ -432,33 +431,4 @@ func refusalDecision(err error) string {
 		return decisionWrongAudience
 	}
 	return decisionInvalid
-}
-
-// verifyCached verifies a token, running the signature check once per
-// token: verified claims are cached until the token expires (for the
-// guard and for introspection), and fresh reports a token the guard sees
-// for the first time. Revocation takes effect at once: whenever the
-// storage's revocation counter has moved since a cached token was last
-// checked, it is looked up again.
-func (s *Server) verifyCached(ctx context.Context, raw string, byGuard bool) (claims *accessTokenClaims, fresh bool, err error) {
-	now := time.Now()
-	epoch := s.cfg.Store.Revocations() // read before any lookup
-	if e, ok := s.tokens.get(raw, now); ok {
-		if e.checked.Load() != epoch {
-			if err := s.checkRevocation(ctx, e.claims); err != nil {
-				if err != errRevocationUnknown {
-					s.tokens.drop(raw)
-				}
-				return nil, false, err
-			}
-			e.checked.Store(epoch)
-		}
-		return e.claims, byGuard && !e.guarded.Load() && e.guarded.CompareAndSwap(false, true), nil
-	}
-	c, err := s.verifyAccessToken(ctx, raw, now)
-	if err != nil {
-		return nil, false, err
-	}
-	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch, byGuard)
-	return c, byGuard, nil
 }

@@ -14,7 +14,7 @@ import (
 // keyRefresh is how often stored keys are re-read (a rotation by another
 // site on the file, or another node); never longer than half the
 // prepublish time, so every signer learns a new key before it signs.
-func (s *Server) keyRefresh() time.Duration {
+func (s *issuer) keyRefresh() time.Duration {
 	d := 30 * time.Second
 	if p := s.cfg.KeyPrepublish / 2; p > 0 && p < d {
 		d = p
@@ -29,7 +29,7 @@ const keyWatch = 50 * time.Millisecond
 // maintainKeys re-reads the stored keys (periodically, and at once when
 // the storage announces a change), and rotates the signing key once it
 // has signed for key_rotation, until Close.
-func (s *Server) maintainKeys() {
+func (s *issuer) maintainKeys() {
 	t := time.NewTicker(s.keyRefresh())
 	defer t.Stop()
 	var watch <-chan time.Time
@@ -73,7 +73,7 @@ const unknownKIDReload = time.Second
 
 // reloadForUnknownKID re-reads the stored keys, at most once per
 // unknownKIDReload, and reports whether it did.
-func (s *Server) reloadForUnknownKID(ctx context.Context) bool {
+func (s *issuer) reloadForUnknownKID(ctx context.Context) bool {
 	if !s.cfg.StoredKeys {
 		return false
 	}
@@ -92,7 +92,7 @@ func (s *Server) reloadForUnknownKID(ctx context.Context) bool {
 // reloadKeys rebuilds the key set from the storage. When a key stopped
 // verifying (retired, or swept) the verified-token cache is emptied, so
 // that what it signed is refused at once.
-func (s *Server) reloadKeys(ctx context.Context) error {
+func (s *issuer) reloadKeys(ctx context.Context) error {
 	keys, err := s.cfg.Store.SigningKeys(ctx)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ var ErrKeysNotRotatable = errors.New("the signing key is configured (signing_key
 // pending rotation is replaced, and the key it replaces verifies until
 // the last token it signed has expired. A rotation that took effect first
 // (another node's) is storage.ErrConflict.
-func (s *Server) RotateKey(ctx context.Context, by string, atOnce bool) (*storage.SigningKey, error) {
+func (s *issuer) RotateKey(ctx context.Context, by string, atOnce bool) (*storage.SigningKey, error) {
 	if !s.cfg.StoredKeys {
 		return nil, ErrKeysNotRotatable
 	}
@@ -157,7 +157,7 @@ func (s *Server) RotateKey(ctx context.Context, by string, atOnce bool) (*storag
 // is refused from the next request (a suspected-compromised key: rotate
 // with atOnce first, then retire the old key). A pending key is dropped.
 // storage.ErrKeySigns for the key that signs now.
-func (s *Server) RetireKey(ctx context.Context, kid, by string) error {
+func (s *issuer) RetireKey(ctx context.Context, kid, by string) error {
 	if !s.cfg.StoredKeys {
 		return ErrKeysNotRotatable
 	}

@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -133,6 +132,7 @@ type Config struct {
 // the core.
 type Server struct {
 	*core
+	*issuer
 	routes        map[string]http.HandlerFunc
 	resources     []resource
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
@@ -141,19 +141,14 @@ type Server struct {
 	credentials   []guardCredential     // what the guard accepts, in the order it looks
 	completions   map[string]completion // per kind of pending authorization
 	pages         map[string]*template.Template
-	loginLimit    *keyedLimiter // failed sign-ins per account and per IP
-	registerLimit *keyedLimiter // registrations per IP; nil when off
-	decoyHash     string        // compared when a user name is unknown
-	tokens        *tokenCache
+	loginLimit    *keyedLimiter    // failed sign-ins per account and per IP
+	registerLimit *keyedLimiter    // registrations per IP; nil when off
+	decoyHash     string           // compared when a user name is unknown
 	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
 	providers     []upstream.Provider
 	// providerByName finds a provider by the name in its URLs.
 	providerByName map[string]upstream.Provider
-	stop           chan struct{} // closed by Close
 	closeOnce      sync.Once
-	keys           atomic.Pointer[KeySet]
-	lastKIDReload  atomic.Int64 // unix nanoseconds, see reloadForUnknownKID
-	scopes         scopeCatalogue
 	userLimit      *keyedLimiter // guarded requests per (sub, client); nil when off
 	upstream       upstreamTokens
 }
@@ -165,6 +160,8 @@ type core struct {
 	issuerPath string // the issuer's URL path, without a trailing slash
 	metrics    *serverMetrics
 	audit      *auditor
+	scopes     scopeCatalogue
+	stop       chan struct{} // closed by Close: background work ends
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -188,16 +185,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		core:           &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit)},
+		core: &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit),
+			stop: make(chan struct{})},
 		routes:         map[string]http.HandlerFunc{},
 		issuerOrigin:   originOf(cfg.Issuer),
 		staticClients:  map[string]*storage.Client{},
 		grants:         offeredGrants(&cfg),
 		loginLimit:     newKeyedLimiter(5, 15*time.Minute),
-		tokens:         newTokenCache(),
 		providers:      cfg.Providers,
 		providerByName: map[string]upstream.Provider{},
-		stop:           make(chan struct{}),
 	}
 	s.credentials = []guardCredential{bearerCredential{s}}
 	s.completions = map[string]completion{kindCode: codeCompletion{s}}
@@ -210,7 +206,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimitPerUser > 0 {
 		s.userLimit = newKeyedLimiter(cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow)
 	}
-	s.keys.Store(cfg.Keys)
+	s.issuer = newIssuer(s.core, cfg.Keys)
 	for i := range cfg.Clients {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
 	}
@@ -327,9 +323,6 @@ func (s *Server) Route(path string) http.HandlerFunc {
 
 // Store is the server's storage.
 func (s *Server) Store() storage.Store { return s.cfg.Store }
-
-// Keys is the server's signing key set.
-func (s *Server) Keys() *KeySet { return s.keys.Load() }
 
 // urlPath returns u's path without a trailing slash.
 func urlPath(raw string) (string, error) {
