@@ -133,6 +133,7 @@ type Config struct {
 type Server struct {
 	*core
 	*issuer
+	*custody
 	routes        map[string]http.HandlerFunc
 	resources     []resource
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
@@ -146,11 +147,8 @@ type Server struct {
 	decoyHash     string           // compared when a user name is unknown
 	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
 	providers     []upstream.Provider
-	// providerByName finds a provider by the name in its URLs.
-	providerByName map[string]upstream.Provider
-	closeOnce      sync.Once
-	userLimit      *keyedLimiter // guarded requests per (sub, client); nil when off
-	upstream       upstreamTokens
+	closeOnce     sync.Once
+	userLimit     *keyedLimiter // guarded requests per (sub, client); nil when off
 }
 
 // core is what every part of the server shares: the configuration, the
@@ -187,19 +185,16 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		core: &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit),
 			stop: make(chan struct{})},
-		routes:         map[string]http.HandlerFunc{},
-		issuerOrigin:   originOf(cfg.Issuer),
-		staticClients:  map[string]*storage.Client{},
-		grants:         offeredGrants(&cfg),
-		loginLimit:     newKeyedLimiter(5, 15*time.Minute),
-		providers:      cfg.Providers,
-		providerByName: map[string]upstream.Provider{},
+		routes:        map[string]http.HandlerFunc{},
+		issuerOrigin:  originOf(cfg.Issuer),
+		staticClients: map[string]*storage.Client{},
+		grants:        offeredGrants(&cfg),
+		loginLimit:    newKeyedLimiter(5, 15*time.Minute),
+		providers:     cfg.Providers,
 	}
 	s.credentials = []guardCredential{bearerCredential{s}}
 	s.completions = map[string]completion{kindCode: codeCompletion{s}}
-	for _, p := range cfg.Providers {
-		s.providerByName[p.Name()] = p
-	}
+	s.custody = newCustody(s.core, cfg.Providers)
 	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
 		return nil, err
 	}

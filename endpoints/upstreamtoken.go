@@ -24,6 +24,23 @@ import (
 // {http.oauth2.upstream_access_token}, refreshing it shortly before it
 // expires.
 
+// custody keeps the upstream tokens: sealed, moved from the sign-in
+// session to the grant, and handed to the guard fresh.
+type custody struct {
+	*core
+	// providerByName finds a provider by the name in its URLs.
+	providerByName map[string]upstream.Provider
+	upstream       upstreamTokens
+}
+
+func newCustody(c *core, providers []upstream.Provider) *custody {
+	k := &custody{core: c, providerByName: map[string]upstream.Provider{}}
+	for _, p := range providers {
+		k.providerByName[p.Name()] = p
+	}
+	return k
+}
+
 // upstreamRefreshMargin is how long before its expiry an upstream access
 // token is refreshed at most; a token that lives less than four of them
 // is refreshed a quarter of its lifetime before (see refreshMargin).
@@ -56,7 +73,7 @@ var (
 const upstreamPendingResource = "session:"
 
 // passesUpstream reports whether a login keeps its tokens for the grants.
-func (s *Server) passesUpstream(provider string) bool {
+func (s *custody) passesUpstream(provider string) bool {
 	return provider != "" && s.cfg.PassUpstreamToken[provider]
 }
 
@@ -77,7 +94,7 @@ func pendingRef(sid string) string {
 
 // sealData binds a sealed token to its issuer, user and provider (it
 // moves from the session to the grant, so not to either).
-func (s *Server) sealData(subject, provider string) []byte {
+func (s *custody) sealData(subject, provider string) []byte {
 	return []byte(s.cfg.Issuer + "\x00" + subject + "\x00" + provider)
 }
 
@@ -95,7 +112,7 @@ func refreshMargin(sec *upstreamSecret) time.Duration {
 	return min(upstreamRefreshMargin, sec.Expiry.Sub(sec.Obtained)/4)
 }
 
-func (s *Server) sealUpstream(subject, provider string, sec *upstreamSecret) ([]byte, error) {
+func (s *custody) sealUpstream(subject, provider string, sec *upstreamSecret) ([]byte, error) {
 	plain, err := json.Marshal(sec)
 	if err != nil {
 		return nil, err
@@ -103,7 +120,7 @@ func (s *Server) sealUpstream(subject, provider string, sec *upstreamSecret) ([]
 	return s.cfg.Sealer.Seal(plain, s.sealData(subject, provider)), nil
 }
 
-func (s *Server) openUpstream(t *storage.UpstreamToken) (*upstreamSecret, error) {
+func (s *custody) openUpstream(t *storage.UpstreamToken) (*upstreamSecret, error) {
 	plain, err := s.cfg.Sealer.Open(t.Sealed, s.sealData(t.Subject, t.Provider))
 	if err != nil {
 		return nil, errUpstreamUnsealable
@@ -117,7 +134,7 @@ func (s *Server) openUpstream(t *storage.UpstreamToken) (*upstreamSecret, error)
 
 // keepSignInTokens stores what the provider issued at a sign-in, for the
 // session sid, until a grant takes it.
-func (s *Server) keepSignInTokens(ctx context.Context, sid, subject, provider string, tok *oauth2.Token, expires time.Time) error {
+func (s *custody) keepSignInTokens(ctx context.Context, sid, subject, provider string, tok *oauth2.Token, expires time.Time) error {
 	sealed, err := s.sealUpstream(subject, provider, newSecret(tok, time.Now()))
 	if err != nil {
 		return err
@@ -130,7 +147,7 @@ func (s *Server) keepSignInTokens(ctx context.Context, sid, subject, provider st
 // through the provider again: the user signed in with a login that passes
 // its tokens on, the session's tokens went to another grant, and this
 // grant has none.
-func (s *Server) needsUpstreamSignIn(r *http.Request, user identity, clientID, resource string) bool {
+func (s *custody) needsUpstreamSignIn(r *http.Request, user identity, clientID, resource string) bool {
 	if !s.passesUpstream(user.profile.Provider) {
 		return false
 	}
@@ -147,7 +164,7 @@ func (s *Server) needsUpstreamSignIn(r *http.Request, user identity, clientID, r
 // attachUpstream gives the grant being authorized the session's pending
 // upstream tokens (taken once; a grant that has tokens keeps them when
 // the session has none left).
-func (s *Server) attachUpstream(r *http.Request, user identity, clientID, resource string) error {
+func (s *custody) attachUpstream(r *http.Request, user identity, clientID, resource string) error {
 	ref := sessionRef(r)
 	if !s.passesUpstream(user.profile.Provider) || ref == "" {
 		return nil
@@ -207,7 +224,7 @@ func fresh(sec *upstreamSecret, now time.Time) bool {
 // requests of a grant wait for one refresh. A provider that refuses the
 // refresh (the user revoked us there) ends the grant's upstream tokens:
 // errNoUpstreamToken.
-func (s *Server) upstreamAccessToken(ctx context.Context, c *accessTokenClaims) (string, error) {
+func (s *custody) upstreamAccessToken(ctx context.Context, c *accessTokenClaims) (string, error) {
 	aud := ""
 	if len(c.Audience) > 0 {
 		aud = c.Audience[0]
@@ -274,7 +291,7 @@ func (s *Server) upstreamAccessToken(ctx context.Context, c *accessTokenClaims) 
 
 // endUpstream deletes a grant's upstream tokens the provider no longer
 // honours.
-func (s *Server) endUpstream(ctx context.Context, key string, t *storage.UpstreamToken, reason string) error {
+func (s *custody) endUpstream(ctx context.Context, key string, t *storage.UpstreamToken, reason string) error {
 	s.upstream.drop(key)
 	if err := s.cfg.Store.DeleteUpstreamToken(ctx, t.Subject, t.ClientID, t.Resource); err != nil {
 		s.cfg.Logger.Warn("guard: deleting upstream tokens", zap.Error(err))
