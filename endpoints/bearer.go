@@ -55,7 +55,7 @@ func validTokenSyntax(t string) bool {
 
 // bearerCredential is an access token in `Authorization: Bearer`
 // (RFC 6750), verified against the signing keys and the revocations.
-type bearerCredential struct{ s *Server }
+type bearerCredential struct{ s *issuer }
 
 func (bearerCredential) read(r *http.Request) (string, error) { return bearerToken(r.Header) }
 

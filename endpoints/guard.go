@@ -90,6 +90,17 @@ func identityValues(c *accessTokenClaims) []any {
 		c.Email, c.Name, c.PreferredUsername, c.IDP}
 }
 
+// guard is the part in front of every protected path: the resources and
+// their rules, the credentials it accepts, and the per-user rate limit.
+type guard struct {
+	*core
+	*issuer     // verifies the tokens
+	*custody    // the upstream tokens it hands on
+	resources   []resource
+	credentials []guardCredential // in the order it looks for them
+	userLimit   *keyedLimiter     // guarded requests per (sub, client); nil when off
+}
+
 // guardAllowMethods are the methods a preflight may ask for.
 const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
@@ -108,7 +119,7 @@ const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 // With CORS on, the guard's own answers let any origin read them; on a
 // passed-on request the upstream's Access-Control-Allow-Origin, when it
 // sends one, is the only one (see corsWriter).
-func (s *Server) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (s *guard) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if s.cfg.GuardCORS && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		allowCORS(w)
 		writePreflight(w, r, guardAllowMethods)
@@ -156,7 +167,7 @@ type guardTarget struct {
 // judgeTarget finds the resource of the path and, where MCP rules apply,
 // the call in the body as the upstream will decode it (refusing what it
 // cannot judge), and the scopes they need.
-func (s *Server) judgeTarget(w http.ResponseWriter, r *http.Request, t *guardTarget) bool {
+func (s *guard) judgeTarget(w http.ResponseWriter, r *http.Request, t *guardTarget) bool {
 	view := pathView(r)
 	t.res, t.inResource = s.resourceForPath(view.URL.Path)
 	t.required = s.requiredScopes(view)
@@ -179,7 +190,7 @@ func (s *Server) judgeTarget(w http.ResponseWriter, r *http.Request, t *guardTar
 // authenticates it: no credential is 401 with the challenges of every
 // enabled one, a malformed one 400, a bad one 401 invalid_token, one that
 // cannot be judged now 503.
-func (s *Server) authenticateRequest(w http.ResponseWriter, r *http.Request, t *guardTarget) (principal, bool) {
+func (s *guard) authenticateRequest(w http.ResponseWriter, r *http.Request, t *guardTarget) (principal, bool) {
 	var cred guardCredential
 	raw := ""
 	for _, c := range s.credentials {
@@ -218,7 +229,7 @@ func (s *Server) authenticateRequest(w http.ResponseWriter, r *http.Request, t *
 
 // authorizePrincipal checks what the principal may do here: the tools it
 // calls, the scopes the target needs, and its rate limit.
-func (s *Server) authorizePrincipal(w http.ResponseWriter, r *http.Request, t *guardTarget, p principal) bool {
+func (s *guard) authorizePrincipal(w http.ResponseWriter, r *http.Request, t *guardTarget, p principal) bool {
 	if req, refused := s.refusedTool(t.call); refused {
 		s.decided(t.res, t.call, p.token, decisionToolNotAllowed, toolNotAllowed(req.name))
 		s.refuseRPC(w, http.StatusForbidden, t.call, req, rpcInvalidParams, toolNotAllowed(req.name))
@@ -243,7 +254,7 @@ func (s *Server) authorizePrincipal(w http.ResponseWriter, r *http.Request, t *g
 
 // guardUnavailable fails closed without telling the client its token is
 // bad: 503 with Retry-After, and the client retries the same token.
-func (s *Server) guardUnavailable(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, err error) {
+func (s *guard) guardUnavailable(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, err error) {
 	s.decided(res, call, claims, decisionUnavailable, err.Error())
 	if s.cfg.GuardCORS {
 		allowCORS(w)
@@ -256,7 +267,7 @@ func (s *Server) guardUnavailable(w http.ResponseWriter, res resource, call *mcp
 // 401 invalid_token when the provider's grant is gone (the client
 // authorizes again, and the user signs in at the provider again), 503
 // when the provider or the storage cannot be reached now.
-func (s *Server) upstreamRefused(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, required []string, err error) {
+func (s *guard) upstreamRefused(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, required []string, err error) {
 	if err == errUpstreamUnavailable || err == errRevocationUnknown {
 		s.guardUnavailable(w, res, call, claims, err)
 		return
@@ -278,7 +289,7 @@ func limitSubject(c *accessTokenClaims) string {
 // tooManyRequests answers a request over rate_limit_per_user: 429 with
 // Retry-After, and a body an MCP client can read (a JSON-RPC error for a
 // JSON-RPC request, else an OAuth-style error).
-func (s *Server) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time.Duration) {
+func (s *guard) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time.Duration) {
 	w.Header().Set("Retry-After", retryAfter(wait))
 	const msg = "too many requests for this user; retry later"
 	if call != nil && len(call.requests) > 0 {
@@ -293,7 +304,7 @@ func (s *Server) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time
 
 // refuseMCP answers a request the guard cannot judge (see inspectMCP)
 // with its JSON-RPC error, counts it and writes one audit event.
-func (s *Server) refuseMCP(w http.ResponseWriter, r *http.Request, res resource, refusal *mcpRefusal) {
+func (s *guard) refuseMCP(w http.ResponseWriter, r *http.Request, res resource, refusal *mcpRefusal) {
 	s.decided(res, nil, nil, decisionInvalid, refusal.message)
 	s.audit.warn(eventMCPRefused, zap.String("resource", res.id), zap.String("reason", refusal.reason), zap.String("detail", refusal.message),
 		zap.String("method", truncate(r.Method, 16)), zap.String("client_ip", clientIP(r)))
@@ -305,7 +316,7 @@ func (s *Server) refuseMCP(w http.ResponseWriter, r *http.Request, res resource,
 
 // refuseRPC answers with a JSON-RPC error (see writeRPCError), readable by
 // any origin when CORS is on, as the guard's other answers.
-func (s *Server) refuseRPC(w http.ResponseWriter, status int, call *mcpCall, req mcpRequest, code int, message string) {
+func (s *guard) refuseRPC(w http.ResponseWriter, status int, call *mcpCall, req mcpRequest, code int, message string) {
 	if s.cfg.GuardCORS {
 		allowCORS(w)
 	}
@@ -314,7 +325,7 @@ func (s *Server) refuseRPC(w http.ResponseWriter, status int, call *mcpCall, req
 
 // decided counts a guard decision and, for an MCP call, its requests and
 // tool calls (see mcpOutcome).
-func (s *Server) decided(res resource, call *mcpCall, claims *accessTokenClaims, decision, reason string) {
+func (s *guard) decided(res resource, call *mcpCall, claims *accessTokenClaims, decision, reason string) {
 	s.metrics.guardDecision(res.id, decision)
 	s.mcpOutcome(res, call, claims, decision, reason)
 }
@@ -324,7 +335,7 @@ func (s *Server) decided(res resource, call *mcpCall, claims *accessTokenClaims,
 // slashes); pathView first reads a backslash as a slash and drops
 // ";parameters" from segments, so /docs/..\mcp and /docs/..;/mcp are judged
 // as /mcp, as Windows-minded and Tomcat-style upstreams would read them.
-func (s *Server) IsPublic(r *http.Request) bool {
+func (s *guard) IsPublic(r *http.Request) bool {
 	if len(s.cfg.Public) == 0 {
 		return false
 	}
@@ -353,7 +364,7 @@ func pathView(r *http.Request) *http.Request {
 // challenge answers 401/403 with an RFC 6750 + RFC 9728 challenge and a
 // JSON body; errCode "" is the no-token case (no error attribute). The
 // body of a 403 names the required scopes too, as the header does.
-func (s *Server) challenge(w http.ResponseWriter, status int, res resource, required []string, errCode, description string) {
+func (s *guard) challenge(w http.ResponseWriter, status int, res resource, required []string, errCode, description string) {
 	if s.cfg.GuardCORS {
 		allowCORS(w)
 	}
@@ -391,7 +402,7 @@ type scopeError struct {
 // resourceForPath returns the resource whose path is the longest
 // segment-wise prefix of the (cleaned) request path. When none is, it
 // returns the default resource and false.
-func (s *Server) resourceForPath(p string) (resource, bool) {
+func (s *guard) resourceForPath(p string) (resource, bool) {
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
@@ -407,7 +418,7 @@ func (s *Server) resourceForPath(p string) (resource, bool) {
 
 // requiredScopes is every scope the require_scope rules matching r demand
 // (offline_access is no permission of the resource: never).
-func (s *Server) requiredScopes(r *http.Request) []string {
+func (s *guard) requiredScopes(r *http.Request) []string {
 	var out []string
 	for _, rule := range s.cfg.RequireScope {
 		if ok, err := rule.Paths.MatchWithError(r); ok && err == nil {

@@ -63,7 +63,7 @@ type mcpRefusal struct {
 func (e *mcpRefusal) Error() string { return e.message }
 
 // mcpScopes is every scope the MCP rules require of the call.
-func (s *Server) mcpScopes(call *mcpCall) []string {
+func (s *guard) mcpScopes(call *mcpCall) []string {
 	if call == nil {
 		return nil
 	}
@@ -80,7 +80,7 @@ func (s *Server) mcpScopes(call *mcpCall) []string {
 }
 
 // refusedTool is the first tool of the call outside allow_tools, if any.
-func (s *Server) refusedTool(call *mcpCall) (mcpRequest, bool) {
+func (s *guard) refusedTool(call *mcpCall) (mcpRequest, bool) {
 	if call == nil || len(s.cfg.AllowTools) == 0 {
 		return mcpRequest{}, false
 	}
@@ -146,7 +146,7 @@ var mcpMethods = []string{"initialize", "ping", "tools/list", "tools/call", "res
 // and writes an audit event per tools/call; without a valid token (claims
 // nil) one event stands for all the call's tools/call, so that a stranger's
 // batch cannot flood the audit log.
-func (s *Server) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClaims, outcome, reason string) {
+func (s *guard) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClaims, outcome, reason string) {
 	if call == nil {
 		return
 	}
@@ -177,7 +177,7 @@ func (s *Server) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClai
 // toolCallFields are the fields of an mcp_tool_call event: the tool (its
 // name cut to 200 bytes), how many calls it stands for when more than one,
 // who, and why it was refused.
-func (s *Server) toolCallFields(res resource, tool string, calls int, claims *accessTokenClaims, outcome, reason string) []zap.Field {
+func (s *guard) toolCallFields(res resource, tool string, calls int, claims *accessTokenClaims, outcome, reason string) []zap.Field {
 	fields := []zap.Field{zap.String("resource", res.id), zap.String("tool", truncate(tool, maxLoggedName)), zap.String("outcome", auditOutcome(outcome))}
 	if calls > 1 {
 		fields = append(fields, zap.Int("tool_calls", calls))
@@ -218,7 +218,7 @@ func auditOutcome(decision string) string {
 // toolLabel is the metrics label of a tool: a pattern of require_scope
 // tool or allow_tools that matches it (its name when listed as is), else
 // "other", so that the label takes only values the operator wrote.
-func (s *Server) toolLabel(name string) string {
+func (s *guard) toolLabel(name string) string {
 	for _, rule := range s.cfg.MCPRules {
 		if rule.Tool != "" && globMatch(rule.Tool, name) {
 			return rule.Tool
@@ -234,6 +234,6 @@ func (s *Server) toolLabel(name string) string {
 
 // mcpAware reports whether the guard reads bodies to learn MCP methods
 // and tools: only when the operator wrote rules about them.
-func (s *Server) mcpAware() bool {
+func (s *guard) mcpAware() bool {
 	return len(s.cfg.MCPRules) > 0 || len(s.cfg.AllowTools) > 0
 }

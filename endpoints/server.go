@@ -134,12 +134,11 @@ type Server struct {
 	*core
 	*issuer
 	*custody
+	*guard
 	routes        map[string]http.HandlerFunc
-	resources     []resource
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
 	grants        grantTable            // the grants it offers
-	credentials   []guardCredential     // what the guard accepts, in the order it looks
 	completions   map[string]completion // per kind of pending authorization
 	pages         map[string]*template.Template
 	loginLimit    *keyedLimiter    // failed sign-ins per account and per IP
@@ -148,7 +147,6 @@ type Server struct {
 	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
 	providers     []upstream.Provider
 	closeOnce     sync.Once
-	userLimit     *keyedLimiter // guarded requests per (sub, client); nil when off
 }
 
 // core is what every part of the server shares: the configuration, the
@@ -192,16 +190,17 @@ func New(cfg Config) (*Server, error) {
 		loginLimit:    newKeyedLimiter(5, 15*time.Minute),
 		providers:     cfg.Providers,
 	}
-	s.credentials = []guardCredential{bearerCredential{s}}
 	s.completions = map[string]completion{kindCode: codeCompletion{s}}
+	s.issuer = newIssuer(s.core, cfg.Keys)
 	s.custody = newCustody(s.core, cfg.Providers)
+	s.guard = &guard{core: s.core, issuer: s.issuer, custody: s.custody}
+	s.credentials = []guardCredential{bearerCredential{s.issuer}}
 	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
 		return nil, err
 	}
 	if cfg.RateLimitPerUser > 0 {
 		s.userLimit = newKeyedLimiter(cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow)
 	}
-	s.issuer = newIssuer(s.core, cfg.Keys)
 	for i := range cfg.Clients {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
 	}
