@@ -56,13 +56,13 @@ var familyReasons = []string{revokedByEndpoint, revokedByReuse, revokedByCodeRep
 
 // familyRevoked counts a revoked family and writes its family_revoked
 // event.
-func (s *Server) familyRevoked(fam *storage.RefreshFamily, by string) {
+func (s *core) familyRevoked(fam *storage.RefreshFamily, by string) {
 	s.metrics.familyRevocations.WithLabelValues(by).Inc()
 	s.audit.info(eventFamilyRevoked, zap.String("client_id", fam.ClientID), zap.String("family_id", fam.ID), zap.String("sub", fam.Subject), zap.String("by", by))
 }
 
 // grantsRevoked is familyRevoked for every family of revoked grants.
-func (s *Server) grantsRevoked(grants []storage.Grant, by string) {
+func (s *core) grantsRevoked(grants []storage.Grant, by string) {
 	for i := range grants {
 		for j := range grants[i].Families {
 			s.familyRevoked(&grants[i].Families[j], by)

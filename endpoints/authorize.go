@@ -182,7 +182,7 @@ func (s *Server) configuredClient(c *storage.Client) bool {
 
 // requestedResource returns the resource (RFC 8707) the token will be
 // for: the one requested, or the default.
-func (s *Server) requestedResource(values []string) (string, *authorizeError) {
+func (s *core) requestedResource(values []string) (string, *authorizeError) {
 	switch len(values) {
 	case 0:
 		return s.resources[0].id, nil

@@ -17,7 +17,7 @@ const formType = "application/x-www-form-urlencoded"
 // parseForm reads an application/x-www-form-urlencoded body (only the
 // body: parameters in the URL query are ignored). It reports false for any
 // other content type, an oversized body or malformed encoding.
-func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+func (s *core) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	if !isFormBody(r.Header.Values("Content-Type")) {
 		return nil, false
 	}

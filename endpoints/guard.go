@@ -94,9 +94,8 @@ func identityValues(c *accessTokenClaims) []any {
 // their rules, the credentials it accepts, and the per-user rate limit.
 type guard struct {
 	*core
-	*issuer     // verifies the tokens
-	*custody    // the upstream tokens it hands on
-	resources   []resource
+	*issuer                       // verifies the tokens
+	*custody                      // the upstream tokens it hands on
 	credentials []guardCredential // in the order it looks for them
 	userLimit   *keyedLimiter     // guarded requests per (sub, client); nil when off
 }

@@ -107,6 +107,6 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *st
 // requestedScopes are the scopes a token request asks for, without those
 // accepted only (offline_access, openid, …); none when it asks for
 // nothing else, or leaves scope out or empty: then the grant's own.
-func (s *Server) requestedScopes(form url.Values) []string {
+func (s *core) requestedScopes(form url.Values) []string {
 	return s.grantable(form.Get("scope"))
 }

@@ -8,7 +8,7 @@ import (
 // matchResource returns the configured resource that raw names: an
 // absolute URI without fragment, compared with scheme and host
 // case-insensitive and https://host ≡ https://host/.
-func (s *Server) matchResource(raw string) (string, bool) {
+func (s *core) matchResource(raw string) (string, bool) {
 	canonical, ok := CanonicalResource(raw)
 	if !ok {
 		return "", false

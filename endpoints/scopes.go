@@ -121,12 +121,12 @@ const offlineAccess = "offline_access"
 var acceptedScopes = []string{offlineAccess, "openid", "email", "profile"}
 
 // acceptedOnly reports whether sc is accepted without being granted.
-func (s *Server) acceptedOnly(sc string) bool {
+func (s *core) acceptedOnly(sc string) bool {
 	return slices.Contains(acceptedScopes, sc) && !slices.Contains(s.cfg.Scopes, sc)
 }
 
 // grantable is a scope parameter's scopes without those accepted only.
-func (s *Server) grantable(scope string) []string {
+func (s *core) grantable(scope string) []string {
 	return slices.DeleteFunc(splitScope(scope), s.acceptedOnly)
 }
 

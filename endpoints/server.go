@@ -157,6 +157,7 @@ type core struct {
 	metrics    *serverMetrics
 	audit      *auditor
 	scopes     scopeCatalogue
+	resources  []resource    // the protected resources; the first is the default
 	stop       chan struct{} // closed by Close: background work ends
 }
 

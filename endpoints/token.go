@@ -149,7 +149,7 @@ func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFam
 // tokenFail answers a token request with an OAuth error (invalid_grant
 // is what clients take as "authorize again"), counts it and logs why at
 // debug level.
-func (s *Server) tokenFail(w http.ResponseWriter, status int, code, description string) {
+func (s *core) tokenFail(w http.ResponseWriter, status int, code, description string) {
 	s.metrics.tokenErrors.WithLabelValues(code).Inc()
 	s.cfg.Logger.Debug("token: refused", zap.String("error", code), zap.String("description", description))
 	writeError(w, status, code, description)

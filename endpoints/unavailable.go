@@ -38,7 +38,7 @@ func storageDown(err error) bool {
 const unavailableDescription = "the authorization server cannot reach its storage; retry shortly"
 
 // unavailable answers a JSON endpoint with 503 temporarily_unavailable.
-func (s *Server) unavailable(w http.ResponseWriter, op string, err error) {
+func (s *core) unavailable(w http.ResponseWriter, op string, err error) {
 	s.cfg.Logger.Error(op+": storage unavailable", zap.Error(err))
 	w.Header().Set("Retry-After", unavailableRetryAfter)
 	writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", unavailableDescription)
@@ -46,7 +46,7 @@ func (s *Server) unavailable(w http.ResponseWriter, op string, err error) {
 
 // tokenUnavailable is unavailable for the token endpoint (counted in
 // token_errors_total).
-func (s *Server) tokenUnavailable(w http.ResponseWriter, err error) {
+func (s *core) tokenUnavailable(w http.ResponseWriter, err error) {
 	s.cfg.Logger.Error("token: storage unavailable", zap.Error(err))
 	w.Header().Set("Retry-After", unavailableRetryAfter)
 	s.tokenFail(w, http.StatusServiceUnavailable, "temporarily_unavailable", unavailableDescription)
