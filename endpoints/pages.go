@@ -21,12 +21,21 @@ var pageNames = []string{"login.html", "consent.html", "error.html", "logout.htm
 // loadPages parses the embedded pages, then any of login.html,
 // consent.html, error.html, logout.html and account.html found in dir (which may use the
 // embedded "head" and "foot" blocks).
-func loadPages(dir string) (map[string]*template.Template, error) {
+// pages renders the HTML pages (sign-in, consent, account, errors) from
+// the embedded templates or the operator's.
+type pages struct {
+	*core
+	templates map[string]*template.Template
+}
+
+// loadPages parses the templates, the operator's from dir where there
+// are.
+func loadPages(c *core, dir string) (*pages, error) {
 	layout, err := template.ParseFS(embeddedTemplates, "templates/layout.html")
 	if err != nil {
 		return nil, err
 	}
-	pages := map[string]*template.Template{}
+	templates := map[string]*template.Template{}
 	for _, name := range pageNames {
 		t, err := layout.Clone()
 		if err != nil {
@@ -46,9 +55,9 @@ func loadPages(dir string) (map[string]*template.Template, error) {
 		if _, err := t.New(name).Parse(string(src)); err != nil {
 			return nil, fmt.Errorf("parsing template %s: %v", name, err)
 		}
-		pages[name] = t
+		templates[name] = t
 	}
-	return pages, nil
+	return &pages{core: c, templates: templates}, nil
 }
 
 // pageSecurityHeaders are set on every HTML page: no framing, no script,
@@ -65,9 +74,9 @@ func pageSecurityHeaders(h http.Header) {
 
 // renderPage writes an HTML page. Everything reflected is escaped by
 // html/template.
-func (s *Server) renderPage(w http.ResponseWriter, status int, name string, data any) {
+func (s *pages) renderPage(w http.ResponseWriter, status int, name string, data any) {
 	var buf bytes.Buffer
-	if err := s.pages[name].ExecuteTemplate(&buf, name, data); err != nil {
+	if err := s.templates[name].ExecuteTemplate(&buf, name, data); err != nil {
 		s.cfg.Logger.Error("rendering page", zap.String("page", name), zap.Error(err))
 		buf.Reset()
 		buf.WriteString("<!doctype html><title>Error</title><p>Something went wrong.</p>")
@@ -88,6 +97,6 @@ type errorPage struct {
 }
 
 // renderError shows an error to the user, never redirecting anywhere.
-func (s *Server) renderError(w http.ResponseWriter, status int, title, message string) {
+func (s *pages) renderError(w http.ResponseWriter, status int, title, message string) {
 	s.renderPage(w, status, "error.html", errorPage{Title: title, Message: message})
 }

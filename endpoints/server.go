@@ -13,7 +13,6 @@ package endpoints
 import (
 	"context"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -135,16 +134,16 @@ type Server struct {
 	*issuer
 	*custody
 	*guard
+	*pages
 	routes        map[string]http.HandlerFunc
 	issuerOrigin  string // scheme://host:port, for CheckOrigin
 	staticClients map[string]*storage.Client
 	grants        grantTable            // the grants it offers
 	completions   map[string]completion // per kind of pending authorization
-	pages         map[string]*template.Template
-	loginLimit    *keyedLimiter    // failed sign-ins per account and per IP
-	registerLimit *keyedLimiter    // registrations per IP; nil when off
-	decoyHash     string           // compared when a user name is unknown
-	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
+	loginLimit    *keyedLimiter         // failed sign-ins per account and per IP
+	registerLimit *keyedLimiter         // registrations per IP; nil when off
+	decoyHash     string                // compared when a user name is unknown
+	fetcher       *metadataFetcher      // nil unless client ID metadata documents are on
 	providers     []upstream.Provider
 	closeOnce     sync.Once
 }
@@ -206,7 +205,7 @@ func New(cfg Config) (*Server, error) {
 		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
 	}
 	s.decoyHash = costliestHash(cfg.Users)
-	if s.pages, err = loadPages(cfg.TemplatesDir); err != nil {
+	if s.pages, err = loadPages(s.core, cfg.TemplatesDir); err != nil {
 		return nil, err
 	}
 	if cfg.ClientIDMetadataDocuments {
@@ -334,7 +333,7 @@ func (s *core) endpoint(path string) string {
 }
 
 // noLogin answers the login route when there are no built-in users.
-func (s *Server) noLogin(w http.ResponseWriter, r *http.Request) {
+func (s *pages) noLogin(w http.ResponseWriter, r *http.Request) {
 	s.renderError(w, http.StatusNotFound, "No sign-in page", "This server has no built-in accounts.")
 }
 

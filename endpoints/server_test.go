@@ -156,7 +156,7 @@ func TestCustomTemplates(t *testing.T) {
 	}
 
 	os.WriteFile(filepath.Join(dir, "consent.html"), []byte(`{{.Nope`), 0o644)
-	_, err := loadPages(dir)
+	_, err := loadPages(&core{}, dir)
 	if err == nil || !strings.Contains(err.Error(), "parsing template consent.html") {
 		t.Fatalf("a broken template: %v", err)
 	}

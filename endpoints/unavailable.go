@@ -53,7 +53,7 @@ func (s *core) tokenUnavailable(w http.ResponseWriter, err error) {
 }
 
 // pageUnavailable answers a browser page with 503.
-func (s *Server) pageUnavailable(w http.ResponseWriter, op string, err error) {
+func (s *pages) pageUnavailable(w http.ResponseWriter, op string, err error) {
 	s.cfg.Logger.Error(op+": storage unavailable", zap.Error(err))
 	w.Header().Set("Retry-After", unavailableRetryAfter)
 	s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The sign-in service cannot be reached right now. Please try again in a moment.")
