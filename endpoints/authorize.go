@@ -175,7 +175,7 @@ func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *
 // configuredClient reports whether a client comes from the Caddyfile:
 // vetted by the operator, unlike a registered or metadata-document client,
 // which anyone could have created.
-func (s *Server) configuredClient(c *storage.Client) bool {
+func (s *clients) configuredClient(c *storage.Client) bool {
 	_, ok := s.staticClients[c.ID]
 	return ok
 }

@@ -183,7 +183,7 @@ type metadataDocument struct {
 
 // fetchMetadataClient returns the client a document URL describes, from
 // the cache (cached) or freshly fetched and validated.
-func (s *Server) fetchMetadataClient(ctx context.Context, id string) (client *storage.Client, cached bool, err error) {
+func (s *clients) fetchMetadataClient(ctx context.Context, id string) (client *storage.Client, cached bool, err error) {
 	f := s.fetcher
 	now := time.Now()
 	f.mu.Lock()
@@ -250,7 +250,7 @@ func unwrapURLError(err error) error {
 }
 
 // clientFromDocument validates a metadata document for the URL id.
-func (s *Server) clientFromDocument(id string, body []byte, now time.Time) (*storage.Client, error) {
+func (s *clients) clientFromDocument(id string, body []byte, now time.Time) (*storage.Client, error) {
 	var doc metadataDocument
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("the metadata document is not valid: %s", jsonProblem(err))

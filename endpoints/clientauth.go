@@ -214,7 +214,7 @@ func presentedMethod(a authRequest) (*authMethod, clientCredential, error) {
 // client authentication and is ignored. Any other failure answers 401
 // invalid_client (real MCP clients take that as "register again"). On
 // failure it returns the error code it answered with.
-func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, string) {
+func (s *clients) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*storage.Client, string) {
 	a := newAuthRequest(r, form)
 	id := form.Get("client_id")
 	fail := func(description string) (*storage.Client, string) {
@@ -263,7 +263,7 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form
 
 // pinnedMethod is the one method a client must use: the one an operator
 // set on a Caddyfile client; "" (any of its kind) for every other.
-func (s *Server) pinnedMethod(c *storage.Client) string {
+func (s *clients) pinnedMethod(c *storage.Client) string {
 	if _, static := s.staticClients[c.ID]; static {
 		return c.TokenEndpointAuthMethod
 	}
@@ -272,7 +272,7 @@ func (s *Server) pinnedMethod(c *storage.Client) string {
 
 // clientAuthMethods are the methods a client may use now (see
 // authenticateClient).
-func (s *Server) clientAuthMethods(c *storage.Client) []string {
+func (s *clients) clientAuthMethods(c *storage.Client) []string {
 	if pinned := s.pinnedMethod(c); pinned != "" {
 		return []string{pinned}
 	}

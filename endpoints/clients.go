@@ -11,10 +11,33 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
+// clients is the part that knows the clients: the Caddyfile's, the
+// registered ones and those of metadata documents; how they authenticate
+// (clientauth.go), what they may be (clientpolicy.go, grants.go) and
+// registration (register.go, cimd.go).
+type clients struct {
+	*core
+	staticClients map[string]*storage.Client
+	grants        grantTable       // the grants the server offers
+	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
+	registerLimit *keyedLimiter    // registrations per IP; nil when off
+}
+
+func newClients(c *core, cfg *Config) *clients {
+	cl := &clients{core: c, staticClients: map[string]*storage.Client{}, grants: offeredGrants(cfg)}
+	for i := range cfg.Clients {
+		cl.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
+	}
+	if cfg.ClientIDMetadataDocuments {
+		cl.fetcher = newMetadataFetcher(testAllowedHosts, testRootCAs)
+	}
+	return cl
+}
+
 // lookupClient finds a client configured in the Caddyfile, then a
 // registered one (including the clients of metadata documents seen at
 // the authorization endpoint). It never fetches anything.
-func (s *Server) lookupClient(ctx context.Context, id string) (*storage.Client, error) {
+func (s *clients) lookupClient(ctx context.Context, id string) (*storage.Client, error) {
 	if c, ok := s.staticClients[id]; ok {
 		return c, nil
 	}
@@ -24,7 +47,7 @@ func (s *Server) lookupClient(ctx context.Context, id string) (*storage.Client, 
 // resolveClient is lookupClient for the authorization endpoint: an https
 // client_id is (re)fetched as a client ID metadata document when its
 // cached copy is stale, and kept in storage for the token endpoint.
-func (s *Server) resolveClient(ctx context.Context, id string) (*storage.Client, error) {
+func (s *clients) resolveClient(ctx context.Context, id string) (*storage.Client, error) {
 	if _, static := s.staticClients[id]; static || s.fetcher == nil || !isMetadataDocumentURL(id) {
 		return s.lookupClient(ctx, id)
 	}
@@ -63,7 +86,7 @@ func documentHost(c *storage.Client) string {
 // it registered with the initial access token while the operator allows
 // that. A client that registered itself openly, or a metadata document,
 // never does, whatever its record says.
-func (s *Server) mayActAlone(c *storage.Client) bool {
+func (s *clients) mayActAlone(c *storage.Client) bool {
 	if !kindOf(c).confidential() || !allowsGrant(c, grantClientCredentials) {
 		return false
 	}
@@ -84,7 +107,7 @@ func (s *Server) mayActAlone(c *storage.Client) bool {
 // that registered themselves before the rule existed, or whose
 // registration the operator no longer allows to. It logs a warning with
 // their number and returns it.
-func (s *Server) DropUntrustedMachineGrants(ctx context.Context) (int, error) {
+func (s *clients) DropUntrustedMachineGrants(ctx context.Context) (int, error) {
 	clients, err := s.cfg.Store.Clients(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("listing clients: %w", err)

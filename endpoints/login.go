@@ -301,7 +301,7 @@ func costliestHash(users map[string]string) string {
 // IPv4 address, or the network of an IPv6 address's first
 // IPv6LimitPrefix bits (a subscriber is given a /64: counting single
 // addresses would give each 2^64 quotas).
-func (s *Server) limitAddress(ip string) string {
+func (s *core) limitAddress(ip string) string {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		ap, err := netip.ParseAddrPort(ip)

@@ -183,7 +183,7 @@ func (s *Server) RemoveClient(ctx context.Context, id string) error {
 }
 
 // tokensExpireBy is when every access token issued until now has expired.
-func (s *Server) tokensExpireBy(now time.Time) time.Time {
+func (s *core) tokensExpireBy(now time.Time) time.Time {
 	return now.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
 }
 

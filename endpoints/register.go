@@ -75,7 +75,7 @@ func badMetadata(format string, args ...any) *metadataError {
 }
 
 // register serves POST /oauth/register (RFC 7591).
-func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 	if !acceptPOST(w, r) {
 		return
 	}
@@ -159,7 +159,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
-func (s *Server) registrationResponse(c *storage.Client) registrationResponse {
+func (s *clients) registrationResponse(c *storage.Client) registrationResponse {
 	return registrationResponse{
 		ClientID:                c.ID,
 		ClientIDIssuedAt:        c.CreatedAt.Unix(),
@@ -206,7 +206,7 @@ func jsonProblem(err error) string {
 }
 
 // validateMetadata checks metadata and fills in the defaults.
-func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
+func (s *clients) validateMetadata(md *clientMetadata) *metadataError {
 	if len(md.RedirectURIs) == 0 {
 		return &metadataError{"invalid_redirect_uri", "redirect_uris is required"}
 	}
@@ -285,7 +285,7 @@ func (s *Server) validateMetadata(md *clientMetadata) *metadataError {
 
 // registrationClient serves GET and DELETE on a registration_client_uri
 // (RFC 7592), authenticated by the registration access token.
-func (s *Server) registrationClient(w http.ResponseWriter, r *http.Request, clientID string) {
+func (s *clients) registrationClient(w http.ResponseWriter, r *http.Request, clientID string) {
 	allowCORS(w)
 	switch r.Method {
 	case http.MethodGet, http.MethodDelete:

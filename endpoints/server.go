@@ -135,17 +135,14 @@ type Server struct {
 	*custody
 	*guard
 	*pages
-	routes        map[string]http.HandlerFunc
-	issuerOrigin  string // scheme://host:port, for CheckOrigin
-	staticClients map[string]*storage.Client
-	grants        grantTable            // the grants it offers
-	completions   map[string]completion // per kind of pending authorization
-	loginLimit    *keyedLimiter         // failed sign-ins per account and per IP
-	registerLimit *keyedLimiter         // registrations per IP; nil when off
-	decoyHash     string                // compared when a user name is unknown
-	fetcher       *metadataFetcher      // nil unless client ID metadata documents are on
-	providers     []upstream.Provider
-	closeOnce     sync.Once
+	*clients
+	routes       map[string]http.HandlerFunc
+	issuerOrigin string                // scheme://host:port, for CheckOrigin
+	completions  map[string]completion // per kind of pending authorization
+	loginLimit   *keyedLimiter         // failed sign-ins per account and per IP
+	decoyHash    string                // compared when a user name is unknown
+	providers    []upstream.Provider
+	closeOnce    sync.Once
 }
 
 // core is what every part of the server shares: the configuration, the
@@ -183,15 +180,14 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		core: &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit),
 			stop: make(chan struct{})},
-		routes:        map[string]http.HandlerFunc{},
-		issuerOrigin:  originOf(cfg.Issuer),
-		staticClients: map[string]*storage.Client{},
-		grants:        offeredGrants(&cfg),
-		loginLimit:    newKeyedLimiter(5, 15*time.Minute),
-		providers:     cfg.Providers,
+		routes:       map[string]http.HandlerFunc{},
+		issuerOrigin: originOf(cfg.Issuer),
+		loginLimit:   newKeyedLimiter(5, 15*time.Minute),
+		providers:    cfg.Providers,
 	}
 	s.completions = map[string]completion{kindCode: codeCompletion{s}}
 	s.issuer = newIssuer(s.core, cfg.Keys)
+	s.clients = newClients(s.core, &cfg)
 	s.custody = newCustody(s.core, cfg.Providers)
 	s.guard = &guard{core: s.core, issuer: s.issuer, custody: s.custody}
 	s.credentials = []guardCredential{bearerCredential{s.issuer}}
@@ -201,15 +197,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimitPerUser > 0 {
 		s.userLimit = newKeyedLimiter(cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow)
 	}
-	for i := range cfg.Clients {
-		s.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
-	}
 	s.decoyHash = costliestHash(cfg.Users)
 	if s.pages, err = loadPages(s.core, cfg.TemplatesDir); err != nil {
 		return nil, err
-	}
-	if cfg.ClientIDMetadataDocuments {
-		s.fetcher = newMetadataFetcher(testAllowedHosts, testRootCAs)
 	}
 
 	asMetadata, err := s.authorizationServerMetadata()
