@@ -11,7 +11,7 @@ import (
 
 // clientCredentials is the client_credentials grant: a confidential client
 // acting on its own behalf. No refresh token.
-func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+func (s *tokenEndpoints) clientCredentials(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	if !s.mayActAlone(client) {
 		s.tokenFail(w, http.StatusBadRequest, "unauthorized_client", "this client may not use client_credentials")
 		return

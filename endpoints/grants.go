@@ -29,15 +29,15 @@ type grantType struct {
 	// always.
 	enabled func(*Config) bool
 	// handle answers a token request of the grant.
-	handle func(s *Server, w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values)
+	handle func(s *tokenEndpoints, w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values)
 }
 
 // grantTypes are every grant this server implements, in the order of
 // grant_types_supported. A new grant is its own file and a row here.
 var grantTypes = []grantType{
-	{name: "authorization_code", redirect: true, byDefault: true, handle: (*Server).exchangeCode},
-	{name: "refresh_token", byDefault: true, handle: (*Server).refreshGrant},
-	{name: grantClientCredentials, confidentialOnly: true, handle: (*Server).clientCredentials},
+	{name: "authorization_code", redirect: true, byDefault: true, handle: (*tokenEndpoints).exchangeCode},
+	{name: "refresh_token", byDefault: true, handle: (*tokenEndpoints).refreshGrant},
+	{name: grantClientCredentials, confidentialOnly: true, handle: (*tokenEndpoints).clientCredentials},
 }
 
 // grantTable is a set of grants: every one implemented (grantTypes), or
@@ -89,7 +89,7 @@ func allowsGrant(c *storage.Client, grantType string) bool {
 // token serves POST /oauth/token: the client authenticates (unless the
 // grant makes that optional and the request carries none), then the
 // grant's handler answers.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+func (s *tokenEndpoints) token(w http.ResponseWriter, r *http.Request) {
 	if !acceptPOST(w, r) {
 		return
 	}

@@ -48,7 +48,7 @@ func TestGrantTableRow(t *testing.T) {
 		name:               echo,
 		clientAuthOptional: true,
 		enabled:            func(c *Config) bool { return c.ResourceName == "echo" },
-		handle: func(s *Server, w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+		handle: func(s *tokenEndpoints, w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 			id := "(none)"
 			if client != nil {
 				id = client.ID

@@ -26,7 +26,7 @@ var inactive = introspection{Active: false}
 // clients: their own tokens, or every token for a client allowed to
 // introspect all (a resource server). Anything expired, revoked, unknown,
 // malformed or not the caller's is {"active":false}.
-func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+func (s *tokenEndpoints) introspect(w http.ResponseWriter, r *http.Request) {
 	client, form, ok := s.tokenForm(w, r)
 	if !ok {
 		return
@@ -54,7 +54,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 // introspectAccessToken fails only when revocation cannot be checked
 // (as the guard, a node whose revocations are stale fails closed). A
 // token is verified once and then answered from the guard's cache.
-func (s *Server) introspectAccessToken(r *http.Request, token string) (introspection, error) {
+func (s *tokenEndpoints) introspectAccessToken(r *http.Request, token string) (introspection, error) {
 	if !s.synced() {
 		return inactive, errRevocationUnknown
 	}
@@ -72,7 +72,7 @@ func (s *Server) introspectAccessToken(r *http.Request, token string) (introspec
 }
 
 // introspectRefreshToken fails only when the storage does.
-func (s *Server) introspectRefreshToken(r *http.Request, token string) (introspection, error) {
+func (s *tokenEndpoints) introspectRefreshToken(r *http.Request, token string) (introspection, error) {
 	fam, t, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
 	if storageDown(err) {
 		return inactive, err

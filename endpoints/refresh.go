@@ -26,7 +26,7 @@ type tokenRefusal struct{ code, description string }
 func (e *tokenRefusal) Error() string { return e.code + ": " + e.description }
 
 // refreshGrant is the refresh_token grant: every use rotates the token.
-func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+func (s *tokenEndpoints) refreshGrant(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	ctx := r.Context()
 	now := time.Now()
 	invalidGrant := func(description string) { s.tokenFail(w, http.StatusBadRequest, "invalid_grant", description) }

@@ -13,7 +13,7 @@ import (
 
 // tokenForm starts the revocation and introspection endpoints: CORS,
 // preflight, POST only, a form body, client authentication and a token.
-func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (*storage.Client, url.Values, bool) {
+func (s *tokenEndpoints) tokenForm(w http.ResponseWriter, r *http.Request) (*storage.Client, url.Values, bool) {
 	if !acceptPOST(w, r) {
 		return nil, nil, false
 	}
@@ -36,7 +36,7 @@ func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (*storage.Cli
 // revoke serves POST /oauth/revoke (RFC 7009). It answers 200 whether or
 // not anything was revoked, so it tells nobody whether a token exists or
 // whose it is. token_type_hint only decides which kind is tried first.
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+func (s *tokenEndpoints) revoke(w http.ResponseWriter, r *http.Request) {
 	client, form, ok := s.tokenForm(w, r)
 	if !ok {
 		return
@@ -74,7 +74,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // revokeRefreshToken revokes the family of a refresh token of this
 // client; it reports whether the token was a refresh token at all, and
 // an error when the storage failed.
-func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, token string) (bool, error) {
+func (s *tokenEndpoints) revokeRefreshToken(r *http.Request, client *storage.Client, token string) (bool, error) {
 	fam, _, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
 	if storageDown(err) {
 		return false, err
@@ -96,7 +96,7 @@ func (s *Server) revokeRefreshToken(r *http.Request, client *storage.Client, tok
 // revokeAccessToken denies an access token of this client until it
 // expires; it reports whether the token was one of our access tokens,
 // and an error when the storage failed.
-func (s *Server) revokeAccessToken(r *http.Request, client *storage.Client, token string) (bool, error) {
+func (s *tokenEndpoints) revokeAccessToken(r *http.Request, client *storage.Client, token string) (bool, error) {
 	var c accessTokenClaims
 	if err := s.Keys().Verify(token, &c); err != nil || c.ID == "" || c.Expiry == nil {
 		return false, nil

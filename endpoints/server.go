@@ -136,6 +136,7 @@ type Server struct {
 	*guard
 	*pages
 	*clients
+	*tokenEndpoints
 	routes       map[string]http.HandlerFunc
 	issuerOrigin string                // scheme://host:port, for CheckOrigin
 	completions  map[string]completion // per kind of pending authorization
@@ -188,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 	s.completions = map[string]completion{kindCode: codeCompletion{s}}
 	s.issuer = newIssuer(s.core, cfg.Keys)
 	s.clients = newClients(s.core, &cfg)
+	s.tokenEndpoints = &tokenEndpoints{core: s.core, issuer: s.issuer, clients: s.clients}
 	s.custody = newCustody(s.core, cfg.Providers)
 	s.guard = &guard{core: s.core, issuer: s.issuer, custody: s.custody}
 	s.credentials = []guardCredential{bearerCredential{s.issuer}}

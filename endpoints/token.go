@@ -12,6 +12,15 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
+// tokenEndpoints is the part that serves the token endpoint (its grants
+// are the rows of grants.go, each in its own file), revocation and
+// introspection.
+type tokenEndpoints struct {
+	*core
+	*issuer  // signs and verifies the tokens
+	*clients // authenticates the callers
+}
+
 // tokenResponse is the RFC 6749 §5.1 success body.
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
@@ -22,7 +31,7 @@ type tokenResponse struct {
 }
 
 // exchangeCode is the authorization_code grant.
-func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
+func (s *tokenEndpoints) exchangeCode(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	ctx := r.Context()
 	now := time.Now()
 	invalidGrant := func(description string) { s.tokenFail(w, http.StatusBadRequest, "invalid_grant", description) }
@@ -101,7 +110,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, client *st
 
 // markUsed keeps a registered client that got a token from being removed
 // as unused.
-func (s *Server) markUsed(r *http.Request, client *storage.Client, now time.Time) {
+func (s *tokenEndpoints) markUsed(r *http.Request, client *storage.Client, now time.Time) {
 	if client.ExpiresAt.IsZero() {
 		return
 	}
@@ -112,7 +121,7 @@ func (s *Server) markUsed(r *http.Request, client *storage.Client, now time.Time
 
 // respondWithTokens signs the access token for g and answers with it
 // (and with refreshToken, when there is one).
-func (s *Server) respondWithTokens(w http.ResponseWriter, grantType, jti string, g grant, refreshToken string, now time.Time) {
+func (s *tokenEndpoints) respondWithTokens(w http.ResponseWriter, grantType, jti string, g grant, refreshToken string, now time.Time) {
 	at, err := s.mintAccessToken(jti, g, now)
 	if err != nil {
 		s.cfg.Logger.Error("token: signing", zap.Error(err))
@@ -135,7 +144,7 @@ func (s *Server) respondWithTokens(w http.ResponseWriter, grantType, jti string,
 }
 
 // newRefreshFamily prepares the family started by a code redemption.
-func (s *Server) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFamily {
+func (s *tokenEndpoints) newRefreshFamily(g grant, now time.Time) *storage.NewRefreshFamily {
 	return &storage.NewRefreshFamily{
 		Family: storage.RefreshFamily{
 			ID: storage.NewRefreshFamilyID(now), ClientID: g.clientID, Subject: g.subject, Profile: g.profile, Scope: g.scope, Resource: g.resource,
@@ -156,7 +165,7 @@ func (s *core) tokenFail(w http.ResponseWriter, status int, code, description st
 }
 
 // revokeIssuance revokes every token issued from a replayed code.
-func (s *Server) revokeIssuance(r *http.Request, client *storage.Client, ac *storage.AuthorizationCode) {
+func (s *tokenEndpoints) revokeIssuance(r *http.Request, client *storage.Client, ac *storage.AuthorizationCode) {
 	if ac == nil {
 		return
 	}
