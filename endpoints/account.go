@@ -24,7 +24,7 @@ type connectedApp struct {
 // apps, each with a Revoke button (a CSRF-protected POST that revokes its
 // refresh tokens, live access tokens and remembered consent), and a Sign
 // out button. Without a session the user signs in first and comes back.
-func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) account(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		user, ok := s.identify(w, r)
@@ -44,7 +44,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user identity, notice string) {
+func (s *signIn) showAccount(w http.ResponseWriter, r *http.Request, user identity, notice string) {
 	grants, err := s.ListGrants(r.Context(), storage.GrantFilter{Subject: user.subject})
 	if err != nil {
 		s.pageUnavailable(w, "account: listing grants", err)
@@ -75,7 +75,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user identi
 func day(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") }
 
 // revokeApp answers a Revoke button: only the signed-in user's own grant.
-func (s *Server) revokeApp(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) revokeApp(w http.ResponseWriter, r *http.Request) {
 	form, ok := s.parseForm(w, r)
 	cookie, err := r.Cookie(cookieName(r, loginCSRFCookie))
 	user, signedIn := s.currentUser(r)

@@ -52,7 +52,7 @@ func redirectError(code, description string) *authorizeError {
 
 // parseAuthorizeRequest validates an authorization request's query, in the
 // order that decides between an error page and an error redirect.
-func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*authorizeRequest, *authorizeError) {
+func (s *clients) parseAuthorizeRequest(ctx context.Context, q url.Values) (*authorizeRequest, *authorizeError) {
 	for _, name := range []string{"client_id", "redirect_uri"} {
 		if len(q[name]) > 1 {
 			return nil, pageError("The " + name + " parameter is repeated.")
@@ -145,7 +145,7 @@ func (s *Server) parseAuthorizeRequest(ctx context.Context, q url.Values) (*auth
 // whose scope holds nothing to grant (empty, or only accepted OpenID
 // Connect scopes such as offline_access) gets the default, as one
 // without the parameter.
-func (s *Server) requestedScope(client *storage.Client, q url.Values) (string, *authorizeError) {
+func (s *clients) requestedScope(client *storage.Client, q url.Values) (string, *authorizeError) {
 	var granted []string
 	if raw, given := q["scope"]; given {
 		for _, sc := range splitScope(raw[0]) {
@@ -290,7 +290,7 @@ func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, req
 
 // redirectToClient sends the browser back to the client with params, the
 // state and the issuer (RFC 9207).
-func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, req *authorizeRequest, params url.Values) {
+func (s *core) redirectToClient(w http.ResponseWriter, r *http.Request, req *authorizeRequest, params url.Values) {
 	if req.state != "" {
 		params.Set("state", req.state)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/upstream"
 )
 
 // identity is who is signing in.
@@ -38,6 +39,19 @@ const (
 	upstreamCookie = "oauth2_upstream"
 )
 
+// signIn is the part that knows who the user is: the session cookie, the
+// built-in accounts and their throttle, the identity providers
+// (upstream.go), signing out and the account page.
+type signIn struct {
+	*core
+	*pages
+	*custody   // keeps what a provider issues at a sign-in
+	*operator  // the user's grants on the account page
+	providers  []upstream.Provider
+	loginLimit *keyedLimiter // failed sign-ins per account and per IP
+	decoyHash  string        // compared when a user name is unknown
+}
+
 func cookieName(r *http.Request, name string) string {
 	if r.TLS != nil {
 		return "__Host-" + name
@@ -45,7 +59,7 @@ func cookieName(r *http.Request, name string) string {
 	return name
 }
 
-func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
+func (s *signIn) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     cookieName(r, name),
 		Value:    value,
@@ -59,7 +73,7 @@ func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value s
 
 // currentUser returns the signed-in user: a live built-in session, or the
 // identity an earlier handler put in the user_from placeholder.
-func (s *Server) currentUser(r *http.Request) (identity, bool) {
+func (s *signIn) currentUser(r *http.Request) (identity, bool) {
 	if c, err := r.Cookie(cookieName(r, sessionCookie)); err == nil && c.Value != "" {
 		if sess, err := s.cfg.Store.GetSession(r.Context(), c.Value, time.Now()); err == nil {
 			return identity{subject: sess.Subject, authTime: sess.AuthTime, profile: sess.Profile}, true
@@ -78,7 +92,7 @@ func (s *Server) currentUser(r *http.Request) (identity, bool) {
 
 // identify returns the signed-in user, or answers the request by sending
 // the browser to sign in (or with 401) and returns false.
-func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, bool) {
+func (s *signIn) identify(w http.ResponseWriter, r *http.Request) (identity, bool) {
 	if user, ok := s.currentUser(r); ok {
 		return user, true
 	}
@@ -92,7 +106,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 
 // sendToSignIn sends the browser to sign in (or answers 401 when there is
 // no way to), to come back to returnTo.
-func (s *Server) sendToSignIn(w http.ResponseWriter, r *http.Request, returnTo string) {
+func (s *signIn) sendToSignIn(w http.ResponseWriter, r *http.Request, returnTo string) {
 	back := url.Values{"return_to": {returnTo}}.Encode()
 	switch {
 	case s.cfg.SignInPath != "":
@@ -110,7 +124,7 @@ func (s *Server) sendToSignIn(w http.ResponseWriter, r *http.Request, returnTo s
 // safeReturnTo accepts only a same-origin path back to the authorization
 // endpoint or the connected-apps page, so the login page is no open
 // redirector.
-func (s *Server) safeReturnTo(v string) string {
+func (s *signIn) safeReturnTo(v string) string {
 	if strings.ContainsAny(v, "\\\r\n") {
 		return ""
 	}
@@ -140,7 +154,7 @@ type providerLink struct {
 }
 
 // login serves GET and POST /oauth/login.
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) login(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		s.showLogin(w, r, http.StatusOK, s.safeReturnTo(r.URL.Query().Get("return_to")), "", "")
@@ -156,7 +170,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, returnTo, username, msg string) {
+func (s *signIn) showLogin(w http.ResponseWriter, r *http.Request, status int, returnTo, username, msg string) {
 	// Double-submit CSRF token: a cross-site form cannot read or send the
 	// cookie (SameSite=Lax, HttpOnly), so it cannot match the field.
 	page := loginPage{
@@ -180,7 +194,7 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, status int, r
 // connected-apps forms: the browser's, when its cookie holds one, so that
 // a page opened in a second tab does not void the first tab's form; else
 // a new one, set in the cookie for an hour.
-func (s *Server) pageCSRF(w http.ResponseWriter, r *http.Request) string {
+func (s *signIn) pageCSRF(w http.ResponseWriter, r *http.Request) string {
 	token := randomToken()
 	if c, err := r.Cookie(cookieName(r, loginCSRFCookie)); err == nil && len(c.Value) == len(token) && validTokenSyntax(c.Value) {
 		token = c.Value
@@ -192,7 +206,7 @@ func (s *Server) pageCSRF(w http.ResponseWriter, r *http.Request) string {
 // badCredentials is the one message for every failed sign-in.
 const badCredentials = "The user name or password is incorrect."
 
-func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) postLogin(w http.ResponseWriter, r *http.Request) {
 	form, ok := s.parseForm(w, r)
 	if !ok {
 		s.renderError(w, http.StatusBadRequest, "Invalid request", "The sign-in form could not be read.")
@@ -255,7 +269,7 @@ const maxUsernameLength = 256
 // typedUser is the audit field of a typed user name: the name when it is
 // a user of this server, else (a typo, a password typed in the wrong
 // field, junk) user_hash, the first 16 hex digits of its SHA-256.
-func (s *Server) typedUser(name string) zap.Field {
+func (s *signIn) typedUser(name string) zap.Field {
 	if _, known := s.cfg.Users[name]; known {
 		return zap.String("user", name)
 	}
@@ -265,7 +279,7 @@ func (s *Server) typedUser(name string) zap.Field {
 
 // checkPassword compares in about the same time whether or not the user
 // exists: an unknown user is checked against a real hash and always fails.
-func (s *Server) checkPassword(username, password string) bool {
+func (s *signIn) checkPassword(username, password string) bool {
 	hash, known := s.cfg.Users[username]
 	if !known {
 		hash = s.decoyHash

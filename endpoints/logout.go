@@ -15,7 +15,7 @@ type logoutPage struct {
 // logout serves <issuer path>/oauth/logout: GET shows who is signed in
 // and a form; its CSRF-protected POST ends the sign-in session, so a
 // person can switch accounts. Tokens already issued stay valid.
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) logout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		page := logoutPage{Title: "Sign out", Action: s.issuerPath + "/oauth/logout"}
@@ -56,7 +56,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 
 // accountName is how a user is shown: the e-mail address, login or name
 // an identity provider gave, with the provider's label; else the subject.
-func (s *Server) accountName(user identity) (account, via string) {
+func (s *signIn) accountName(user identity) (account, via string) {
 	p := user.profile
 	account = user.subject
 	for _, v := range []string{p.Email, p.PreferredUsername, p.Name} {

@@ -21,6 +21,14 @@ import (
 // secret's hash (the export, which admin/ writes from the storage, is the
 // one answer with hashes: an import must restore them).
 
+// operator is the part admin/ calls (and the account page, for a user's
+// own grants).
+type operator struct {
+	*core
+	*issuer  // the keys, and verifies the tokens it inspects
+	*clients // the clients it lists, creates and removes
+}
+
 // Origins of a client.
 const (
 	OriginCaddyfile  = "caddyfile"
@@ -46,27 +54,27 @@ type ClientInfo struct {
 	LastUsedAt  time.Time `json:"last_used_at,omitzero"`
 }
 
-func (s *Server) clientInfo(c *storage.Client, origin string) ClientInfo {
+func (s *operator) clientInfo(c *storage.Client, origin string) ClientInfo {
 	return ClientInfo{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scope: c.Scope,
 		AuthMethod: c.TokenEndpointAuthMethod, AuthMethods: s.clientAuthMethods(c), Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
 }
 
 // Issuer is the server's issuer identifier.
-func (s *Server) Issuer() string { return s.cfg.Issuer }
+func (s *operator) Issuer() string { return s.cfg.Issuer }
 
 // Resources are the server's protected resources.
-func (s *Server) Resources() []string { return slices.Clone(s.cfg.Resources) }
+func (s *operator) Resources() []string { return slices.Clone(s.cfg.Resources) }
 
 // Counts are the server's registered clients, live grants and sessions;
 // Clients adds the Caddyfile's.
-func (s *Server) Counts(ctx context.Context) (storage.Counts, error) {
+func (s *operator) Counts(ctx context.Context) (storage.Counts, error) {
 	c, err := s.cfg.Store.Counts(ctx, time.Now())
 	c.Clients += len(s.cfg.Clients)
 	return c, err
 }
 
 // ListClients lists the Caddyfile's clients, then the stored ones.
-func (s *Server) ListClients(ctx context.Context) ([]ClientInfo, error) {
+func (s *operator) ListClients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
 	for i := range s.cfg.Clients {
 		out = append(out, s.clientInfo(&s.cfg.Clients[i], OriginCaddyfile))
@@ -103,7 +111,7 @@ func invalid(format string, args ...any) error { return &ErrInvalid{fmt.Sprintf(
 
 // CreateClient stores a new client and returns it with its secret, which
 // is shown this once and kept only hashed.
-func (s *Server) CreateClient(ctx context.Context, n NewClient) (ClientInfo, string, error) {
+func (s *operator) CreateClient(ctx context.Context, n NewClient) (ClientInfo, string, error) {
 	n.Name = strings.TrimSpace(n.Name)
 	if n.Name == "" || len(n.Name) > maxClientNameLength {
 		return ClientInfo{}, "", invalid("client_name is required (at most %d characters)", maxClientNameLength)
@@ -162,7 +170,7 @@ var ErrUnknown = errors.New("not found")
 
 // RemoveClient deletes a stored client with its grants and live access
 // tokens.
-func (s *Server) RemoveClient(ctx context.Context, id string) error {
+func (s *operator) RemoveClient(ctx context.Context, id string) error {
 	if _, static := s.staticClients[id]; static {
 		return ErrConfiguredClient
 	}
@@ -221,7 +229,7 @@ func ParseGrantID(id string) (storage.GrantFilter, error) {
 }
 
 // ListGrants lists the grants the filter matches, naming their clients.
-func (s *Server) ListGrants(ctx context.Context, f storage.GrantFilter) ([]GrantInfo, error) {
+func (s *operator) ListGrants(ctx context.Context, f storage.GrantFilter) ([]GrantInfo, error) {
 	grants, err := s.cfg.Store.Grants(ctx, f, time.Now())
 	if err != nil {
 		return nil, err
@@ -242,7 +250,7 @@ func (s *Server) ListGrants(ctx context.Context, f storage.GrantFilter) ([]Grant
 
 // RevokeGrants revokes the grants the filter matches: refresh families,
 // their access tokens at the guard's next request, remembered consent.
-func (s *Server) RevokeGrants(ctx context.Context, f storage.GrantFilter, by string) (int, error) {
+func (s *operator) RevokeGrants(ctx context.Context, f storage.GrantFilter, by string) (int, error) {
 	if f == (storage.GrantFilter{}) {
 		return 0, invalid("name a grant, a user or a client")
 	}
@@ -273,7 +281,7 @@ type KeyInfo struct {
 
 // ListKeys lists the signing keys (public parts only); for configured keys,
 // the one in use.
-func (s *Server) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+func (s *operator) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 	ks := s.Keys()
 	current := ks.KeyID()
 	if !s.cfg.StoredKeys {
@@ -306,7 +314,7 @@ type Inspection struct {
 
 // Inspect verifies a token (an access token of this server, or a refresh
 // token in its storage) and says what it is.
-func (s *Server) Inspect(ctx context.Context, token string) Inspection {
+func (s *operator) Inspect(ctx context.Context, token string) Inspection {
 	token = strings.TrimSpace(token)
 	if strings.Count(token, ".") == 2 {
 		var claims map[string]any

@@ -137,12 +137,11 @@ type Server struct {
 	*pages
 	*clients
 	*tokenEndpoints
+	*operator
+	*signIn
 	routes       map[string]http.HandlerFunc
 	issuerOrigin string                // scheme://host:port, for CheckOrigin
 	completions  map[string]completion // per kind of pending authorization
-	loginLimit   *keyedLimiter         // failed sign-ins per account and per IP
-	decoyHash    string                // compared when a user name is unknown
-	providers    []upstream.Provider
 	closeOnce    sync.Once
 }
 
@@ -183,8 +182,6 @@ func New(cfg Config) (*Server, error) {
 			stop: make(chan struct{})},
 		routes:       map[string]http.HandlerFunc{},
 		issuerOrigin: originOf(cfg.Issuer),
-		loginLimit:   newKeyedLimiter(5, 15*time.Minute),
-		providers:    cfg.Providers,
 	}
 	s.completions = map[string]completion{kindCode: codeCompletion{s}}
 	s.issuer = newIssuer(s.core, cfg.Keys)
@@ -199,10 +196,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimitPerUser > 0 {
 		s.userLimit = newKeyedLimiter(cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow)
 	}
-	s.decoyHash = costliestHash(cfg.Users)
 	if s.pages, err = loadPages(s.core, cfg.TemplatesDir); err != nil {
 		return nil, err
 	}
+	s.operator = &operator{core: s.core, issuer: s.issuer, clients: s.clients}
+	s.signIn = &signIn{core: s.core, pages: s.pages, custody: s.custody, operator: s.operator, providers: cfg.Providers,
+		loginLimit: newKeyedLimiter(5, 15*time.Minute), decoyHash: costliestHash(cfg.Users)}
 
 	asMetadata, err := s.authorizationServerMetadata()
 	if err != nil {

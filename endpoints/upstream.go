@@ -24,7 +24,7 @@ const callbackPath = "/oauth/callback/"
 
 // attempt is the upstream.Attempt of a state, with the PKCE verifier and
 // the nonce derived from the browser's secret.
-func (s *Server) attempt(p upstream.Provider, state, browserSecret string) upstream.Attempt {
+func (s *signIn) attempt(p upstream.Provider, state, browserSecret string) upstream.Attempt {
 	return upstream.Attempt{
 		State:       state,
 		RedirectURI: s.endpoint(callbackPath + p.Name()),
@@ -36,7 +36,7 @@ func (s *Server) attempt(p upstream.Provider, state, browserSecret string) upstr
 // startUpstream serves GET /oauth/login/<name>: the sign-in is recorded
 // (bound to this browser by a short-lived cookie and to the provider) and
 // the browser sent to the provider.
-func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, p upstream.Provider) {
+func (s *signIn) startUpstream(w http.ResponseWriter, r *http.Request, p upstream.Provider) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		s.renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address with GET.")
@@ -106,7 +106,7 @@ func parseCallback(rawQuery string) (callbackParams, error) {
 }
 
 // upstreamCallback serves GET /oauth/callback/<name>.
-func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upstream.Provider) {
+func (s *signIn) upstreamCallback(w http.ResponseWriter, r *http.Request, p upstream.Provider) {
 	fail := func(status int, reason, message string) {
 		s.metrics.signIns.WithLabelValues(p.Kind(), "failure").Inc()
 		s.audit.info(eventSignInFailed, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("reason", reason))
@@ -214,7 +214,7 @@ func (s *Server) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 // for. The client gets access_denied (with state and iss): at once when
 // it is a Caddyfile client and the user cancelled; otherwise only if the
 // user follows "Back to the application" from the page explaining why.
-func (s *Server) abandonAuthorization(w http.ResponseWriter, r *http.Request, returnTo string, cancelled bool, title, message string) {
+func (s *signIn) abandonAuthorization(w http.ResponseWriter, r *http.Request, returnTo string, cancelled bool, title, message string) {
 	page := errorPage{Title: title, Message: message}
 	status := http.StatusForbidden
 	if req := s.pendingRequest(r, returnTo); req != nil {
@@ -233,7 +233,7 @@ func (s *Server) abandonAuthorization(w http.ResponseWriter, r *http.Request, re
 
 // pendingRequest is the authorization request a return URL holds, when
 // its client and redirect URI are valid (so an error may be sent there).
-func (s *Server) pendingRequest(r *http.Request, returnTo string) *authorizeRequest {
+func (s *signIn) pendingRequest(r *http.Request, returnTo string) *authorizeRequest {
 	_, rawQuery, ok := strings.Cut(returnTo, "?")
 	if !ok {
 		return nil
