@@ -197,8 +197,19 @@ func (s *core) requestedResource(values []string) (string, *authorizeError) {
 	return res, nil
 }
 
+// authorization is the part that serves the authorization endpoint and
+// the consent page, and ends an authorization by its kind (completion.go).
+type authorization struct {
+	*core
+	*pages
+	*clients                          // validates the request against the client's registration
+	*custody                          // moves the sign-in's upstream tokens to the grant
+	*signIn                           // who the user is
+	completions map[string]completion // per kind of pending authorization
+}
+
 // authorize serves GET /oauth/authorize.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+func (s *authorization) authorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet { // not even HEAD: a prefetch must not issue codes
 		w.Header().Set("Allow", "GET")
 		s.renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address with GET.")
@@ -270,7 +281,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 }
 
 // refuseAuthorization shows a page or redirects, as aerr says.
-func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, req *authorizeRequest, aerr *authorizeError) {
+func (s *authorization) refuseAuthorization(w http.ResponseWriter, r *http.Request, req *authorizeRequest, aerr *authorizeError) {
 	fields := []zap.Field{zap.String("error", aerr.code), zap.String("description", aerr.description)}
 	if req != nil {
 		fields = append(fields, zap.String("client_id", req.client.ID))
@@ -306,7 +317,7 @@ func (s *core) redirectToClient(w http.ResponseWriter, r *http.Request, req *aut
 // anyone could have registered with loopback or private-use redirect URIs
 // (RFC 8252 §8.6: any program on the user's computer could be listening
 // there).
-func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subject string) bool {
+func (s *authorization) needsConsent(ctx context.Context, req *authorizeRequest, subject string) bool {
 	if req.client.Trusted {
 		return false
 	}
@@ -327,7 +338,7 @@ func (s *Server) needsConsent(ctx context.Context, req *authorizeRequest, subjec
 }
 
 // issueCode stores the authorization code and redirects to the client.
-func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity, code string) error {
+func (s *authorization) issueCode(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity, code string) error {
 	now := time.Now()
 	if err := s.attachUpstream(r, user, req.client.ID, req.resource); err != nil {
 		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the authorization could not be stored; retry shortly"}})

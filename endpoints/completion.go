@@ -24,14 +24,14 @@ type completion interface {
 }
 
 // completionOf is the completion of a kind of pending authorization.
-func (s *Server) completionOf(kind string) (completion, bool) {
+func (s *authorization) completionOf(kind string) (completion, bool) {
 	c, ok := s.completions[cmp.Or(kind, kindCode)]
 	return c, ok
 }
 
 // codeCompletion ends the code flow: the authorization code, or
 // access_denied, redirected to the client.
-type codeCompletion struct{ s *Server }
+type codeCompletion struct{ s *authorization }
 
 func (c codeCompletion) allow(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity, code string, repeated bool) error {
 	if repeated { // the code is stored already

@@ -33,7 +33,7 @@ type consentPage struct {
 // showConsent keeps the validated request server-side, bound to the user
 // and to a one-time CSRF token, and shows the consent screen. The form
 // carries only the request's id and that token.
-func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity) {
+func (s *authorization) showConsent(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity) {
 	id, csrf := randomToken(), randomToken()
 	now := time.Now()
 	err := s.cfg.Store.SavePendingAuthorization(r.Context(), id, &storage.PendingAuthorization{
@@ -85,7 +85,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *author
 const consentReplayWindow = 2 * time.Minute
 
 // consent serves POST /oauth/consent: the user's Allow or Deny.
-func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
+func (s *authorization) consent(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		s.renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "Use the consent form.")
@@ -177,7 +177,7 @@ func consentCode(csrf, requestID string) string {
 
 // rememberConsent adds scope to what the user has granted the client for
 // the resource.
-func (s *Server) rememberConsent(r *http.Request, subject, clientID, resource, scope string) error {
+func (s *authorization) rememberConsent(r *http.Request, subject, clientID, resource, scope string) error {
 	granted := splitScope(scope)
 	if old, err := s.cfg.Store.GetConsent(r.Context(), subject, clientID, resource); err == nil {
 		granted = dedupe(append(splitScope(old.Scope), granted...))

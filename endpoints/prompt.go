@@ -71,7 +71,7 @@ func afterSignIn(r *http.Request) string {
 // user: error redirected to the client, with state and iss. A client
 // anyone could have registered is not redirected to before the user has
 // signed in here (RFC 9700 §4.11.2), so without a session it gets a page.
-func (s *Server) interactionRequired(w http.ResponseWriter, r *http.Request, req *authorizeRequest, signedIn bool, code, description string) {
+func (s *authorization) interactionRequired(w http.ResponseWriter, r *http.Request, req *authorizeRequest, signedIn bool, code, description string) {
 	if !signedIn && !s.configuredClient(req.client) {
 		s.renderError(w, http.StatusBadRequest, "Sign-in required", "The application asked to connect without showing you a sign-in page, but you are not signed in here. Start again from the application.")
 		return

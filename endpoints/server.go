@@ -139,9 +139,9 @@ type Server struct {
 	*tokenEndpoints
 	*operator
 	*signIn
+	*authorization
 	routes       map[string]http.HandlerFunc
-	issuerOrigin string                // scheme://host:port, for CheckOrigin
-	completions  map[string]completion // per kind of pending authorization
+	issuerOrigin string // scheme://host:port, for CheckOrigin
 	closeOnce    sync.Once
 }
 
@@ -183,7 +183,6 @@ func New(cfg Config) (*Server, error) {
 		routes:       map[string]http.HandlerFunc{},
 		issuerOrigin: originOf(cfg.Issuer),
 	}
-	s.completions = map[string]completion{kindCode: codeCompletion{s}}
 	s.issuer = newIssuer(s.core, cfg.Keys)
 	s.clients = newClients(s.core, &cfg)
 	s.tokenEndpoints = &tokenEndpoints{core: s.core, issuer: s.issuer, clients: s.clients}
@@ -202,6 +201,8 @@ func New(cfg Config) (*Server, error) {
 	s.operator = &operator{core: s.core, issuer: s.issuer, clients: s.clients}
 	s.signIn = &signIn{core: s.core, pages: s.pages, custody: s.custody, operator: s.operator, providers: cfg.Providers,
 		loginLimit: newKeyedLimiter(5, 15*time.Minute), decoyHash: costliestHash(cfg.Users)}
+	s.authorization = &authorization{core: s.core, pages: s.pages, clients: s.clients, custody: s.custody, signIn: s.signIn}
+	s.completions = map[string]completion{kindCode: codeCompletion{s.authorization}}
 
 	asMetadata, err := s.authorizationServerMetadata()
 	if err != nil {
