@@ -27,6 +27,11 @@ func newIssuer(c *core, keys *KeySet) *issuer {
 	return is
 }
 
+// mount serves the signing keys (RFC 7517).
+func (s *issuer) mount(m routeTable) {
+	s.at(m, "/.well-known/jwks.json", serveDocumentFunc(func() []byte { return s.Keys().JWKS() }), false)
+}
+
 // Keys is the server's signing key set.
 func (s *issuer) Keys() *KeySet { return s.keys.Load() }
 

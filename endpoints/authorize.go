@@ -208,6 +208,18 @@ type authorization struct {
 	completions map[string]completion // per kind of pending authorization
 }
 
+func newAuthorization(c *core, p *pages, cl *clients, k *custody, in *signIn) *authorization {
+	a := &authorization{core: c, pages: p, clients: cl, custody: k, signIn: in}
+	a.completions = map[string]completion{kindCode: codeCompletion{a}}
+	return a
+}
+
+// mount serves the authorization endpoint and the consent form.
+func (s *authorization) mount(m routeTable) {
+	s.at(m, "/oauth/authorize", s.authorize, true)
+	s.at(m, "/oauth/consent", s.consent, false)
+}
+
 // authorize serves GET /oauth/authorize.
 func (s *authorization) authorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet { // not even HEAD: a prefetch must not issue codes

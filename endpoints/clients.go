@@ -3,8 +3,10 @@ package endpoints
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -31,7 +33,29 @@ func newClients(c *core, cfg *Config) *clients {
 	if cfg.ClientIDMetadataDocuments {
 		cl.fetcher = newMetadataFetcher(testAllowedHosts, testRootCAs)
 	}
+	if cfg.DynamicRegistration && cfg.RegistrationRateLimit > 0 {
+		cl.registerLimit = newKeyedLimiter(cfg.RegistrationRateLimit, cfg.RegistrationRateWindow)
+		cl.registerLimit.shareAcrossNodes(c, "register")
+	}
 	return cl
+}
+
+// mount serves dynamic registration (RFC 7591), or says it is off.
+func (s *clients) mount(m routeTable) {
+	register := registrationOff
+	if s.cfg.DynamicRegistration {
+		register = s.register
+	}
+	s.at(m, "/oauth/register", register, true)
+}
+
+// route serves a registered client's configuration endpoint (RFC 7592).
+func (s *clients) route(path string) http.HandlerFunc {
+	id, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/register/")
+	if !ok || !s.cfg.DynamicRegistration || id == "" || strings.Contains(id, "/") {
+		return nil
+	}
+	return func(w http.ResponseWriter, r *http.Request) { s.registrationClient(w, r, id) }
 }
 
 // lookupClient finds a client configured in the Caddyfile, then a

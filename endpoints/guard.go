@@ -100,6 +100,15 @@ type guard struct {
 	userLimit   *keyedLimiter     // guarded requests per (sub, client); nil when off
 }
 
+func newGuard(c *core, is *issuer, k *custody) *guard {
+	g := &guard{core: c, issuer: is, custody: k, credentials: []guardCredential{bearerCredential{is}}}
+	if c.cfg.RateLimitPerUser > 0 {
+		g.userLimit = newKeyedLimiter(c.cfg.RateLimitPerUser, c.cfg.RateLimitPerUserWindow)
+		g.userLimit.shareAcrossNodes(c, "user")
+	}
+	return g
+}
+
 // guardAllowMethods are the methods a preflight may ask for.
 const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 

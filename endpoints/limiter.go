@@ -218,3 +218,12 @@ func retryAfter(d time.Duration) string {
 	}
 	return strconv.FormatInt(s, 10)
 }
+
+// shareAcrossNodes makes the limit hold across every node sharing the
+// storage, when the storage can count events (name: "login", "user",
+// "register").
+func (l *keyedLimiter) shareAcrossNodes(c *core, name string) {
+	if c.cfg.Events != nil {
+		l.shared = &sharedLimit{counter: c.cfg.Events, name: c.cfg.Issuer + "\x00" + name, log: c.cfg.Logger}
+	}
+}

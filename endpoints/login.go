@@ -52,6 +52,46 @@ type signIn struct {
 	decoyHash  string        // compared when a user name is unknown
 }
 
+func newSignIn(c *core, p *pages, k *custody, o *operator) *signIn {
+	s := &signIn{core: c, pages: p, custody: k, operator: o, providers: c.cfg.Providers,
+		loginLimit: newKeyedLimiter(5, 15*time.Minute), decoyHash: costliestHash(c.cfg.Users)}
+	s.loginLimit.shareAcrossNodes(c, "login")
+	return s
+}
+
+// mount serves the sign-in page (or says there is none), signing out and
+// the account page.
+func (s *signIn) mount(m routeTable) {
+	login := s.login
+	if len(s.cfg.Users) == 0 && len(s.providers) == 0 {
+		login = s.noLogin
+	}
+	s.at(m, "/oauth/login", login, false)
+	s.at(m, "/oauth/logout", s.logout, false)
+	s.at(m, "/oauth/account", s.account, false)
+}
+
+// route serves the start and the callback of a sign-in at an identity
+// provider.
+func (s *signIn) route(path string) http.HandlerFunc {
+	if name, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/login/"); ok {
+		if p, known := s.providerByName[name]; known {
+			return func(w http.ResponseWriter, r *http.Request) { s.startUpstream(w, r, p) }
+		}
+	}
+	if name, ok := strings.CutPrefix(path, s.issuerPath+callbackPath); ok {
+		if p, known := s.providerByName[name]; known {
+			return func(w http.ResponseWriter, r *http.Request) { s.upstreamCallback(w, r, p) }
+		}
+	}
+	return nil
+}
+
+// noLogin answers the login route when there are no built-in users.
+func (s *signIn) noLogin(w http.ResponseWriter, r *http.Request) {
+	s.renderError(w, http.StatusNotFound, "No sign-in page", "This server has no built-in accounts.")
+}
+
 func cookieName(r *http.Request, name string) string {
 	if r.TLS != nil {
 		return "__Host-" + name

@@ -140,7 +140,7 @@ type Server struct {
 	*operator
 	*signIn
 	*authorization
-	routes       map[string]http.HandlerFunc
+	routes       routeTable
 	issuerOrigin string // scheme://host:port, for CheckOrigin
 	closeOnce    sync.Once
 }
@@ -180,29 +180,23 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		core: &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit),
 			stop: make(chan struct{})},
-		routes:       map[string]http.HandlerFunc{},
+		routes:       routeTable{},
 		issuerOrigin: originOf(cfg.Issuer),
+	}
+	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
+		return nil, err
+	}
+	if s.pages, err = loadPages(s.core, cfg.TemplatesDir); err != nil {
+		return nil, err
 	}
 	s.issuer = newIssuer(s.core, cfg.Keys)
 	s.clients = newClients(s.core, &cfg)
 	s.tokenEndpoints = &tokenEndpoints{core: s.core, issuer: s.issuer, clients: s.clients}
 	s.custody = newCustody(s.core, cfg.Providers)
-	s.guard = &guard{core: s.core, issuer: s.issuer, custody: s.custody}
-	s.credentials = []guardCredential{bearerCredential{s.issuer}}
-	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
-		return nil, err
-	}
-	if cfg.RateLimitPerUser > 0 {
-		s.userLimit = newKeyedLimiter(cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow)
-	}
-	if s.pages, err = loadPages(s.core, cfg.TemplatesDir); err != nil {
-		return nil, err
-	}
+	s.guard = newGuard(s.core, s.issuer, s.custody)
 	s.operator = &operator{core: s.core, issuer: s.issuer, clients: s.clients}
-	s.signIn = &signIn{core: s.core, pages: s.pages, custody: s.custody, operator: s.operator, providers: cfg.Providers,
-		loginLimit: newKeyedLimiter(5, 15*time.Minute), decoyHash: costliestHash(cfg.Users)}
-	s.authorization = &authorization{core: s.core, pages: s.pages, clients: s.clients, custody: s.custody, signIn: s.signIn}
-	s.completions = map[string]completion{kindCode: codeCompletion{s.authorization}}
+	s.signIn = newSignIn(s.core, s.pages, s.custody, s.operator)
+	s.authorization = newAuthorization(s.core, s.pages, s.clients, s.custody, s.signIn)
 
 	asMetadata, err := s.authorizationServerMetadata()
 	if err != nil {
@@ -233,44 +227,11 @@ func New(cfg Config) (*Server, error) {
 		s.routes["/.well-known/oauth-protected-resource"] = serveDocument(s.resources[0].metadata)
 	}
 
-	s.routes[issuerPath+"/.well-known/jwks.json"] = serveDocumentFunc(func() []byte { return s.Keys().JWKS() })
-
-	s.routes[issuerPath+"/oauth/authorize"] = s.authorize
-	s.routes[issuerPath+"/oauth/consent"] = s.consent
-	s.routes[issuerPath+"/oauth/token"] = s.token
-	s.routes[issuerPath+"/oauth/login"] = s.login
-	if len(cfg.Users) == 0 && len(cfg.Providers) == 0 {
-		s.routes[issuerPath+"/oauth/login"] = s.noLogin
+	for _, part := range []interface{ mount(routeTable) }{s.issuer, s.authorization, s.tokenEndpoints, s.clients, s.signIn} {
+		part.mount(s.routes)
 	}
-	s.routes[issuerPath+"/oauth/logout"] = s.logout
-	s.routes[issuerPath+"/oauth/account"] = s.account
-	s.routes[issuerPath+"/oauth/revoke"] = s.revoke
-	s.routes[issuerPath+"/oauth/introspect"] = s.introspect
-	register := registrationOff
-	if cfg.DynamicRegistration {
-		register = s.register
-		if cfg.RegistrationRateLimit > 0 {
-			s.registerLimit = newKeyedLimiter(cfg.RegistrationRateLimit, cfg.RegistrationRateWindow)
-		}
-	}
-	if cfg.Events != nil {
-		s.loginLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00login", log: cfg.Logger}
-		if s.userLimit != nil {
-			s.userLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00user", log: cfg.Logger}
-		}
-		if s.registerLimit != nil {
-			s.registerLimit.shared = &sharedLimit{counter: cfg.Events, name: cfg.Issuer + "\x00register", log: cfg.Logger}
-		}
-	}
-	s.routes[issuerPath+"/oauth/register"] = register
 	if cfg.HealthPath != "" {
 		s.routes[cfg.HealthPath] = s.health
-	}
-	if cfg.RootAliases {
-		// Claude.ai's web client builds these paths at the MCP origin itself.
-		s.routes["/authorize"] = s.authorize
-		s.routes["/token"] = s.token
-		s.routes["/register"] = register
 	}
 	go s.audit.watch(s.stop)
 	if cfg.StoredKeys {
@@ -291,20 +252,23 @@ func (s *Server) Route(path string) http.HandlerFunc {
 	if h, ok := s.routes[path]; ok {
 		return h
 	}
-	if id, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/register/"); ok && s.cfg.DynamicRegistration && id != "" && !strings.Contains(id, "/") {
-		return func(w http.ResponseWriter, r *http.Request) { s.registrationClient(w, r, id) }
+	if h := s.clients.route(path); h != nil {
+		return h
 	}
-	if name, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/login/"); ok {
-		if p, known := s.providerByName[name]; known {
-			return func(w http.ResponseWriter, r *http.Request) { s.startUpstream(w, r, p) }
-		}
+	return s.signIn.route(path)
+}
+
+// routeTable is the protocol routes by path; each part mounts its own.
+type routeTable map[string]http.HandlerFunc
+
+// at mounts h at path under the issuer and, when root is set and
+// root_aliases is on, at the root too (Claude.ai's web client builds
+// /authorize, /token and /register at the MCP origin itself).
+func (c *core) at(m routeTable, path string, h http.HandlerFunc, root bool) {
+	m[c.issuerPath+path] = h
+	if root && c.cfg.RootAliases {
+		m[strings.TrimPrefix(path, "/oauth")] = h
 	}
-	if name, ok := strings.CutPrefix(path, s.issuerPath+callbackPath); ok {
-		if p, known := s.providerByName[name]; known {
-			return func(w http.ResponseWriter, r *http.Request) { s.upstreamCallback(w, r, p) }
-		}
-	}
-	return nil
 }
 
 // Store is the server's storage.
@@ -322,11 +286,6 @@ func urlPath(raw string) (string, error) {
 // endpoint is the absolute URL of a route under the issuer.
 func (s *core) endpoint(path string) string {
 	return strings.TrimSuffix(s.cfg.Issuer, "/") + path
-}
-
-// noLogin answers the login route when there are no built-in users.
-func (s *pages) noLogin(w http.ResponseWriter, r *http.Request) {
-	s.renderError(w, http.StatusNotFound, "No sign-in page", "This server has no built-in accounts.")
 }
 
 // registrationOff answers the registration route while dynamic

@@ -21,6 +21,13 @@ type tokenEndpoints struct {
 	*clients // authenticates the callers
 }
 
+// mount serves the token, revocation and introspection endpoints.
+func (s *tokenEndpoints) mount(m routeTable) {
+	s.at(m, "/oauth/token", s.token, true)
+	s.at(m, "/oauth/revoke", s.revoke, false)
+	s.at(m, "/oauth/introspect", s.introspect, false)
+}
+
 // tokenResponse is the RFC 6749 §5.1 success body.
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
