@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -77,22 +78,21 @@ type authMethod struct {
 	// (ok), or why what it carries is malformed.
 	read func(a authRequest) (cred clientCredential, ok bool, err error)
 	// verify checks a credential against the client's registration: ""
-	// when it holds, else why not.
-	verify func(c *storage.Client, cred clientCredential) string
+	// when it holds, else why not. It may use what the clients part holds
+	// (a key set's cache, say).
+	verify func(ctx context.Context, s *clients, c *storage.Client, cred clientCredential) string
 }
 
 // authMethods are the client authentication methods, strongest last.
 // none is also what a request presents when it carries no other method:
 // its client_id in the form.
 var authMethods = []authMethod{
-	{name: "none", kind: publicClient, offered: true, read: readBasicNone, verify: func(*storage.Client, clientCredential) string { return "" }},
+	{name: "none", kind: publicClient, offered: true, read: readBasicNone, verify: verifyNone},
 	{name: "client_secret_basic", kind: secretClient, offered: true, read: readBasicSecret, verify: verifySecret},
 	{name: "client_secret_post", kind: secretClient, offered: true, read: readPostSecret, verify: verifySecret},
 	// No client registers keys yet: an assertion is recognised, so that it
 	// counts as a method and is refused as the wrong kind of credential.
-	{name: "private_key_jwt", kind: keyClient, read: readAssertion, verify: func(*storage.Client, clientCredential) string {
-		return "client assertions are not accepted"
-	}},
+	{name: "private_key_jwt", kind: keyClient, read: readAssertion, verify: refuseAssertion},
 }
 
 // authMethodNamed is the offered method called name, or nil.
@@ -167,7 +167,13 @@ func readAssertion(a authRequest) (clientCredential, bool, error) {
 	return clientCredential{clientID: a.form.Get("client_id")}, present, nil
 }
 
-func verifySecret(c *storage.Client, cred clientCredential) string {
+func verifyNone(context.Context, *clients, *storage.Client, clientCredential) string { return "" }
+
+func refuseAssertion(context.Context, *clients, *storage.Client, clientCredential) string {
+	return "client assertions are not accepted"
+}
+
+func verifySecret(_ context.Context, _ *clients, c *storage.Client, cred clientCredential) string {
 	if !equalSecretHash(cred.secret, c.SecretHash) {
 		return "wrong client secret"
 	}
@@ -255,7 +261,7 @@ func (s *clients) authenticateClient(w http.ResponseWriter, r *http.Request, for
 	if pinned := s.pinnedMethod(client); pinned != "" && pinned != method.name {
 		return fail("this client authenticates with " + pinned + ", not " + method.name)
 	}
-	if why := method.verify(client, cred); why != "" {
+	if why := method.verify(r.Context(), s, client, cred); why != "" {
 		return fail(why)
 	}
 	return client, ""
