@@ -27,6 +27,7 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 	_ "github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres" // registers the postgres storage module
+	"github.com/caddy-oauth2/caddy-oauth2-server/upstream"
 )
 
 func init() {
@@ -418,67 +419,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		rules = append(rules, endpoints.ScopeRule{Paths: m, Scopes: rs.Scopes})
 	}
 	cfg := endpoints.Config{
-		Issuer:                    h.Issuer,
-		Resources:                 h.Resources,
-		ResourceName:              h.ResourceName,
-		Scopes:                    h.Scopes,
-		EnforceScopes:             *h.EnforceScopes,
-		AccessTokenLifetime:       time.Duration(h.AccessTokenLifetime),
-		RefreshTokenLifetime:      time.Duration(h.RefreshTokenLifetime),
-		RefreshFamilyLifetime:     time.Duration(h.RefreshFamilyLifetime),
-		RefreshReuseGrace:         time.Duration(*h.RefreshReuseGrace),
-		AuthorizationCodeLifetime: time.Duration(h.AuthorizationCodeLifetime),
-		ClockSkew:                 time.Duration(h.ClockSkew),
-		SessionLifetime:           time.Duration(h.SessionLifetime),
-		DynamicRegistration:       h.DynamicRegistration != nil,
-		UnusedClientTTL:           time.Duration(h.UnusedClientTTL),
-		IPv6LimitPrefix:           h.IPv6LimitPrefix,
-		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
-		Clients:                   h.staticClients(),
-		Users:                     h.userHashes(),
-		Providers:                 providers,
-		UserFrom:                  h.UserFrom,
-		SignInPath:                h.SignInPath,
-		RootAliases:               *h.RootAliases,
-		Public:                    public,
-		RequireScope:              rules,
-		MCPRules:                  mcpRules,
-		AllowTools:                h.AllowTools,
-		ScopeDefinitions:          h.scopeDefinitions(),
-		PassUpstreamToken:         h.passUpstreamToken(),
-		Sealer:                    h.sealer,
-		PassToken:                 h.PassToken,
-		GuardCORS:                 *h.CORS,
-		TemplatesDir:              h.Templates,
-		Store:                     store,
-		HealthPath:                h.HealthPath,
-		Keys:                      keys,
-		StoredKeys:                h.SigningSecret == "" && h.SigningKey == "",
-		KeyRotation:               time.Duration(h.SigningKeyRotation),
-		KeyPrepublish:             time.Duration(*h.SigningKeyPrepublish),
-		Logger:                    h.logger,
-	}
-	if rl := h.RateLimitPerUser; rl != nil {
-		cfg.RateLimitPerUser, cfg.RateLimitPerUserWindow = rl.Events, time.Duration(rl.Window)
-	}
-	if dr := h.DynamicRegistration; dr != nil {
-		cfg.InitialAccessToken = dr.InitialAccessToken
-		cfg.RegisteredClientCredentials = dr.AllowClientCredentials
-		cfg.AlwaysReturnClientSecret = dr.AlwaysReturnClientSecret
-		cfg.RegistrationRateLimit = dr.RateLimit.Events
-		cfg.RegistrationRateWindow = time.Duration(dr.RateLimit.Window)
-	}
-	if p, ok := backend.(storage.Pinger); ok {
-		cfg.Ping = p.Ping
-	}
-	if s, ok := backend.(storage.Syncer); ok {
-		cfg.Synced = s.Synced
-	}
-	if e, ok := backend.(storage.EventCounter); ok {
-		cfg.Events = e
-	}
-	if k, ok := backend.(storage.KeyWatcher); ok {
-		cfg.KeyChanges = k.KeyChanges
+		Issuer:           h.Issuer,
+		Resources:        h.Resources,
+		ResourceName:     h.ResourceName,
+		Scopes:           h.Scopes,
+		EnforceScopes:    *h.EnforceScopes,
+		ScopeDefinitions: h.scopeDefinitions(),
+		IPv6LimitPrefix:  h.IPv6LimitPrefix,
+		RootAliases:      *h.RootAliases,
+		HealthPath:       h.HealthPath,
+		Tokens:           h.tokenConfig(),
+		Signing:          h.signingConfig(keys, backend),
+		Clients:          h.clientConfig(),
+		SignIn:           h.signInConfig(providers),
+		Guard:            h.guardConfig(public, rules, mcpRules),
+		Storage:          storageConfig(store, backend),
+		Logger:           h.logger,
 	}
 	if h.server, err = endpoints.New(cfg); err != nil {
 		return err
@@ -549,6 +505,90 @@ func setDuration(d *caddy.Duration, def time.Duration) {
 }
 
 // passUpstreamToken names the logins with pass_upstream_token.
+func (h *Handler) tokenConfig() endpoints.TokenConfig {
+	return endpoints.TokenConfig{
+		AccessTokenLifetime:       time.Duration(h.AccessTokenLifetime),
+		RefreshTokenLifetime:      time.Duration(h.RefreshTokenLifetime),
+		RefreshFamilyLifetime:     time.Duration(h.RefreshFamilyLifetime),
+		RefreshReuseGrace:         time.Duration(*h.RefreshReuseGrace),
+		AuthorizationCodeLifetime: time.Duration(h.AuthorizationCodeLifetime),
+		ClockSkew:                 time.Duration(h.ClockSkew),
+	}
+}
+
+func (h *Handler) signingConfig(keys *endpoints.KeySet, backend storage.Backend) endpoints.SigningConfig {
+	c := endpoints.SigningConfig{
+		Keys:          keys,
+		StoredKeys:    h.SigningSecret == "" && h.SigningKey == "",
+		KeyRotation:   time.Duration(h.SigningKeyRotation),
+		KeyPrepublish: time.Duration(*h.SigningKeyPrepublish),
+	}
+	if k, ok := backend.(storage.KeyWatcher); ok {
+		c.KeyChanges = k.KeyChanges
+	}
+	return c
+}
+
+func (h *Handler) clientConfig() endpoints.ClientConfig {
+	c := endpoints.ClientConfig{
+		Static:                    h.staticClients(),
+		DynamicRegistration:       h.DynamicRegistration != nil,
+		UnusedClientTTL:           time.Duration(h.UnusedClientTTL),
+		ClientIDMetadataDocuments: h.ClientIDMetadataDocuments,
+	}
+	if dr := h.DynamicRegistration; dr != nil {
+		c.InitialAccessToken = dr.InitialAccessToken
+		c.RegisteredClientCredentials = dr.AllowClientCredentials
+		c.AlwaysReturnClientSecret = dr.AlwaysReturnClientSecret
+		c.RegistrationRateLimit = dr.RateLimit.Events
+		c.RegistrationRateWindow = time.Duration(dr.RateLimit.Window)
+	}
+	return c
+}
+
+func (h *Handler) signInConfig(providers []upstream.Provider) endpoints.SignInConfig {
+	return endpoints.SignInConfig{
+		Users:             h.userHashes(),
+		Providers:         providers,
+		UserFrom:          h.UserFrom,
+		SignInPath:        h.SignInPath,
+		SessionLifetime:   time.Duration(h.SessionLifetime),
+		TemplatesDir:      h.Templates,
+		PassUpstreamToken: h.passUpstreamToken(),
+		Sealer:            h.sealer,
+	}
+}
+
+func (h *Handler) guardConfig(public caddyhttp.MatchPath, rules []endpoints.ScopeRule, mcpRules []endpoints.MCPScopeRule) endpoints.GuardConfig {
+	c := endpoints.GuardConfig{
+		Public:       public,
+		RequireScope: rules,
+		MCPRules:     mcpRules,
+		AllowTools:   h.AllowTools,
+		PassToken:    h.PassToken,
+		CORS:         *h.CORS,
+	}
+	if rl := h.RateLimitPerUser; rl != nil {
+		c.RateLimitPerUser, c.RateLimitPerUserWindow = rl.Events, time.Duration(rl.Window)
+	}
+	return c
+}
+
+// storageConfig is the store with what its backend can do beyond it.
+func storageConfig(store storage.Store, backend storage.Backend) endpoints.StorageConfig {
+	c := endpoints.StorageConfig{Store: store}
+	if p, ok := backend.(storage.Pinger); ok {
+		c.Ping = p.Ping
+	}
+	if s, ok := backend.(storage.Syncer); ok {
+		c.Synced = s.Synced
+	}
+	if e, ok := backend.(storage.EventCounter); ok {
+		c.Events = e
+	}
+	return c
+}
+
 func (h *Handler) passUpstreamToken() map[string]bool {
 	out := map[string]bool{}
 	for _, l := range h.Logins {

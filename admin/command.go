@@ -171,8 +171,11 @@ func (c *cli) openStorage(writes bool) (func(), error) {
 		return nil, err
 	}
 	srv, err := endpoints.New(endpoints.Config{
-		Issuer: c.issuer, Resources: []string{c.issuer}, Store: store, Keys: keys, StoredKeys: true,
-		AccessTokenLifetime: time.Hour, ClockSkew: 30 * time.Second, KeyPrepublish: time.Hour, Users: map[string]string{},
+		Issuer: c.issuer, Resources: []string{c.issuer},
+		Storage: endpoints.StorageConfig{Store: store},
+		Signing: endpoints.SigningConfig{Keys: keys, StoredKeys: true, KeyPrepublish: time.Hour},
+		Tokens:  endpoints.TokenConfig{AccessTokenLifetime: time.Hour, ClockSkew: 30 * time.Second},
+		SignIn:  endpoints.SignInConfig{Users: map[string]string{}},
 	})
 	if err != nil {
 		file.Close()

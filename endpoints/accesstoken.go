@@ -89,7 +89,7 @@ type accessToken struct {
 
 // mintAccessToken signs an access token for g, audience-bound to its resource.
 func (s *issuer) mintAccessToken(jti string, g grant, now time.Time) (accessToken, error) {
-	exp := now.Add(s.cfg.AccessTokenLifetime)
+	exp := now.Add(s.cfg.Tokens.AccessTokenLifetime)
 	claims := accessTokenClaims{
 		Claims: jwt.Claims{
 			Issuer:    s.cfg.Issuer,
@@ -149,7 +149,7 @@ func (s *issuer) verifyAccessToken(ctx context.Context, raw string, now time.Tim
 	if c.ID == "" || c.Expiry == nil || c.Subject == "" {
 		return nil, errTokenMalformed
 	}
-	err = c.Claims.ValidateWithLeeway(jwt.Expected{Time: now}, s.cfg.ClockSkew)
+	err = c.Claims.ValidateWithLeeway(jwt.Expected{Time: now}, s.cfg.Tokens.ClockSkew)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return nil, errTokenExpired
@@ -174,7 +174,7 @@ func (s *issuer) checkRevocation(ctx context.Context, c *accessTokenClaims) erro
 		ref.Resource = c.Audience[0]
 	}
 	ref.IssuedAt = issuedAt(c)
-	revoked, err := s.cfg.Store.AccessTokenRevoked(ctx, ref)
+	revoked, err := s.cfg.Storage.Store.AccessTokenRevoked(ctx, ref)
 	switch {
 	case err != nil:
 		s.cfg.Logger.Error("checking revocation: storage unavailable", zap.Error(err))
@@ -208,7 +208,7 @@ func issuedAt(c *accessTokenClaims) time.Time {
 // checked, it is looked up again.
 func (s *issuer) verifyCached(ctx context.Context, raw string, byGuard bool) (claims *accessTokenClaims, fresh bool, err error) {
 	now := time.Now()
-	epoch := s.cfg.Store.Revocations() // read before any lookup
+	epoch := s.cfg.Storage.Store.Revocations() // read before any lookup
 	if e, ok := s.tokens.get(raw, now); ok {
 		if e.checked.Load() != epoch {
 			if err := s.checkRevocation(ctx, e.claims); err != nil {
@@ -225,6 +225,6 @@ func (s *issuer) verifyCached(ctx context.Context, raw string, byGuard bool) (cl
 	if err != nil {
 		return nil, false, err
 	}
-	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.ClockSkew), epoch, byGuard)
+	s.tokens.put(raw, c, c.Expiry.Time().Add(s.cfg.Tokens.ClockSkew), epoch, byGuard)
 	return c, byGuard, nil
 }

@@ -336,7 +336,7 @@ func (s *authorization) needsConsent(ctx context.Context, req *authorizeRequest,
 	if !kindOf(req.client).confidential() && !s.configuredClient(req.client) && nativeRedirects(req.client.RedirectURIs) {
 		return true
 	}
-	c, err := s.cfg.Store.GetConsent(ctx, subject, req.client.ID, req.resource)
+	c, err := s.cfg.Storage.Store.GetConsent(ctx, subject, req.client.ID, req.resource)
 	if err != nil {
 		return true
 	}
@@ -356,7 +356,7 @@ func (s *authorization) issueCode(w http.ResponseWriter, r *http.Request, req *a
 		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the authorization could not be stored; retry shortly"}})
 		return err
 	}
-	err := s.cfg.Store.SaveAuthorizationCode(r.Context(), code, &storage.AuthorizationCode{
+	err := s.cfg.Storage.Store.SaveAuthorizationCode(r.Context(), code, &storage.AuthorizationCode{
 		ClientID:         req.client.ID,
 		RedirectURI:      req.redirectURI,
 		RedirectURIGiven: req.redirectGiven,
@@ -367,7 +367,7 @@ func (s *authorization) issueCode(w http.ResponseWriter, r *http.Request, req *a
 		Profile:          user.profile,
 		AuthTime:         user.authTime,
 		IssuedAt:         now,
-		ExpiresAt:        now.Add(s.cfg.AuthorizationCodeLifetime),
+		ExpiresAt:        now.Add(s.cfg.Tokens.AuthorizationCodeLifetime),
 	})
 	if err != nil {
 		s.redirectToClient(w, r, req, url.Values{"error": {"temporarily_unavailable"}, "error_description": {"the authorization code could not be stored; retry shortly"}})

@@ -295,7 +295,7 @@ func (s *clients) clientFromDocument(id string, body []byte, now time.Time) (*st
 		ClientURI:               md.ClientURI,
 		LogoURI:                 md.LogoURI,
 		CreatedAt:               now,
-		ExpiresAt:               now.Add(s.cfg.RefreshFamilyLifetime),
+		ExpiresAt:               now.Add(s.cfg.Tokens.RefreshFamilyLifetime),
 		Origin:                  storage.OriginDocument,
 	}, nil
 }

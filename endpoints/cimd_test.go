@@ -83,7 +83,10 @@ func (f *fixture) document(path, cacheControl string, body func(id string) strin
 }
 
 func cimdServer(t *testing.T, f *fixture) *Server {
-	s := newTestServer(t, func(c *Config) { c.ClientIDMetadataDocuments = true; c.RefreshFamilyLifetime = 24 * time.Hour })
+	s := newTestServer(t, func(c *Config) {
+		c.Clients.ClientIDMetadataDocuments = true
+		c.Tokens.RefreshFamilyLifetime = 24 * time.Hour
+	})
 	pool := f.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	s.fetcher = newMetadataFetcher(map[string]bool{strings.TrimPrefix(f.srv.URL, "https://"): true}, pool)
 	return s
@@ -183,7 +186,7 @@ func TestMetadataDocumentRefusals(t *testing.T) {
 func TestMetadataFetcherDefaultRefusesLocalTargets(t *testing.T) {
 	f := newFixture(t)
 	id := f.document("/agent.json", "", goodDocument)
-	s := newTestServer(t, func(c *Config) { c.ClientIDMetadataDocuments = true })
+	s := newTestServer(t, func(c *Config) { c.Clients.ClientIDMetadataDocuments = true })
 	for _, target := range []string{
 		"https://localhost/agent.json", // a name that resolves to 127.0.0.1
 		"https://127.0.0.1/agent.json",
@@ -278,7 +281,7 @@ func TestMetadataDocumentLoopbackPort(t *testing.T) {
 func TestMetadataDocumentClientIsNotRedirectedToBeforeSignIn(t *testing.T) {
 	f := newFixture(t)
 	s := cimdServer(t, f)
-	s.cfg.Users = map[string]string{"alice": "$2a$04$0000000000000000000000000000000000000000000000000000"}
+	s.cfg.SignIn.Users = map[string]string{"alice": "$2a$04$0000000000000000000000000000000000000000000000000000"}
 	id := f.document("/phish.json", "", func(id string) string {
 		return strings.Replace(goodDocument(id), "https://agent.test/callback", "https://phish.example/x", 1)
 	})

@@ -27,14 +27,14 @@ type clients struct {
 
 func newClients(c *core, cfg *Config) *clients {
 	cl := &clients{core: c, staticClients: map[string]*storage.Client{}, grants: offeredGrants(cfg)}
-	for i := range cfg.Clients {
-		cl.staticClients[cfg.Clients[i].ID] = &cfg.Clients[i]
+	for i := range cfg.Clients.Static {
+		cl.staticClients[cfg.Clients.Static[i].ID] = &cfg.Clients.Static[i]
 	}
-	if cfg.ClientIDMetadataDocuments {
+	if cfg.Clients.ClientIDMetadataDocuments {
 		cl.fetcher = newMetadataFetcher(testAllowedHosts, testRootCAs)
 	}
-	if cfg.DynamicRegistration && cfg.RegistrationRateLimit > 0 {
-		cl.registerLimit = newKeyedLimiter(cfg.RegistrationRateLimit, cfg.RegistrationRateWindow)
+	if cfg.Clients.DynamicRegistration && cfg.Clients.RegistrationRateLimit > 0 {
+		cl.registerLimit = newKeyedLimiter(cfg.Clients.RegistrationRateLimit, cfg.Clients.RegistrationRateWindow)
 		cl.registerLimit.shareAcrossNodes(c, "register")
 	}
 	return cl
@@ -43,7 +43,7 @@ func newClients(c *core, cfg *Config) *clients {
 // mount serves dynamic registration (RFC 7591), or says it is off.
 func (s *clients) mount(m routeTable) {
 	register := registrationOff
-	if s.cfg.DynamicRegistration {
+	if s.cfg.Clients.DynamicRegistration {
 		register = s.register
 	}
 	s.at(m, "/oauth/register", register, true)
@@ -52,7 +52,7 @@ func (s *clients) mount(m routeTable) {
 // route serves a registered client's configuration endpoint (RFC 7592).
 func (s *clients) route(path string) http.HandlerFunc {
 	id, ok := strings.CutPrefix(path, s.issuerPath+"/oauth/register/")
-	if !ok || !s.cfg.DynamicRegistration || id == "" || strings.Contains(id, "/") {
+	if !ok || !s.cfg.Clients.DynamicRegistration || id == "" || strings.Contains(id, "/") {
 		return nil
 	}
 	return func(w http.ResponseWriter, r *http.Request) { s.registrationClient(w, r, id) }
@@ -65,7 +65,7 @@ func (s *clients) lookupClient(ctx context.Context, id string) (*storage.Client,
 	if c, ok := s.staticClients[id]; ok {
 		return c, nil
 	}
-	return s.cfg.Store.GetClient(ctx, id)
+	return s.cfg.Storage.Store.GetClient(ctx, id)
 }
 
 // resolveClient is lookupClient for the authorization endpoint: an https
@@ -85,7 +85,7 @@ func (s *clients) resolveClient(ctx context.Context, id string) (*storage.Client
 	default:
 		s.metrics.metadataFetches.WithLabelValues("fetched").Inc()
 	}
-	if err := s.cfg.Store.PutClient(ctx, c); err != nil {
+	if err := s.cfg.Storage.Store.PutClient(ctx, c); err != nil {
 		return nil, fmt.Errorf("storing the client: %v", err)
 	}
 	return c, nil
@@ -121,7 +121,7 @@ func (s *clients) mayActAlone(c *storage.Client) bool {
 	case storage.OriginAdmin, storage.OriginImported:
 		return true
 	case storage.OriginRegistered:
-		return c.RegisteredWithToken && s.cfg.RegisteredClientCredentials
+		return c.RegisteredWithToken && s.cfg.Clients.RegisteredClientCredentials
 	}
 	return false
 }
@@ -132,7 +132,7 @@ func (s *clients) mayActAlone(c *storage.Client) bool {
 // registration the operator no longer allows to. It logs a warning with
 // their number and returns it.
 func (s *clients) DropUntrustedMachineGrants(ctx context.Context) (int, error) {
-	clients, err := s.cfg.Store.Clients(ctx)
+	clients, err := s.cfg.Storage.Store.Clients(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("listing clients: %w", err)
 	}
@@ -146,7 +146,7 @@ func (s *clients) DropUntrustedMachineGrants(ctx context.Context) (int, error) {
 			continue
 		}
 		c.GrantTypes = slices.DeleteFunc(c.GrantTypes, func(g string) bool { return g == grantClientCredentials })
-		if err := s.cfg.Store.PutClient(ctx, c); err != nil {
+		if err := s.cfg.Storage.Store.PutClient(ctx, c); err != nil {
 			return dropped, fmt.Errorf("storing client %s: %w", c.ID, err)
 		}
 		dropped++

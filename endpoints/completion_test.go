@@ -36,12 +36,12 @@ func TestConsentCompletesByKind(t *testing.T) {
 	s.completions["test"] = recordedCompletion{}
 	ctx := context.Background()
 	now := time.Now()
-	if err := s.cfg.Store.CreateSession(ctx, "sid-alice", &storage.Session{Subject: "alice", AuthTime: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	if err := s.cfg.Storage.Store.CreateSession(ctx, "sid-alice", &storage.Session{Subject: "alice", AuthTime: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	pend := func(id, kind string) string {
 		csrf := randomToken()
-		if err := s.cfg.Store.SavePendingAuthorization(ctx, id, &storage.PendingAuthorization{Kind: kind, ClientID: "pub1", RedirectURI: "https://client.test/cb",
+		if err := s.cfg.Storage.Store.SavePendingAuthorization(ctx, id, &storage.PendingAuthorization{Kind: kind, ClientID: "pub1", RedirectURI: "https://client.test/cb",
 			Resource: "https://auth.test/mcp", Subject: "alice", AuthTime: now, CSRFHash: storage.Hash(csrf), ExpiresAt: now.Add(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ type consentPage struct {
 func (s *authorization) showConsent(w http.ResponseWriter, r *http.Request, req *authorizeRequest, user identity) {
 	id, csrf := randomToken(), randomToken()
 	now := time.Now()
-	err := s.cfg.Store.SavePendingAuthorization(r.Context(), id, &storage.PendingAuthorization{
+	err := s.cfg.Storage.Store.SavePendingAuthorization(r.Context(), id, &storage.PendingAuthorization{
 		Kind:             kindCode,
 		ClientID:         req.client.ID,
 		RedirectURI:      req.redirectURI,
@@ -49,7 +49,7 @@ func (s *authorization) showConsent(w http.ResponseWriter, r *http.Request, req 
 		Profile:          user.profile,
 		AuthTime:         user.authTime,
 		CSRFHash:         storage.Hash(csrf),
-		ExpiresAt:        now.Add(s.cfg.AuthorizationCodeLifetime),
+		ExpiresAt:        now.Add(s.cfg.Tokens.AuthorizationCodeLifetime),
 	})
 	if err != nil {
 		s.cfg.Logger.Error("authorize: storing pending request", zap.Error(err))
@@ -111,7 +111,7 @@ func (s *authorization) consent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, _ := s.currentUser(r)
-	pending, repeated, err := s.cfg.Store.AnswerPendingAuthorization(r.Context(), id, storage.ConsentAnswer{
+	pending, repeated, err := s.cfg.Storage.Store.AnswerPendingAuthorization(r.Context(), id, storage.ConsentAnswer{
 		CSRF: csrf, Subject: user.subject, Decision: decision, Now: time.Now(), ReplayWindow: consentReplayWindow,
 	})
 	if storageDown(err) {
@@ -179,10 +179,10 @@ func consentCode(csrf, requestID string) string {
 // the resource.
 func (s *authorization) rememberConsent(r *http.Request, subject, clientID, resource, scope string) error {
 	granted := splitScope(scope)
-	if old, err := s.cfg.Store.GetConsent(r.Context(), subject, clientID, resource); err == nil {
+	if old, err := s.cfg.Storage.Store.GetConsent(r.Context(), subject, clientID, resource); err == nil {
 		granted = dedupe(append(splitScope(old.Scope), granted...))
 	}
-	return s.cfg.Store.PutConsent(r.Context(), &storage.Consent{
+	return s.cfg.Storage.Store.PutConsent(r.Context(), &storage.Consent{
 		Subject: subject, ClientID: clientID, Resource: resource, Scope: strings.Join(granted, " "), GrantedAt: time.Now(),
 	})
 }

@@ -23,10 +23,10 @@ func TestEveryFamilyRevocationIsAudited(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	s := benchServer(t, nil...)
 	s.audit = newAuditor(zap.New(core))
-	s.cfg.RefreshReuseGrace = 0
+	s.cfg.Tokens.RefreshReuseGrace = 0
 	ctx := context.Background()
 	family := func(rt string) string {
-		fam, _, err := s.cfg.Store.GetRefreshToken(ctx, rt, time.Now())
+		fam, _, err := s.cfg.Storage.Store.GetRefreshToken(ctx, rt, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,11 +71,11 @@ func TestEveryFamilyRevocationIsAudited(t *testing.T) {
 		}
 	}
 	// A deleted client.
-	if err := s.cfg.Store.PutClient(ctx, &storage.Client{ID: "doomed", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}}); err != nil {
+	if err := s.cfg.Storage.Store.PutClient(ctx, &storage.Client{ID: "doomed", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}}); err != nil {
 		t.Fatal(err)
 	}
 	storeFamily(t, s, "bob", "doomed")
-	grants, _ := s.cfg.Store.Grants(ctx, storage.GrantFilter{ClientID: "doomed"}, time.Now())
+	grants, _ := s.cfg.Storage.Store.Grants(ctx, storage.GrantFilter{ClientID: "doomed"}, time.Now())
 	want[grants[0].Families[0].ID] = revokedByClientDelete
 	if err := s.RemoveClient(ctx, "doomed"); err != nil {
 		t.Fatal(err)
@@ -102,11 +102,11 @@ func TestEveryFamilyRevocationIsAudited(t *testing.T) {
 // client authentication methods each client may use.
 func TestClientListingsSayWhatAClientAccepts(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.Clients = append(c.Clients,
+		c.Clients.Static = append(c.Clients.Static,
 			storage.Client{ID: "conf", SecretHash: storage.Hash("s")},
 			storage.Client{ID: "post", SecretHash: storage.Hash("s"), TokenEndpointAuthMethod: "client_secret_post"})
 	})
-	if err := s.cfg.Store.PutClient(context.Background(), &storage.Client{ID: "reg", SecretHash: storage.Hash("s"), TokenEndpointAuthMethod: "client_secret_basic"}); err != nil {
+	if err := s.cfg.Storage.Store.PutClient(context.Background(), &storage.Client{ID: "reg", SecretHash: storage.Hash("s"), TokenEndpointAuthMethod: "client_secret_basic"}); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.ListClients(context.Background())

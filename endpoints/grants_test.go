@@ -58,7 +58,7 @@ func TestGrantTableRow(t *testing.T) {
 	})
 	for _, enabled := range []bool{true, false} {
 		s := newTestServer(t, func(c *Config) {
-			c.DynamicRegistration = true
+			c.Clients.DynamicRegistration = true
 			if enabled {
 				c.ResourceName = "echo"
 			}
@@ -107,7 +107,7 @@ func TestGrantTableRow(t *testing.T) {
 func TestClientAuthenticationMethods(t *testing.T) {
 	const secret = "machine-secret-0123456789"
 	s := newTestServer(t, func(c *Config) {
-		c.Clients = append(c.Clients,
+		c.Clients.Static = append(c.Clients.Static,
 			storage.Client{ID: "m", SecretHash: storage.Hash(secret), GrantTypes: []string{grantClientCredentials}},
 			storage.Client{ID: "postonly", SecretHash: storage.Hash(secret), GrantTypes: []string{grantClientCredentials}, TokenEndpointAuthMethod: "client_secret_post"})
 	})

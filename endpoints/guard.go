@@ -102,8 +102,8 @@ type guard struct {
 
 func newGuard(c *core, is *issuer, k *custody) *guard {
 	g := &guard{core: c, issuer: is, custody: k, credentials: []guardCredential{bearerCredential{is}}}
-	if c.cfg.RateLimitPerUser > 0 {
-		g.userLimit = newKeyedLimiter(c.cfg.RateLimitPerUser, c.cfg.RateLimitPerUserWindow)
+	if c.cfg.Guard.RateLimitPerUser > 0 {
+		g.userLimit = newKeyedLimiter(c.cfg.Guard.RateLimitPerUser, c.cfg.Guard.RateLimitPerUserWindow)
 		g.userLimit.shareAcrossNodes(c, "user")
 	}
 	return g
@@ -128,7 +128,7 @@ const guardAllowMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 // passed-on request the upstream's Access-Control-Allow-Origin, when it
 // sends one, is the only one (see corsWriter).
 func (s *guard) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if s.cfg.GuardCORS && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+	if s.cfg.Guard.CORS && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		allowCORS(w)
 		writePreflight(w, r, guardAllowMethods)
 		return nil
@@ -155,10 +155,10 @@ func (s *guard) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	}
 	setIdentity(r, p.token)
 	setUpstreamToken(r, upstreamToken)
-	if !s.cfg.PassToken {
+	if !s.cfg.Guard.PassToken {
 		delete(r.Header, "Authorization")
 	}
-	if s.cfg.GuardCORS {
+	if s.cfg.Guard.CORS {
 		w = newCORSWriter(w)
 	}
 	return next.ServeHTTP(w, r)
@@ -264,7 +264,7 @@ func (s *guard) authorizePrincipal(w http.ResponseWriter, r *http.Request, t *gu
 // bad: 503 with Retry-After, and the client retries the same token.
 func (s *guard) guardUnavailable(w http.ResponseWriter, res resource, call *mcpCall, claims *accessTokenClaims, err error) {
 	s.decided(res, call, claims, decisionUnavailable, err.Error())
-	if s.cfg.GuardCORS {
+	if s.cfg.Guard.CORS {
 		allowCORS(w)
 	}
 	w.Header().Set("Retry-After", unavailableRetryAfter)
@@ -304,7 +304,7 @@ func (s *guard) tooManyRequests(w http.ResponseWriter, call *mcpCall, wait time.
 		s.refuseRPC(w, http.StatusTooManyRequests, call, call.requests[0], rpcRateLimited, msg)
 		return
 	}
-	if s.cfg.GuardCORS {
+	if s.cfg.Guard.CORS {
 		allowCORS(w)
 	}
 	writeError(w, http.StatusTooManyRequests, "rate_limited", msg)
@@ -325,7 +325,7 @@ func (s *guard) refuseMCP(w http.ResponseWriter, r *http.Request, res resource, 
 // refuseRPC answers with a JSON-RPC error (see writeRPCError), readable by
 // any origin when CORS is on, as the guard's other answers.
 func (s *guard) refuseRPC(w http.ResponseWriter, status int, call *mcpCall, req mcpRequest, code int, message string) {
-	if s.cfg.GuardCORS {
+	if s.cfg.Guard.CORS {
 		allowCORS(w)
 	}
 	writeRPCError(w, status, call, req, code, message)
@@ -344,10 +344,10 @@ func (s *guard) decided(res resource, call *mcpCall, claims *accessTokenClaims, 
 // ";parameters" from segments, so /docs/..\mcp and /docs/..;/mcp are judged
 // as /mcp, as Windows-minded and Tomcat-style upstreams would read them.
 func (s *guard) IsPublic(r *http.Request) bool {
-	if len(s.cfg.Public) == 0 {
+	if len(s.cfg.Guard.Public) == 0 {
 		return false
 	}
-	ok, err := s.cfg.Public.MatchWithError(pathView(r))
+	ok, err := s.cfg.Guard.Public.MatchWithError(pathView(r))
 	return err == nil && ok
 }
 
@@ -373,7 +373,7 @@ func pathView(r *http.Request) *http.Request {
 // JSON body; errCode "" is the no-token case (no error attribute). The
 // body of a 403 names the required scopes too, as the header does.
 func (s *guard) challenge(w http.ResponseWriter, status int, res resource, required []string, errCode, description string) {
-	if s.cfg.GuardCORS {
+	if s.cfg.Guard.CORS {
 		allowCORS(w)
 	}
 	scope := strings.Join(required, " ")
@@ -428,7 +428,7 @@ func (s *guard) resourceForPath(p string) (resource, bool) {
 // (offline_access is no permission of the resource: never).
 func (s *guard) requiredScopes(r *http.Request) []string {
 	var out []string
-	for _, rule := range s.cfg.RequireScope {
+	for _, rule := range s.cfg.Guard.RequireScope {
 		if ok, err := rule.Paths.MatchWithError(r); ok && err == nil {
 			out = append(out, rule.Scopes...)
 		}

@@ -146,7 +146,7 @@ func TestGuardCacheDropsRevoked(t *testing.T) {
 	if w.Code != http.StatusNoContent || s.tokens.len() != 1 {
 		t.Fatalf("first use: %d, %d cached: %s", w.Code, s.tokens.len(), w.Body)
 	}
-	if err := s.cfg.Store.RevokeAccessToken(r.Context(), "jti-1", at.expiresAt); err != nil {
+	if err := s.cfg.Storage.Store.RevokeAccessToken(r.Context(), "jti-1", at.expiresAt); err != nil {
 		t.Fatal(err)
 	}
 	w, r = guardRequest(at.token)
@@ -181,7 +181,7 @@ func (headerCredential) challenge(params string) string { return "Test " + param
 // challenge is offered with Bearer's, its refusals answered as Bearer's are.
 func TestGuardCredentialSeam(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.RequireScope = []ScopeRule{{Paths: caddyhttp.MatchPath{"/mcp/admin"}, Scopes: []string{"mcp:write"}}}
+		c.Guard.RequireScope = []ScopeRule{{Paths: caddyhttp.MatchPath{"/mcp/admin"}, Scopes: []string{"mcp:write"}}}
 	})
 	s.credentials = append(s.credentials, headerCredential{s})
 	serve := func(path, user string) (*httptest.ResponseRecorder, string) {

@@ -73,7 +73,7 @@ func (s *tokenEndpoints) introspectAccessToken(r *http.Request, token string) (i
 
 // introspectRefreshToken fails only when the storage does.
 func (s *tokenEndpoints) introspectRefreshToken(r *http.Request, token string) (introspection, error) {
-	fam, t, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
+	fam, t, err := s.cfg.Storage.Store.GetRefreshToken(r.Context(), token, time.Now())
 	if storageDown(err) {
 		return inactive, err
 	}

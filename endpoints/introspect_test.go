@@ -20,7 +20,7 @@ import (
 // token.
 func introspectionServer(t testing.TB, mutate ...func(*Config)) *Server {
 	return newTestServer(t, append([]func(*Config){func(c *Config) {
-		c.Clients = append(c.Clients, storage.Client{ID: "rs", SecretHash: storage.Hash("rs-secret-0123456789"), IntrospectAll: true,
+		c.Clients.Static = append(c.Clients.Static, storage.Client{ID: "rs", SecretHash: storage.Hash("rs-secret-0123456789"), IntrospectAll: true,
 			TokenEndpointAuthMethod: "client_secret_basic"})
 	}}, mutate...)...)
 }
@@ -61,7 +61,7 @@ func TestIntrospectionSharesTheGuardCache(t *testing.T) {
 	if w.Code != http.StatusNoContent || logs.FilterMessage(eventGrantFirstUsed).Len() != 1 {
 		t.Fatalf("guard after introspection: %d, %d grant_first_used events", w.Code, logs.FilterMessage(eventGrantFirstUsed).Len())
 	}
-	if err := s.cfg.Store.RevokeAccessToken(r.Context(), "jti-i", at.expiresAt); err != nil {
+	if err := s.cfg.Storage.Store.RevokeAccessToken(r.Context(), "jti-i", at.expiresAt); err != nil {
 		t.Fatal(err)
 	}
 	if _, out := postIntrospect(s, at.token); out["active"] != false || len(out) != 1 {

@@ -114,7 +114,7 @@ func TestUnknownKIDReloadsKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		return newTestServer(t, func(c *Config) {
-			c.Store, c.Keys, c.StoredKeys, c.KeyPrepublish = store, ks, true, prepublish
+			c.Storage.Store, c.Signing.Keys, c.Signing.StoredKeys, c.Signing.KeyPrepublish = store, ks, true, prepublish
 		})
 	}
 	a, b := node(0), node(time.Hour) // b re-reads the keys every 30 s

@@ -223,7 +223,7 @@ func retryAfter(d time.Duration) string {
 // storage, when the storage can count events (name: "login", "user",
 // "register").
 func (l *keyedLimiter) shareAcrossNodes(c *core, name string) {
-	if c.cfg.Events != nil {
-		l.shared = &sharedLimit{counter: c.cfg.Events, name: c.cfg.Issuer + "\x00" + name, log: c.cfg.Logger}
+	if c.cfg.Storage.Events != nil {
+		l.shared = &sharedLimit{counter: c.cfg.Storage.Events, name: c.cfg.Issuer + "\x00" + name, log: c.cfg.Logger}
 	}
 }

@@ -116,7 +116,7 @@ func TestLimiterKeys(t *testing.T) {
 func TestSignInMemoryStaysBounded(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	s := newTestServer(t, func(c *Config) {
-		c.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"}
+		c.SignIn.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"}
 		c.Audit = zap.New(core)
 	})
 	attempt := func(name, ip string) int {
@@ -201,8 +201,8 @@ func TestLimitAddress(t *testing.T) {
 // one registration quota.
 func TestRegistrationQuotaPerNetwork(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.DynamicRegistration, c.UnusedClientTTL, c.IPv6LimitPrefix = true, time.Hour, 64
-		c.RegistrationRateLimit, c.RegistrationRateWindow = 1, time.Hour
+		c.Clients.DynamicRegistration, c.Clients.UnusedClientTTL, c.IPv6LimitPrefix = true, time.Hour, 64
+		c.Clients.RegistrationRateLimit, c.Clients.RegistrationRateWindow = 1, time.Hour
 	})
 	register := func(remote string) int {
 		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/register", strings.NewReader(`{"redirect_uris":["https://c.test/cb"],"token_endpoint_auth_method":"none"}`))

@@ -53,8 +53,8 @@ type signIn struct {
 }
 
 func newSignIn(c *core, p *pages, k *custody, o *operator) *signIn {
-	s := &signIn{core: c, pages: p, custody: k, operator: o, providers: c.cfg.Providers,
-		loginLimit: newKeyedLimiter(5, 15*time.Minute), decoyHash: costliestHash(c.cfg.Users)}
+	s := &signIn{core: c, pages: p, custody: k, operator: o, providers: c.cfg.SignIn.Providers,
+		loginLimit: newKeyedLimiter(5, 15*time.Minute), decoyHash: costliestHash(c.cfg.SignIn.Users)}
 	s.loginLimit.shareAcrossNodes(c, "login")
 	return s
 }
@@ -63,7 +63,7 @@ func newSignIn(c *core, p *pages, k *custody, o *operator) *signIn {
 // the account page.
 func (s *signIn) mount(m routeTable) {
 	login := s.login
-	if len(s.cfg.Users) == 0 && len(s.providers) == 0 {
+	if len(s.cfg.SignIn.Users) == 0 && len(s.providers) == 0 {
 		login = s.noLogin
 	}
 	s.at(m, "/oauth/login", login, false)
@@ -115,14 +115,14 @@ func (s *signIn) setCookie(w http.ResponseWriter, r *http.Request, name, value s
 // identity an earlier handler put in the user_from placeholder.
 func (s *signIn) currentUser(r *http.Request) (identity, bool) {
 	if c, err := r.Cookie(cookieName(r, sessionCookie)); err == nil && c.Value != "" {
-		if sess, err := s.cfg.Store.GetSession(r.Context(), c.Value, time.Now()); err == nil {
+		if sess, err := s.cfg.Storage.Store.GetSession(r.Context(), c.Value, time.Now()); err == nil {
 			return identity{subject: sess.Subject, authTime: sess.AuthTime, profile: sess.Profile}, true
 		}
 	}
-	if s.cfg.UserFrom != "" {
+	if s.cfg.SignIn.UserFrom != "" {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			// The placeholder comes from the config, never from the request.
-			if sub := repl.ReplaceKnown(s.cfg.UserFrom, ""); sub != "" && sub != s.cfg.UserFrom {
+			if sub := repl.ReplaceKnown(s.cfg.SignIn.UserFrom, ""); sub != "" && sub != s.cfg.SignIn.UserFrom {
 				return identity{subject: sub, authTime: time.Now(), fromHeader: true}, true
 			}
 		}
@@ -149,12 +149,12 @@ func (s *signIn) identify(w http.ResponseWriter, r *http.Request) (identity, boo
 func (s *signIn) sendToSignIn(w http.ResponseWriter, r *http.Request, returnTo string) {
 	back := url.Values{"return_to": {returnTo}}.Encode()
 	switch {
-	case s.cfg.SignInPath != "":
-		http.Redirect(w, r, s.cfg.SignInPath+"?"+back, http.StatusSeeOther)
-	case len(s.providers) == 1 && len(s.cfg.Users) == 0:
+	case s.cfg.SignIn.SignInPath != "":
+		http.Redirect(w, r, s.cfg.SignIn.SignInPath+"?"+back, http.StatusSeeOther)
+	case len(s.providers) == 1 && len(s.cfg.SignIn.Users) == 0:
 		// One way to sign in: straight to the provider.
 		http.Redirect(w, r, s.issuerPath+"/oauth/login/"+s.providers[0].Name()+"?"+back, http.StatusSeeOther)
-	case len(s.cfg.Users) > 0 || len(s.providers) > 0:
+	case len(s.cfg.SignIn.Users) > 0 || len(s.providers) > 0:
 		http.Redirect(w, r, s.issuerPath+"/oauth/login?"+back, http.StatusSeeOther)
 	default:
 		s.renderError(w, http.StatusUnauthorized, "Sign-in required", "You are not signed in, and this server has no sign-in page configured.")
@@ -199,7 +199,7 @@ func (s *signIn) login(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		s.showLogin(w, r, http.StatusOK, s.safeReturnTo(r.URL.Query().Get("return_to")), "", "")
 	case http.MethodPost:
-		if len(s.cfg.Users) == 0 {
+		if len(s.cfg.SignIn.Users) == 0 {
 			s.noLogin(w, r)
 			return
 		}
@@ -215,7 +215,7 @@ func (s *signIn) showLogin(w http.ResponseWriter, r *http.Request, status int, r
 	// cookie (SameSite=Lax, HttpOnly), so it cannot match the field.
 	page := loginPage{
 		Title: "Sign in", Action: s.issuerPath + "/oauth/login",
-		ReturnTo: returnTo, Username: username, Error: msg, Passwords: len(s.cfg.Users) > 0,
+		ReturnTo: returnTo, Username: username, Error: msg, Passwords: len(s.cfg.SignIn.Users) > 0,
 	}
 	if page.Passwords {
 		page.CSRF = s.pageCSRF(w, r)
@@ -288,11 +288,11 @@ func (s *signIn) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	id := randomToken()
 	now := time.Now()
-	if err := s.cfg.Store.CreateSession(r.Context(), id, &storage.Session{Subject: username, AuthTime: now, ExpiresAt: now.Add(s.cfg.SessionLifetime)}); err != nil {
+	if err := s.cfg.Storage.Store.CreateSession(r.Context(), id, &storage.Session{Subject: username, AuthTime: now, ExpiresAt: now.Add(s.cfg.SignIn.SessionLifetime)}); err != nil {
 		s.pageUnavailable(w, "login: storing session", err)
 		return
 	}
-	s.setCookie(w, r, sessionCookie, id, s.cfg.SessionLifetime)
+	s.setCookie(w, r, sessionCookie, id, s.cfg.SignIn.SessionLifetime)
 	s.setCookie(w, r, loginCSRFCookie, "", -time.Second)
 	s.metrics.signIns.WithLabelValues("password", "success").Inc()
 	s.audit.info(eventSignIn, zap.String("method", "password"), zap.String("sub", username), zap.String("client_ip", ip))
@@ -310,7 +310,7 @@ const maxUsernameLength = 256
 // a user of this server, else (a typo, a password typed in the wrong
 // field, junk) user_hash, the first 16 hex digits of its SHA-256.
 func (s *signIn) typedUser(name string) zap.Field {
-	if _, known := s.cfg.Users[name]; known {
+	if _, known := s.cfg.SignIn.Users[name]; known {
 		return zap.String("user", name)
 	}
 	sum := sha256.Sum256([]byte(name))
@@ -320,7 +320,7 @@ func (s *signIn) typedUser(name string) zap.Field {
 // checkPassword compares in about the same time whether or not the user
 // exists: an unknown user is checked against a real hash and always fails.
 func (s *signIn) checkPassword(username, password string) bool {
-	hash, known := s.cfg.Users[username]
+	hash, known := s.cfg.SignIn.Users[username]
 	if !known {
 		hash = s.decoyHash
 	}

@@ -34,12 +34,12 @@ func (s *signIn) logout(w http.ResponseWriter, r *http.Request) {
 		}
 		user, _ := s.currentUser(r)
 		if c, err := r.Cookie(cookieName(r, sessionCookie)); err == nil && c.Value != "" {
-			if err := s.cfg.Store.DeleteSession(r.Context(), c.Value); err != nil {
+			if err := s.cfg.Storage.Store.DeleteSession(r.Context(), c.Value); err != nil {
 				s.cfg.Logger.Error("logout: deleting the session", zap.Error(err))
 			}
 			// Provider tokens still waiting for a grant go with the session.
 			if s.passesUpstream(user.profile.Provider) {
-				if err := s.cfg.Store.DeleteUpstreamToken(r.Context(), user.subject, "", sessionRef(r)); err != nil {
+				if err := s.cfg.Storage.Store.DeleteUpstreamToken(r.Context(), user.subject, "", sessionRef(r)); err != nil {
 					s.cfg.Logger.Error("logout: deleting the session's upstream tokens", zap.Error(err))
 				}
 			}

@@ -65,9 +65,9 @@ func TestSelfRegisteredClientNeverActsAlone(t *testing.T) {
 		{"initial access token, allowed", iat, iat, true, http.StatusCreated},
 	} {
 		s := newTestServer(t, func(c *Config) {
-			c.DynamicRegistration, c.UnusedClientTTL = true, time.Hour
-			c.InitialAccessToken = tc.iat
-			c.RegisteredClientCredentials = tc.allow && tc.iat != ""
+			c.Clients.DynamicRegistration, c.Clients.UnusedClientTTL = true, time.Hour
+			c.Clients.InitialAccessToken = tc.iat
+			c.Clients.RegisteredClientCredentials = tc.allow && tc.iat != ""
 		})
 		status, out := registerRaw(t, s, machineRegistration, tc.sent)
 		if status != tc.wantStatus {
@@ -91,7 +91,7 @@ func TestSelfRegisteredClientNeverActsAlone(t *testing.T) {
 // clients an operator created keep it.
 func TestStoredSelfRegisteredMachineClient(t *testing.T) {
 	ctx := context.Background()
-	s := newTestServer(t, func(c *Config) { c.DynamicRegistration = true })
+	s := newTestServer(t, func(c *Config) { c.Clients.DynamicRegistration = true })
 	secret := "a-secret-0123456789-0123456789"
 	grants := []string{"authorization_code", "client_credentials"}
 	for _, c := range []*storage.Client{
@@ -103,7 +103,7 @@ func TestStoredSelfRegisteredMachineClient(t *testing.T) {
 		{ID: "legacy-admin", SecretHash: storage.Hash(secret), GrantTypes: []string{"client_credentials"}},
 		{ID: "admin", SecretHash: storage.Hash(secret), GrantTypes: []string{"client_credentials"}, Origin: storage.OriginAdmin},
 	} {
-		if err := s.cfg.Store.PutClient(ctx, c); err != nil {
+		if err := s.cfg.Storage.Store.PutClient(ctx, c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func TestStoredSelfRegisteredMachineClient(t *testing.T) {
 		t.Fatalf("upgrade: %d, %v", n, err)
 	}
 	for id, status := range want {
-		c, err := s.cfg.Store.GetClient(ctx, id)
+		c, err := s.cfg.Storage.Store.GetClient(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,18 +68,18 @@ func (s *operator) Resources() []string { return slices.Clone(s.cfg.Resources) }
 // Counts are the server's registered clients, live grants and sessions;
 // Clients adds the Caddyfile's.
 func (s *operator) Counts(ctx context.Context) (storage.Counts, error) {
-	c, err := s.cfg.Store.Counts(ctx, time.Now())
-	c.Clients += len(s.cfg.Clients)
+	c, err := s.cfg.Storage.Store.Counts(ctx, time.Now())
+	c.Clients += len(s.cfg.Clients.Static)
 	return c, err
 }
 
 // ListClients lists the Caddyfile's clients, then the stored ones.
 func (s *operator) ListClients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
-	for i := range s.cfg.Clients {
-		out = append(out, s.clientInfo(&s.cfg.Clients[i], OriginCaddyfile))
+	for i := range s.cfg.Clients.Static {
+		out = append(out, s.clientInfo(&s.cfg.Clients.Static[i], OriginCaddyfile))
 	}
-	stored, err := s.cfg.Store.Clients(ctx)
+	stored, err := s.cfg.Storage.Store.Clients(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (s *operator) CreateClient(ctx context.Context, n NewClient) (ClientInfo, s
 		secret = randomToken()
 		c.SecretHash = storage.Hash(secret)
 	}
-	if err := s.cfg.Store.PutClient(ctx, c); err != nil {
+	if err := s.cfg.Storage.Store.PutClient(ctx, c); err != nil {
 		return ClientInfo{}, "", err
 	}
 	s.audit.info(eventClientRegistered, zap.String("client_id", c.ID), zap.String("client_name", c.Name), zap.Strings("redirect_uris", c.RedirectURIs),
@@ -174,14 +174,14 @@ func (s *operator) RemoveClient(ctx context.Context, id string) error {
 	if _, static := s.staticClients[id]; static {
 		return ErrConfiguredClient
 	}
-	if _, err := s.cfg.Store.GetClient(ctx, id); err != nil {
+	if _, err := s.cfg.Storage.Store.GetClient(ctx, id); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return ErrUnknown
 		}
 		return err
 	}
 	now := time.Now()
-	revoked, err := s.cfg.Store.DeleteClient(ctx, id, now, s.tokensExpireBy(now))
+	revoked, err := s.cfg.Storage.Store.DeleteClient(ctx, id, now, s.tokensExpireBy(now))
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (s *operator) RemoveClient(ctx context.Context, id string) error {
 
 // tokensExpireBy is when every access token issued until now has expired.
 func (s *core) tokensExpireBy(now time.Time) time.Time {
-	return now.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
+	return now.Add(s.cfg.Tokens.AccessTokenLifetime + s.cfg.Tokens.ClockSkew)
 }
 
 // GrantInfo is a grant as an operator or its user sees it.
@@ -230,7 +230,7 @@ func ParseGrantID(id string) (storage.GrantFilter, error) {
 
 // ListGrants lists the grants the filter matches, naming their clients.
 func (s *operator) ListGrants(ctx context.Context, f storage.GrantFilter) ([]GrantInfo, error) {
-	grants, err := s.cfg.Store.Grants(ctx, f, time.Now())
+	grants, err := s.cfg.Storage.Store.Grants(ctx, f, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (s *operator) RevokeGrants(ctx context.Context, f storage.GrantFilter, by s
 		return 0, invalid("name a grant, a user or a client")
 	}
 	now := time.Now()
-	revoked, err := s.cfg.Store.RevokeGrants(ctx, f, now, s.tokensExpireBy(now))
+	revoked, err := s.cfg.Storage.Store.RevokeGrants(ctx, f, now, s.tokensExpireBy(now))
 	if err != nil {
 		return 0, err
 	}
@@ -284,10 +284,10 @@ type KeyInfo struct {
 func (s *operator) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 	ks := s.Keys()
 	current := ks.KeyID()
-	if !s.cfg.StoredKeys {
+	if !s.cfg.Signing.StoredKeys {
 		return []KeyInfo{{ID: current, Algorithm: ks.Algorithm(), Signing: true, Public: ks.publicJWK(current)}}, nil
 	}
-	keys, err := s.cfg.Store.SigningKeys(ctx)
+	keys, err := s.cfg.Storage.Store.SigningKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +339,7 @@ func (s *operator) Inspect(ctx context.Context, token string) Inspection {
 		in.Valid = true
 		return in
 	}
-	fam, t, err := s.cfg.Store.GetRefreshToken(ctx, token, time.Now())
+	fam, t, err := s.cfg.Storage.Store.GetRefreshToken(ctx, token, time.Now())
 	if err != nil {
 		return Inspection{Reason: "neither an access token of this server nor a live refresh token in its storage"}
 	}

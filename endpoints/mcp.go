@@ -69,7 +69,7 @@ func (s *guard) mcpScopes(call *mcpCall) []string {
 	}
 	var out []string
 	for _, req := range call.requests {
-		for _, rule := range s.cfg.MCPRules {
+		for _, rule := range s.cfg.Guard.MCPRules {
 			if rule.Method != "" && globMatch(rule.Method, req.method) ||
 				rule.Tool != "" && req.method == "tools/call" && globMatch(rule.Tool, req.name) {
 				out = append(out, rule.Scopes...)
@@ -81,11 +81,11 @@ func (s *guard) mcpScopes(call *mcpCall) []string {
 
 // refusedTool is the first tool of the call outside allow_tools, if any.
 func (s *guard) refusedTool(call *mcpCall) (mcpRequest, bool) {
-	if call == nil || len(s.cfg.AllowTools) == 0 {
+	if call == nil || len(s.cfg.Guard.AllowTools) == 0 {
 		return mcpRequest{}, false
 	}
 	for _, req := range call.requests {
-		if req.method == "tools/call" && !slices.ContainsFunc(s.cfg.AllowTools, func(p string) bool { return globMatch(p, req.name) }) {
+		if req.method == "tools/call" && !slices.ContainsFunc(s.cfg.Guard.AllowTools, func(p string) bool { return globMatch(p, req.name) }) {
 			return req, true
 		}
 	}
@@ -153,7 +153,7 @@ func (s *guard) mcpOutcome(res resource, call *mcpCall, claims *accessTokenClaim
 	var anonymous []string
 	for _, req := range call.requests {
 		method := "other"
-		if slices.Contains(mcpMethods, req.method) || slices.ContainsFunc(s.cfg.MCPRules, func(m MCPScopeRule) bool { return m.Method == req.method }) {
+		if slices.Contains(mcpMethods, req.method) || slices.ContainsFunc(s.cfg.Guard.MCPRules, func(m MCPScopeRule) bool { return m.Method == req.method }) {
 			method = req.method
 		}
 		tool := ""
@@ -219,12 +219,12 @@ func auditOutcome(decision string) string {
 // tool or allow_tools that matches it (its name when listed as is), else
 // "other", so that the label takes only values the operator wrote.
 func (s *guard) toolLabel(name string) string {
-	for _, rule := range s.cfg.MCPRules {
+	for _, rule := range s.cfg.Guard.MCPRules {
 		if rule.Tool != "" && globMatch(rule.Tool, name) {
 			return rule.Tool
 		}
 	}
-	for _, p := range s.cfg.AllowTools {
+	for _, p := range s.cfg.Guard.AllowTools {
 		if globMatch(p, name) {
 			return p
 		}
@@ -235,5 +235,5 @@ func (s *guard) toolLabel(name string) string {
 // mcpAware reports whether the guard reads bodies to learn MCP methods
 // and tools: only when the operator wrote rules about them.
 func (s *guard) mcpAware() bool {
-	return len(s.cfg.MCPRules) > 0 || len(s.cfg.AllowTools) > 0
+	return len(s.cfg.Guard.MCPRules) > 0 || len(s.cfg.Guard.AllowTools) > 0
 }

@@ -31,12 +31,12 @@ func mcpServer(t testing.TB, mutate ...func(*Config)) *Server {
 			{Name: "mcp:write", Description: "Create and delete notes", Implies: []string{"mcp:read"}},
 			{Name: "notes:admin", Implies: []string{"mcp:write"}},
 		}
-		c.MCPRules = []MCPScopeRule{
+		c.Guard.MCPRules = []MCPScopeRule{
 			{Tool: "delete_*", Scopes: []string{"mcp:write"}},
 			{Tool: "search", Scopes: []string{"mcp:read"}},
 			{Method: "resources/*", Scopes: []string{"mcp:read"}},
 		}
-		c.AllowTools = []string{"search", "fetch_*", "delete_note"}
+		c.Guard.AllowTools = []string{"search", "fetch_*", "delete_note"}
 	}}, mutate...)...)
 }
 
@@ -249,7 +249,7 @@ func (failingReader) Read([]byte) (int, error) { panic("the guard read the body"
 // TestGuardRateLimitPerUser: rate_limit_per_user counts per user across
 // clients; beyond it, 429 with Retry-After and a JSON-RPC error.
 func TestGuardRateLimitPerUser(t *testing.T) {
-	s := mcpServer(t, func(c *Config) { c.RateLimitPerUser, c.RateLimitPerUserWindow = 3, time.Minute })
+	s := mcpServer(t, func(c *Config) { c.Guard.RateLimitPerUser, c.Guard.RateLimitPerUserWindow = 3, time.Minute })
 	alice, bob := mcpToken(t, s, "alice", "mcp:read"), mcpToken(t, s, "bob", "mcp:read")
 	for i := range 3 {
 		w, r := mcpPost(t, alice, call(i, "search"))

@@ -59,9 +59,9 @@ func (s *Server) authorizationServerMetadata() ([]byte, error) {
 		IntrospectionEndpointAuthMethodsSupported:  authMethodNames(func(m *authMethod) bool { return m.kind.confidential() }),
 		ScopesSupported:                            s.cfg.Scopes,
 		AuthorizationResponseIssParameterSupported: true,
-		ClientIDMetadataDocumentSupported:          s.cfg.ClientIDMetadataDocuments,
+		ClientIDMetadataDocumentSupported:          s.cfg.Clients.ClientIDMetadataDocuments,
 	}
-	if s.cfg.DynamicRegistration {
+	if s.cfg.Clients.DynamicRegistration {
 		doc.RegistrationEndpoint = s.endpoint("/oauth/register")
 	}
 	return json.Marshal(doc)

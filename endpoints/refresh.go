@@ -60,14 +60,14 @@ func (s *tokenEndpoints) refreshGrant(w http.ResponseWriter, r *http.Request, cl
 		return scope, nil
 	}
 	next := randomToken()
-	fam, issued, err := s.cfg.Store.RotateRefreshToken(ctx, storage.Rotation{
+	fam, issued, err := s.cfg.Storage.Store.RotateRefreshToken(ctx, storage.Rotation{
 		Presented: presented,
 		ClientID:  client.ID,
 		NextToken: next,
-		Next:      storage.RefreshToken{IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
+		Next:      storage.RefreshToken{IssuedAt: now, ExpiresAt: now.Add(s.cfg.Tokens.RefreshTokenLifetime)},
 		Now:       now,
-		Grace:     s.cfg.RefreshReuseGrace,
-		Burst:     min(refreshBurst, s.cfg.RefreshReuseGrace),
+		Grace:     s.cfg.Tokens.RefreshReuseGrace,
+		Burst:     min(refreshBurst, s.cfg.Tokens.RefreshReuseGrace),
 		// Across nodes, one family's rotations are judged by the store's clock.
 		StoreClock: true,
 		Narrow:     narrow,

@@ -80,7 +80,7 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := clientIP(r)
-	if iat := s.cfg.InitialAccessToken; iat != "" {
+	if iat := s.cfg.Clients.InitialAccessToken; iat != "" {
 		token, _ := bearerToken(r.Header)
 		if !equalSecrets(token, iat) {
 			s.metrics.registrations.WithLabelValues("unauthorized").Inc()
@@ -102,7 +102,7 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 		try.settle(true) // every attempt counts, valid or not
 	}
 	md, merr := readClientMetadata(w, r)
-	if merr == nil && slices.Contains(md.GrantTypes, grantClientCredentials) && !s.cfg.RegisteredClientCredentials {
+	if merr == nil && slices.Contains(md.GrantTypes, grantClientCredentials) && !s.cfg.Clients.RegisteredClientCredentials {
 		// A client alone gets nothing: machine clients are the operator's.
 		merr = badMetadata("grant_type client_credentials is not available to clients that register themselves; an operator creates machine clients")
 	}
@@ -129,9 +129,9 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 		ClientURI:               md.ClientURI,
 		LogoURI:                 md.LogoURI,
 		CreatedAt:               now,
-		ExpiresAt:               now.Add(s.cfg.UnusedClientTTL),
+		ExpiresAt:               now.Add(s.cfg.Clients.UnusedClientTTL),
 		Origin:                  storage.OriginRegistered,
-		RegisteredWithToken:     s.cfg.InitialAccessToken != "",
+		RegisteredWithToken:     s.cfg.Clients.InitialAccessToken != "",
 	}
 	secret := ""
 	if authMethodNamed(md.TokenEndpointAuthMethod).kind == secretClient {
@@ -140,7 +140,7 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 	}
 	registrationToken := randomToken()
 	client.RegistrationTokenHash = storage.Hash(registrationToken)
-	if err := s.cfg.Store.PutClient(r.Context(), client); err != nil {
+	if err := s.cfg.Storage.Store.PutClient(r.Context(), client); err != nil {
 		s.unavailable(w, "register", err)
 		return
 	}
@@ -150,7 +150,7 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 	case secret != "":
 		zero := int64(0)
 		resp.ClientSecret, resp.ClientSecretExpiresAt = &secret, &zero
-	case s.cfg.AlwaysReturnClientSecret:
+	case s.cfg.Clients.AlwaysReturnClientSecret:
 		resp.ClientSecret = &secret
 	}
 	s.metrics.registrations.WithLabelValues("registered").Inc()
@@ -298,7 +298,7 @@ func (s *clients) registrationClient(w http.ResponseWriter, r *http.Request, cli
 		return
 	}
 	token, _ := bearerToken(r.Header)
-	client, err := s.cfg.Store.GetClient(r.Context(), clientID)
+	client, err := s.cfg.Storage.Store.GetClient(r.Context(), clientID)
 	if storageDown(err) {
 		s.unavailable(w, "register", err)
 		return
@@ -312,7 +312,7 @@ func (s *clients) registrationClient(w http.ResponseWriter, r *http.Request, cli
 	if r.Method == http.MethodDelete {
 		// Its refresh families and live access tokens go with it.
 		now := time.Now()
-		revoked, err := s.cfg.Store.DeleteClient(r.Context(), clientID, now, s.tokensExpireBy(now))
+		revoked, err := s.cfg.Storage.Store.DeleteClient(r.Context(), clientID, now, s.tokensExpireBy(now))
 		if err != nil {
 			s.unavailable(w, "register: deleting client", err)
 			return

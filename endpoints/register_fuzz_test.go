@@ -17,7 +17,7 @@ func FuzzRegistration(f *testing.F) {
 	f.Add(`{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://localhost:8787/callback"],"token_endpoint_auth_method":"none","application_type":"native"}`)
 	f.Add(`{"redirect_uris":["javascript:alert(1)"]}`)
 	f.Add(`{"redirect_uris":"x","grant_types":[1]}`)
-	s := newTestServer(f, func(c *Config) { c.DynamicRegistration = true; c.UnusedClientTTL = 3600e9 })
+	s := newTestServer(f, func(c *Config) { c.Clients.DynamicRegistration = true; c.Clients.UnusedClientTTL = 3600e9 })
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/register", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")

@@ -24,12 +24,12 @@ func TestRevocationWithinTheSecond(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
-			c.Store = db.ForIssuer("https://auth.test")
+			c.Storage.Store = db.ForIssuer("https://auth.test")
 		},
 	}
 	for name, backend := range backends {
 		t.Run(name, func(t *testing.T) {
-			s := newTestServer(t, backend, func(c *Config) { c.RefreshFamilyLifetime, c.RefreshTokenLifetime = time.Hour, time.Hour })
+			s := newTestServer(t, backend, func(c *Config) { c.Tokens.RefreshFamilyLifetime, c.Tokens.RefreshTokenLifetime = time.Hour, time.Hour })
 			ctx := context.Background()
 			g := grant{clientID: "pub1", subject: "alice", scope: "mcp:read", resource: "https://auth.test/mcp"}
 			for _, filter := range []storage.GrantFilter{{Subject: "alice"}, {ClientID: "pub1"}, {Subject: "alice", ClientID: "pub1", Resource: "https://auth.test/mcp"}} {
@@ -77,11 +77,11 @@ func storeFamily(t *testing.T, s *Server, sub, client string) {
 	now := time.Now()
 	f := s.newRefreshFamily(grant{clientID: client, subject: sub, scope: "mcp:read", resource: "https://auth.test/mcp"}, now)
 	code := randomToken()
-	if err := s.cfg.Store.SaveAuthorizationCode(context.Background(), code, &storage.AuthorizationCode{ClientID: client, Subject: sub, Resource: "https://auth.test/mcp",
+	if err := s.cfg.Storage.Store.SaveAuthorizationCode(context.Background(), code, &storage.AuthorizationCode{ClientID: client, Subject: sub, Resource: "https://auth.test/mcp",
 		RedirectURI: "https://client.test/cb", IssuedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.cfg.Store.RedeemAuthorizationCode(context.Background(), code, now, storage.Issuance{AccessTokenID: randomID(), AccessTokenExpiresAt: now.Add(time.Hour)}, f); err != nil {
+	if _, err := s.cfg.Storage.Store.RedeemAuthorizationCode(context.Background(), code, now, storage.Issuance{AccessTokenID: randomID(), AccessTokenExpiresAt: now.Add(time.Hour)}, f); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -75,7 +75,7 @@ func (s *tokenEndpoints) revoke(w http.ResponseWriter, r *http.Request) {
 // client; it reports whether the token was a refresh token at all, and
 // an error when the storage failed.
 func (s *tokenEndpoints) revokeRefreshToken(r *http.Request, client *storage.Client, token string) (bool, error) {
-	fam, _, err := s.cfg.Store.GetRefreshToken(r.Context(), token, time.Now())
+	fam, _, err := s.cfg.Storage.Store.GetRefreshToken(r.Context(), token, time.Now())
 	if storageDown(err) {
 		return false, err
 	}
@@ -86,7 +86,7 @@ func (s *tokenEndpoints) revokeRefreshToken(r *http.Request, client *storage.Cli
 		s.cfg.Logger.Debug("revoke: refresh token of another client; not revoked", zap.String("client_id", client.ID), zap.String("owner", fam.ClientID))
 		return true, nil
 	}
-	if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam.ID, time.Now()); err != nil {
+	if err := s.cfg.Storage.Store.RevokeRefreshFamily(r.Context(), fam.ID, time.Now()); err != nil {
 		return true, fmt.Errorf("revoking refresh family %s: %w", fam.ID, err)
 	}
 	s.familyRevoked(fam, revokedByEndpoint)
@@ -107,7 +107,7 @@ func (s *tokenEndpoints) revokeAccessToken(r *http.Request, client *storage.Clie
 	case !c.Expiry.Time().After(time.Now()):
 		// Expired: nothing left to deny.
 	default:
-		if err := s.cfg.Store.RevokeAccessToken(r.Context(), c.ID, c.Expiry.Time().Add(s.cfg.ClockSkew)); err != nil {
+		if err := s.cfg.Storage.Store.RevokeAccessToken(r.Context(), c.ID, c.Expiry.Time().Add(s.cfg.Tokens.ClockSkew)); err != nil {
 			return true, fmt.Errorf("revoking access token %s: %w", c.ID, err)
 		}
 		s.audit.info(eventAccessTokenRevoked, zap.String("client_id", client.ID), zap.String("jti", c.ID), zap.String("sub", c.Subject))

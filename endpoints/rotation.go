@@ -16,7 +16,7 @@ import (
 // prepublish time, so every signer learns a new key before it signs.
 func (s *issuer) keyRefresh() time.Duration {
 	d := 30 * time.Second
-	if p := s.cfg.KeyPrepublish / 2; p > 0 && p < d {
+	if p := s.cfg.Signing.KeyPrepublish / 2; p > 0 && p < d {
 		d = p
 	}
 	return max(d, 100*time.Millisecond)
@@ -34,17 +34,17 @@ func (s *issuer) maintainKeys() {
 	defer t.Stop()
 	var watch <-chan time.Time
 	var seen uint64
-	if s.cfg.KeyChanges != nil {
+	if s.cfg.Signing.KeyChanges != nil {
 		w := time.NewTicker(keyWatch)
 		defer w.Stop()
-		watch, seen = w.C, s.cfg.KeyChanges()
+		watch, seen = w.C, s.cfg.Signing.KeyChanges()
 	}
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-watch:
-			if n := s.cfg.KeyChanges(); n != seen {
+			if n := s.cfg.Signing.KeyChanges(); n != seen {
 				if err := s.reloadKeys(context.Background()); err != nil {
 					s.cfg.Logger.Error("reading the signing keys", zap.Error(err))
 					continue // tried again at the next look
@@ -57,7 +57,7 @@ func (s *issuer) maintainKeys() {
 				continue
 			}
 			ks := s.Keys()
-			if s.cfg.KeyRotation > 0 && !ks.Pending(now) && now.Sub(ks.ActiveSince()) >= s.cfg.KeyRotation {
+			if s.cfg.Signing.KeyRotation > 0 && !ks.Pending(now) && now.Sub(ks.ActiveSince()) >= s.cfg.Signing.KeyRotation {
 				if _, err := s.RotateKey(context.Background(), "schedule", false); err != nil && !errors.Is(err, storage.ErrConflict) {
 					s.cfg.Logger.Error("rotating the signing key", zap.Error(err))
 				}
@@ -74,7 +74,7 @@ const unknownKIDReload = time.Second
 // reloadForUnknownKID re-reads the stored keys, at most once per
 // unknownKIDReload, and reports whether it did.
 func (s *issuer) reloadForUnknownKID(ctx context.Context) bool {
-	if !s.cfg.StoredKeys {
+	if !s.cfg.Signing.StoredKeys {
 		return false
 	}
 	now := time.Now().UnixNano()
@@ -93,7 +93,7 @@ func (s *issuer) reloadForUnknownKID(ctx context.Context) bool {
 // verifying (retired, or swept) the verified-token cache is emptied, so
 // that what it signed is refused at once.
 func (s *issuer) reloadKeys(ctx context.Context) error {
-	keys, err := s.cfg.Store.SigningKeys(ctx)
+	keys, err := s.cfg.Storage.Store.SigningKeys(ctx)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ var ErrKeysNotRotatable = errors.New("the signing key is configured (signing_key
 // the last token it signed has expired. A rotation that took effect first
 // (another node's) is storage.ErrConflict.
 func (s *issuer) RotateKey(ctx context.Context, by string, atOnce bool) (*storage.SigningKey, error) {
-	if !s.cfg.StoredKeys {
+	if !s.cfg.Signing.StoredKeys {
 		return nil, ErrKeysNotRotatable
 	}
 	now := time.Now()
@@ -133,7 +133,7 @@ func (s *issuer) RotateKey(ctx context.Context, by string, atOnce bool) (*storag
 	if err != nil {
 		return nil, fmt.Errorf("generating a signing key: %v", err)
 	}
-	next.ActivatesAt = now.Add(s.cfg.KeyPrepublish)
+	next.ActivatesAt = now.Add(s.cfg.Signing.KeyPrepublish)
 	if atOnce {
 		next.ActivatesAt = time.Time{}
 	}
@@ -141,8 +141,8 @@ func (s *issuer) RotateKey(ctx context.Context, by string, atOnce bool) (*storag
 	if atOnce {
 		takeover = now
 	}
-	verifyOldUntil := takeover.Add(s.cfg.AccessTokenLifetime + s.cfg.ClockSkew)
-	if err := s.cfg.Store.RotateSigningKey(ctx, current, next, verifyOldUntil); err != nil {
+	verifyOldUntil := takeover.Add(s.cfg.Tokens.AccessTokenLifetime + s.cfg.Tokens.ClockSkew)
+	if err := s.cfg.Storage.Store.RotateSigningKey(ctx, current, next, verifyOldUntil); err != nil {
 		s.reloadKeys(ctx) // a conflict: learn the rotation that won
 		return nil, err
 	}
@@ -158,10 +158,10 @@ func (s *issuer) RotateKey(ctx context.Context, by string, atOnce bool) (*storag
 // with atOnce first, then retire the old key). A pending key is dropped.
 // storage.ErrKeySigns for the key that signs now.
 func (s *issuer) RetireKey(ctx context.Context, kid, by string) error {
-	if !s.cfg.StoredKeys {
+	if !s.cfg.Signing.StoredKeys {
 		return ErrKeysNotRotatable
 	}
-	if err := s.cfg.Store.RetireSigningKey(ctx, kid, time.Now()); err != nil {
+	if err := s.cfg.Storage.Store.RetireSigningKey(ctx, kid, time.Now()); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return ErrUnknown
 		}

@@ -11,120 +11,16 @@
 package endpoints
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
-	"github.com/caddy-oauth2/caddy-oauth2-server/upstream"
 )
-
-// Config is everything the endpoints need, resolved and validated.
-type Config struct {
-	Issuer                string
-	Resources             []string // canonical; the first is the default
-	ResourceName          string
-	Scopes                []string
-	EnforceScopes         bool
-	AccessTokenLifetime   time.Duration
-	RefreshTokenLifetime  time.Duration
-	RefreshFamilyLifetime time.Duration
-	// RefreshReuseGrace is how long a rotated refresh token may be
-	// presented again (retries, parallel refreshes); 0 is strict.
-	RefreshReuseGrace         time.Duration
-	AuthorizationCodeLifetime time.Duration
-	ClockSkew                 time.Duration
-	SessionLifetime           time.Duration
-	DynamicRegistration       bool
-	// InitialAccessToken, when set, is required to register.
-	InitialAccessToken string
-	// RegisteredClientCredentials lets clients that registered with the
-	// initial access token ask for client_credentials.
-	RegisteredClientCredentials bool
-	// AlwaysReturnClientSecret adds "client_secret": "" for public clients.
-	AlwaysReturnClientSecret bool
-	// IPv6LimitPrefix is how many leading bits of an IPv6 client address
-	// per-address limits count as one address.
-	IPv6LimitPrefix int
-	// RegistrationRateLimit is registrations per client IP per
-	// RegistrationRateWindow; 0 switches the limit off.
-	RegistrationRateLimit  int
-	RegistrationRateWindow time.Duration
-	// UnusedClientTTL removes registered clients never used for a token.
-	UnusedClientTTL           time.Duration
-	ClientIDMetadataDocuments bool
-	// Clients are the statically configured clients (secrets hashed).
-	Clients []storage.Client
-	// Users maps built-in user names to password hashes.
-	Users map[string]string
-	// Providers are the upstream identity providers users may sign in
-	// with, in the order of their buttons.
-	Providers  []upstream.Provider
-	UserFrom   string
-	SignInPath string
-	// RootAliases also serves /authorize, /token and /register at the root.
-	RootAliases bool
-	// TemplatesDir may hold login.html, consent.html and error.html.
-	TemplatesDir string
-	// Public paths pass without a token.
-	Public caddyhttp.MatchPath
-	// RequireScope gates paths on scopes.
-	RequireScope []ScopeRule
-	// ScopeDefinitions describe catalogue scopes and their hierarchy.
-	ScopeDefinitions []ScopeDefinition
-	// MCPRules gate MCP methods and tools on scopes; AllowTools, when
-	// set, is every tool that may be called.
-	MCPRules   []MCPScopeRule
-	AllowTools []string
-	// PassUpstreamToken names the logins whose tokens are kept for the
-	// grants and handed to the upstream; Sealer (storage_key) seals them.
-	PassUpstreamToken map[string]bool
-	Sealer            *storage.Sealer
-	// RateLimitPerUser is guarded requests per (sub, client) per
-	// RateLimitPerUserWindow; 0 is no limit.
-	RateLimitPerUser       int
-	RateLimitPerUserWindow time.Duration
-	// PassToken keeps the Authorization header for the upstream.
-	PassToken bool
-	// GuardCORS answers preflight on protected paths and lets any origin
-	// read the guard's answers.
-	GuardCORS bool
-	Store     storage.Store
-	// Synced, when set, reports whether this node knows every committed
-	// revocation; while it does not, protected requests get 503.
-	Synced func() bool
-	// Ping, when set, checks that the storage answers (HealthPath).
-	Ping func(ctx context.Context) error
-	// KeyChanges, when set, moves when another node stores a signing key:
-	// the keys are re-read at once.
-	KeyChanges func() uint64
-	// Events, when set, makes the sign-in throttle and the registration
-	// limit hold across every node sharing the storage.
-	Events storage.EventCounter
-	// HealthPath, when set, answers 200 or 503 for load balancers.
-	HealthPath string
-	Keys       *KeySet
-	// StoredKeys says the keys are the storage's generated ones: they are
-	// re-read from it (other sites and nodes may rotate them), and may be
-	// rotated.
-	StoredKeys bool
-	// KeyRotation, when positive, rotates a stored key that has signed
-	// this long; KeyPrepublish is how long a new key is published before
-	// it signs.
-	KeyRotation   time.Duration
-	KeyPrepublish time.Duration
-	Logger        *zap.Logger
-	// Audit receives the audit events (see audit.go); default: Logger's
-	// "audit" child.
-	Audit *zap.Logger
-}
 
 // Server answers the protocol routes. It is composed of parts, each
 // holding what it needs (see docs/architecture.md); what they all share is
@@ -186,13 +82,13 @@ func New(cfg Config) (*Server, error) {
 	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
 		return nil, err
 	}
-	if s.pages, err = loadPages(s.core, cfg.TemplatesDir); err != nil {
+	if s.pages, err = loadPages(s.core, cfg.SignIn.TemplatesDir); err != nil {
 		return nil, err
 	}
-	s.issuer = newIssuer(s.core, cfg.Keys)
+	s.issuer = newIssuer(s.core, cfg.Signing.Keys)
 	s.clients = newClients(s.core, &cfg)
 	s.tokenEndpoints = &tokenEndpoints{core: s.core, issuer: s.issuer, clients: s.clients}
-	s.custody = newCustody(s.core, cfg.Providers)
+	s.custody = newCustody(s.core, cfg.SignIn.Providers)
 	s.guard = newGuard(s.core, s.issuer, s.custody)
 	s.operator = &operator{core: s.core, issuer: s.issuer, clients: s.clients}
 	s.signIn = newSignIn(s.core, s.pages, s.custody, s.operator)
@@ -234,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 		s.routes[cfg.HealthPath] = s.health
 	}
 	go s.audit.watch(s.stop)
-	if cfg.StoredKeys {
+	if cfg.Signing.StoredKeys {
 		go s.maintainKeys()
 	}
 	return s, nil
@@ -272,7 +168,7 @@ func (c *core) at(m routeTable, path string, h http.HandlerFunc, root bool) {
 }
 
 // Store is the server's storage.
-func (s *Server) Store() storage.Store { return s.cfg.Store }
+func (s *Server) Store() storage.Store { return s.cfg.Storage.Store }
 
 // urlPath returns u's path without a trailing slash.
 func urlPath(raw string) (string, error) {

@@ -26,22 +26,20 @@ func newTestServer(t testing.TB, mutate ...func(*Config)) *Server {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Issuer:                    "https://auth.test",
-		Resources:                 []string{"https://auth.test/mcp", "https://auth.test"},
-		Scopes:                    []string{"mcp:read", "mcp:write"},
-		EnforceScopes:             true,
-		AccessTokenLifetime:       time.Hour,
-		AuthorizationCodeLifetime: 10 * time.Minute,
-		SessionLifetime:           12 * time.Hour,
-		Clients: []storage.Client{
+		Issuer:        "https://auth.test",
+		Resources:     []string{"https://auth.test/mcp", "https://auth.test"},
+		Scopes:        []string{"mcp:read", "mcp:write"},
+		EnforceScopes: true,
+		Tokens:        TokenConfig{AccessTokenLifetime: time.Hour, AuthorizationCodeLifetime: 10 * time.Minute},
+		Clients: ClientConfig{Static: []storage.Client{
 			{ID: "pub1", RedirectURIs: []string{"https://client.test/cb"}},
 			{ID: "nat", RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/cb", "http://localhost/cb", "cursor://anysphere.cursor-mcp/oauth/callback"}},
 			{ID: "multi", RedirectURIs: []string{"https://m.test/a", "https://m.test/b?x=1"}, Scope: "mcp:read"},
-		},
-		Users:       map[string]string{},
+		}},
+		SignIn:      SignInConfig{Users: map[string]string{}, SessionLifetime: 12 * time.Hour},
 		RootAliases: true,
-		Store:       store.ForIssuer("https://auth.test"),
-		Keys:        keys,
+		Storage:     StorageConfig{Store: store.ForIssuer("https://auth.test")},
+		Signing:     SigningConfig{Keys: keys},
 	}
 	for _, m := range mutate {
 		m(&cfg)
@@ -121,7 +119,7 @@ func TestPKCE(t *testing.T) {
 // the __Host- prefix and Secure.
 func TestSessionCookieOnHTTPS(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"}
+		c.SignIn.Users = map[string]string{"alice": "$2a$04$abcdefghijklmnopqrstuu5YMbOVF2AMMB7NYVkQVbRQ8jIe3R1ZW"}
 	})
 	r := httptest.NewRequest(http.MethodGet, "https://auth.test/oauth/login", nil)
 	w := httptest.NewRecorder()
@@ -143,7 +141,7 @@ func TestSessionCookieOnHTTPS(t *testing.T) {
 func TestCustomTemplates(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "login.html"), []byte(`{{template "head" .}}<p>ACME sign-in</p><input name="csrf_token" value="{{.CSRF}}">{{template "foot" .}}`), 0o644)
-	s := newTestServer(t, func(c *Config) { c.TemplatesDir = dir; c.Users = map[string]string{"a": "x"} })
+	s := newTestServer(t, func(c *Config) { c.SignIn.TemplatesDir = dir; c.SignIn.Users = map[string]string{"a": "x"} })
 	w := httptest.NewRecorder()
 	s.login(w, httptest.NewRequest(http.MethodGet, "http://localhost/oauth/login", nil))
 	if !strings.Contains(w.Body.String(), "ACME sign-in") || !strings.Contains(w.Body.String(), "<title>Sign in</title>") {

@@ -47,7 +47,7 @@ func (s *tokenEndpoints) exchangeCode(w http.ResponseWriter, r *http.Request, cl
 		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "code is missing")
 		return
 	}
-	ac, err := s.cfg.Store.GetAuthorizationCode(ctx, code, now)
+	ac, err := s.cfg.Storage.Store.GetAuthorizationCode(ctx, code, now)
 	if storageDown(err) {
 		s.tokenUnavailable(w, err)
 		return
@@ -93,8 +93,8 @@ func (s *tokenEndpoints) exchangeCode(w http.ResponseWriter, r *http.Request, cl
 		g.familyID = refresh.Family.ID
 	}
 	jti := storage.NewAccessTokenID(now)
-	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenLifetime)}
-	redeemed, err := s.cfg.Store.RedeemAuthorizationCode(ctx, code, now, issued, refresh)
+	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.Tokens.AccessTokenLifetime)}
+	redeemed, err := s.cfg.Storage.Store.RedeemAuthorizationCode(ctx, code, now, issued, refresh)
 	switch {
 	case errors.Is(err, storage.ErrAlreadyUsed):
 		s.revokeIssuance(r, client, redeemed)
@@ -121,7 +121,7 @@ func (s *tokenEndpoints) markUsed(r *http.Request, client *storage.Client, now t
 	if client.ExpiresAt.IsZero() {
 		return
 	}
-	if err := s.cfg.Store.MarkClientUsed(r.Context(), client.ID, now); err != nil {
+	if err := s.cfg.Storage.Store.MarkClientUsed(r.Context(), client.ID, now); err != nil {
 		s.cfg.Logger.Error("token: marking the client used", zap.String("client_id", client.ID), zap.Error(err))
 	}
 }
@@ -144,7 +144,7 @@ func (s *tokenEndpoints) respondWithTokens(w http.ResponseWriter, grantType, jti
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken:  at.token,
 		TokenType:    "Bearer",
-		ExpiresIn:    int64(s.cfg.AccessTokenLifetime / time.Second),
+		ExpiresIn:    int64(s.cfg.Tokens.AccessTokenLifetime / time.Second),
 		Scope:        g.scope,
 		RefreshToken: refreshToken,
 	})
@@ -155,10 +155,10 @@ func (s *tokenEndpoints) newRefreshFamily(g grant, now time.Time) *storage.NewRe
 	return &storage.NewRefreshFamily{
 		Family: storage.RefreshFamily{
 			ID: storage.NewRefreshFamilyID(now), ClientID: g.clientID, Subject: g.subject, Profile: g.profile, Scope: g.scope, Resource: g.resource,
-			AuthTime: g.authTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshFamilyLifetime),
+			AuthTime: g.authTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.Tokens.RefreshFamilyLifetime),
 		},
 		Token: randomToken(),
-		First: storage.RefreshToken{Scope: g.scope, Resource: g.resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenLifetime)},
+		First: storage.RefreshToken{Scope: g.scope, Resource: g.resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.Tokens.RefreshTokenLifetime)},
 	}
 }
 
@@ -178,12 +178,12 @@ func (s *tokenEndpoints) revokeIssuance(r *http.Request, client *storage.Client,
 	}
 	now := time.Now()
 	if id := ac.Issued.AccessTokenID; id != "" {
-		if err := s.cfg.Store.RevokeAccessToken(r.Context(), id, ac.Issued.AccessTokenExpiresAt); err != nil {
+		if err := s.cfg.Storage.Store.RevokeAccessToken(r.Context(), id, ac.Issued.AccessTokenExpiresAt); err != nil {
 			s.cfg.Logger.Error("revoking access token of a replayed code", zap.Error(err))
 		}
 	}
 	if fam := ac.Issued.RefreshFamilyID; fam != "" {
-		if err := s.cfg.Store.RevokeRefreshFamily(r.Context(), fam, now); err != nil {
+		if err := s.cfg.Storage.Store.RevokeRefreshFamily(r.Context(), fam, now); err != nil {
 			s.cfg.Logger.Error("revoking refresh family of a replayed code", zap.Error(err))
 		}
 		s.familyRevoked(&storage.RefreshFamily{ID: fam, ClientID: client.ID, Subject: ac.Subject}, revokedByCodeReplay)

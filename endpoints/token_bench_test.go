@@ -30,17 +30,17 @@ import (
 func benchServer(b testing.TB, store ...storage.Store) *Server {
 	return newTestServer(b, func(c *Config) {
 		if len(store) == 1 {
-			c.Store = store[0]
+			c.Storage.Store = store[0]
 		}
-		c.RefreshTokenLifetime = 24 * time.Hour
-		c.RefreshFamilyLifetime = 90 * 24 * time.Hour
-		c.RefreshReuseGrace = 30 * time.Second
-		c.Clients[0].GrantTypes = []string{"authorization_code", "refresh_token"}
+		c.Tokens.RefreshTokenLifetime = 24 * time.Hour
+		c.Tokens.RefreshFamilyLifetime = 90 * 24 * time.Hour
+		c.Tokens.RefreshReuseGrace = 30 * time.Second
+		c.Clients.Static[0].GrantTypes = []string{"authorization_code", "refresh_token"}
 		key, err := GenerateSigningKey(time.Now())
 		if err != nil {
 			b.Fatal(err)
 		}
-		if c.Keys, err = NewKeySet([]storage.SigningKey{*key}, time.Now()); err != nil {
+		if c.Signing.Keys, err = NewKeySet([]storage.SigningKey{*key}, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	})
@@ -60,7 +60,7 @@ const benchChallenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 func saveCode(b testing.TB, s *Server) string {
 	code := randomToken()
 	now := time.Now()
-	err := s.cfg.Store.SaveAuthorizationCode(context.Background(), code, &storage.AuthorizationCode{
+	err := s.cfg.Storage.Store.SaveAuthorizationCode(context.Background(), code, &storage.AuthorizationCode{
 		ClientID: "pub1", RedirectURI: "https://client.test/cb", CodeChallenge: benchChallenge, Scope: "mcp:read",
 		Resource: "https://auth.test/mcp", Subject: "alice", AuthTime: now, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
 	})

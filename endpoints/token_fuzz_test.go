@@ -20,7 +20,7 @@ func FuzzTokenRequest(f *testing.F) {
 	f.Add("grant_type=refresh_token&refresh_token=zzz&client_id=pub1&scope=mcp%3Aread", "application/x-www-form-urlencoded; charset=utf-8", "")
 	f.Add(`{"grant_type":"password"}`, "application/json", "Bearer x")
 	s := newTestServer(f, func(c *Config) {
-		c.Clients = append(c.Clients, storage.Client{ID: "svc", SecretHash: storage.Hash("svc-secret"), GrantTypes: []string{"client_credentials"}})
+		c.Clients.Static = append(c.Clients.Static, storage.Client{ID: "svc", SecretHash: storage.Hash("svc-secret"), GrantTypes: []string{"client_credentials"}})
 	})
 	f.Fuzz(func(t *testing.T, body, contentType, authorization string) {
 		r := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/token", strings.NewReader(body))

@@ -62,7 +62,7 @@ func (s *pages) pageUnavailable(w http.ResponseWriter, op string, err error) {
 // synced reports whether this node knows every committed revocation (a
 // single-process storage always does).
 func (s *core) synced() bool {
-	return s.cfg.Synced == nil || s.cfg.Synced()
+	return s.cfg.Storage.Synced == nil || s.cfg.Storage.Synced()
 }
 
 // health answers health_path: 200 while the storage answers and this
@@ -74,10 +74,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := "ok"
-	if s.cfg.Ping != nil {
+	if s.cfg.Storage.Ping != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 		defer cancel()
-		if err := s.cfg.Ping(ctx); err != nil {
+		if err := s.cfg.Storage.Ping(ctx); err != nil {
 			s.cfg.Logger.Warn("health: storage unreachable", zap.Error(err))
 			status = "storage_unreachable"
 		}

@@ -27,12 +27,12 @@ func TestStorageDownAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newTestServer(t, func(c *Config) {
-		c.Store = file.ForIssuer(c.Issuer)
-		c.DynamicRegistration = true
-		c.Clients = append(c.Clients, storage.Client{ID: "rt", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}})
+		c.Storage.Store = file.ForIssuer(c.Issuer)
+		c.Clients.DynamicRegistration = true
+		c.Clients.Static = append(c.Clients.Static, storage.Client{ID: "rt", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}})
 	})
 	ctx := context.Background()
-	if err := s.cfg.Store.PutClient(ctx, &storage.Client{ID: "dyn", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}}); err != nil {
+	if err := s.cfg.Storage.Store.PutClient(ctx, &storage.Client{ID: "dyn", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}}); err != nil {
 		t.Fatal(err)
 	}
 	cached, err := s.mintAccessToken(randomID(), grant{clientID: "pub1", subject: "alice", resource: "https://auth.test/mcp"}, time.Now())
@@ -93,7 +93,7 @@ func TestStorageDownAnswers503(t *testing.T) {
 func TestGuardRefusesWhileNotSynced(t *testing.T) {
 	var synced atomic.Bool
 	synced.Store(true)
-	s := newTestServer(t, func(c *Config) { c.Synced = synced.Load })
+	s := newTestServer(t, func(c *Config) { c.Storage.Synced = synced.Load })
 	at, _ := s.mintAccessToken(randomID(), grant{clientID: "pub1", subject: "alice", resource: "https://auth.test/mcp"}, time.Now())
 	for _, step := range []struct {
 		synced bool
@@ -114,8 +114,8 @@ func TestHealthPath(t *testing.T) {
 	var synced atomic.Bool
 	s := newTestServer(t, func(c *Config) {
 		c.HealthPath = "/healthz"
-		c.Synced = synced.Load
-		c.Ping = func(context.Context) error {
+		c.Storage.Synced = synced.Load
+		c.Storage.Ping = func(context.Context) error {
 			if p := pingErr.Load(); p != nil {
 				return *p
 			}

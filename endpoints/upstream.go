@@ -52,7 +52,7 @@ func (s *signIn) startUpstream(w http.ResponseWriter, r *http.Request, p upstrea
 		return
 	}
 	now := time.Now()
-	err = s.cfg.Store.SaveUpstreamSignIn(r.Context(), state, &storage.UpstreamSignIn{
+	err = s.cfg.Storage.Store.SaveUpstreamSignIn(r.Context(), state, &storage.UpstreamSignIn{
 		Provider:    p.Name(),
 		BrowserHash: storage.Hash(secret),
 		ReturnTo:    s.safeReturnTo(r.URL.Query().Get("return_to")),
@@ -133,7 +133,7 @@ func (s *signIn) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 	}
 	// The browser check is part of the one step that takes the sign-in:
 	// a state presented by another browser leaves it for its user.
-	signIn, err := s.cfg.Store.TakeUpstreamSignIn(r.Context(), params.state, browser, time.Now())
+	signIn, err := s.cfg.Storage.Store.TakeUpstreamSignIn(r.Context(), params.state, browser, time.Now())
 	switch {
 	case storageDown(err):
 		s.pageUnavailable(w, "login callback", err)
@@ -189,18 +189,18 @@ func (s *signIn) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 	}
 	sid, now := randomToken(), time.Now()
 	profile := storage.Profile{Provider: p.Name(), Email: id.Email, Name: id.Name, PreferredUsername: id.PreferredUsername}
-	err = s.cfg.Store.CreateSession(r.Context(), sid, &storage.Session{Subject: id.Subject, Profile: profile, AuthTime: now, ExpiresAt: now.Add(s.cfg.SessionLifetime)})
+	err = s.cfg.Storage.Store.CreateSession(r.Context(), sid, &storage.Session{Subject: id.Subject, Profile: profile, AuthTime: now, ExpiresAt: now.Add(s.cfg.SignIn.SessionLifetime)})
 	if err != nil {
 		s.pageUnavailable(w, "login: storing session", err)
 		return
 	}
 	if s.passesUpstream(p.Name()) && id.Token != nil {
-		if err := s.keepSignInTokens(r.Context(), sid, id.Subject, p.Name(), id.Token, now.Add(s.cfg.SessionLifetime)); err != nil {
+		if err := s.keepSignInTokens(r.Context(), sid, id.Subject, p.Name(), id.Token, now.Add(s.cfg.SignIn.SessionLifetime)); err != nil {
 			s.pageUnavailable(w, "login: storing the identity provider's tokens", err)
 			return
 		}
 	}
-	s.setCookie(w, r, sessionCookie, sid, s.cfg.SessionLifetime)
+	s.setCookie(w, r, sessionCookie, sid, s.cfg.SignIn.SessionLifetime)
 	s.metrics.signIns.WithLabelValues(p.Kind(), "success").Inc()
 	s.audit.info(eventSignIn, zap.String("method", p.Kind()), zap.String("provider", p.Name()), zap.String("sub", id.Subject))
 	if signIn.ReturnTo == "" {

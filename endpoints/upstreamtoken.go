@@ -74,7 +74,7 @@ const upstreamPendingResource = "session:"
 
 // passesUpstream reports whether a login keeps its tokens for the grants.
 func (s *custody) passesUpstream(provider string) bool {
-	return provider != "" && s.cfg.PassUpstreamToken[provider]
+	return provider != "" && s.cfg.SignIn.PassUpstreamToken[provider]
 }
 
 // sessionRef names a sign-in session's pending upstream tokens: the hash
@@ -117,11 +117,11 @@ func (s *custody) sealUpstream(subject, provider string, sec *upstreamSecret) ([
 	if err != nil {
 		return nil, err
 	}
-	return s.cfg.Sealer.Seal(plain, s.sealData(subject, provider)), nil
+	return s.cfg.SignIn.Sealer.Seal(plain, s.sealData(subject, provider)), nil
 }
 
 func (s *custody) openUpstream(t *storage.UpstreamToken) (*upstreamSecret, error) {
-	plain, err := s.cfg.Sealer.Open(t.Sealed, s.sealData(t.Subject, t.Provider))
+	plain, err := s.cfg.SignIn.Sealer.Open(t.Sealed, s.sealData(t.Subject, t.Provider))
 	if err != nil {
 		return nil, errUpstreamUnsealable
 	}
@@ -139,7 +139,7 @@ func (s *custody) keepSignInTokens(ctx context.Context, sid, subject, provider s
 	if err != nil {
 		return err
 	}
-	return s.cfg.Store.PutUpstreamToken(ctx, &storage.UpstreamToken{Subject: subject, Resource: pendingRef(sid), Provider: provider,
+	return s.cfg.Storage.Store.PutUpstreamToken(ctx, &storage.UpstreamToken{Subject: subject, Resource: pendingRef(sid), Provider: provider,
 		Sealed: sealed, ExpiresAt: expires})
 }
 
@@ -153,11 +153,11 @@ func (s *custody) needsUpstreamSignIn(r *http.Request, user identity, clientID, 
 	}
 	now := time.Now()
 	if ref := sessionRef(r); ref != "" {
-		if _, err := s.cfg.Store.GetUpstreamToken(r.Context(), user.subject, "", ref, now); err == nil {
+		if _, err := s.cfg.Storage.Store.GetUpstreamToken(r.Context(), user.subject, "", ref, now); err == nil {
 			return false
 		}
 	}
-	_, err := s.cfg.Store.GetUpstreamToken(r.Context(), user.subject, clientID, resource, now)
+	_, err := s.cfg.Storage.Store.GetUpstreamToken(r.Context(), user.subject, clientID, resource, now)
 	return err != nil
 }
 
@@ -169,7 +169,7 @@ func (s *custody) attachUpstream(r *http.Request, user identity, clientID, resou
 	if !s.passesUpstream(user.profile.Provider) || ref == "" {
 		return nil
 	}
-	t, err := s.cfg.Store.TakeUpstreamToken(r.Context(), user.subject, "", ref, time.Now())
+	t, err := s.cfg.Storage.Store.TakeUpstreamToken(r.Context(), user.subject, "", ref, time.Now())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
@@ -177,8 +177,8 @@ func (s *custody) attachUpstream(r *http.Request, user identity, clientID, resou
 		return err
 	}
 	t.ClientID, t.Resource = clientID, resource
-	t.ExpiresAt = time.Now().Add(s.cfg.RefreshFamilyLifetime)
-	return s.cfg.Store.PutUpstreamToken(r.Context(), t)
+	t.ExpiresAt = time.Now().Add(s.cfg.Tokens.RefreshFamilyLifetime)
+	return s.cfg.Storage.Store.PutUpstreamToken(r.Context(), t)
 }
 
 // upstreamTokens is the guard's memory of upstream access tokens, by
@@ -237,7 +237,7 @@ func (s *custody) upstreamAccessToken(ctx context.Context, c *accessTokenClaims)
 	if fresh(e.secret, now) {
 		return e.secret.AccessToken, nil
 	}
-	stored, err := s.cfg.Store.GetUpstreamToken(ctx, c.Subject, c.ClientID, aud, now)
+	stored, err := s.cfg.Storage.Store.GetUpstreamToken(ctx, c.Subject, c.ClientID, aud, now)
 	if errors.Is(err, storage.ErrNotFound) {
 		s.upstream.drop(key)
 		return "", errNoUpstreamToken
@@ -265,7 +265,7 @@ func (s *custody) upstreamAccessToken(ctx context.Context, c *accessTokenClaims)
 	case errors.Is(err, upstream.ErrRefreshRefused):
 		// Another node may have refreshed first with a rotating refresh
 		// token: then the stored one is newer, and good.
-		if again, err := s.cfg.Store.GetUpstreamToken(ctx, c.Subject, c.ClientID, aud, time.Now()); err == nil {
+		if again, err := s.cfg.Storage.Store.GetUpstreamToken(ctx, c.Subject, c.ClientID, aud, time.Now()); err == nil {
 			if newer, err := s.openUpstream(again); err == nil && newer.RefreshToken != sec.RefreshToken && fresh(newer, time.Now()) {
 				e.secret = newer
 				return newer.AccessToken, nil
@@ -279,7 +279,7 @@ func (s *custody) upstreamAccessToken(ctx context.Context, c *accessTokenClaims)
 	refreshed := newSecret(tok, time.Now())
 	refreshed.RefreshToken = cmp.Or(refreshed.RefreshToken, sec.RefreshToken)
 	if stored.Sealed, err = s.sealUpstream(c.Subject, stored.Provider, refreshed); err == nil {
-		err = s.cfg.Store.PutUpstreamToken(ctx, stored)
+		err = s.cfg.Storage.Store.PutUpstreamToken(ctx, stored)
 	}
 	if err != nil {
 		s.cfg.Logger.Warn("guard: storing the refreshed upstream token", zap.String("provider", stored.Provider), zap.Error(err))
@@ -293,7 +293,7 @@ func (s *custody) upstreamAccessToken(ctx context.Context, c *accessTokenClaims)
 // honours.
 func (s *custody) endUpstream(ctx context.Context, key string, t *storage.UpstreamToken, reason string) error {
 	s.upstream.drop(key)
-	if err := s.cfg.Store.DeleteUpstreamToken(ctx, t.Subject, t.ClientID, t.Resource); err != nil {
+	if err := s.cfg.Storage.Store.DeleteUpstreamToken(ctx, t.Subject, t.ClientID, t.Resource); err != nil {
 		s.cfg.Logger.Warn("guard: deleting upstream tokens", zap.Error(err))
 	}
 	s.audit.info(eventUpstreamEnded, zap.String("provider", t.Provider), zap.String("sub", t.Subject), zap.String("client_id", t.ClientID), zap.String("reason", reason))

@@ -20,10 +20,10 @@ func TestLogoutDropsPendingUpstreamTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newTestServer(t, func(c *Config) { c.PassUpstreamToken, c.Sealer = map[string]bool{"corp": true}, sealer })
+	s := newTestServer(t, func(c *Config) { c.SignIn.PassUpstreamToken, c.SignIn.Sealer = map[string]bool{"corp": true}, sealer })
 	ctx := t.Context()
 	now := time.Now()
-	if err := s.cfg.Store.CreateSession(ctx, "sid-1", &storage.Session{Subject: "corp:alice", Profile: storage.Profile{Provider: "corp"},
+	if err := s.cfg.Storage.Store.CreateSession(ctx, "sid-1", &storage.Session{Subject: "corp:alice", Profile: storage.Profile{Provider: "corp"},
 		AuthTime: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestLogoutDropsPendingUpstreamTokens(t *testing.T) {
 	r.AddCookie(&http.Cookie{Name: "__Host-" + sessionCookie, Value: "sid-1"})
 	r.AddCookie(&http.Cookie{Name: "__Host-" + loginCSRFCookie, Value: "csrf-1"})
 	pending := sessionRef(r)
-	if _, err := s.cfg.Store.GetUpstreamToken(ctx, "corp:alice", "", pending, now); err != nil {
+	if _, err := s.cfg.Storage.Store.GetUpstreamToken(ctx, "corp:alice", "", pending, now); err != nil {
 		t.Fatalf("before: %v", err)
 	}
 	w := httptest.NewRecorder()
@@ -43,7 +43,7 @@ func TestLogoutDropsPendingUpstreamTokens(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("logout: %d %s", w.Code, w.Body)
 	}
-	if _, err := s.cfg.Store.GetUpstreamToken(ctx, "corp:alice", "", pending, now); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.cfg.Storage.Store.GetUpstreamToken(ctx, "corp:alice", "", pending, now); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("after sign-out the session's upstream tokens: %v", err)
 	}
 }
