@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -625,8 +626,16 @@ func TestReauthorizationWithinTheSecond(t *testing.T) {
 // be retired.
 func TestKeyRotationForASuspectKey(t *testing.T) {
 	flowServer(t, "signing_key_rotation 1h\n signing_key_prepublish 1h")
+	// Key ids are base64url thumbprints: one in 64 starts with "-", so
+	// they go after "--", and the flags before it.
 	cli := func(args ...string) (string, error) {
-		return caddyCLI(t, "", append([]string{"oauth2"}, append(args, "--address", "localhost:2999")...)...)
+		flags := []string{"--address", "localhost:2999"}
+		if i := slices.Index(args, "--"); i >= 0 {
+			args = append(append(slices.Clone(args[:i]), flags...), args[i:]...)
+		} else {
+			args = append(args, flags...)
+		}
+		return caddyCLI(t, "", append([]string{"oauth2"}, args...)...)
 	}
 	b := signedIn(t)
 	tokens := tokensFor(t, b, nil)
@@ -659,10 +668,10 @@ func TestKeyRotationForASuspectKey(t *testing.T) {
 	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
 		t.Fatalf("a token of the old key after rotate --now (it verifies until its tokens expire): %d", p.resp.StatusCode)
 	}
-	if out, err := cli("keys", "retire", newKID); err == nil || !strings.Contains(out, "the key signs now: rotate first") {
+	if out, err := cli("keys", "retire", "--", newKID); err == nil || !strings.Contains(out, "the key signs now: rotate first") {
 		t.Errorf("retiring the signing key: %v %s", err, out)
 	}
-	if out, err := cli("keys", "retire", oldKID); err != nil || !strings.Contains(out, "retired "+oldKID) {
+	if out, err := cli("keys", "retire", "--", oldKID); err != nil || !strings.Contains(out, "retired "+oldKID) {
 		t.Fatalf("keys retire: %v %s", err, out)
 	}
 	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
