@@ -71,8 +71,28 @@ type Backuper interface {
 // its key; nothing was imported.
 var ErrImportConflict = errors.New("a record to import differs from the stored one")
 
-// Store is the persistence contract of one authorization server (issuer).
+// Store is the persistence contract of one authorization server
+// (issuer), composed of roles: a part of the server names the roles it
+// uses, and a new grant adds a role without touching the others. Every
+// method that must be atomic is one method, one transaction of the
+// backend, with the race semantics its comment states.
 type Store interface {
+	ClientStore
+	CodeStore
+	RefreshStore
+	RevocationStore
+	GrantAdmin
+	ConsentStore
+	PendingAuthorizationStore
+	SessionStore
+	UpstreamStore
+	KeyStore
+	Expirer
+}
+
+// ClientStore keeps the registered clients (those of client ID metadata
+// documents included).
+type ClientStore interface {
 	// PutClient creates or replaces a registered client.
 	PutClient(ctx context.Context, c *Client) error
 	// GetClient returns a client; ErrNotFound when unknown or expired.
@@ -87,7 +107,13 @@ type Store interface {
 	// unknown client is not an error. It returns the client's grants it
 	// revoked, with their families.
 	DeleteClient(ctx context.Context, id string, now, tokensExpireBy time.Time) ([]Grant, error)
+	// Clients lists the registered clients (those of client ID metadata
+	// documents included), not the configured ones.
+	Clients(ctx context.Context) ([]Client, error)
+}
 
+// CodeStore keeps authorization codes.
+type CodeStore interface {
 	// SaveAuthorizationCode stores a new code under the hash of code.
 	SaveAuthorizationCode(ctx context.Context, code string, c *AuthorizationCode) error
 	// GetAuthorizationCode returns the code's record, used or not;
@@ -100,6 +126,10 @@ type Store interface {
 	// ErrAlreadyUsed together with its record, so the caller can revoke
 	// what was issued from it.
 	RedeemAuthorizationCode(ctx context.Context, code string, now time.Time, issued Issuance, refresh *NewRefreshFamily) (*AuthorizationCode, error)
+}
+
+// RefreshStore keeps refresh-token families and rotates their tokens.
+type RefreshStore interface {
 	// RotateRefreshToken exchanges a presented refresh token for a new one
 	// in the same family, in one step (see Rotation for the rules).
 	RotateRefreshToken(ctx context.Context, r Rotation) (*RefreshFamily, *RefreshToken, error)
@@ -108,13 +138,16 @@ type Store interface {
 	GetRefreshToken(ctx context.Context, token string, now time.Time) (*RefreshFamily, *RefreshToken, error)
 	// RevokeRefreshFamily revokes every token of a family at once.
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
+}
 
+// RevocationStore denies access tokens before they expire. Revocations
+// counts the revocations of the whole backend (every issuer it holds).
+type RevocationStore interface {
 	// Revocations is a counter that changes whenever a revocation is
 	// committed (an access token, a family, a reuse). A caller that has
 	// checked a token may skip the lookups while it stays the same. A
 	// backend that cannot tell must return a different value every time.
 	Revocations() uint64
-
 	// RevokeAccessToken denies an access token by its jti until it expires.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
 	// AccessTokenRevoked reports whether an access token is denied: by its
@@ -122,10 +155,11 @@ type Store interface {
 	// its grant was revoked (or the client deleted) after the token was
 	// issued. Unknown ids are not revoked.
 	AccessTokenRevoked(ctx context.Context, t AccessTokenRef) (bool, error)
+}
 
-	// Clients lists the registered clients (those of client ID metadata
-	// documents included), not the configured ones.
-	Clients(ctx context.Context) ([]Client, error)
+// GrantAdmin is what an operator (and a user, for their own) sees and
+// revokes: the grants, and how many there are.
+type GrantAdmin interface {
 	// Grants lists what users granted clients, through indexes: each
 	// grant is a remembered consent and the live refresh families of the
 	// same user, client and resource. Empty filter fields match anything.
@@ -139,14 +173,21 @@ type Store interface {
 	// Counts counts the issuer's registered clients, live grants (refresh
 	// families neither revoked nor expired) and live sessions.
 	Counts(ctx context.Context, now time.Time) (Counts, error)
+}
 
+// ConsentStore remembers what users granted.
+type ConsentStore interface {
 	// PutConsent records (replacing) what a user granted a client for a
 	// resource.
 	PutConsent(ctx context.Context, c *Consent) error
 	// GetConsent returns a user's consent for a client and a resource;
 	// ErrNotFound if none.
 	GetConsent(ctx context.Context, subject, clientID, resource string) (*Consent, error)
+}
 
+// PendingAuthorizationStore keeps authorization requests waiting for the
+// user's answer.
+type PendingAuthorizationStore interface {
 	// SavePendingAuthorization stores an authorization request waiting for
 	// the user's consent, under the hash of id.
 	SavePendingAuthorization(ctx context.Context, id string, p *PendingAuthorization) error
@@ -158,14 +199,21 @@ type Store interface {
 	// A wrong CSRF token or another subject also gives ErrNotFound, and
 	// deletes the request.
 	AnswerPendingAuthorization(ctx context.Context, id string, a ConsentAnswer) (p *PendingAuthorization, repeated bool, err error)
+}
 
+// SessionStore keeps sign-in sessions.
+type SessionStore interface {
 	// CreateSession stores a login session under the hash of id.
 	CreateSession(ctx context.Context, id string, s *Session) error
 	// GetSession returns a live session; ErrNotFound when unknown or expired.
 	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)
 	// DeleteSession ends a session; an unknown id is not an error.
 	DeleteSession(ctx context.Context, id string) error
+}
 
+// UpstreamStore keeps sign-ins started at an identity provider and the
+// sealed tokens it issued.
+type UpstreamStore interface {
 	// SaveUpstreamSignIn stores a sign-in started at an upstream identity
 	// provider, under the hash of its state parameter.
 	SaveUpstreamSignIn(ctx context.Context, state string, s *UpstreamSignIn) error
@@ -176,7 +224,6 @@ type Store interface {
 	// learns a state cannot cancel its user's sign-in. ErrNotFound when
 	// unknown, taken or expired.
 	TakeUpstreamSignIn(ctx context.Context, state string, browserHash []byte, now time.Time) (*UpstreamSignIn, error)
-
 	// PutUpstreamToken stores what an upstream identity provider issued
 	// for a grant (sub, client, resource), replacing what was there; with
 	// ClientID "" it is a sign-in's, waiting for the grant it will go to.
@@ -192,7 +239,11 @@ type Store interface {
 	// DeleteClient and RevokeRefreshFamily delete those of the grants
 	// they revoke, in the same step.
 	DeleteUpstreamToken(ctx context.Context, subject, clientID, resource string) error
+}
 
+// KeyStore keeps the signing keys. The keys are the backend's, shared by
+// every issuer it holds (a site's several issuers sign with one key set).
+type KeyStore interface {
 	// SigningKeys returns every stored signing key, newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	// EnsureSigningKey returns the active signing key, calling generate and
@@ -208,11 +259,6 @@ type Store interface {
 	// the tokens it signed are refused. ErrKeySigns for the key that signs
 	// now, ErrNotFound for an unknown one.
 	RetireSigningKey(ctx context.Context, kid string, now time.Time) error
-
-	// DeleteExpired removes every record that can no longer be used, and
-	// revokes the families of clients removed as unused; it reports what
-	// it did.
-	DeleteExpired(ctx context.Context, now time.Time) (Swept, error)
 }
 
 // Client is a registered OAuth client (RFC 7591 metadata plus bookkeeping).

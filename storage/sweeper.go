@@ -10,8 +10,12 @@ import (
 // DefaultSweepInterval is how often expired records are deleted by default.
 const DefaultSweepInterval = 10 * time.Minute
 
-// Expirer deletes expired records: a Store, or a whole storage file.
+// Expirer deletes expired records. A Store's DeleteExpired sweeps its
+// whole backend (every issuer it holds), as a backend's does.
 type Expirer interface {
+	// DeleteExpired removes every record that can no longer be used, and
+	// revokes the families of clients removed as unused; it reports what
+	// it did.
 	DeleteExpired(ctx context.Context, now time.Time) (Swept, error)
 }
 
