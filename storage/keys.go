@@ -37,6 +37,18 @@ func SigningNow(keys []SigningKey, now time.Time) *SigningKey {
 	return cur
 }
 
+// ActiveKey is the newest key not retired, of keys newest first (as
+// SigningKeys returns them); nil when there is none, and EnsureSigningKey
+// generates one.
+func ActiveKey(keys []SigningKey) *SigningKey {
+	for i := range keys {
+		if keys[i].RetiredAt.IsZero() {
+			return &keys[i]
+		}
+	}
+	return nil
+}
+
 // pending reports whether a key waits to sign (a rotation not yet in force).
 func (k *SigningKey) pending(now time.Time) bool {
 	return k.RetiredAt.IsZero() && now.Before(k.from())

@@ -3,11 +3,9 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 
 	bbolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -500,11 +500,6 @@ func putRefreshToken(tx *bbolt.Tx, key []byte, t *storage.RefreshToken, fam *sto
 	return tx.Bucket(bucketRefresh).Put(key, appendRefreshToken(nil, t, fam))
 }
 
-// expired reports whether a deadline has passed; a zero deadline never passes.
-func expired(deadline, now time.Time) bool {
-	return !deadline.IsZero() && !now.Before(deadline)
-}
-
 // ForIssuer is the Store of the authorization server with this issuer.
 // Every record it writes names the issuer, and records of other issuers
 // are invisible to it.
@@ -549,7 +544,7 @@ func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client
 	if err != nil {
 		return nil, err
 	}
-	if c.Issuer != s.issuer || expired(c.ExpiresAt, time.Now()) {
+	if c.Issuer != s.issuer || storage.Expired(c.ExpiresAt, time.Now()) {
 		return nil, storage.ErrNotFound
 	}
 	return &c, nil
@@ -620,7 +615,7 @@ func (s *issuerStore) getCode(tx *bbolt.Tx, code string, now time.Time, c *stora
 	if err := get(tx, bucketCodes, storage.Hash(code), c); err != nil {
 		return err
 	}
-	if c.Issuer != s.issuer || expired(c.ExpiresAt, now) {
+	if c.Issuer != s.issuer || storage.Expired(c.ExpiresAt, now) {
 		return storage.ErrNotFound
 	}
 	return nil
@@ -677,7 +672,7 @@ func (s *issuerStore) createFamily(tx *bbolt.Tx, n *storage.NewRefreshFamily) er
 	f.LastUsedAt = f.CreatedAt
 	first := n.First
 	first.FamilyID = f.ID
-	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
+	first.ExpiresAt = storage.Earliest(first.ExpiresAt, f.ExpiresAt)
 	if err := put(tx, bucketFamilies, []byte(f.ID), &f); err != nil {
 		return err
 	}
@@ -725,13 +720,6 @@ func unindexFamily(tx *bbolt.Tx, f *storage.RefreshFamily) error {
 	return nil
 }
 
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
-}
-
 // getRefreshToken reads a refresh token and its family, of this issuer.
 func (s *issuerStore) getRefreshToken(tx *bbolt.Tx, key []byte, t *storage.RefreshToken, fam *storage.RefreshFamily) error {
 	in, err := getRefreshTokenRecord(tx, key, t)
@@ -760,45 +748,22 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 		if err := s.getRefreshToken(tx, key, &cur, &fam); err != nil {
 			return err
 		}
-		if fam.ClientID != r.ClientID {
-			return storage.ErrWrongClient
+		var err error
+		next, reused, err = r.Judge(&fam, &cur, func() (bool, error) { return anySuccessorUsed(tx, cur.Successors), nil })
+		switch {
+		case err != nil:
+			return err
+		case reused:
+			// Commit the revocation: returning an error would roll it back.
+			return put(tx, bucketFamilies, []byte(fam.ID), &fam)
 		}
-		if !fam.RevokedAt.IsZero() {
-			return storage.ErrRevoked
-		}
-		if expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now) {
-			return storage.ErrNotFound
-		}
-		if r.Narrow != nil {
-			scope, err := r.Narrow(&fam)
-			if err != nil {
-				return err
-			}
-			next.Scope, next.Resource = scope, fam.Resource
-		}
-		if !cur.RotatedAt.IsZero() {
-			since := max(r.Now.Sub(cur.RotatedAt), 0)
-			if r.Grace <= 0 || since > r.Grace || since > r.Burst && anySuccessorUsed(tx, cur.Successors) {
-				// Commit the revocation: returning an error would roll it back.
-				reused = true
-				fam.RevokedAt = r.Now
-				return put(tx, bucketFamilies, []byte(fam.ID), &fam)
-			}
-		} else {
-			cur.RotatedAt = r.Now
-		}
-		fam.LastUsedAt = r.Now
 		if err := put(tx, bucketFamilies, []byte(fam.ID), &fam); err != nil {
 			return err
 		}
-		nextKey := storage.Hash(r.NextToken)
-		cur.Successors = append(cur.Successors, nextKey)
 		if err := putRefreshToken(tx, key, &cur, &fam); err != nil {
 			return err
 		}
-		next.FamilyID = fam.ID
-		next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
-		return putRefreshToken(tx, nextKey, &next, &fam)
+		return putRefreshToken(tx, storage.Hash(r.NextToken), &next, &fam)
 	})
 	switch {
 	case err != nil:
@@ -830,7 +795,7 @@ func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now tim
 	if err != nil {
 		return nil, nil, err
 	}
-	if expired(t.ExpiresAt, now) || expired(fam.ExpiresAt, now) {
+	if storage.Expired(t.ExpiresAt, now) || storage.Expired(fam.ExpiresAt, now) {
 		return nil, nil, storage.ErrNotFound
 	}
 	return &fam, &t, nil
@@ -946,20 +911,19 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 		if err := get(tx, bucketPending, key, &p); err != nil {
 			return err
 		}
-		if p.Issuer != s.issuer || expired(p.ExpiresAt, a.Now) {
+		if p.Issuer != s.issuer {
 			return storage.ErrNotFound
 		}
-		if subtle.ConstantTimeCompare(storage.Hash(a.CSRF), p.CSRFHash) != 1 || a.Subject == "" || a.Subject != p.Subject {
+		var err error
+		switch refused, repeated, err = a.Judge(&p); {
+		case err != nil:
+			return err
+		case refused:
 			// Commit the deletion: a guessed form is used up.
-			refused = true
 			return tx.Bucket(bucketPending).Delete(key)
-		}
-		if !p.AnsweredAt.IsZero() {
-			repeated = true
+		case repeated:
 			return nil
 		}
-		p.Decision, p.AnsweredAt = a.Decision, a.Now
-		p.ExpiresAt = a.Now.Add(a.ReplayWindow)
 		return put(tx, bucketPending, key, &p)
 	})
 	if err == nil && refused {
@@ -988,7 +952,7 @@ func (s *issuerStore) GetSession(ctx context.Context, id string, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	if sess.Issuer != s.issuer || expired(sess.ExpiresAt, now) {
+	if sess.Issuer != s.issuer || storage.Expired(sess.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &sess, nil
@@ -1032,7 +996,7 @@ func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, brow
 	if err != nil {
 		return nil, err
 	}
-	if expired(u.ExpiresAt, now) {
+	if storage.Expired(u.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &u, nil
@@ -1055,7 +1019,7 @@ func (s *issuerStore) GetUpstreamToken(ctx context.Context, subject, clientID, r
 	if err != nil {
 		return nil, err
 	}
-	if expired(t.ExpiresAt, now) {
+	if storage.Expired(t.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &t, nil
@@ -1074,7 +1038,7 @@ func (s *issuerStore) TakeUpstreamToken(ctx context.Context, subject, clientID, 
 	if err != nil {
 		return nil, err
 	}
-	if expired(t.ExpiresAt, now) {
+	if storage.Expired(t.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &t, nil
@@ -1117,15 +1081,6 @@ func signingKeys(tx *bbolt.Tx) ([]storage.SigningKey, error) {
 	return keys, err
 }
 
-func activeKey(keys []storage.SigningKey) *storage.SigningKey {
-	for i := range keys {
-		if keys[i].RetiredAt.IsZero() {
-			return &keys[i]
-		}
-	}
-	return nil
-}
-
 // EnsureSigningKey implements Store.
 func (s *File) EnsureSigningKey(ctx context.Context, generate func() (*storage.SigningKey, error)) (*storage.SigningKey, error) {
 	var active *storage.SigningKey
@@ -1134,7 +1089,7 @@ func (s *File) EnsureSigningKey(ctx context.Context, generate func() (*storage.S
 		if err != nil {
 			return err
 		}
-		if active = activeKey(keys); active != nil {
+		if active = storage.ActiveKey(keys); active != nil {
 			return nil
 		}
 		if active, err = generate(); err != nil {
@@ -1232,7 +1187,10 @@ const sweepChunk = 1000
 // sweeps are the expiring records of every bucket at now.
 func sweeps(now time.Time) []sweep {
 	return []sweep{
-		{bucketClients, func(raw []byte) bool { var c storage.Client; return decodes(raw, &c) && expired(c.ExpiresAt, now) },
+		{bucketClients, func(raw []byte) bool {
+			var c storage.Client
+			return decodes(raw, &c) && storage.Expired(c.ExpiresAt, now)
+		},
 			func(tx *bbolt.Tx, key, raw []byte) ([]storage.RefreshFamily, error) {
 				var c storage.Client
 				json.Unmarshal(raw, &c)
@@ -1240,40 +1198,49 @@ func sweeps(now time.Time) []sweep {
 			}},
 		{bucketCodes, func(raw []byte) bool {
 			var c storage.AuthorizationCode
-			return decodes(raw, &c) && expired(c.ExpiresAt, now)
+			return decodes(raw, &c) && storage.Expired(c.ExpiresAt, now)
 		}, nil},
 		{bucketRefresh, func(raw []byte) bool {
 			var t storage.RefreshToken
 			_, err := decodeRefreshToken(raw, &t)
-			return err == nil && expired(t.ExpiresAt, now)
+			return err == nil && storage.Expired(t.ExpiresAt, now)
 		}, nil},
 		{bucketFamilies, func(raw []byte) bool {
 			var f storage.RefreshFamily
-			return decodeFamily(nil, raw, &f) == nil && expired(f.ExpiresAt, now)
+			return decodeFamily(nil, raw, &f) == nil && storage.Expired(f.ExpiresAt, now)
 		},
 			func(tx *bbolt.Tx, key, raw []byte) ([]storage.RefreshFamily, error) {
 				var f storage.RefreshFamily
 				decodeFamily(key, raw, &f)
 				return nil, unindexFamily(tx, &f)
 			}},
-		{bucketRevokedAccess, func(raw []byte) bool { var r revokedAccessToken; return decodes(raw, &r) && expired(r.ExpiresAt, now) }, nil},
-		{bucketTokenRevocations, func(raw []byte) bool { var d tokenRevocation; return decodes(raw, &d) && expired(d.ExpiresAt, now) }, nil},
-		{bucketSessions, func(raw []byte) bool { var s storage.Session; return decodes(raw, &s) && expired(s.ExpiresAt, now) }, nil},
+		{bucketRevokedAccess, func(raw []byte) bool {
+			var r revokedAccessToken
+			return decodes(raw, &r) && storage.Expired(r.ExpiresAt, now)
+		}, nil},
+		{bucketTokenRevocations, func(raw []byte) bool {
+			var d tokenRevocation
+			return decodes(raw, &d) && storage.Expired(d.ExpiresAt, now)
+		}, nil},
+		{bucketSessions, func(raw []byte) bool {
+			var s storage.Session
+			return decodes(raw, &s) && storage.Expired(s.ExpiresAt, now)
+		}, nil},
 		{bucketUpstream, func(raw []byte) bool {
 			var u storage.UpstreamSignIn
-			return decodes(raw, &u) && expired(u.ExpiresAt, now)
+			return decodes(raw, &u) && storage.Expired(u.ExpiresAt, now)
 		}, nil},
 		{bucketUpstreamTokens, func(raw []byte) bool {
 			var u storage.UpstreamToken
-			return decodes(raw, &u) && expired(u.ExpiresAt, now)
+			return decodes(raw, &u) && storage.Expired(u.ExpiresAt, now)
 		}, nil},
 		{bucketPending, func(raw []byte) bool {
 			var p storage.PendingAuthorization
-			return decodes(raw, &p) && expired(p.ExpiresAt, now)
+			return decodes(raw, &p) && storage.Expired(p.ExpiresAt, now)
 		}, nil},
 		{bucketKeys, func(raw []byte) bool {
 			var k storage.SigningKey
-			return decodes(raw, &k) && expired(k.VerifyUntil, now)
+			return decodes(raw, &k) && storage.Expired(k.VerifyUntil, now)
 		}, nil},
 	}
 }

@@ -47,7 +47,7 @@ func (s *issuerStore) Clients(ctx context.Context) ([]storage.Client, error) {
 	err := s.view(ctx, "clients", func(tx *bbolt.Tx) error {
 		return s.scan(tx, bucketClients, s.prefix(""), func(_, v []byte) error {
 			var c storage.Client
-			if decodes(v, &c) && c.Issuer == s.issuer && !expired(c.ExpiresAt, now) {
+			if decodes(v, &c) && c.Issuer == s.issuer && !storage.Expired(c.ExpiresAt, now) {
 				out = append(out, c)
 			}
 			return nil
@@ -114,7 +114,7 @@ func (s *issuerStore) matchingGrants(tx *bbolt.Tx, f storage.GrantFilter, now ti
 		case err != nil:
 			return err
 		}
-		if fam.Issuer == s.issuer && fam.RevokedAt.IsZero() && !expired(fam.ExpiresAt, now) && f.Matches(fam.Subject, fam.ClientID, fam.Resource) {
+		if fam.Issuer == s.issuer && fam.RevokedAt.IsZero() && !storage.Expired(fam.ExpiresAt, now) && f.Matches(fam.Subject, fam.ClientID, fam.Resource) {
 			families = append(families, fam)
 		}
 		return nil
@@ -222,7 +222,7 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts
 		c.Grants = len(grants)
 		if err := s.scan(tx, bucketClients, s.prefix(""), func(_, v []byte) error {
 			var cl storage.Client
-			if decodes(v, &cl) && !expired(cl.ExpiresAt, now) {
+			if decodes(v, &cl) && !storage.Expired(cl.ExpiresAt, now) {
 				c.Clients++
 			}
 			return nil
@@ -231,7 +231,7 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts
 		}
 		return tx.Bucket(bucketSessions).ForEach(func(_, v []byte) error {
 			var sess storage.Session
-			if decodes(v, &sess) && sess.Issuer == s.issuer && !expired(sess.ExpiresAt, now) {
+			if decodes(v, &sess) && sess.Issuer == s.issuer && !storage.Expired(sess.ExpiresAt, now) {
 				c.Sessions++
 			}
 			return nil

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,10 +25,6 @@ func expiry(t time.Time) any {
 		return nil
 	}
 	return t
-}
-
-func expired(deadline, now time.Time) bool {
-	return !deadline.IsZero() && !now.Before(deadline)
 }
 
 // one reads one jsonb doc into v; ErrNotFound when there is no row.
@@ -73,7 +68,7 @@ func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client
 	if err != nil {
 		return nil, err
 	}
-	if expired(c.ExpiresAt, time.Now()) {
+	if storage.Expired(c.ExpiresAt, time.Now()) {
 		return nil, storage.ErrNotFound
 	}
 	return &c, nil
@@ -188,17 +183,10 @@ func (s *issuerStore) createFamily(ctx context.Context, tx pgx.Tx, n *storage.Ne
 	}
 	first := n.First
 	first.FamilyID = f.ID
-	first.ExpiresAt = earliest(first.ExpiresAt, f.ExpiresAt)
+	first.ExpiresAt = storage.Earliest(first.ExpiresAt, f.ExpiresAt)
 	_, err = tx.Exec(ctx, "INSERT INTO refresh_tokens (hash, family_id, doc, expires_at) VALUES ($1, $2, $3, $4)",
 		storage.Hash(n.Token), f.ID, &first, first.ExpiresAt)
 	return err
-}
-
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
 }
 
 // RotateRefreshToken implements storage.Store; the rules are those of
@@ -268,53 +256,28 @@ func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotatio
 	if r.StoreClock {
 		r.Now = dbNow
 	}
+	next, reused, err := r.Judge(&fam, &cur, func() (used bool, err error) {
+		err = c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE hash = ANY($1) AND rotated)", cur.Successors).Scan(&used)
+		return used, err
+	})
 	switch {
-	case fam.ClientID != r.ClientID:
-		return nil, nil, storage.ErrWrongClient
-	case !fam.RevokedAt.IsZero():
-		return nil, nil, storage.ErrRevoked
-	case expired(fam.ExpiresAt, r.Now) || expired(cur.ExpiresAt, r.Now):
-		return nil, nil, storage.ErrNotFound
-	}
-	next := r.Next
-	if r.Narrow != nil {
-		scope, err := r.Narrow(&fam)
-		if err != nil {
+	case err != nil:
+		return nil, nil, err
+	case reused:
+		if _, err := c.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
 			return nil, nil, err
 		}
-		next.Scope, next.Resource = scope, fam.Resource
-	}
-	if !cur.RotatedAt.IsZero() {
-		since := max(r.Now.Sub(cur.RotatedAt), 0)
-		successorUsed := false
-		if since > r.Burst && since <= r.Grace {
-			if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE hash = ANY($1) AND rotated)", cur.Successors).Scan(&successorUsed); err != nil {
-				return nil, nil, err
-			}
+		rev := revocation{Kind: revokedFamily, Issuer: s.issuer, ID: fam.ID, Expires: fam.ExpiresAt}
+		if err := s.announce(ctx, c, rev); err != nil {
+			return nil, nil, err
 		}
-		if r.Grace <= 0 || since > r.Grace || successorUsed {
-			fam.RevokedAt = r.Now
-			if _, err := c.Exec(ctx, "UPDATE refresh_families SET doc = $2, revoked = true WHERE id = $1", fam.ID, &fam); err != nil {
-				return nil, nil, err
-			}
-			rev := revocation{Kind: revokedFamily, Issuer: s.issuer, ID: fam.ID, Expires: fam.ExpiresAt}
-			if err := s.announce(ctx, c, rev); err != nil {
-				return nil, nil, err
-			}
-			if _, err := c.Exec(ctx, "COMMIT"); err != nil {
-				return nil, nil, err
-			}
-			s.committed(ctx, rev)
-			return &fam, nil, storage.ErrReused
+		if _, err := c.Exec(ctx, "COMMIT"); err != nil {
+			return nil, nil, err
 		}
-	} else {
-		cur.RotatedAt = r.Now
+		s.committed(ctx, rev)
+		return &fam, nil, storage.ErrReused
 	}
-	fam.LastUsedAt = r.Now
 	nextKey := storage.Hash(r.NextToken)
-	cur.Successors = append(cur.Successors, nextKey)
-	next.FamilyID = fam.ID
-	next.ExpiresAt = earliest(next.ExpiresAt, fam.ExpiresAt)
 	b = pgx.Batch{}
 	b.Queue(`WITH family AS (UPDATE refresh_families SET doc = $2 WHERE id = $1),
 			presented AS (UPDATE refresh_tokens SET doc = $4, rotated = true WHERE hash = $3)
@@ -354,7 +317,7 @@ func (s *issuerStore) GetRefreshToken(ctx context.Context, token string, now tim
 	if err != nil {
 		return nil, nil, err
 	}
-	if expired(t.ExpiresAt, now) || expired(fam.ExpiresAt, now) {
+	if storage.Expired(t.ExpiresAt, now) || storage.Expired(fam.ExpiresAt, now) {
 		return nil, nil, storage.ErrNotFound
 	}
 	return &fam, &t, nil
@@ -467,21 +430,17 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 		if err := one(tx.QueryRow(ctx, "SELECT doc FROM pending_authorizations WHERE hash = $1 AND issuer = $2 FOR UPDATE", key, s.issuer), &p); err != nil {
 			return err
 		}
-		if expired(p.ExpiresAt, a.Now) {
-			return storage.ErrNotFound
-		}
-		if subtle.ConstantTimeCompare(storage.Hash(a.CSRF), p.CSRFHash) != 1 || a.Subject == "" || a.Subject != p.Subject {
-			refused = true // commit the deletion: a guessed form is used up
+		var err error
+		switch refused, repeated, err = a.Judge(&p); {
+		case err != nil:
+			return err
+		case refused: // commit the deletion: a guessed form is used up
 			_, err := tx.Exec(ctx, "DELETE FROM pending_authorizations WHERE hash = $1", key)
 			return err
-		}
-		if !p.AnsweredAt.IsZero() {
-			repeated = true
+		case repeated:
 			return nil
 		}
-		p.Decision, p.AnsweredAt = a.Decision, a.Now
-		p.ExpiresAt = a.Now.Add(a.ReplayWindow)
-		_, err := tx.Exec(ctx, "UPDATE pending_authorizations SET doc = $2, expires_at = $3 WHERE hash = $1", key, &p, p.ExpiresAt)
+		_, err = tx.Exec(ctx, "UPDATE pending_authorizations SET doc = $2, expires_at = $3 WHERE hash = $1", key, &p, p.ExpiresAt)
 		return err
 	})
 	if err == nil && refused {
@@ -555,7 +514,7 @@ func (s *issuerStore) upstreamToken(ctx context.Context, op, query, subject, cli
 	if err != nil {
 		return nil, err
 	}
-	if expired(t.ExpiresAt, now) {
+	if storage.Expired(t.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &t, nil
@@ -605,7 +564,7 @@ func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, brow
 	if err != nil {
 		return nil, err
 	}
-	if expired(u.ExpiresAt, now) {
+	if storage.Expired(u.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &u, nil

@@ -47,15 +47,6 @@ func collect[T any](rows pgx.Rows) ([]T, error) {
 	return out, rows.Err()
 }
 
-func activeKey(keys []storage.SigningKey) *storage.SigningKey {
-	for i := range keys {
-		if keys[i].RetiredAt.IsZero() {
-			return &keys[i]
-		}
-	}
-	return nil
-}
-
 func putKey(ctx context.Context, tx pgx.Tx, k *storage.SigningKey) error {
 	_, err := tx.Exec(ctx, `INSERT INTO signing_keys (kid, doc, created_at, verify_until) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (kid) DO UPDATE SET doc = excluded.doc, verify_until = excluded.verify_until`, k.ID, k, k.CreatedAt, expiry(k.VerifyUntil))
@@ -74,7 +65,7 @@ func (d *DB) EnsureSigningKey(ctx context.Context, generate func() (*storage.Sig
 		if err != nil {
 			return err
 		}
-		if active = activeKey(keys); active != nil {
+		if active = storage.ActiveKey(keys); active != nil {
 			return nil
 		}
 		if active, err = generate(); err != nil {
