@@ -3,9 +3,10 @@ package bolt
 import (
 	"context"
 	"fmt"
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"path/filepath"
 	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"

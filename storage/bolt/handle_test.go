@@ -3,13 +3,14 @@ package bolt
 import (
 	"context"
 	"errors"
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 
 	bolterrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/zap"
