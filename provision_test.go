@@ -291,7 +291,7 @@ func TestReloadSharesStorage(t *testing.T) {
 	}
 	cancelA() // the old config is cleaned up after the new one started
 
-	if _, err := b.server.Store().GetClient(context.Background(), "registered"); err != nil {
+	if _, err := b.server.Store().GetClient(context.Background(), "registered", time.Now()); err != nil {
 		t.Fatalf("client lost across the reload: %v", err)
 	}
 	if a.server.Keys().KeyID() != b.server.Keys().KeyID() {
@@ -311,7 +311,7 @@ func TestReloadSharesStorage(t *testing.T) {
 	}
 	cancelD()
 	cancelC()
-	if _, err := b.server.Store().GetClient(context.Background(), "registered"); err != nil {
+	if _, err := b.server.Store().GetClient(context.Background(), "registered", time.Now()); err != nil {
 		t.Fatalf("a failed config closed the running config's storage: %v", err)
 	}
 
@@ -354,7 +354,7 @@ func TestStopStartKeepsKeysAndClients(t *testing.T) {
 	if h.server.Keys().KeyID() != kid {
 		t.Fatalf("kid %s after restart, want %s", h.server.Keys().KeyID(), kid)
 	}
-	if c, err := h.server.Store().GetClient(context.Background(), "survivor"); err != nil || c.Name != "Survivor" {
+	if c, err := h.server.Store().GetClient(context.Background(), "survivor", time.Now()); err != nil || c.Name != "Survivor" {
 		t.Fatalf("client after restart: %+v, %v", c, err)
 	}
 
@@ -413,7 +413,7 @@ func TestUpgradeTakesClientCredentialsFromSelfRegisteredClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, want := range map[string]string{"self": "authorization_code", "operator": "client_credentials"} {
-		c, err := h.server.Store().GetClient(context.Background(), id)
+		c, err := h.server.Store().GetClient(context.Background(), id, time.Now())
 		if err != nil || strings.Join(c.GrantTypes, " ") != want {
 			t.Errorf("%s after the upgrade: %+v, %v", id, c, err)
 		}

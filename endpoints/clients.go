@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -65,7 +66,7 @@ func (s *clients) lookupClient(ctx context.Context, id string) (*storage.Client,
 	if c, ok := s.staticClients[id]; ok {
 		return c, nil
 	}
-	return s.cfg.Storage.Store.GetClient(ctx, id)
+	return s.cfg.Storage.Store.GetClient(ctx, id, time.Now())
 }
 
 // resolveClient is lookupClient for the authorization endpoint: an https

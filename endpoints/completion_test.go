@@ -36,7 +36,7 @@ func TestConsentCompletesByKind(t *testing.T) {
 	s.completions["test"] = recordedCompletion{}
 	ctx := context.Background()
 	now := time.Now()
-	if err := s.cfg.Storage.Store.CreateSession(ctx, "sid-alice", &storage.Session{Subject: "alice", AuthTime: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	if err := s.cfg.Storage.Store.SaveSession(ctx, "sid-alice", &storage.Session{Subject: "alice", AuthTime: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	pend := func(id, kind string) string {

@@ -288,7 +288,7 @@ func (s *signIn) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	id := randomToken()
 	now := time.Now()
-	if err := s.cfg.Storage.Store.CreateSession(r.Context(), id, &storage.Session{Subject: username, AuthTime: now, ExpiresAt: now.Add(s.cfg.SignIn.SessionLifetime)}); err != nil {
+	if err := s.cfg.Storage.Store.SaveSession(r.Context(), id, &storage.Session{Subject: username, AuthTime: now, ExpiresAt: now.Add(s.cfg.SignIn.SessionLifetime)}); err != nil {
 		s.pageUnavailable(w, "login: storing session", err)
 		return
 	}

@@ -119,7 +119,7 @@ func TestStoredSelfRegisteredMachineClient(t *testing.T) {
 		t.Fatalf("upgrade: %d, %v", n, err)
 	}
 	for id, status := range want {
-		c, err := s.cfg.Storage.Store.GetClient(ctx, id)
+		c, err := s.cfg.Storage.Store.GetClient(ctx, id, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

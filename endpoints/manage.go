@@ -174,7 +174,7 @@ func (s *operator) RemoveClient(ctx context.Context, id string) error {
 	if _, static := s.staticClients[id]; static {
 		return ErrConfiguredClient
 	}
-	if _, err := s.cfg.Storage.Store.GetClient(ctx, id); err != nil {
+	if _, err := s.cfg.Storage.Store.GetClient(ctx, id, time.Now()); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return ErrUnknown
 		}

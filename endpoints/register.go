@@ -298,7 +298,7 @@ func (s *clients) registrationClient(w http.ResponseWriter, r *http.Request, cli
 		return
 	}
 	token, _ := bearerToken(r.Header)
-	client, err := s.cfg.Storage.Store.GetClient(r.Context(), clientID)
+	client, err := s.cfg.Storage.Store.GetClient(r.Context(), clientID, time.Now())
 	if storageDown(err) {
 		s.unavailable(w, "register", err)
 		return

@@ -189,7 +189,7 @@ func (s *signIn) upstreamCallback(w http.ResponseWriter, r *http.Request, p upst
 	}
 	sid, now := randomToken(), time.Now()
 	profile := storage.Profile{Provider: p.Name(), Email: id.Email, Name: id.Name, PreferredUsername: id.PreferredUsername}
-	err = s.cfg.Storage.Store.CreateSession(r.Context(), sid, &storage.Session{Subject: id.Subject, Profile: profile, AuthTime: now, ExpiresAt: now.Add(s.cfg.SignIn.SessionLifetime)})
+	err = s.cfg.Storage.Store.SaveSession(r.Context(), sid, &storage.Session{Subject: id.Subject, Profile: profile, AuthTime: now, ExpiresAt: now.Add(s.cfg.SignIn.SessionLifetime)})
 	if err != nil {
 		s.pageUnavailable(w, "login: storing session", err)
 		return

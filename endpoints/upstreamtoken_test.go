@@ -23,7 +23,7 @@ func TestLogoutDropsPendingUpstreamTokens(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.SignIn.PassUpstreamToken, c.SignIn.Sealer = map[string]bool{"corp": true}, sealer })
 	ctx := t.Context()
 	now := time.Now()
-	if err := s.cfg.Storage.Store.CreateSession(ctx, "sid-1", &storage.Session{Subject: "corp:alice", Profile: storage.Profile{Provider: "corp"},
+	if err := s.cfg.Storage.Store.SaveSession(ctx, "sid-1", &storage.Session{Subject: "corp:alice", Profile: storage.Profile{Provider: "corp"},
 		AuthTime: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}

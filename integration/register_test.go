@@ -268,10 +268,10 @@ func TestRegistrationOffAndUnusedClientExpiry(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 	store := sharedStore(t, storagePath)
-	if _, err := store.GetClient(context.Background(), unused["client_id"].(string)); err == nil {
+	if _, err := store.GetClient(context.Background(), unused["client_id"].(string), time.Now()); err == nil {
 		t.Fatal("a client never used is still there after unused_client_ttl")
 	}
-	if _, err := store.GetClient(context.Background(), used["client_id"].(string)); err != nil {
+	if _, err := store.GetClient(context.Background(), used["client_id"].(string), time.Now()); err != nil {
 		t.Fatalf("a used client expired: %v", err)
 	}
 	if swept, err := store.DeleteExpired(context.Background(), time.Now()); err != nil || swept.Deleted < 1 {

@@ -61,7 +61,7 @@ func TestReloadWithChangedConfigKeepsData(t *testing.T) {
 	if _, jwksAfter := get(t, tester, "/.well-known/jwks.json"); !bytes.Equal(jwksBefore, jwksAfter) {
 		t.Fatalf("the signing key changed across the reload:\n%s\n%s", jwksBefore, jwksAfter)
 	}
-	if _, err := store.GetClient(context.Background(), "registered-before-reload"); err != nil {
+	if _, err := store.GetClient(context.Background(), "registered-before-reload", time.Now()); err != nil {
 		t.Fatalf("client lost across the reload: %v", err)
 	}
 }

@@ -95,8 +95,9 @@ type Store interface {
 type ClientStore interface {
 	// PutClient creates or replaces a registered client.
 	PutClient(ctx context.Context, c *Client) error
-	// GetClient returns a client; ErrNotFound when unknown or expired.
-	GetClient(ctx context.Context, id string) (*Client, error)
+	// GetClient returns a client; ErrNotFound when unknown or expired at
+	// now.
+	GetClient(ctx context.Context, id string, now time.Time) (*Client, error)
 	// MarkClientUsed records a successful token request: the client is no
 	// longer removed as unused.
 	MarkClientUsed(ctx context.Context, id string, now time.Time) error
@@ -203,8 +204,8 @@ type PendingAuthorizationStore interface {
 
 // SessionStore keeps sign-in sessions.
 type SessionStore interface {
-	// CreateSession stores a login session under the hash of id.
-	CreateSession(ctx context.Context, id string, s *Session) error
+	// SaveSession stores a login session under the hash of id.
+	SaveSession(ctx context.Context, id string, s *Session) error
 	// GetSession returns a live session; ErrNotFound when unknown or expired.
 	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)
 	// DeleteSession ends a session; an unknown id is not an error.

@@ -55,7 +55,7 @@ func TestSecretsAreStoredHashed(t *testing.T) {
 		t.Fatal(err)
 	}
 	storagetest.StartFamily(t, s, storage.RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, refresh, storage.RefreshToken{})
-	if err := s.CreateSession(ctx, sid, &storage.Session{Subject: "alice"}); err != nil {
+	if err := s.SaveSession(ctx, sid, &storage.Session{Subject: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -147,7 +147,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	if revoked, _ := s.AccessTokenRevoked(ctx, storage.AccessTokenRef{ID: "jti"}); !revoked {
 		t.Fatal("the denylist was lost")
 	}
-	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.GetClient(ctx, "c1", time.Now()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a version 1 client survived: %v", err)
 	}
 	file.Close()

@@ -51,7 +51,7 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 	if err := Release(key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := second.ForIssuer(testIssuer).GetClient(context.Background(), "kept"); err != nil {
+	if _, err := second.ForIssuer(testIssuer).GetClient(context.Background(), "kept", time.Now()); err != nil {
 		t.Fatalf("after the first release: %v", err)
 	}
 	if err := Release(key); err != nil {
@@ -63,7 +63,7 @@ func TestAcquireSharesOneHandlePerFile(t *testing.T) {
 		t.Fatalf("file still locked after the last release: %v", err)
 	}
 	defer s.Close()
-	if _, err := s.ForIssuer(testIssuer).GetClient(context.Background(), "kept"); err != nil {
+	if _, err := s.ForIssuer(testIssuer).GetClient(context.Background(), "kept", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -111,7 +111,7 @@ func TestSweeperDeletesExpiredAndStops(t *testing.T) {
 	}
 	s := file.ForIssuer(testIssuer)
 	ctx := context.Background()
-	if err := s.CreateSession(ctx, "old", &storage.Session{Subject: "alice", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+	if err := s.SaveSession(ctx, "old", &storage.Session{Subject: "alice", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

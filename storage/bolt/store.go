@@ -24,7 +24,7 @@ func (s *issuerStore) PutClient(ctx context.Context, c *storage.Client) error {
 }
 
 // GetClient implements Store.
-func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client, error) {
+func (s *issuerStore) GetClient(ctx context.Context, id string, now time.Time) (*storage.Client, error) {
 	var c storage.Client
 	err := s.view(ctx, "get_client", func(tx *bbolt.Tx) error {
 		return get(tx, bucketClients, s.scopedKey(id), &c)
@@ -32,7 +32,7 @@ func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client
 	if err != nil {
 		return nil, err
 	}
-	if c.Issuer != s.issuer || storage.Expired(c.ExpiresAt, time.Now()) {
+	if c.Issuer != s.issuer || storage.Expired(c.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &c, nil
@@ -423,9 +423,10 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 	return &p, repeated, nil
 }
 
-// CreateSession implements Store.
-func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *storage.Session) error {
+// SaveSession implements Store.
+func (s *issuerStore) SaveSession(ctx context.Context, id string, sess *storage.Session) error {
 	sess.Issuer = s.issuer
+	// "create_session": the operation's metric label of earlier versions.
 	return s.update(ctx, "create_session", func(tx *bbolt.Tx) error {
 		return put(tx, bucketSessions, storage.Hash(id), sess)
 	})

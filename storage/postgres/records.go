@@ -60,7 +60,7 @@ func (s *issuerStore) PutClient(ctx context.Context, c *storage.Client) error {
 }
 
 // GetClient implements storage.Store.
-func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client, error) {
+func (s *issuerStore) GetClient(ctx context.Context, id string, now time.Time) (*storage.Client, error) {
 	var c storage.Client
 	err := s.view(ctx, "get_client", func() error {
 		return one(s.pool.QueryRow(ctx, "SELECT doc FROM clients WHERE issuer = $1 AND id = $2", s.issuer, id), &c)
@@ -68,7 +68,7 @@ func (s *issuerStore) GetClient(ctx context.Context, id string) (*storage.Client
 	if err != nil {
 		return nil, err
 	}
-	if storage.Expired(c.ExpiresAt, time.Now()) {
+	if storage.Expired(c.ExpiresAt, now) {
 		return nil, storage.ErrNotFound
 	}
 	return &c, nil
@@ -452,9 +452,10 @@ func (s *issuerStore) AnswerPendingAuthorization(ctx context.Context, id string,
 	return &p, repeated, nil
 }
 
-// CreateSession implements storage.Store.
-func (s *issuerStore) CreateSession(ctx context.Context, id string, sess *storage.Session) error {
+// SaveSession implements storage.Store.
+func (s *issuerStore) SaveSession(ctx context.Context, id string, sess *storage.Session) error {
 	sess.Issuer = s.issuer
+	// "create_session": the operation's metric label of earlier versions.
 	return s.view(ctx, "create_session", func() error {
 		_, err := s.pool.Exec(ctx, `INSERT INTO sessions (hash, issuer, doc, expires_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (hash) DO UPDATE SET issuer = excluded.issuer, doc = excluded.doc, expires_at = excluded.expires_at`,

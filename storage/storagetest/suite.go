@@ -67,7 +67,7 @@ func testClientRoundTrip(t *testing.T, open Opener) {
 	if err := s.PutClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetClient(ctx, "c1")
+	got, err := s.GetClient(ctx, "c1", time.Now())
 	if err != nil || got.Name != "Demo" || got.RedirectURIs[0] != "https://a.test/cb" || !bytes.Equal(got.SecretHash, storage.Hash("s3cret")) {
 		t.Fatalf("GetClient = %+v, %v", got, err)
 	}
@@ -78,13 +78,13 @@ func testClientRoundTrip(t *testing.T, open Opener) {
 	if err := s.MarkClientUsed(ctx, "fresh", t0); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := s.GetClient(ctx, "fresh"); err != nil || !c.ExpiresAt.IsZero() || !c.LastUsedAt.Equal(t0) {
+	if c, err := s.GetClient(ctx, "fresh", time.Now()); err != nil || !c.ExpiresAt.IsZero() || !c.LastUsedAt.Equal(t0) {
 		t.Fatalf("after MarkClientUsed: %+v, %v", c, err)
 	}
 	if err := s.PutClient(ctx, &storage.Client{ID: "stale", CreatedAt: t0, ExpiresAt: time.Now().Add(-time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetClient(ctx, "stale"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.GetClient(ctx, "stale", time.Now()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired client: %v", err)
 	}
 	if err := s.MarkClientUsed(ctx, "nobody", t0); !errors.Is(err, storage.ErrNotFound) {
@@ -93,7 +93,7 @@ func testClientRoundTrip(t *testing.T, open Opener) {
 	if _, err := s.DeleteClient(ctx, "c1", t0, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetClient(ctx, "c1"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.GetClient(ctx, "c1", time.Now()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("after delete: %v, want storage.ErrNotFound", err)
 	}
 	if err := s.PutClient(ctx, &storage.Client{}); err == nil {
@@ -314,7 +314,7 @@ func testConsentsAndSessions(t *testing.T, open Opener) {
 		t.Fatalf("consent for a third resource: %v", err)
 	}
 
-	if err := s.CreateSession(ctx, "sid", &storage.Session{Subject: "alice", AuthTime: t0, ExpiresAt: t0.Add(12 * time.Hour)}); err != nil {
+	if err := s.SaveSession(ctx, "sid", &storage.Session{Subject: "alice", AuthTime: t0, ExpiresAt: t0.Add(12 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if sess, err := s.GetSession(ctx, "sid", t0.Add(time.Hour)); err != nil || sess.Subject != "alice" {
@@ -467,7 +467,7 @@ func testDeleteExpired(t *testing.T, open Opener) {
 	must(s.PutClient(ctx, &storage.Client{ID: "kept", CreatedAt: t0}))
 	must(s.SaveAuthorizationCode(ctx, "old-code", &storage.AuthorizationCode{ExpiresAt: t0.Add(time.Minute)}))
 	must(s.SaveAuthorizationCode(ctx, "new-code", &storage.AuthorizationCode{ExpiresAt: t0.Add(3 * time.Hour)}))
-	must(s.CreateSession(ctx, "old-sid", &storage.Session{ExpiresAt: t0.Add(time.Minute)}))
+	must(s.SaveSession(ctx, "old-sid", &storage.Session{ExpiresAt: t0.Add(time.Minute)}))
 	must(s.RevokeAccessToken(ctx, "old-jti", t0.Add(time.Minute)))
 	must(s.RevokeAccessToken(ctx, "new-jti", t0.Add(3*time.Hour)))
 	StartFamily(t, s, storage.RefreshFamily{ID: "f", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
@@ -479,7 +479,7 @@ func testDeleteExpired(t *testing.T, open Opener) {
 	if swept.Deleted != 7 {
 		t.Fatalf("deleted %d records, want 7", swept.Deleted)
 	}
-	if _, err := s.GetClient(ctx, "kept"); err != nil {
+	if _, err := s.GetClient(ctx, "kept", time.Now()); err != nil {
 		t.Fatal("a client without expiry was swept")
 	}
 	if _, err := s.GetAuthorizationCode(ctx, "new-code", t0.Add(2*time.Hour)); err != nil {
@@ -625,7 +625,7 @@ func testIssuersShareAFileButNothingElse(t *testing.T, open Opener) {
 	must(b.SaveAuthorizationCode(ctx, "code", &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
 	StartFamily(t, b, storage.RefreshFamily{ID: "fb", ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}, "rt", storage.RefreshToken{ExpiresAt: t0.Add(time.Hour)})
 	must(b.PutConsent(ctx, &storage.Consent{Subject: "alice", ClientID: "c1", Resource: "https://r.test", Scope: "x"}))
-	must(b.CreateSession(ctx, "sid", &storage.Session{Subject: "alice", ExpiresAt: t0.Add(time.Hour)}))
+	must(b.SaveSession(ctx, "sid", &storage.Session{Subject: "alice", ExpiresAt: t0.Add(time.Hour)}))
 	must(b.SavePendingAuthorization(ctx, "pid", &storage.PendingAuthorization{Subject: "alice", CSRFHash: storage.Hash("csrf"), ExpiresAt: t0.Add(time.Hour)}))
 	must(b.SaveAuthorizationCode(ctx, "code2", &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: t0.Add(time.Hour)}))
 
@@ -635,7 +635,7 @@ func testIssuersShareAFileButNothingElse(t *testing.T, open Opener) {
 			t.Errorf("%s at A: %v, want storage.ErrNotFound", name, err)
 		}
 	}
-	_, err := a.GetClient(ctx, "c1")
+	_, err := a.GetClient(ctx, "c1", time.Now())
 	notFound("client", err)
 	notFound("mark client used", a.MarkClientUsed(ctx, "c1", t0))
 	_, err = a.GetAuthorizationCode(ctx, "code", t0)
@@ -658,7 +658,7 @@ func testIssuersShareAFileButNothingElse(t *testing.T, open Opener) {
 	must(err)
 
 	// B's records are all still there, unchanged.
-	if c, err := b.GetClient(ctx, "c1"); err != nil || c.Name != "B's" || !c.LastUsedAt.IsZero() {
+	if c, err := b.GetClient(ctx, "c1", time.Now()); err != nil || c.Name != "B's" || !c.LastUsedAt.IsZero() {
 		t.Errorf("B's client: %+v %v", c, err)
 	}
 	if _, err := b.RedeemAuthorizationCode(ctx, "code2", t0, storage.Issuance{AccessTokenID: "j"}, nil); err != nil {
@@ -992,7 +992,7 @@ func testExportImport(t *testing.T, open Opener) {
 	if err != nil || added != n {
 		t.Fatalf("import: %d of %d, %v", added, n, err)
 	}
-	if c, err := dst.GetClient(ctx, "c1"); err != nil || !bytes.Equal(c.SecretHash, storage.Hash("secret-of-c1")) {
+	if c, err := dst.GetClient(ctx, "c1", time.Now()); err != nil || !bytes.Equal(c.SecretHash, storage.Hash("secret-of-c1")) {
 		t.Fatalf("imported client: %+v %v", c, err)
 	}
 	if gs, _ := dst.Grants(ctx, storage.GrantFilter{Subject: "alice"}, t0); len(gs) != 1 || len(gs[0].Families) != 1 {

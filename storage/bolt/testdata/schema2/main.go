@@ -43,7 +43,7 @@ func main() {
 		GrantTypes: []string{"authorization_code", "refresh_token"}, Scope: "mcp:read mcp:write", CreatedAt: now}))
 	check(s.PutConsent(ctx, &storage.Consent{Subject: "corp:alice", ClientID: "client-1", Resource: "https://mcp.example.com/mcp",
 		Scope: "mcp:read mcp:write", GrantedAt: now}))
-	check(s.CreateSession(ctx, "session-1", &storage.Session{Subject: "corp:alice", Profile: alice, AuthTime: now, ExpiresAt: never}))
+	check(s.SaveSession(ctx, "session-1", &storage.Session{Subject: "corp:alice", Profile: alice, AuthTime: now, ExpiresAt: never}))
 	// Three families: one rotated once (its first token has a
 	// successor), one whose token is narrowed to a smaller scope, one
 	// revoked.
