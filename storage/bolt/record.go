@@ -21,6 +21,14 @@ import (
 // reading fills them in from the family. A family leaves out its id,
 // which is its key. Schema 2 files held both as JSON; opening one
 // re-encodes them (see compactRecords).
+//
+// After its fixed fields a record may carry extensions, so that a field
+// added later needs no schema upgrade: each a tag (uvarint) and a value
+// (a string). A reader skips an extension whose tag it does not know when
+// the tag is even (optional: a hint it may ignore), and refuses the record
+// when it is odd (required: a field whose loss would change a decision,
+// such as a key binding), so that a build that does not know a binding
+// never ignores it. No extension is defined yet.
 const (
 	// recordFormat is the first byte of a compact record: a refresh
 	// token, or a refresh family written by schema 3, which held its id.
@@ -80,6 +88,7 @@ func decodeFamily(id, raw []byte, f *storage.RefreshFamily) error {
 	for _, t := range []*time.Time{&f.AuthTime, &f.CreatedAt, &f.ExpiresAt, &f.RevokedAt, &f.LastUsedAt} {
 		*t = d.time()
 	}
+	d.extensions()
 	return d.done()
 }
 
@@ -163,6 +172,7 @@ func decodeRefreshToken(raw []byte, t *storage.RefreshToken) (inherited, error) 
 			t.Successors[i] = []byte(d.string())
 		}
 	}
+	d.extensions()
 	if err := d.done(); err != nil {
 		return 0, err
 	}
@@ -257,6 +267,19 @@ func (d *decoder) time() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// extensions reads the extensions after a record's fixed fields: none is
+// known yet, so an optional (even) one is skipped and a required (odd)
+// one refuses the record.
+func (d *decoder) extensions() {
+	for d.err == nil && len(d.rest) > 0 {
+		tag := d.uvarint()
+		d.string()
+		if tag%2 == 1 {
+			d.err = errRecordFormat
+		}
+	}
 }
 
 // done reports the first malformed field, or bytes left over.

@@ -103,12 +103,51 @@ func TestMalformedRecords(t *testing.T) {
 
 func binaryUvarint(v uint64) []byte { return binary.AppendUvarint(nil, v) }
 
+// TestRecordExtensions: a record written by a later build with an
+// optional extension (even tag) decodes as before; one with a required
+// extension this build does not know (odd tag), or a truncated one, is
+// refused.
+func TestRecordExtensions(t *testing.T) {
+	fam := appendFamily(nil, &recordFamily)
+	tok := storage.RefreshToken{FamilyID: "f1", Scope: "mcp:read", Resource: recordFamily.Resource, Successors: [][]byte{storage.Hash("a")}}
+	rawTok := appendRefreshToken(nil, &tok, &recordFamily)
+	ext := func(raw []byte, tag uint64, value string) []byte {
+		return appendString(binary.AppendUvarint(raw[:len(raw):len(raw)], tag), value)
+	}
+	for _, tc := range []struct {
+		name   string
+		suffix func([]byte) []byte
+		ok     bool
+	}{
+		{"optional", func(b []byte) []byte { return ext(b, 2, "a hint") }, true},
+		{"two optional", func(b []byte) []byte { return ext(ext(b, 2, "x"), 1000, "") }, true},
+		{"required", func(b []byte) []byte { return ext(b, 1, "jkt") }, false},
+		{"optional, then required", func(b []byte) []byte { return ext(ext(b, 2, "x"), 3, "y") }, false},
+		{"truncated", func(b []byte) []byte { return ext(b, 2, "value")[:len(b)+3] }, false},
+	} {
+		var f storage.RefreshFamily
+		err := decodeFamily([]byte(recordFamily.ID), tc.suffix(fam), &f)
+		if (err == nil) != tc.ok || tc.ok && !reflect.DeepEqual(f, recordFamily) {
+			t.Errorf("family, %s: %v", tc.name, err)
+		}
+		var got storage.RefreshToken
+		in, err := decodeRefreshToken(tc.suffix(rawTok), &got)
+		if err == nil {
+			in.from(&got, &recordFamily)
+		}
+		if (err == nil) != tc.ok || tc.ok && !reflect.DeepEqual(got, tok) {
+			t.Errorf("token, %s: %v %+v", tc.name, err, got)
+		}
+	}
+}
+
 // FuzzDecodeRecord: no input makes the decoders panic, and what they
 // accept encodes back to the same record.
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(appendFamily(nil, &recordFamily))
 	f.Add(appendRefreshToken(nil, &storage.RefreshToken{FamilyID: "f1", Scope: "x", Successors: [][]byte{storage.Hash("a")}}, &recordFamily))
 	f.Add([]byte(`{"id":"f1","expires_at":"2026-12-01T12:00:00Z"}`))
+	f.Add(appendString(binary.AppendUvarint(appendFamily(nil, &recordFamily), 2), "an optional extension"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var fam, fam2 storage.RefreshFamily
 		if decodeFamily([]byte("f1"), raw, &fam) == nil && !isJSON(raw) {
