@@ -13,7 +13,8 @@ import (
 // Opener returns a new, empty backend, closed when the test ends.
 type Opener func(t *testing.T) storage.Backend
 
-// Run runs the suite against a backend.
+// Run runs the suite against a backend, and the tests of the optional
+// capabilities it implements.
 func Run(t *testing.T, open Opener) {
 	for _, tc := range []struct {
 		name string
@@ -45,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
+	runCapabilities(t, open)
 }
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
