@@ -109,27 +109,8 @@ func TestTwoNodes(t *testing.T) {
 	if err := nodes[0].SaveAuthorizationCode(ctx, "the-code", &storage.AuthorizationCode{ClientID: "c1", ExpiresAt: now.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	var wins, used atomic.Int32
+	storagetest.RedeemRace(t, nodes, "the-code", 40, now, true)
 	var wg sync.WaitGroup
-	for i := range 40 {
-		wg.Go(func() {
-			fam := &storage.NewRefreshFamily{Family: storage.RefreshFamily{ID: fmt.Sprint("fam-", i), ClientID: "c1", Subject: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
-				Token: fmt.Sprint("rt-", i), First: storage.RefreshToken{ExpiresAt: now.Add(time.Hour)}}
-			_, err := nodes[i%2].RedeemAuthorizationCode(ctx, "the-code", now, storage.Issuance{AccessTokenID: fmt.Sprint("j", i)}, fam)
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case errors.Is(err, storage.ErrAlreadyUsed):
-				used.Add(1)
-			default:
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if wins.Load() != 1 || used.Load() != 39 {
-		t.Fatalf("%d wins, %d already used", wins.Load(), used.Load())
-	}
 
 	// Strict rotation of one token from both nodes at once: one winner.
 	storagetest.StartFamily(t, nodes[0], storage.RefreshFamily{ID: "strict", ClientID: "c1", Subject: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
