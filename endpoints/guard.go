@@ -90,8 +90,9 @@ func identityValues(c *accessTokenClaims) []any {
 		c.Email, c.Name, c.PreferredUsername, c.IDP}
 }
 
-// guard is the part in front of every protected path: the resources and
-// their rules, the credentials it accepts, and the per-user rate limit.
+// guard is the part in front of every protected path: it judges requests
+// by the resources (the core's) and the rules of the Config's Guard
+// group, with the credentials it accepts and the per-user rate limit.
 type guard struct {
 	*core
 	*issuer                       // verifies the tokens
