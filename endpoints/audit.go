@@ -70,8 +70,8 @@ func (s *core) grantsRevoked(grants []storage.Grant, by string) {
 	}
 }
 
-// auditEvents are every event the audit logger writes (the README's table
-// lists them: TestREADMEListsEvents); family_revoked is also written by
+// auditEvents are every event the audit logger writes (docs/operating.md's table
+// lists them: TestDocsListEvents); family_revoked is also written by
 // the storage sweeper.
 var auditEvents = []string{eventSignIn, eventSignInFailed, eventSignInThrottled, eventSignInRefused, eventSignOut, eventConsentGranted,
 	eventConsentDenied, eventConsentRevoked, eventClientRegistered, eventClientDeleted, eventTokenIssued, eventRefreshRotated,

@@ -170,8 +170,8 @@ func TestAuthorizationCodeFlowWithOAuth2Client(t *testing.T) {
 		}
 	}
 
-	// Nothing secret reaches the log, nor the access log with the README's
-	// filter (which removes the code from Location headers).
+	// Nothing secret reaches the log, nor the access log with the documented
+	// filter (docs/operating.md: it removes the code from Location headers).
 	logs, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
