@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -25,8 +27,10 @@ func parse(src string) (*Handler, error) {
 	return &h, err
 }
 
-func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
-	h, err := parse(`oauth2_server {
+// everyOption is a Caddyfile using every option of the handler (but the
+// exclusive ones: signing_key, the storage forms).
+func everyOption() string {
+	return `oauth2_server {
 		issuer https://mcp.example.com
 		resource https://mcp.example.com/mcp https://mcp.example.com/api
 		resource https://other.example.com
@@ -104,7 +108,11 @@ func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
 		allow_tools delete_note
 		rate_limit_per_user 120 1m
 		ipv6_limit_prefix 56
-	}`)
+	}`
+}
+
+func TestUnmarshalCaddyfileEveryOption(t *testing.T) {
+	h, err := parse(everyOption())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +256,91 @@ func TestSuggestedOptionsExist(t *testing.T) {
 		}
 		if _, err := parse(b.wrap("zzzzzz")); err == nil || strings.Contains(err.Error(), "did you mean") {
 			t.Errorf("%s: a far-off word: %v", name, err)
+		}
+	}
+}
+
+// moreOptions uses the options everyOption leaves out: key rotation, the
+// refresh policy, the guard's switches, a machine client.
+const moreOptions = `oauth2_server {
+	signing_key_rotation 720h
+	signing_key_prepublish 2h
+	refresh_reuse_grace 0
+	refresh_family_lifetime 30d
+	pass_token
+	cors off
+	client rs {
+		secret {env.RS_SECRET}
+		grant_types client_credentials
+		introspect
+	}
+}`
+
+func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
+	h, err := parse(moreOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero, prepublish := caddy.Duration(0), caddy.Duration(2*time.Hour)
+	want := &Handler{
+		SigningKeyRotation: caddy.Duration(720 * time.Hour), SigningKeyPrepublish: &prepublish,
+		RefreshReuseGrace: &zero, RefreshFamilyLifetime: caddy.Duration(30 * 24 * time.Hour),
+		PassToken: true, CORS: new(false),
+		Clients: []Client{{ID: "rs", Secret: "{env.RS_SECRET}", GrantTypes: []string{"client_credentials"}, Introspect: true}},
+	}
+	if !reflect.DeepEqual(h, want) {
+		got, _ := json.MarshalIndent(h, "", " ")
+		exp, _ := json.MarshalIndent(want, "", " ")
+		t.Fatalf("parsed:\n%s\nwant:\n%s", got, exp)
+	}
+}
+
+// TestCaddyfileCoversEveryField: every JSON field of the handler, its
+// users, clients, logins, registration, scopes and rate limits, and of the
+// storage modules, is set by some Caddyfile the tests above parse: the
+// Caddyfile can say everything the JSON can.
+func TestCaddyfileCoversEveryField(t *testing.T) {
+	set := map[string]bool{}
+	for _, src := range []string{everyOption(), moreOptions,
+		"oauth2_server {\n signing_key /etc/caddy/oauth.pem\n storage postgres {\n  dsn {env.DATABASE_URL}\n  schema tenant_1\n  max_connections 8\n  revocation_max_staleness 2s\n }\n storage_key {env.KEY}\n health_path /healthz\n}",
+		"oauth2_server {\n storage bolt {\n  path /var/lib/oauth.db\n }\n}",
+	} {
+		h, err := parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(h)
+		var v any
+		json.Unmarshal(raw, &v)
+		collectKeys(v, set)
+		var storage any
+		json.Unmarshal(h.StorageRaw, &storage)
+		collectKeys(storage, set)
+	}
+	for _, v := range []any{Handler{}, User{}, Client{}, Login{}, ClaimRule{}, DynamicRegistration{}, ScopeDefinition{}, RateLimit{}, ScopeRequirement{},
+		bolt.Module{}, postgres.Module{}} {
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && name != "" && name != "-" && !set[name] {
+				t.Errorf("no Caddyfile of the tests sets %s.%s (JSON %q)", typ.Name(), f.Name, name)
+			}
+		}
+	}
+}
+
+// collectKeys adds every object key in v, at any depth, to set.
+func collectKeys(v any, set map[string]bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			set[k] = true
+			collectKeys(e, set)
+		}
+	case []any:
+		for _, e := range v {
+			collectKeys(e, set)
 		}
 	}
 }
