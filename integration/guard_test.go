@@ -336,7 +336,7 @@ func TestTwoResourcesOneIssuer(t *testing.T) {
 	b.signIn("alice", alicePassword)
 	p := newPKCE()
 	first := b.get(authorizeQuery(p, map[string]string{"resource": "http://a.localhost:9080/mcp", "scope": ""}))
-	code := codeFrom2(t, b.approve(first, "allow"))
+	code := codeIn(t, b.approve(first, "allow"))
 	pg := b.post("/oauth/token", redeemForm(code, p))
 	tok := jsonField(t, pg.body, "access_token")
 
@@ -353,8 +353,9 @@ func TestTwoResourcesOneIssuer(t *testing.T) {
 	}
 }
 
-// codeFrom2 returns the code of a redirect, whatever the issuer.
-func codeFrom2(t *testing.T, p page) string {
+// codeIn returns the code a redirect carries, whatever its issuer and state
+// (codeFrom checks them).
+func codeIn(t *testing.T, p page) string {
 	t.Helper()
 	loc := p.location()
 	if loc == nil || loc.Query().Get("code") == "" {

@@ -184,7 +184,7 @@ func TestRecordsAreBoundToTheirIssuer(t *testing.T) {
 
 	// A code of B is unknown at A, and stays good at B.
 	pb := newPKCE()
-	codeB := codeFrom2(t, b.approve(b.get(query(siteB, pb)), "allow"))
+	codeB := codeIn(t, b.approve(b.get(query(siteB, pb)), "allow"))
 	if p := browserAt(t, siteA).post("/oauth/token", redeemForm(codeB, pb)); p.resp.StatusCode != http.StatusBadRequest || !strings.Contains(p.body, `"invalid_grant"`) {
 		t.Fatalf("B's code at A: %d %s", p.resp.StatusCode, p.body)
 	}
@@ -202,7 +202,7 @@ func TestRecordsAreBoundToTheirIssuer(t *testing.T) {
 	}
 
 	// B's remembered consent does not skip A's consent screen.
-	codeFrom2(t, b.get(query(siteB, newPKCE())))
+	codeIn(t, b.get(query(siteB, newPKCE())))
 	consentA := a.get(query(siteA, newPKCE()))
 	if consentA.field("request_id") == "" {
 		t.Fatalf("B's consent was used at A: %d %v", consentA.resp.StatusCode, consentA.resp.Header)
@@ -212,7 +212,7 @@ func TestRecordsAreBoundToTheirIssuer(t *testing.T) {
 	if p := b.post("/oauth/consent", answer); p.resp.StatusCode != http.StatusBadRequest || p.resp.Header.Get("Location") != "" {
 		t.Fatalf("A's pending consent answered at B: %d %v", p.resp.StatusCode, p.resp.Header)
 	}
-	codeFrom2(t, a.approve(consentA, "allow"))
+	codeIn(t, a.approve(consentA, "allow"))
 
 	// A's session cookie means nothing at B.
 	var session string
