@@ -687,3 +687,35 @@ func TestKeyRotationForASuspectKey(t *testing.T) {
 		t.Errorf("retiring an unknown key: %v %s", err, out)
 	}
 }
+
+// TestDeletedClientLosesItsTokens: deleting a client revokes what it holds, at the guard's next
+// request.
+func TestDeletedClientLosesItsTokens(t *testing.T) {
+	flowServer(t, dcr+`
+		client rs {
+			secret rs-secret-0123456789abcdef
+			grant_types client_credentials
+			introspect
+		}`)
+	_, out := registerJSON(t, `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"none"}`)
+	id := out["client_id"].(string)
+	tokens := tokensFor(t, signedIn(t), map[string]string{"client_id": id}, "client_id", id)
+	access, refresh := tokens["access_token"].(string), tokens["refresh_token"].(string)
+	if p := callAPI(t, access, "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("before delete: %d", p.resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, out["registration_client_uri"].(string), nil)
+	req.Header.Set("Authorization", "Bearer "+out["registration_access_token"].(string))
+	if p := newBrowser(t).do(req); p.resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", p.resp.StatusCode, p.body)
+	}
+	if p := callAPI(t, access, "/mcp"); p.resp.StatusCode != http.StatusUnauthorized || !strings.Contains(p.body, "revoked") {
+		t.Fatalf("the deleted client's access token at the guard: %d %s", p.resp.StatusCode, p.body)
+	}
+	for name, tok := range map[string]string{"access": access, "refresh": refresh} {
+		p := newBrowser(t).post("/oauth/introspect", url.Values{"token": {tok}}, "Authorization", basicAuth("rs", "rs-secret-0123456789abcdef"))
+		if p.body != `{"active":false}` {
+			t.Errorf("introspection of the deleted client's %s token: %s", name, p.body)
+		}
+	}
+}

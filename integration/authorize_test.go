@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 )
@@ -170,5 +171,90 @@ func TestReflectedValuesAreEscaped(t *testing.T) {
 	form := b.get("/oauth/login?return_to=" + url.QueryEscape(`"><script>alert(1)</script>`))
 	if strings.Contains(form.body, "<script>") {
 		t.Fatal("return_to is reflected unescaped")
+	}
+}
+
+// TestNoRedirectToRegisteredClientBeforeSignIn: a client anyone could have registered is never redirected to
+// before the user has signed in.
+func TestNoRedirectToRegisteredClientBeforeSignIn(t *testing.T) {
+	flowServer(t, dcr)
+	_, reg := registerJSON(t, `{"client_name":"Totally Legit","redirect_uris":["https://phish.example/x"],"token_endpoint_auth_method":"none"}`)
+	id := reg["client_id"].(string)
+	long := strings.Repeat("s", 2049)
+	for name, o := range map[string]map[string]string{
+		"no response_type":    {"response_type": ""},
+		"token response_type": {"response_type": "token"},
+		"no challenge":        {"code_challenge": ""},
+		"plain challenge":     {"code_challenge_method": "plain"},
+		"no method":           {"code_challenge_method": ""},
+		"short challenge":     {"code_challenge": "abc"},
+		"unknown scope":       {"scope": "admin"},
+		"foreign resource":    {"resource": "https://elsewhere.test/"},
+		"long state":          {"state": long},
+		"no redirect_uri":     {"redirect_uri": "", "response_type": "token"},
+	} {
+		o["client_id"] = id
+		if _, set := o["redirect_uri"]; !set {
+			o["redirect_uri"] = "https://phish.example/x"
+		}
+		p := newBrowser(t).get(authorizeQuery(newPKCE(), o))
+		loc := p.location()
+		if loc != nil && (loc.Host != "" || loc.Path != "/oauth/login") {
+			t.Errorf("%s: %d to %s before sign-in", name, p.resp.StatusCode, loc)
+		}
+	}
+	repeated := authorizeQuery(newPKCE(), map[string]string{"client_id": id, "redirect_uri": "https://phish.example/x"}) + "&scope=mcp:read"
+	if loc := newBrowser(t).get(repeated).location(); loc != nil && loc.Host != "" {
+		t.Errorf("repeated parameter: redirected to %s before sign-in", loc)
+	}
+
+	// Signed in, the client gets its error, as the protocol says.
+	p := signedIn(t).get(authorizeQuery(newPKCE(), map[string]string{"client_id": id, "redirect_uri": "https://phish.example/x", "response_type": "token"}))
+	if loc := p.location(); p.resp.StatusCode != http.StatusFound || loc == nil || loc.Host != "phish.example" || loc.Query().Get("error") != "unsupported_response_type" {
+		t.Fatalf("signed in: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
+	// A Caddyfile client (vetted by the operator) is redirected at once.
+	p = newBrowser(t).get(authorizeQuery(newPKCE(), map[string]string{"response_type": "token"}))
+	if loc := p.location(); p.resp.StatusCode != http.StatusFound || loc == nil || loc.Host != "client.test" {
+		t.Fatalf("Caddyfile client: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
+}
+
+// TestOfflineAccess: offline_access is accepted without being in the catalogue, and
+// never advertised to clients of the resource.
+func TestOfflineAccess(t *testing.T) {
+	flowServer(t, dcr)
+	b := signedIn(t)
+	p := newPKCE()
+	code := codeFor(t, b, p, map[string]string{"scope": "mcp:read offline_access"})
+	resp, body := tokenRequest(t, redeemForm(code, p))
+	if resp.StatusCode != http.StatusOK || body["scope"] != "mcp:read" || body["refresh_token"] == nil {
+		t.Fatalf("offline_access outside the catalogue: %d %v", resp.StatusCode, body)
+	}
+	if p, out := registerJSON(t, `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"none","scope":"mcp:read offline_access"}`); p.resp.StatusCode != http.StatusCreated {
+		t.Fatalf("registration with offline_access: %d %v", p.resp.StatusCode, out)
+	}
+
+	// Listed in the catalogue, it is a scope like any other for the
+	// authorization server, but not one the resource advertises or asks for.
+	_, logPath := flowServer(t, "scopes offline_access\n require_scope /mcp/admin/* mcp:write offline_access")
+	prm := newBrowser(t).get("/.well-known/oauth-protected-resource/mcp")
+	if !strings.Contains(prm.body, `"scopes_supported":["mcp:read","mcp:write"]`) {
+		t.Errorf("protected-resource metadata: %s", prm.body)
+	}
+	as := newBrowser(t).get("/.well-known/oauth-authorization-server")
+	if !strings.Contains(as.body, `"scopes_supported":["mcp:read","mcp:write","offline_access"]`) {
+		t.Errorf("authorization-server metadata: %s", as.body)
+	}
+	if c := callAPI(t, "", "/mcp/admin/x").resp.Header.Get("WWW-Authenticate"); c != `Bearer resource_metadata="`+prmMCP+`", scope="mcp:write"` {
+		t.Errorf("challenge %q", c)
+	}
+	logs, _ := os.ReadFile(logPath)
+	warned := false
+	for _, line := range strings.Split(string(logs), "\n") {
+		warned = warned || strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "offline_access")
+	}
+	if !warned {
+		t.Errorf("no load warning about offline_access in the log")
 	}
 }

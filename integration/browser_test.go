@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bufio"
+	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -184,4 +187,41 @@ func sharedStore(t *testing.T, path string) storage.Store {
 	}
 	t.Cleanup(func() { bolt.Release(key) })
 	return s.ForIssuer(base)
+}
+
+// browserAt is a browser whose relative paths go to origin.
+func browserAt(t *testing.T, origin string) *browser {
+	b := newBrowser(t)
+	b.origin = origin
+	return b
+}
+
+func mustURL(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// rawRequest sends a request line byte for byte (Go's client would
+// escape a backslash) and returns the status.
+func rawRequest(t *testing.T, target, token string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", "localhost:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	auth := ""
+	if token != "" {
+		auth = "Authorization: Bearer " + token + "\r\n"
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost:9080\r\n%sConnection: close\r\n\r\n", target, auth)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", target, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

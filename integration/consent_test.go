@@ -165,3 +165,92 @@ func TestSignInPathRedirect(t *testing.T) {
 		t.Fatalf("no way to sign in: %d %v", p.resp.StatusCode, p.resp.Header)
 	}
 }
+
+// TestConsentIsBoundToTheResource: consent is remembered per (user, client, resource).
+func TestConsentIsBoundToTheResource(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	codeFor(t, b, newPKCE(), nil) // consents to mcp:read for /mcp
+	other := b.get(authorizeQuery(newPKCE(), map[string]string{"resource": base + "/api"}))
+	if other.field("request_id") == "" || !strings.Contains(other.body, base+"/api") {
+		t.Fatalf("consent for /mcp was used for /api: %d %v", other.resp.StatusCode, other.resp.Header)
+	}
+	codeFrom(t, b.get(authorizeQuery(newPKCE(), nil)), "https://client.test/cb", "xyz")
+}
+
+// TestLoopbackClientsAskAgain: a remembered consent does not silently approve a public client
+// that redirects to a loopback port or a private-use scheme.
+func TestLoopbackClientsAskAgain(t *testing.T) {
+	flowServer(t, dcr)
+	b := signedIn(t)
+	for _, redirect := range []string{"http://127.0.0.1:43111/callback", "com.example.app:/oauth"} {
+		_, out := registerJSON(t, `{"redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`)
+		o := map[string]string{"client_id": out["client_id"].(string), "redirect_uri": redirect}
+		first := b.get(authorizeQuery(newPKCE(), o))
+		codeFrom(t, b.approve(first, "allow"), redirect, "xyz")
+		if again := b.get(authorizeQuery(newPKCE(), o)); again.field("request_id") == "" {
+			t.Errorf("%s: the second authorization skipped consent: %d %v", redirect, again.resp.StatusCode, again.resp.Header)
+		}
+	}
+	// A Caddyfile client is the operator's: its consent is remembered.
+	o := map[string]string{"client_id": "nat", "redirect_uri": "http://127.0.0.1:50123/callback"}
+	codeFrom(t, b.approve(b.get(authorizeQuery(newPKCE(), o)), "allow"), "http://127.0.0.1:50123/callback", "xyz")
+	codeFrom(t, b.get(authorizeQuery(newPKCE(), o)), "http://127.0.0.1:50123/callback", "xyz")
+}
+
+// TestConsentDoubleSubmit: a consent form submitted twice by its user within two minutes
+// gets the same answer twice.
+func TestConsentDoubleSubmit(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	for decision, client := range map[string]string{"allow": "pub1", "deny": "pub2"} {
+		consent := b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": client}))
+		first := b.approve(consent, decision)
+		second := b.approve(consent, decision)
+		if first.resp.StatusCode != http.StatusFound || second.resp.StatusCode != http.StatusFound ||
+			first.resp.Header.Get("Location") != second.resp.Header.Get("Location") {
+			t.Fatalf("%s twice: %d %q, then %d %q", decision, first.resp.StatusCode, first.resp.Header.Get("Location"),
+				second.resp.StatusCode, second.resp.Header.Get("Location"))
+		}
+		// The answer that stands is the first one.
+		if third := b.approve(consent, map[string]string{"allow": "deny", "deny": "allow"}[decision]); third.resp.Header.Get("Location") != first.resp.Header.Get("Location") {
+			t.Fatalf("%s, then the other button: %q", decision, third.resp.Header.Get("Location"))
+		}
+	}
+	// The code of a double submit is redeemed once.
+	p := newPKCE()
+	consent := b.get(authorizeQuery(p, map[string]string{"scope": "mcp:read mcp:write", "resource": base + "/api"}))
+	b.approve(consent, "allow")
+	code := codeFrom(t, b.approve(consent, "allow"), "https://client.test/cb", "xyz")
+	if resp, body := tokenRequest(t, redeemForm(code, p)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("redeeming the double-submit code: %d %v", resp.StatusCode, body)
+	}
+	// Someone else, even with the form's values, is refused.
+	consent = b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": "pub2"}))
+	b.approve(consent, "allow")
+	stranger := newBrowser(t)
+	stranger.signIn("alice", alicePassword) // the same user, another browser: no
+	other := stranger.post("/oauth/consent", url.Values{"request_id": {consent.field("request_id")}, "csrf_token": {"forged"}, "decision": {"allow"}})
+	if other.resp.StatusCode != http.StatusBadRequest || other.resp.Header.Get("Location") != "" {
+		t.Fatalf("a forged second submit: %d %v", other.resp.StatusCode, other.resp.Header)
+	}
+	nobody := newBrowser(t).post("/oauth/consent", url.Values{"request_id": {consent.field("request_id")}, "csrf_token": {consent.field("csrf_token")}, "decision": {"allow"}})
+	if nobody.resp.StatusCode != http.StatusBadRequest || nobody.resp.Header.Get("Location") != "" {
+		t.Fatalf("a second submit without the session: %d %v", nobody.resp.StatusCode, nobody.resp.Header)
+	}
+}
+
+// TestConsentWarnsAboutLoopbackClients: the consent page says when the application runs on the user's
+// own computer.
+func TestConsentWarnsAboutLoopbackClients(t *testing.T) {
+	flowServer(t, dcr)
+	b := signedIn(t)
+	_, out := registerJSON(t, `{"client_name":"Local Tool","redirect_uris":["http://localhost:43111/callback"],"token_endpoint_auth_method":"none"}`)
+	consent := b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": out["client_id"].(string), "redirect_uri": "http://localhost:43111/callback"}))
+	if !strings.Contains(consent.body, "This application runs on your own computer at <strong>localhost:43111</strong>") {
+		t.Fatalf("no loopback warning: %s", consent.body)
+	}
+	if web := b.get(authorizeQuery(newPKCE(), map[string]string{"client_id": "pub2"})); strings.Contains(web.body, "your own computer") {
+		t.Fatalf("loopback warning for a web client")
+	}
+}

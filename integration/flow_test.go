@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,4 +236,95 @@ func verifyAccessToken(t *testing.T, token string) map[string]any {
 		t.Fatalf("signature: %v", err)
 	}
 	return claims
+}
+
+const (
+	siteA = "http://a.localhost:9080"
+	siteB = "http://b.localhost:9080"
+)
+
+// TestRecordsAreBoundToTheirIssuer: two issuers share one storage file; nothing of one is usable at
+// the other.
+func TestRecordsAreBoundToTheirIssuer(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "shared.db")
+	block := func(origin string) string {
+		return origin + ` {
+	oauth2_server {
+		issuer ` + origin + `
+		resource ` + origin + `/mcp
+		storage ` + store + `
+		scopes mcp:read mcp:write
+		user alice ` + aliceHash + `
+		client pub1 {
+			public
+			redirect_uri https://client.test/cb
+		}
+		dynamic_registration {
+			rate_limit off
+		}
+	}
+	respond "upstream" 200
+}
+`
+	}
+	start(t, globalOptions+block(siteA)+block(siteB))
+	a, b := browserAt(t, siteA), browserAt(t, siteB)
+	a.signIn("alice", alicePassword)
+	b.signIn("alice", alicePassword)
+	query := func(origin string, p pkce) string {
+		return authorizeQuery(p, map[string]string{"resource": origin + "/mcp"})
+	}
+
+	// A code of B is unknown at A, and stays good at B.
+	pb := newPKCE()
+	codeB := codeIn(t, b.approve(b.get(query(siteB, pb)), "allow"))
+	if p := browserAt(t, siteA).post("/oauth/token", redeemForm(codeB, pb)); p.resp.StatusCode != http.StatusBadRequest || !strings.Contains(p.body, `"invalid_grant"`) {
+		t.Fatalf("B's code at A: %d %s", p.resp.StatusCode, p.body)
+	}
+	redeemed := browserAt(t, siteB).post("/oauth/token", redeemForm(codeB, pb))
+	if redeemed.resp.StatusCode != http.StatusOK {
+		t.Fatalf("B's code at B after the attempt at A: %d %s", redeemed.resp.StatusCode, redeemed.body)
+	}
+	// So is its refresh token.
+	rt := jsonField(t, redeemed.body, "refresh_token")
+	if p := browserAt(t, siteA).post("/oauth/token", refreshForm(rt)); p.resp.StatusCode != http.StatusBadRequest || !strings.Contains(p.body, `"invalid_grant"`) {
+		t.Fatalf("B's refresh token at A: %d %s", p.resp.StatusCode, p.body)
+	}
+	if p := browserAt(t, siteB).post("/oauth/token", refreshForm(rt)); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("B's refresh token at B: %d %s", p.resp.StatusCode, p.body)
+	}
+
+	// B's remembered consent does not skip A's consent screen.
+	codeIn(t, b.get(query(siteB, newPKCE())))
+	consentA := a.get(query(siteA, newPKCE()))
+	if consentA.field("request_id") == "" {
+		t.Fatalf("B's consent was used at A: %d %v", consentA.resp.StatusCode, consentA.resp.Header)
+	}
+	// A's pending consent cannot be answered at B (and is not used up).
+	answer := url.Values{"request_id": {consentA.field("request_id")}, "csrf_token": {consentA.field("csrf_token")}, "decision": {"allow"}}
+	if p := b.post("/oauth/consent", answer); p.resp.StatusCode != http.StatusBadRequest || p.resp.Header.Get("Location") != "" {
+		t.Fatalf("A's pending consent answered at B: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
+	codeIn(t, a.approve(consentA, "allow"))
+
+	// A's session cookie means nothing at B.
+	var session string
+	for _, c := range a.client.Jar.Cookies(mustURL(siteA)) {
+		if c.Name == "oauth2_session" {
+			session = c.Value
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, siteB+query(siteB, newPKCE()), nil)
+	req.Header.Set("Cookie", "oauth2_session="+session)
+	if p := newBrowser(t).do(req); session == "" || p.resp.StatusCode != http.StatusSeeOther || p.location().Path != "/oauth/login" {
+		t.Fatalf("A's session at B: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
+
+	// A client registered at B is unknown at A.
+	reqReg, _ := http.NewRequest(http.MethodPost, siteB+"/oauth/register", strings.NewReader(`{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"none"}`))
+	reqReg.Header.Set("Content-Type", "application/json")
+	clientB := jsonField(t, newBrowser(t).do(reqReg).body, "client_id")
+	if p := a.get(authorizeQuery(newPKCE(), map[string]string{"client_id": clientB, "resource": siteA + "/mcp"})); p.resp.StatusCode != http.StatusBadRequest || p.location() != nil {
+		t.Fatalf("B's registered client at A: %d %v", p.resp.StatusCode, p.resp.Header)
+	}
 }

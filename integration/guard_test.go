@@ -363,3 +363,83 @@ func codeIn(t *testing.T, p page) string {
 	}
 	return loc.Query().Get("code")
 }
+
+// TestGuardBackslashIsASeparator: a backslash is a path separator when the guard judges a path.
+func TestGuardBackslashIsASeparator(t *testing.T) {
+	flowServer(t, guardExtra)
+	read := tokensFor(t, signedIn(t), nil)["access_token"].(string)
+	for _, target := range []string{`/docs/..%5cmcp`, `/docs/..%5Cmcp`, `/docs/..\mcp`, `/docs\..\mcp`, `/healthz\..\mcp`} {
+		if got := rawRequest(t, target, ""); got != http.StatusUnauthorized && got != http.StatusBadRequest {
+			t.Errorf("%s without a token: %d", target, got)
+		}
+	}
+	for _, target := range []string{`/mcp/x%5c..%5cadmin/y`, `/mcp/x\..\admin/y`, `/mcp\admin\y`} {
+		if got := rawRequest(t, target, read); got != http.StatusForbidden && got != http.StatusBadRequest {
+			t.Errorf("%s with a read-only token: %d", target, got)
+		}
+	}
+	if got := rawRequest(t, "/docs/intro", ""); got != http.StatusOK {
+		t.Errorf("public path: %d", got)
+	}
+}
+
+// TestGuardPreflightMcpParamHeaders: preflight allows the Mcp-Param-* headers a client asks for.
+func TestGuardPreflightMcpParamHeaders(t *testing.T) {
+	flowServer(t, guardExtra)
+	req, _ := http.NewRequest(http.MethodOptions, base+"/mcp", nil)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,mcp-param-city,MCP-PARAM-Units,x-evil")
+	p := newBrowser(t).do(req)
+	want := "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID, mcp-param-city, MCP-PARAM-Units"
+	if p.resp.StatusCode != http.StatusNoContent || p.resp.Header.Get("Access-Control-Allow-Headers") != want {
+		t.Fatalf("preflight: %d Allow-Headers %q\nwant %q", p.resp.StatusCode, p.resp.Header.Get("Access-Control-Allow-Headers"), want)
+	}
+	if v := p.resp.Header.Values("Vary"); !strings.Contains(strings.Join(v, ","), "Access-Control-Request-Headers") {
+		t.Errorf("Vary %q", v)
+	}
+}
+
+// TestGuardCORSWithCORSUpstreams: one Access-Control-Allow-Origin on proxied answers, whatever
+// the upstream sends.
+func TestGuardCORSWithCORSUpstreams(t *testing.T) {
+	tok := ""
+	for _, tc := range []struct {
+		name     string
+		upstream http.Header
+		origin   string
+		expose   string
+		creds    string
+	}{
+		{"upstream sends *", http.Header{"Access-Control-Allow-Origin": {"*"}, "Access-Control-Expose-Headers": {"Mcp-Session-Id"}}, "*", "Mcp-Session-Id, WWW-Authenticate", ""},
+		{"upstream sends an origin", http.Header{"Access-Control-Allow-Origin": {"https://app.example"}, "Access-Control-Allow-Credentials": {"true"}, "Vary": {"Origin"}},
+			"https://app.example", "WWW-Authenticate, Mcp-Session-Id", "true"},
+		{"upstream sends none", nil, "*", "WWW-Authenticate, Mcp-Session-Id", ""},
+	} {
+		up := newUpstream(t, tc.upstream)
+		flowServerUpstream(t, "", "", "reverse_proxy "+up.address())
+		tok = tokensFor(t, signedIn(t), nil)["access_token"].(string)
+		req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader("{}"))
+		req.Header.Set("Origin", "https://app.example")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		p := newBrowser(t).do(req)
+		h := p.resp.Header
+		if p.resp.StatusCode != http.StatusOK || p.body != "upstream body" {
+			t.Fatalf("%s: %d %s", tc.name, p.resp.StatusCode, p.body)
+		}
+		if got := h.Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != tc.origin {
+			t.Errorf("%s: Access-Control-Allow-Origin %q, want exactly %q", tc.name, got, tc.origin)
+		}
+		if got := h.Values("Access-Control-Expose-Headers"); len(got) != 1 || got[0] != tc.expose {
+			t.Errorf("%s: Access-Control-Expose-Headers %q, want %q", tc.name, got, tc.expose)
+		}
+		if got := h.Values("Access-Control-Allow-Credentials"); tc.creds == "" && len(got) != 0 || tc.creds != "" && (len(got) != 1 || got[0] != tc.creds) {
+			t.Errorf("%s: Access-Control-Allow-Credentials %q", tc.name, got)
+		}
+	}
+	// The guard's own answers carry its CORS headers, once.
+	p := callAPI(t, "", "/mcp")
+	if got := p.resp.Header.Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "*" {
+		t.Errorf("challenge: Access-Control-Allow-Origin %q", got)
+	}
+}

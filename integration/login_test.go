@@ -122,3 +122,77 @@ func TestLoginCSRF(t *testing.T) {
 		t.Fatalf("foreign return_to: %d %v", p.resp.StatusCode, p.resp.Header)
 	}
 }
+
+// bobPassword is bob's password; his hash is costly (bcrypt 10), so that
+// verifications are still running while other attempts arrive.
+const bobPassword = "bob's long password"
+
+var bobHash = mustHash(bobPassword, 10)
+
+const trustLoopbackProxy = "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"
+
+// TestLoginThrottleCannotBeRaced: the throttle takes its token before the password is verified,
+// so a burst of parallel guesses cannot all be evaluated.
+func TestLoginThrottleCannotBeRaced(t *testing.T) {
+	// Each attempt comes from its own address (X-Forwarded-For from a
+	// trusted proxy), so only the per-account limit stands in the way.
+	flowServerWith(t, trustLoopbackProxy, "user bob "+bobHash)
+	const wrong = 19
+	browsers := make([]*browser, wrong+1)
+	csrf := make([]string, wrong+1)
+	for i := range browsers {
+		browsers[i] = newBrowser(t)
+		csrf[i] = browsers[i].get("/oauth/login").field("csrf_token")
+	}
+	attempt := func(i int, password string) page {
+		return browsers[i].post("/oauth/login", url.Values{"username": {"bob"}, "password": {password}, "csrf_token": {csrf[i]}},
+			"X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+	}
+	results := make(chan page, wrong)
+	for i := range wrong {
+		go func() { results <- attempt(i, "a wrong guess") }()
+	}
+	// The attempts that were not let in are answered at once; while the
+	// admitted ones are still verifying, the right password arrives.
+	var answers []page
+	timeout := time.After(time.Minute)
+	for len(answers) < wrong-5 {
+		select {
+		case p := <-results:
+			answers = append(answers, p)
+		case <-timeout:
+			t.Fatalf("only %d of %d attempts answered", len(answers), wrong)
+		}
+	}
+	right := attempt(wrong, bobPassword)
+	for len(answers) < wrong {
+		answers = append(answers, <-results)
+	}
+	evaluated := 0
+	for _, p := range answers {
+		switch p.resp.StatusCode {
+		case http.StatusUnauthorized:
+			evaluated++
+		case http.StatusTooManyRequests:
+			if ra := p.resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+				t.Errorf("429 with Retry-After %q", ra)
+			}
+		default:
+			t.Errorf("unexpected answer %d", p.resp.StatusCode)
+		}
+	}
+	if evaluated == 0 || evaluated > 5 {
+		t.Fatalf("%d of %d parallel wrong guesses were evaluated, want 1 to 5", evaluated, wrong)
+	}
+	if right.resp.StatusCode != http.StatusTooManyRequests || hasSessionCookie(right) || right.resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("the right password during the burst: %d, session %v, want 429 with Retry-After", right.resp.StatusCode, hasSessionCookie(right))
+	}
+	// Five failures were counted: the account stays limited.
+	b := newBrowser(t)
+	form := b.get("/oauth/login")
+	p := b.post("/oauth/login", url.Values{"username": {"bob"}, "password": {bobPassword}, "csrf_token": {form.field("csrf_token")}},
+		"X-Forwarded-For", "198.51.100.200")
+	if evaluated == 5 && (p.resp.StatusCode != http.StatusTooManyRequests || hasSessionCookie(p)) {
+		t.Fatalf("the right password after five failures: %d, want 429", p.resp.StatusCode)
+	}
+}

@@ -283,3 +283,124 @@ func TestRootAliases(t *testing.T) {
 		t.Fatalf("/token with root_aliases off reached the token endpoint: %d %s", pg.resp.StatusCode, pg.body)
 	}
 }
+
+// TestClientCredentialsTokenIsNoUser: a client-credentials token is a client's, not a user's.
+func TestClientCredentialsTokenIsNoUser(t *testing.T) {
+	up := newUpstream(t, nil)
+	flowServerUpstream(t, "", `
+		client machine {
+			secret machine-secret-0123456789
+			grant_types client_credentials
+		}`, `reverse_proxy `+up.address()+` {
+		header_up X-User {http.auth.user.id}
+		header_up X-Sub {http.oauth2.sub}
+		header_up X-Subject-Type {http.oauth2.subject_type}
+	}`)
+	resp, body := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth("machine", "machine-secret-0123456789"))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("client_credentials: %d %v", resp.StatusCode, body)
+	}
+	for _, tc := range []struct {
+		name, token, user, sub, kind string
+	}{
+		{"client", body["access_token"].(string), "", "machine", "client"},
+		{"user", tokensFor(t, signedIn(t), nil)["access_token"].(string), "alice", "alice", "user"},
+	} {
+		if p := callAPI(t, tc.token, "/mcp"); p.resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s token: %d", tc.name, p.resp.StatusCode)
+		}
+		h := up.header()
+		if h.Get("X-User") != tc.user || h.Get("X-Sub") != tc.sub || h.Get("X-Subject-Type") != tc.kind {
+			t.Errorf("%s token: upstream got X-User %q, X-Sub %q, X-Subject-Type %q; want %q %q %q",
+				tc.name, h.Get("X-User"), h.Get("X-Sub"), h.Get("X-Subject-Type"), tc.user, tc.sub, tc.kind)
+		}
+	}
+}
+
+// TestFailedReplayRevokesNothing: a replay that would fail anyway (wrong verifier, client or
+// redirect URI) revokes nothing.
+func TestFailedReplayRevokesNothing(t *testing.T) {
+	flowServer(t, "")
+	b := signedIn(t)
+	p := newPKCE()
+	code := codeFor(t, b, p, nil)
+	resp, first := tokenRequest(t, redeemForm(code, p))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("redeem: %d %v", resp.StatusCode, first)
+	}
+	for name, form := range map[string]url.Values{
+		"wrong verifier":     redeemForm(code, newPKCE()),
+		"no verifier":        redeemForm(code, p, "code_verifier", ""),
+		"wrong redirect_uri": redeemForm(code, p, "redirect_uri", "https://client.test/other"),
+		"other client":       redeemForm(code, p, "client_id", "pub2"),
+	} {
+		resp, body := tokenRequest(t, form)
+		wantError(t, name, resp, body, http.StatusBadRequest, "invalid_grant")
+	}
+	if p := callAPI(t, first["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the access token was revoked by a failed replay: %d", p.resp.StatusCode)
+	}
+	if resp, body := tokenRequest(t, refreshForm(first["refresh_token"].(string))); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the refresh token was revoked by a failed replay: %d %v", resp.StatusCode, body)
+	}
+}
+
+// TestRegisteredAuthMethodIsEnforced: a client authenticates with the kind of credential it
+// registered (either secret method for a secret; a Caddyfile client's
+// token_endpoint_auth_method, when set, strictly), one method a request.
+func TestRegisteredAuthMethodIsEnforced(t *testing.T) {
+	flowServer(t, `
+		dynamic_registration {
+			initial_access_token machines-0123456789abcdef
+			allow_client_credentials
+			rate_limit off
+		}
+		client postonly {
+			secret postonly-secret-0123456789
+			grant_types client_credentials
+			token_endpoint_auth_method client_secret_post
+		}`)
+	register := func(method string) (string, string) {
+		_, out := registerJSON(t, `{"redirect_uris":["https://c.test/cb"],"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"`+method+`"}`,
+			"Authorization", "Bearer machines-0123456789abcdef")
+		return out["client_id"].(string), out["client_secret"].(string)
+	}
+	cc := func(id, secret, how string) (*http.Response, map[string]any) {
+		form := url.Values{"grant_type": {"client_credentials"}}
+		switch how {
+		case "basic":
+			return tokenRequest(t, form, "Authorization", basicAuth(id, secret))
+		case "post":
+			form.Set("client_id", id)
+			form.Set("client_secret", secret)
+			return tokenRequest(t, form)
+		default: // both
+			form.Set("client_secret", secret)
+			return tokenRequest(t, form, "Authorization", basicAuth(id, secret))
+		}
+	}
+	basicID, basicSecret := register("client_secret_basic")
+	postID, postSecret := register("client_secret_post")
+	for _, tc := range []struct {
+		name, id, secret, how string
+		status                int
+		code                  string
+	}{
+		{"basic client, basic", basicID, basicSecret, "basic", 200, ""},
+		{"basic client, post", basicID, basicSecret, "post", 200, ""},
+		{"post client, post", postID, postSecret, "post", 200, ""},
+		{"post client, basic", postID, postSecret, "basic", 200, ""},
+		{"both methods", basicID, basicSecret, "both", 400, "invalid_request"},
+		{"Caddyfile post client, post", "postonly", "postonly-secret-0123456789", "post", 200, ""},
+		{"Caddyfile post client, basic", "postonly", "postonly-secret-0123456789", "basic", 401, "invalid_client"},
+	} {
+		resp, body := cc(tc.id, tc.secret, tc.how)
+		if tc.status == 200 {
+			if resp.StatusCode != 200 {
+				t.Errorf("%s: %d %v", tc.name, resp.StatusCode, body)
+			}
+			continue
+		}
+		wantError(t, tc.name, resp, body, tc.status, tc.code)
+	}
+}

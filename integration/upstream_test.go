@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -600,3 +602,34 @@ func TestOIDCUserInfo(t *testing.T) {
 		t.Errorf("refused because %q", got)
 	}
 }
+
+// upstreamRecorder is a real upstream that keeps the headers of the last
+// request it got, and answers with the given headers.
+type upstreamRecorder struct {
+	mu   sync.Mutex
+	last http.Header
+	srv  *httptest.Server
+}
+
+func newUpstream(t *testing.T, answer http.Header) *upstreamRecorder {
+	u := &upstreamRecorder{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.last = r.Header.Clone()
+		u.mu.Unlock()
+		for k, vs := range answer {
+			w.Header()[k] = vs
+		}
+		w.Write([]byte("upstream body"))
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstreamRecorder) header() http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.last
+}
+
+func (u *upstreamRecorder) address() string { return strings.TrimPrefix(u.srv.URL, "http://") }
