@@ -68,120 +68,128 @@ func wantStatus(t *testing.T, name string, got int, body []byte, want int) {
 	}
 }
 
-// TestAdminAPI exercises every route against a running Caddy.
+// TestAdminAPI exercises every route against a running Caddy, a subtest
+// per route.
 func TestAdminAPI(t *testing.T) {
-	storagePath, _ := flowServer(t, dcr)
+	flowServer(t, dcr)
 	alice := signedIn(t)
 	tokens := tokensFor(t, alice, nil)
 
-	status, body := adminCall(t, http.MethodGet, "", nil)
-	var servers []map[string]any
-	json.Unmarshal(body, &servers)
-	if status != 200 || len(servers) != 1 || servers[0]["issuer"] != base || servers[0]["live_grants"].(float64) < 1 || servers[0]["storage"] == "" {
-		t.Fatalf("GET /oauth2/: %d %s", status, body)
-	}
-
-	// Clients: a machine client, its secret once.
-	status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "Nightly job", "grant_types": []string{"client_credentials"}, "scope": "mcp:read"})
-	var machine map[string]any
-	json.Unmarshal(body, &machine)
-	secret, _ := machine["client_secret"].(string)
-	if status != http.StatusCreated || secret == "" || machine["origin"] != "admin" {
-		t.Fatalf("POST clients: %d %s", status, body)
-	}
-	id := machine["client_id"].(string)
-	resp, cc := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth(id, secret))
-	if resp.StatusCode != 200 {
-		t.Fatalf("the created client's token: %d %v", resp.StatusCode, cc)
-	}
-	status, body = adminCall(t, http.MethodGet, "clients", nil)
-	if status != 200 || !strings.Contains(string(body), `"client_id": "pub1"`) || !strings.Contains(string(body), `"origin": "caddyfile"`) ||
-		!strings.Contains(string(body), id) || strings.Contains(string(body), secret) || strings.Contains(string(body), "secret_hash") || strings.Contains(string(body), `"client_secret"`) {
-		t.Fatalf("GET clients: %d %s", status, body)
-	}
-	status, body = adminCall(t, http.MethodDelete, "clients/pub1", nil)
-	wantStatus(t, "delete a Caddyfile client", status, body, http.StatusConflict)
-	status, body = adminCall(t, http.MethodDelete, "clients/nobody", nil)
-	wantStatus(t, "delete an unknown client", status, body, http.StatusNotFound)
-	status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "x", "grant_types": []string{"implicit"}})
-	wantStatus(t, "bad client", status, body, http.StatusBadRequest)
-	req, _ := http.NewRequest(http.MethodPost, adminBase+"clients", strings.NewReader("{"))
-	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("bad JSON: %d", resp.StatusCode)
-	}
-	status, body = adminCall(t, http.MethodDelete, "clients/"+id, nil)
-	wantStatus(t, "delete the created client", status, body, http.StatusNoContent)
-	if p := callAPI(t, cc["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("the deleted client's token: %d", p.resp.StatusCode)
-	}
-
-	// Grants of alice, then revoked.
-	status, body = adminCall(t, http.MethodGet, "grants?user=alice", nil)
-	var grants []map[string]any
-	json.Unmarshal(body, &grants)
-	if status != 200 || len(grants) != 1 || grants[0]["client_id"] != "pub1" || grants[0]["client_name"] != "Public One" || grants[0]["refresh_tokens"].(float64) != 1 {
-		t.Fatalf("GET grants: %d %s", status, body)
-	}
-	status, body = adminCall(t, http.MethodGet, "tokens/inspect", nil)
-	wantStatus(t, "inspect with GET", status, body, http.StatusMethodNotAllowed)
-	status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": tokens["access_token"].(string)})
-	if status != 200 || !strings.Contains(string(body), `"valid": true`) || !strings.Contains(string(body), grants[0]["id"].(string)) {
-		t.Fatalf("inspect: %d %s", status, body)
-	}
-	status, body = adminCall(t, http.MethodDelete, "grants/"+grants[0]["id"].(string), nil)
-	if status != 200 || !strings.Contains(string(body), `"revoked": 1`) {
-		t.Fatalf("DELETE grant: %d %s", status, body)
-	}
-	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("the revoked grant's access token: %d", p.resp.StatusCode)
-	}
-	if resp, body := tokenRequest(t, refreshForm(tokens["refresh_token"].(string))); resp.StatusCode != 400 {
-		t.Errorf("the revoked grant's refresh token: %d %v", resp.StatusCode, body)
-	}
-	status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": tokens["access_token"].(string)})
-	if !strings.Contains(string(body), `"valid": false`) || !strings.Contains(string(body), "revoked") {
-		t.Errorf("inspect after revocation: %s", body)
-	}
-	// The next authorization asks for consent again.
-	if p := alice.get(authorizeQuery(newPKCE(), nil)); p.field("request_id") == "" {
-		t.Errorf("consent is still remembered: %d", p.resp.StatusCode)
-	}
-	status, body = adminCall(t, http.MethodDelete, "grants?client=pub2", nil)
-	wantStatus(t, "revoke a client's grants (none)", status, body, http.StatusOK)
-	status, body = adminCall(t, http.MethodDelete, "grants", nil)
-	wantStatus(t, "revoke everything", status, body, http.StatusBadRequest)
-
-	// Keys and rotation.
-	status, body = adminCall(t, http.MethodGet, "keys", nil)
-	if status != 200 || !strings.Contains(string(body), `"signing": true`) || strings.Contains(string(body), "pkcs8") || strings.Contains(string(body), `"d":`) {
-		t.Fatalf("GET keys: %d %s", status, body)
-	}
-	status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
-	var next map[string]any
-	json.Unmarshal(body, &next)
-	if status != 200 || next["kid"] == nil {
-		t.Fatalf("rotate: %d %s", status, body)
-	}
-	if jwks := newBrowser(t).get("/.well-known/jwks.json").body; !strings.Contains(jwks, next["kid"].(string)) {
-		t.Errorf("the new key is not published: %s", jwks)
-	}
-	status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
-	wantStatus(t, "rotate while a rotation is pending (it replaces the pending key)", status, body, http.StatusOK)
-
-	// Backup and export stream.
-	status, body = adminCall(t, http.MethodGet, "backup", nil)
-	if status != 200 || len(body) < 4096 {
-		t.Fatalf("backup: %d, %d bytes", status, len(body))
-	}
-	status, body = adminCall(t, http.MethodGet, "export", nil)
-	if status != 200 || !strings.Contains(string(body), `"type":"refresh_family"`) {
-		t.Fatalf("export: %d %s", status, body)
-	}
-	status, body = adminCall(t, http.MethodGet, "nope", nil)
-	wantStatus(t, "unknown route", status, body, http.StatusNotFound)
-	status, body = adminCall(t, http.MethodGet, "clients?issuer=https://other.test", nil)
-	wantStatus(t, "unknown issuer", status, body, http.StatusNotFound)
-	_ = storagePath
+	t.Run("servers", func(t *testing.T) {
+		status, body := adminCall(t, http.MethodGet, "", nil)
+		var servers []map[string]any
+		json.Unmarshal(body, &servers)
+		if status != 200 || len(servers) != 1 || servers[0]["issuer"] != base || servers[0]["live_grants"].(float64) < 1 || servers[0]["storage"] == "" {
+			t.Fatalf("GET /oauth2/: %d %s", status, body)
+		}
+	})
+	t.Run("clients", func(t *testing.T) {
+		// Clients: a machine client, its secret once.
+		status, body := adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "Nightly job", "grant_types": []string{"client_credentials"}, "scope": "mcp:read"})
+		var machine map[string]any
+		json.Unmarshal(body, &machine)
+		secret, _ := machine["client_secret"].(string)
+		if status != http.StatusCreated || secret == "" || machine["origin"] != "admin" {
+			t.Fatalf("POST clients: %d %s", status, body)
+		}
+		id := machine["client_id"].(string)
+		resp, cc := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth(id, secret))
+		if resp.StatusCode != 200 {
+			t.Fatalf("the created client's token: %d %v", resp.StatusCode, cc)
+		}
+		status, body = adminCall(t, http.MethodGet, "clients", nil)
+		if status != 200 || !strings.Contains(string(body), `"client_id": "pub1"`) || !strings.Contains(string(body), `"origin": "caddyfile"`) ||
+			!strings.Contains(string(body), id) || strings.Contains(string(body), secret) || strings.Contains(string(body), "secret_hash") || strings.Contains(string(body), `"client_secret"`) {
+			t.Fatalf("GET clients: %d %s", status, body)
+		}
+		status, body = adminCall(t, http.MethodDelete, "clients/pub1", nil)
+		wantStatus(t, "delete a Caddyfile client", status, body, http.StatusConflict)
+		status, body = adminCall(t, http.MethodDelete, "clients/nobody", nil)
+		wantStatus(t, "delete an unknown client", status, body, http.StatusNotFound)
+		status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "x", "grant_types": []string{"implicit"}})
+		wantStatus(t, "bad client", status, body, http.StatusBadRequest)
+		req, _ := http.NewRequest(http.MethodPost, adminBase+"clients", strings.NewReader("{"))
+		if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("bad JSON: %d", resp.StatusCode)
+		}
+		status, body = adminCall(t, http.MethodDelete, "clients/"+id, nil)
+		wantStatus(t, "delete the created client", status, body, http.StatusNoContent)
+		if p := callAPI(t, cc["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("the deleted client's token: %d", p.resp.StatusCode)
+		}
+	})
+	t.Run("grants and inspection", func(t *testing.T) {
+		// Grants of alice, then revoked.
+		status, body := adminCall(t, http.MethodGet, "grants?user=alice", nil)
+		var grants []map[string]any
+		json.Unmarshal(body, &grants)
+		if status != 200 || len(grants) != 1 || grants[0]["client_id"] != "pub1" || grants[0]["client_name"] != "Public One" || grants[0]["refresh_tokens"].(float64) != 1 {
+			t.Fatalf("GET grants: %d %s", status, body)
+		}
+		status, body = adminCall(t, http.MethodGet, "tokens/inspect", nil)
+		wantStatus(t, "inspect with GET", status, body, http.StatusMethodNotAllowed)
+		status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": tokens["access_token"].(string)})
+		if status != 200 || !strings.Contains(string(body), `"valid": true`) || !strings.Contains(string(body), grants[0]["id"].(string)) {
+			t.Fatalf("inspect: %d %s", status, body)
+		}
+		status, body = adminCall(t, http.MethodDelete, "grants/"+grants[0]["id"].(string), nil)
+		if status != 200 || !strings.Contains(string(body), `"revoked": 1`) {
+			t.Fatalf("DELETE grant: %d %s", status, body)
+		}
+		if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("the revoked grant's access token: %d", p.resp.StatusCode)
+		}
+		if resp, body := tokenRequest(t, refreshForm(tokens["refresh_token"].(string))); resp.StatusCode != 400 {
+			t.Errorf("the revoked grant's refresh token: %d %v", resp.StatusCode, body)
+		}
+		status, body = adminCall(t, http.MethodPost, "tokens/inspect", map[string]string{"token": tokens["access_token"].(string)})
+		if !strings.Contains(string(body), `"valid": false`) || !strings.Contains(string(body), "revoked") {
+			t.Errorf("inspect after revocation: %s", body)
+		}
+		// The next authorization asks for consent again.
+		if p := alice.get(authorizeQuery(newPKCE(), nil)); p.field("request_id") == "" {
+			t.Errorf("consent is still remembered: %d", p.resp.StatusCode)
+		}
+		status, body = adminCall(t, http.MethodDelete, "grants?client=pub2", nil)
+		wantStatus(t, "revoke a client's grants (none)", status, body, http.StatusOK)
+		status, body = adminCall(t, http.MethodDelete, "grants", nil)
+		wantStatus(t, "revoke everything", status, body, http.StatusBadRequest)
+	})
+	t.Run("keys", func(t *testing.T) {
+		// Keys and rotation.
+		status, body := adminCall(t, http.MethodGet, "keys", nil)
+		if status != 200 || !strings.Contains(string(body), `"signing": true`) || strings.Contains(string(body), "pkcs8") || strings.Contains(string(body), `"d":`) {
+			t.Fatalf("GET keys: %d %s", status, body)
+		}
+		status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
+		var next map[string]any
+		json.Unmarshal(body, &next)
+		if status != 200 || next["kid"] == nil {
+			t.Fatalf("rotate: %d %s", status, body)
+		}
+		if jwks := newBrowser(t).get("/.well-known/jwks.json").body; !strings.Contains(jwks, next["kid"].(string)) {
+			t.Errorf("the new key is not published: %s", jwks)
+		}
+		status, body = adminCall(t, http.MethodPost, "keys/rotate", nil)
+		wantStatus(t, "rotate while a rotation is pending (it replaces the pending key)", status, body, http.StatusOK)
+	})
+	t.Run("backup and export", func(t *testing.T) {
+		// Backup and export stream.
+		status, body := adminCall(t, http.MethodGet, "backup", nil)
+		if status != 200 || len(body) < 4096 {
+			t.Fatalf("backup: %d, %d bytes", status, len(body))
+		}
+		status, body = adminCall(t, http.MethodGet, "export", nil)
+		if status != 200 || !strings.Contains(string(body), `"type":"refresh_family"`) {
+			t.Fatalf("export: %d %s", status, body)
+		}
+	})
+	t.Run("unknown routes and issuers", func(t *testing.T) {
+		status, body := adminCall(t, http.MethodGet, "nope", nil)
+		wantStatus(t, "unknown route", status, body, http.StatusNotFound)
+		status, body = adminCall(t, http.MethodGet, "clients?issuer=https://other.test", nil)
+		wantStatus(t, "unknown issuer", status, body, http.StatusNotFound)
+	})
 }
 
 // TestAdminAmbiguousIssuer: with two servers, issuer= is required.
