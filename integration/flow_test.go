@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -19,30 +20,34 @@ import (
 
 const confSecret = "conf-secret-0123456789abcdef"
 
-// flowServer starts an authorization server with alice as a built-in user
-// and the clients of the security checklist. It returns the storage and
-// log file paths.
+// flowSite is the site of the flow tests: base, with an oauth2_server
+// block every test shares (issuer, resources, alice, the clients pub1,
+// pub2, nat, conf, multi, withquery and first) and what a test adds.
+type flowSite struct {
+	global   string // global options
+	extra    string // more lines of the oauth2_server block
+	upstream string // what answers after the guard; default: respond "upstream" 200
+}
+
+// flowServer starts the flow site with extra lines in its oauth2_server
+// block; it returns the storage file's path ("" with storage postgres) and
+// the Caddy log's.
 func flowServer(t *testing.T, extra string) (storagePath, logPath string) {
 	t.Helper()
-	return flowServerWith(t, "", extra)
+	return flowSite{extra: extra}.start(t)
 }
 
-// flowServerWith is flowServer with extra global options.
-func flowServerWith(t *testing.T, global, extra string) (storagePath, logPath string) {
-	t.Helper()
-	return flowServerUpstream(t, global, extra, `respond "upstream" 200`)
-}
-
-// flowServerUpstream is flowServerWith with the site's upstream handler.
-func flowServerUpstream(t *testing.T, global, extra, upstream string) (storagePath, logPath string) {
+// start loads the site into the test's Caddy.
+func (site flowSite) start(t *testing.T) (storagePath, logPath string) {
 	t.Helper()
 	dir := t.TempDir()
 	storagePath, logPath = filepath.Join(dir, "oauth.db"), filepath.Join(dir, "caddy.log")
 	storageLine := "storage " + storagePath
-	if strings.Contains(extra, "storage postgres") { // the test brings its own storage
+	if strings.Contains(site.extra, "storage postgres") { // the test brings its own storage
 		storageLine, storagePath = "", ""
 	}
-	config := withLog(logPath, global) +
+	upstream := cmp.Or(site.upstream, `respond "upstream" 200`)
+	config := withLog(logPath, site.global) +
 		base + ` {
 	log {
 		output file ` + filepath.Join(dir, "access.log") + `
@@ -88,7 +93,7 @@ func flowServerUpstream(t *testing.T, global, extra, upstream string) (storagePa
 			trusted
 			redirect_uri https://first.test/cb
 		}
-		` + extra + `
+		` + site.extra + `
 	}
 	` + upstream + `
 }

@@ -252,7 +252,7 @@ func TestGuardIdentityReachesUpstream(t *testing.T) {
 		header_up X-Jti {http.oauth2.jti}
 		header_up X-Exp {http.oauth2.exp}
 	}`
-	flowServerUpstream(t, "", guardExtra, proxy)
+	flowSite{extra: guardExtra, upstream: proxy}.start(t)
 	tok := tokensFor(t, signedIn(t), nil)["access_token"].(string)
 	claims := verifyAccessToken(t, tok)
 
@@ -292,7 +292,7 @@ func TestGuardIdentityReachesUpstream(t *testing.T) {
 	}
 
 	// pass_token keeps the Authorization header.
-	flowServerUpstream(t, "", guardExtra+"\n pass_token", proxy)
+	flowSite{extra: guardExtra + "\n pass_token", upstream: proxy}.start(t)
 	tok = tokensFor(t, signedIn(t), nil)["access_token"].(string)
 	req, _ = http.NewRequest(http.MethodGet, base+"/mcp", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -417,7 +417,7 @@ func TestGuardCORSWithCORSUpstreams(t *testing.T) {
 		{"upstream sends none", nil, "*", "WWW-Authenticate, Mcp-Session-Id", ""},
 	} {
 		up := newUpstream(t, tc.upstream)
-		flowServerUpstream(t, "", "", "reverse_proxy "+up.address())
+		flowSite{upstream: "reverse_proxy " + up.address()}.start(t)
 		tok = tokensFor(t, signedIn(t), nil)["access_token"].(string)
 		req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader("{}"))
 		req.Header.Set("Origin", "https://app.example")

@@ -44,7 +44,7 @@ func TestLoginUnknownUserCostsAHashComparison(t *testing.T) {
 	// A costlier hash than alice's, so the comparison dominates; and
 	// X-Forwarded-For trusted from loopback, so each attempt comes from
 	// its own address and the per-IP throttle stays out of the way.
-	flowServerWith(t, "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", "user bob "+mustHash("bob's password", 10))
+	flowSite{global: "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", extra: "user bob " + mustHash("bob's password", 10)}.start(t)
 	attempt := 0
 	median := func(user func() string) time.Duration {
 		var times []time.Duration
@@ -136,7 +136,7 @@ const trustLoopbackProxy = "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n
 func TestLoginThrottleCannotBeRaced(t *testing.T) {
 	// Each attempt comes from its own address (X-Forwarded-For from a
 	// trusted proxy), so only the per-account limit stands in the way.
-	flowServerWith(t, trustLoopbackProxy, "user bob "+bobHash)
+	flowSite{global: trustLoopbackProxy, extra: "user bob " + bobHash}.start(t)
 	const wrong = 19
 	browsers := make([]*browser, wrong+1)
 	csrf := make([]string, wrong+1)

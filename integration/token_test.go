@@ -287,15 +287,15 @@ func TestRootAliases(t *testing.T) {
 // TestClientCredentialsTokenIsNoUser: a client-credentials token is a client's, not a user's.
 func TestClientCredentialsTokenIsNoUser(t *testing.T) {
 	up := newUpstream(t, nil)
-	flowServerUpstream(t, "", `
+	flowSite{extra: `
 		client machine {
 			secret machine-secret-0123456789
 			grant_types client_credentials
-		}`, `reverse_proxy `+up.address()+` {
+		}`, upstream: `reverse_proxy ` + up.address() + ` {
 		header_up X-User {http.auth.user.id}
 		header_up X-Sub {http.oauth2.sub}
 		header_up X-Subject-Type {http.oauth2.subject_type}
-	}`)
+	}`}.start(t)
 	resp, body := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth("machine", "machine-secret-0123456789"))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("client_credentials: %d %v", resp.StatusCode, body)
