@@ -1,14 +1,12 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,53 +18,6 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
 )
-
-const adminBase = "http://localhost:2999/oauth2/"
-
-// adminCall calls the admin API; body, when not nil, is sent as JSON.
-func adminCall(t *testing.T, method, path string, body any) (int, []byte) {
-	t.Helper()
-	var in *bytes.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		in = bytes.NewReader(raw)
-	} else {
-		in = bytes.NewReader(nil)
-	}
-	req, _ := http.NewRequest(method, adminBase+path, in)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	buf.ReadFrom(resp.Body)
-	return resp.StatusCode, buf.Bytes()
-}
-
-// caddyCLI runs `caddy <args>` (this test binary, re-executed) and
-// returns its output and exit error.
-func caddyCLI(t *testing.T, stdin string, args ...string) (string, error) {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv, _ := json.Marshal(args)
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), "OAUTH2_CHILD_ARGS="+string(argv))
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func wantStatus(t *testing.T, name string, got int, body []byte, want int) {
-	t.Helper()
-	if got != want {
-		t.Errorf("%s: %d %s, want %d", name, got, body, want)
-	}
-}
 
 // TestAdminAPI exercises every route against a running Caddy, a subtest
 // per route.

@@ -246,12 +246,6 @@ func (c *cluster) postForm(node int, path string, form url.Values, basic ...stri
 	return c.do(req)
 }
 
-func (c *cluster) callAPI(node int, token string) answer {
-	req, _ := http.NewRequest(http.MethodGet, c.nodes[node].origin+"/mcp", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	return c.do(req)
-}
-
 func (c *cluster) get(node int, path string) answer {
 	req, _ := http.NewRequest(http.MethodGet, c.nodes[node].origin+path, nil)
 	return c.do(req)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -162,15 +161,4 @@ func waitForServer(t *testing.T, u string, log fmt.Stringer) {
 func ioCopy(w io.Writer, resp *http.Response) (int64, error) {
 	defer resp.Body.Close()
 	return io.Copy(w, resp.Body)
-}
-
-// jsonField returns a string member of a JSON object.
-func jsonField(t *testing.T, body, name string) string {
-	var m map[string]any
-	if err := json.Unmarshal([]byte(body), &m); err != nil {
-		t.Errorf("not JSON: %q", body)
-		return ""
-	}
-	v, _ := m[name].(string)
-	return v
 }

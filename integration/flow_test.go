@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 )
 
@@ -213,34 +211,6 @@ func abs(v int64) int64 {
 		return -v
 	}
 	return v
-}
-
-// verifyAccessToken checks an access token's header and signature against
-// the published JWKS and returns its claims.
-func verifyAccessToken(t *testing.T, token string) map[string]any {
-	t.Helper()
-	b := newBrowser(t)
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal([]byte(b.get("/.well-known/jwks.json").body), &set); err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := parsed.Headers[0]
-	if h.ExtraHeaders["typ"] != "at+jwt" || h.KeyID == "" || h.Algorithm != "ES256" {
-		t.Fatalf("token header %+v", h)
-	}
-	keys := set.Key(h.KeyID)
-	if len(keys) != 1 {
-		t.Fatalf("kid %s not in the JWKS", h.KeyID)
-	}
-	var claims map[string]any
-	if err := parsed.Claims(keys[0].Key, &claims); err != nil {
-		t.Fatalf("signature: %v", err)
-	}
-	return claims
 }
 
 const (

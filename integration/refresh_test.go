@@ -9,27 +9,6 @@ import (
 	"time"
 )
 
-// tokensFor runs the code flow for pub1 (or the client in overrides) and
-// returns the token response.
-func tokensFor(t *testing.T, b *browser, overrides map[string]string, extra ...string) map[string]any {
-	t.Helper()
-	p := newPKCE()
-	code := codeFor(t, b, p, overrides)
-	resp, body := tokenRequest(t, redeemForm(code, p, extra...))
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("redeem: %d %v", resp.StatusCode, body)
-	}
-	return body
-}
-
-func refreshForm(refreshToken string, extra ...string) url.Values {
-	f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {"pub1"}}
-	for i := 0; i+1 < len(extra); i += 2 {
-		f.Set(extra[i], extra[i+1])
-	}
-	return f
-}
-
 // callAPI calls a protected path of the site with a bearer token.
 func callAPI(t *testing.T, token, path string) page {
 	t.Helper()
@@ -38,15 +17,6 @@ func callAPI(t *testing.T, token, path string) page {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	return newBrowser(t).do(req)
-}
-
-func signedIn(t *testing.T) *browser {
-	t.Helper()
-	b := newBrowser(t)
-	if p := b.signIn("alice", alicePassword); p.resp.StatusCode != http.StatusOK {
-		t.Fatalf("sign-in: %d", p.resp.StatusCode)
-	}
-	return b
 }
 
 func TestRefreshRotation(t *testing.T) {

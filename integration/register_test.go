@@ -10,25 +10,6 @@ import (
 	"time"
 )
 
-// registerJSON posts a registration body.
-func registerJSON(t *testing.T, body string, header ...string) (page, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/oauth/register", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	p := newBrowser(t).do(req)
-	var out map[string]any
-	json.Unmarshal([]byte(p.body), &out)
-	return p, out
-}
-
-const dcr = `
-		dynamic_registration {
-			rate_limit off
-		}`
-
 // TestRegistrationRealClients registers the shapes real MCP clients send
 // and completes a flow with each registration where it matters.
 func TestRegistrationRealClients(t *testing.T) {

@@ -14,60 +14,6 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
-// codeFor runs the browser part of the flow for a client and returns the
-// authorization code.
-func codeFor(t *testing.T, b *browser, p pkce, overrides map[string]string) string {
-	t.Helper()
-	first := b.get(authorizeQuery(p, overrides))
-	if first.resp.StatusCode == http.StatusOK {
-		first = b.approve(first, "allow")
-	}
-	redirect := overrides["redirect_uri"]
-	if redirect == "" {
-		redirect = "https://client.test/cb"
-	}
-	return codeFrom(t, first, redirect, "xyz")
-}
-
-// tokenRequest posts a form to the token endpoint.
-func tokenRequest(t *testing.T, form url.Values, header ...string) (*http.Response, map[string]any) {
-	t.Helper()
-	p := newBrowser(t).post("/oauth/token", form, header...)
-	var body map[string]any
-	if err := json.Unmarshal([]byte(p.body), &body); err != nil {
-		t.Fatalf("token response is not JSON: %d %q", p.resp.StatusCode, p.body)
-	}
-	return p.resp, body
-}
-
-func redeemForm(code string, p pkce, extra ...string) url.Values {
-	f := url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"code_verifier": {p.verifier},
-		"client_id":     {"pub1"},
-		"redirect_uri":  {"https://client.test/cb"},
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		if extra[i+1] == "" {
-			f.Del(extra[i])
-		} else {
-			f.Set(extra[i], extra[i+1])
-		}
-	}
-	return f
-}
-
-func wantError(t *testing.T, name string, resp *http.Response, body map[string]any, status int, code string) {
-	t.Helper()
-	if resp.StatusCode != status || body["error"] != code {
-		t.Errorf("%s: %d %v, want %d %s", name, resp.StatusCode, body, status, code)
-	}
-	if resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Cache-Control") != "no-store" {
-		t.Errorf("%s: headers %v", name, resp.Header)
-	}
-}
-
 func TestTokenResponseHeadersAndCORS(t *testing.T) {
 	flowServer(t, "")
 	b := newBrowser(t)
@@ -204,12 +150,6 @@ func TestTokenConfidentialClient(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("client_secret_post: %d %v", resp.StatusCode, body)
 	}
-}
-
-func basicAuth(id, secret string) string {
-	req, _ := http.NewRequest(http.MethodGet, "/", nil)
-	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	return req.Header.Get("Authorization")
 }
 
 func TestTokenConcurrentRedemption(t *testing.T) {
