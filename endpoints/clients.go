@@ -87,7 +87,7 @@ func (s *clients) resolveClient(ctx context.Context, id string) (*storage.Client
 		s.metrics.metadataFetches.WithLabelValues("fetched").Inc()
 	}
 	if err := s.cfg.Storage.Store.PutClient(ctx, c); err != nil {
-		return nil, fmt.Errorf("storing the client: %v", err)
+		return nil, fmt.Errorf("storing the client: %w", err)
 	}
 	return c, nil
 }

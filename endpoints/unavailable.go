@@ -20,19 +20,12 @@ const unavailableRetryAfter = "2"
 const healthTimeout = 2 * time.Second
 
 // storageDown reports whether err is the storage failing (a database
-// unreachable, a disk error) rather than one of its answers (unknown,
+// unreachable, a disk error), which the backends mark positively
+// (storage.ErrUnavailable), rather than one of its answers (unknown,
 // already used, reused, conflict). Such a request gets 503 and may be
 // retried: nothing was decided.
 func storageDown(err error) bool {
-	if err == nil {
-		return false
-	}
-	for _, answer := range []error{storage.ErrNotFound, storage.ErrAlreadyUsed, storage.ErrRevoked, storage.ErrReused, storage.ErrWrongClient, storage.ErrWrongBrowser, storage.ErrConflict} {
-		if errors.Is(err, answer) {
-			return false
-		}
-	}
-	return true
+	return errors.Is(err, storage.ErrUnavailable)
 }
 
 const unavailableDescription = "the authorization server cannot reach its storage; retry shortly"

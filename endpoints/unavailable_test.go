@@ -3,6 +3,7 @@ package endpoints
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -148,5 +149,39 @@ func TestHealthPath(t *testing.T) {
 	s.Route("/healthz")(w, httptest.NewRequest(http.MethodPost, "https://auth.test/healthz", nil))
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d", w.Code)
+	}
+}
+
+// answeringStore is a Store whose code lookups answer with err: a backend
+// other than ours.
+type answeringStore struct {
+	storage.Store
+	err error
+}
+
+func (a answeringStore) GetAuthorizationCode(context.Context, string, time.Time) (*storage.AuthorizationCode, error) {
+	return nil, a.err
+}
+
+// TestOnlyMarkedFailuresAre503: a backend's answer (a code not found,
+// wrapped, or in its own words) is 400 invalid_grant; only an error the
+// backend marks as the storage failing is 503.
+func TestOnlyMarkedFailuresAre503(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"a wrapped not found", fmt.Errorf("reading the code: %w", storage.ErrNotFound), http.StatusBadRequest, "invalid_grant"},
+		{"an error the backend does not mark", errors.New("no such code in this backend's words"), http.StatusBadRequest, "invalid_grant"},
+		{"a marked failure", storage.Unavailable(errors.New("connection refused")), http.StatusServiceUnavailable, "temporarily_unavailable"},
+	} {
+		s := newTestServer(t)
+		s.cfg.Storage.Store = answeringStore{s.cfg.Storage.Store, tc.err}
+		status, out, _ := tokenCall(t, s, url.Values{"grant_type": {"authorization_code"}, "client_id": {"pub1"}, "code": {"c"}, "code_verifier": {strings.Repeat("v", 43)}})
+		if status != tc.status || out["error"] != tc.code {
+			t.Errorf("%s: %d %v", tc.name, status, out)
+		}
 	}
 }

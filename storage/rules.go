@@ -25,7 +25,7 @@ func Earliest(a, b time.Time) time.Time {
 // Judge applies the rules of a rotation (see Rotation) to the presented
 // token cur of the family fam, as the backend read them in its
 // transaction, at r.Now. An error (ErrWrongClient, ErrRevoked,
-// ErrNotFound, or Narrow's refusal) changes nothing. reused: the family is
+// ErrNotFound, or Narrow's, as a Refusal) changes nothing. reused: the family is
 // revoked at r.Now; the backend stores fam and answers ErrReused.
 // Otherwise fam, cur (rotated, with the next token's hash among its
 // successors) and next are what the backend stores. successorUsed is
@@ -44,7 +44,7 @@ func (r Rotation) Judge(fam *RefreshFamily, cur *RefreshToken, successorUsed fun
 	if r.Narrow != nil {
 		scope, err := r.Narrow(fam)
 		if err != nil {
-			return RefreshToken{}, false, err
+			return RefreshToken{}, false, Refusal(err)
 		}
 		next.Scope, next.Resource = scope, fam.Resource
 	}

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -99,5 +101,40 @@ func TestConsentAnswerJudge(t *testing.T) {
 		if answered != (p.Decision == "allow" && p.AnsweredAt == t0 && p.ExpiresAt == t0.Add(2*time.Minute)) || !answered && p.Decision != before.Decision {
 			t.Errorf("%s: the request became %+v", tc.name, p)
 		}
+	}
+}
+
+// TestAnswer: a backend's transaction errors are the contract's answers
+// (wrapped or not) and the caller's refusals, passed on as they are, or
+// else marked as the storage failing.
+func TestAnswer(t *testing.T) {
+	type refusedType struct{ error }
+	narrow := &refusedType{errors.New("scope exceeds what was granted")}
+	for _, tc := range []struct {
+		name        string
+		err         error
+		unavailable bool
+	}{
+		{"nil", nil, false},
+		{"not found", ErrNotFound, false},
+		{"a wrapped not found", fmt.Errorf("reading the code: %w", ErrNotFound), false},
+		{"reused", ErrReused, false},
+		{"a key that signs", ErrKeySigns, false},
+		{"a caller's refusal", Refusal(narrow), false},
+		{"a disk error", errors.New("write /var/lib/oauth.db: no space left on device"), true},
+		{"a cancelled request", context.Canceled, true},
+		{"marked twice", Unavailable(errors.New("connection refused")), true},
+	} {
+		got := Answer(tc.err)
+		if errors.Is(got, ErrUnavailable) != tc.unavailable || (tc.err == nil) != (got == nil) || tc.err != nil && !errors.Is(got, tc.err) {
+			t.Errorf("%s: %v", tc.name, got)
+		}
+	}
+	var r *refusedType
+	if !errors.As(Answer(Refusal(narrow)), &r) || r != narrow {
+		t.Error("a refusal does not unwrap to the caller's error")
+	}
+	if got := Unavailable(Unavailable(errors.New("x"))).Error(); got != "the storage is unavailable: x" {
+		t.Errorf("marked twice reads %q", got)
 	}
 }

@@ -27,7 +27,7 @@ type Sealer struct {
 func NewSealer(key []byte) (*Sealer, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("storage_key: %v", err)
+		return nil, fmt.Errorf("storage_key: %w", err)
 	}
 	aead, err := cipher.NewGCM(block)
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *sealedKeys) open(k *SigningKey) error {
 	}
 	plain, err := s.sealer.Open(k.PKCS8, []byte(k.ID))
 	if err != nil {
-		return fmt.Errorf("signing key %s: %v", k.ID, err)
+		return fmt.Errorf("signing key %s: %w", k.ID, err)
 	}
 	k.PKCS8 = plain
 	return nil

@@ -107,19 +107,19 @@ type File struct {
 // file across config reloads.
 func Open(path string) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating storage folder: %v", err)
+		return nil, fmt.Errorf("creating storage folder: %w", err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening storage %s: locked by another process for %s; if Caddy is already running, use 'caddy reload' instead of starting a second instance", path, lockTimeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+		return nil, fmt.Errorf("opening storage %s: %w", path, err)
 	}
 	s := &File{db: db, writes: groupCommit{db: db}}
 	if err := s.initSchema(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+		return nil, fmt.Errorf("opening storage %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -129,14 +129,14 @@ func Open(path string) (*File, error) {
 // does.
 func OpenReadOnly(path string) (*File, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+		return nil, fmt.Errorf("opening storage %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, ReadOnly: true})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening storage %s: locked by another process for %s; while Caddy runs, leave out --storage to ask it through its admin API", path, lockTimeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+		return nil, fmt.Errorf("opening storage %s: %w", path, err)
 	}
 	err = db.View(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -147,7 +147,7 @@ func OpenReadOnly(path string) (*File, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("opening storage %s: %v", path, err)
+		return nil, fmt.Errorf("opening storage %s: %w", path, err)
 	}
 	return &File{db: db, writes: groupCommit{db: db}}, nil
 }
@@ -172,18 +172,18 @@ func (s *File) Path() string { return s.db.Path() }
 // runs.
 func (s *File) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return storage.Unavailable(err)
 	}
 	defer s.observe(op, time.Now())
-	return s.writes.do(fn)
+	return storage.Answer(s.writes.do(fn))
 }
 
 func (s *File) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return storage.Unavailable(err)
 	}
 	defer s.observe(op, time.Now())
-	return s.db.View(fn)
+	return storage.Answer(s.db.View(fn))
 }
 
 // observe reports how long an operation took to the file's observer.
@@ -222,7 +222,7 @@ func get(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		err = json.Unmarshal(raw, v)
 	}
 	if err != nil {
-		return fmt.Errorf("decoding %s record: %v", bucket, err)
+		return fmt.Errorf("decoding %s record: %w", bucket, err)
 	}
 	return nil
 }
@@ -234,7 +234,7 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	} else {
 		var err error
 		if raw, err = json.Marshal(v); err != nil {
-			return fmt.Errorf("encoding %s record: %v", bucket, err)
+			return fmt.Errorf("encoding %s record: %w", bucket, err)
 		}
 	}
 	return tx.Bucket(bucket).Put(key, raw)
@@ -250,7 +250,7 @@ func getRefreshTokenRecord(tx *bbolt.Tx, key []byte, t *storage.RefreshToken) (i
 	}
 	in, err := decodeRefreshToken(raw, t)
 	if err != nil {
-		return 0, fmt.Errorf("decoding %s record: %v", bucketRefresh, err)
+		return 0, fmt.Errorf("decoding %s record: %w", bucketRefresh, err)
 	}
 	return in, nil
 }

@@ -25,7 +25,7 @@ func (s *File) CheckConsistency(ctx context.Context) error {
 		err := tokens.ForEach(func(k, v []byte) error {
 			var t storage.RefreshToken
 			if _, err := decodeRefreshToken(v, &t); err != nil {
-				return fmt.Errorf("refresh token %x: %v", k[:4], err)
+				return fmt.Errorf("refresh token %x: %w", k[:4], err)
 			}
 			if families.Get([]byte(t.FamilyID)) == nil {
 				return fmt.Errorf("refresh token %x: family %s is missing", k[:4], t.FamilyID)
@@ -43,7 +43,7 @@ func (s *File) CheckConsistency(ctx context.Context) error {
 		return tx.Bucket(bucketCodes).ForEach(func(k, v []byte) error {
 			var c storage.AuthorizationCode
 			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("authorization code %x: %v", k[:4], err)
+				return fmt.Errorf("authorization code %x: %w", k[:4], err)
 			}
 			if id := c.Issued.RefreshFamilyID; id != "" && families.Get([]byte(id)) == nil {
 				return fmt.Errorf("authorization code %x: family %s is missing", k[:4], id)
@@ -60,7 +60,7 @@ func checkIndexes(tx *bbolt.Tx) error {
 	err := families.ForEach(func(k, v []byte) error {
 		var f storage.RefreshFamily
 		if err := decodeFamily(k, v, &f); err != nil {
-			return fmt.Errorf("refresh family %s: %v", k, err)
+			return fmt.Errorf("refresh family %s: %w", k, err)
 		}
 		for _, e := range familyIndexEntries(&f) {
 			if tx.Bucket(e[0]).Get(e[1]) == nil {

@@ -55,13 +55,13 @@ func (s *File) Export(ctx context.Context, w io.Writer) (int, error) {
 				case storage.ExportFamily:
 					var f storage.RefreshFamily
 					if err := decodeFamily(k, v, &f); err != nil {
-						return fmt.Errorf("refresh family %s: %v", k, err)
+						return fmt.Errorf("refresh family %s: %w", k, err)
 					}
 					return out.Write(typ, nil, &f)
 				case storage.ExportRefreshToken:
 					t, err := exportedRefreshToken(tx, v)
 					if err != nil {
-						return fmt.Errorf("refresh token %x: %v", k[:4], err)
+						return fmt.Errorf("refresh token %x: %w", k[:4], err)
 					}
 					return out.Write(typ, k, t)
 				case storage.ExportCode, storage.ExportSession, storage.ExportPending, storage.ExportUpstreamSignIn:
@@ -128,7 +128,7 @@ type imported struct {
 // importable turns an export record into what this file stores.
 func importable(rec storage.ExportRecord) (imported, error) {
 	im := imported{bucket: exportBuckets[rec.Type], value: rec.Record}
-	bad := func(err error) (imported, error) { return im, fmt.Errorf("%s: %v", rec.Type, err) }
+	bad := func(err error) (imported, error) { return im, fmt.Errorf("%s: %w", rec.Type, err) }
 	if hashed[rec.Type] {
 		if len(rec.Hash) != 32 {
 			return bad(fmt.Errorf("the hash is missing"))
@@ -137,7 +137,7 @@ func importable(rec storage.ExportRecord) (imported, error) {
 		if rec.Type == storage.ExportRefreshToken {
 			im.token = new(storage.RefreshToken)
 			if err := json.Unmarshal(rec.Record, im.token); err != nil || im.token.FamilyID == "" {
-				return bad(fmt.Errorf("not a refresh token: %v", err))
+				return bad(fmt.Errorf("not a refresh token: %w", err))
 			}
 		}
 		return im, nil
@@ -146,33 +146,33 @@ func importable(rec storage.ExportRecord) (imported, error) {
 	case storage.ExportClient:
 		var c storage.Client
 		if err := json.Unmarshal(rec.Record, &c); err != nil || c.ID == "" {
-			return bad(fmt.Errorf("not a client: %v", err))
+			return bad(fmt.Errorf("not a client: %w", err))
 		}
 		im.key = scopedKey(c.Issuer, c.ID)
 	case storage.ExportFamily:
 		var f storage.RefreshFamily
 		if err := json.Unmarshal(rec.Record, &f); err != nil || f.ID == "" {
-			return bad(fmt.Errorf("not a refresh family: %v", err))
+			return bad(fmt.Errorf("not a refresh family: %w", err))
 		}
 		im.key, im.value = []byte(f.ID), appendFamily(nil, &f)
 		im.index = familyIndexEntries(&f)
 	case storage.ExportConsent:
 		var c storage.Consent
 		if err := json.Unmarshal(rec.Record, &c); err != nil || c.Subject == "" {
-			return bad(fmt.Errorf("not a consent: %v", err))
+			return bad(fmt.Errorf("not a consent: %w", err))
 		}
 		im.key = scopedKey(c.Issuer, c.Subject, c.ClientID, c.Resource)
 		im.index = [][2][]byte{{bucketClientConsents, scopedKey(c.Issuer, c.ClientID, c.Subject, c.Resource)}}
 	case storage.ExportRevokedAccessToken:
 		var r storage.RevokedAccessToken
 		if err := json.Unmarshal(rec.Record, &r); err != nil || r.JTI == "" {
-			return bad(fmt.Errorf("not a revoked access token: %v", err))
+			return bad(fmt.Errorf("not a revoked access token: %w", err))
 		}
 		im.key, im.value = []byte(r.JTI), mustJSON(revokedAccessToken{ExpiresAt: r.ExpiresAt})
 	case storage.ExportTokenRevocation:
 		var r storage.TokenRevocation
 		if err := json.Unmarshal(rec.Record, &r); err != nil || r.Issuer == "" {
-			return bad(fmt.Errorf("not a token revocation: %v", err))
+			return bad(fmt.Errorf("not a token revocation: %w", err))
 		}
 		switch r.Kind {
 		case storage.RevokedClient:
@@ -219,7 +219,7 @@ func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
 	for i, rec := range records {
 		im, err := importable(rec)
 		if err != nil {
-			return 0, fmt.Errorf("record %d: %v", i+1, err)
+			return 0, fmt.Errorf("record %d: %w", i+1, err)
 		}
 		items = append(items, im)
 	}
@@ -231,7 +231,7 @@ func (s *File) Import(ctx context.Context, r io.Reader) (int, error) {
 			if im.token != nil {
 				var fam storage.RefreshFamily
 				if err := get(tx, bucketFamilies, []byte(im.token.FamilyID), &fam); err != nil {
-					return fmt.Errorf("record %d (%s): family %s: %v", i+1, im.bucket, im.token.FamilyID, err)
+					return fmt.Errorf("record %d (%s): family %s: %w", i+1, im.bucket, im.token.FamilyID, err)
 				}
 				im.value = appendRefreshToken(nil, im.token, &fam)
 			}

@@ -50,7 +50,7 @@ type Options struct {
 func Key(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return "", fmt.Errorf("resolving storage path %q: %v", path, err)
+		return "", fmt.Errorf("resolving storage path %q: %w", path, err)
 	}
 	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
 		return resolved, nil

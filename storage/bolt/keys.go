@@ -28,7 +28,7 @@ func signingKeys(tx *bbolt.Tx) ([]storage.SigningKey, error) {
 	err := tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
 		var key storage.SigningKey
 		if err := json.Unmarshal(v, &key); err != nil {
-			return fmt.Errorf("decoding signing key %s: %v", k, err)
+			return fmt.Errorf("decoding signing key %s: %w", k, err)
 		}
 		keys = append(keys, key)
 		return nil
@@ -53,7 +53,7 @@ func (s *File) EnsureSigningKey(ctx context.Context, generate func() (*storage.S
 			return nil
 		}
 		if active, err = generate(); err != nil {
-			return fmt.Errorf("generating signing key: %v", err)
+			return fmt.Errorf("generating signing key: %w", err)
 		}
 		return put(tx, bucketKeys, []byte(active.ID), active)
 	})

@@ -38,7 +38,7 @@ func (m *Module) Provision(caddy.Context) error {
 	}
 	path, err := caddy.NewReplacer().ReplaceOrErr(m.Path, true, true)
 	if err != nil {
-		return fmt.Errorf("storage: %v", err)
+		return fmt.Errorf("storage: %w", err)
 	}
 	m.Path = path
 	return nil

@@ -288,7 +288,7 @@ func (d *decoder) done() error {
 		d.err = errRecordFormat
 	}
 	if d.err != nil {
-		return fmt.Errorf("%v (%d bytes)", d.err, len(d.all))
+		return fmt.Errorf("%w (%d bytes)", d.err, len(d.all))
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func (s *File) initSchema() error {
 		}
 		if version == 1 {
 			if err := s.upgradeSchema(tx); err != nil {
-				return fmt.Errorf("upgrading schema 1 to 2: %v", err)
+				return fmt.Errorf("upgrading schema 1 to 2: %w", err)
 			}
 			version = 2
 		}
@@ -58,14 +58,14 @@ func (s *File) initSchema() error {
 	}
 	if version == 2 {
 		if err := s.compactRecords(); err != nil {
-			return fmt.Errorf("upgrading schema 2 to 3: %v", err)
+			return fmt.Errorf("upgrading schema 2 to 3: %w", err)
 		}
 		if err := s.db.Update(func(tx *bbolt.Tx) error { return putSchemaVersion(tx, 3) }); err != nil {
 			return err
 		}
 	}
 	if err := s.indexFamilies(); err != nil {
-		return fmt.Errorf("upgrading schema 3 to 4: %v", err)
+		return fmt.Errorf("upgrading schema 3 to 4: %w", err)
 	}
 	return nil
 }
@@ -165,7 +165,7 @@ func (s *File) compactRecords() error {
 			return tx.Bucket(bucket).Put(key, compact)
 		})
 		if err != nil {
-			return fmt.Errorf("re-encoding %s: %v", bucket, err)
+			return fmt.Errorf("re-encoding %s: %w", bucket, err)
 		}
 	}
 	note := fmt.Sprintf("schema 2 upgraded to 3: %d refresh families and %d refresh tokens re-encoded compactly",
@@ -210,7 +210,7 @@ func (s *File) indexFamilies() error {
 		return indexFamily(tx, &f)
 	})
 	if err != nil {
-		return fmt.Errorf("indexing refresh families: %v", err)
+		return fmt.Errorf("indexing refresh families: %w", err)
 	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range schema3Indexes {

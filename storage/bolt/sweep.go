@@ -23,7 +23,7 @@ func (s *File) DeleteExpired(ctx context.Context, now time.Time) (storage.Swept,
 	for _, sw := range sweeps(now) {
 		err := s.sweepBucket(ctx, sw, &swept)
 		if err != nil {
-			return swept, fmt.Errorf("sweeping %s: %v", sw.bucket, err)
+			return swept, fmt.Errorf("sweeping %s: %w", sw.bucket, err)
 		}
 	}
 	if len(swept.Revoked) > 0 {

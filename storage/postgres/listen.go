@@ -86,7 +86,7 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	// the load or in a notice (applying one twice changes nothing).
 	if err := l.reload(ctx, conn); err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("loading the revocations: %v", err)
+		return nil, fmt.Errorf("loading the revocations: %w", err)
 	}
 	l.setConnected(true)
 	l.d.keyChanges.Add(1)

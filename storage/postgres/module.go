@@ -57,7 +57,7 @@ func (m *Module) Provision(caddy.Context) error {
 	}
 	dsn, err := caddy.NewReplacer().ReplaceOrErr(m.DSN, true, true)
 	if err != nil {
-		return fmt.Errorf("storage postgres: dsn: %v", err)
+		return fmt.Errorf("storage postgres: dsn: %w", err)
 	}
 	if _, err := pgxpool.ParseConfig(dsn); err != nil {
 		return errors.New("storage postgres: dsn is not a PostgreSQL connection string")
@@ -115,7 +115,7 @@ func (m *Module) OpenBackend(o storage.OpenOptions) (storage.Backend, func() err
 		return h, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("storage postgres (%s): %v", m.Describe(), err)
+		return nil, nil, fmt.Errorf("storage postgres (%s): %w", m.Describe(), err)
 	}
 	m.key = key
 	return val.(*handle).db, func() error { _, err := handles.Delete(key); return err }, nil

@@ -93,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to PostgreSQL: %v", redact(err))
+		return nil, fmt.Errorf("connecting to PostgreSQL: %w", redact(err))
 	}
 	d := &DB{pool: pool, schema: cfg.Schema, channel: "oauth2_revocations_" + cfg.Schema, log: cfg.Logger, observe: cfg.Observe, maxStaleness: DefaultMaxStaleness}
 	if err := d.migrate(ctx); err != nil {
@@ -119,35 +119,35 @@ var passwordInURL = regexp.MustCompile(`://([^:/@]+):[^@]*@`)
 func (d *DB) migrate(ctx context.Context) error {
 	conn, err := d.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("connecting to PostgreSQL: %v", redact(err))
+		return fmt.Errorf("connecting to PostgreSQL: %w", redact(err))
 	}
 	defer conn.Release()
 	// CREATE SCHEMA IF NOT EXISTS is not safe against itself: nodes
 	// starting at once would fail on the catalog's unique index.
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", d.lock("schema")); err != nil {
-		return fmt.Errorf("locking schema %s: %v", d.schema, err)
+		return fmt.Errorf("locking schema %s: %w", d.schema, err)
 	}
 	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", d.lock("schema"))
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+d.schema); err != nil {
-		return fmt.Errorf("creating schema %s: %v", d.schema, err)
+		return fmt.Errorf("creating schema %s: %w", d.schema, err)
 	}
 	m, err := migrate.NewMigrator(ctx, conn.Conn(), d.schema+".schema_version")
 	if err != nil {
-		return fmt.Errorf("preparing migrations: %v", err)
+		return fmt.Errorf("preparing migrations: %w", err)
 	}
 	files, _ := fs.Sub(migrations, "migrations")
 	if err := m.LoadMigrations(files); err != nil {
-		return fmt.Errorf("loading migrations: %v", err)
+		return fmt.Errorf("loading migrations: %w", err)
 	}
 	current, err := m.GetCurrentVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the schema version: %v", err)
+		return fmt.Errorf("reading the schema version: %w", err)
 	}
 	if current > SchemaVersion {
 		return fmt.Errorf("schema %s is at version %d, newer than this build understands (%d): upgrade caddy-oauth2-server or use another schema", d.schema, current, SchemaVersion)
 	}
 	if err := m.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrating schema %s: %v", d.schema, err)
+		return fmt.Errorf("migrating schema %s: %w", d.schema, err)
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (d *DB) lock(purpose string) int64 {
 // returns nil.
 func (d *DB) tx(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
 	defer d.timed(op, time.Now())
-	return pgx.BeginTxFunc(ctx, d.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+	return storage.Answer(pgx.BeginTxFunc(ctx, d.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn))
 }
 
 func (d *DB) timed(op string, start time.Time) {

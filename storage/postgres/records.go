@@ -40,10 +40,10 @@ func one(row pgx.Row, v any) error {
 
 func (s *issuerStore) view(ctx context.Context, op string, fn func() error) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return storage.Unavailable(err)
 	}
 	defer s.timed(op, time.Now())
-	return fn()
+	return storage.Answer(fn())
 }
 
 // PutClient implements storage.Store.
@@ -196,12 +196,12 @@ func (s *issuerStore) createFamily(ctx context.Context, tx pgx.Tx, n *storage.Ne
 // pipeline, then the writes and COMMIT in another.
 func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation) (*storage.RefreshFamily, *storage.RefreshToken, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, nil, storage.Unavailable(err)
 	}
 	defer s.timed("rotate_refresh_token", time.Now())
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, nil, redact(err)
+		return nil, nil, storage.Unavailable(redact(err))
 	}
 	defer conn.Release()
 	fam, next, err := s.rotate(ctx, conn.Conn(), r)
@@ -213,7 +213,7 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 	if errors.Is(err, storage.ErrReused) {
 		s.revocations.Add(1)
 	}
-	return fam, next, err
+	return fam, next, storage.Answer(err)
 }
 
 func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotation) (*storage.RefreshFamily, *storage.RefreshToken, error) {

@@ -17,7 +17,8 @@ import (
 // SigningKeys implements storage.Store.
 func (d *DB) SigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
 	defer d.timed("signing_keys", time.Now())
-	return signingKeys(ctx, d.pool)
+	keys, err := signingKeys(ctx, d.pool)
+	return keys, storage.Answer(err)
 }
 
 // signingKeys returns the stored keys, newest first.
@@ -69,7 +70,7 @@ func (d *DB) EnsureSigningKey(ctx context.Context, generate func() (*storage.Sig
 			return nil
 		}
 		if active, err = generate(); err != nil {
-			return fmt.Errorf("generating signing key: %v", err)
+			return fmt.Errorf("generating signing key: %w", err)
 		}
 		if err := putKey(ctx, tx, active); err != nil {
 			return err
@@ -141,15 +142,17 @@ func (s *issuerStore) Clients(ctx context.Context) ([]storage.Client, error) {
 	defer s.timed("clients", time.Now())
 	rows, err := s.pool.Query(ctx, "SELECT doc FROM clients WHERE issuer = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id", s.issuer, time.Now())
 	if err != nil {
-		return nil, err
+		return nil, storage.Unavailable(err)
 	}
-	return collect[storage.Client](rows)
+	clients, err := collect[storage.Client](rows)
+	return clients, storage.Answer(err)
 }
 
 // Grants implements storage.Store.
 func (s *issuerStore) Grants(ctx context.Context, f storage.GrantFilter, now time.Time) ([]storage.Grant, error) {
 	defer s.timed("grants", time.Now())
-	return s.matchingGrants(ctx, s.pool, f, now, false)
+	grants, err := s.matchingGrants(ctx, s.pool, f, now, false)
+	return grants, storage.Answer(err)
 }
 
 // filter is the WHERE clause of a grant filter, from argument $3 on.
@@ -268,7 +271,7 @@ func (s *issuerStore) Counts(ctx context.Context, now time.Time) (storage.Counts
 	err = s.pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM clients WHERE issuer = $1 AND (expires_at IS NULL OR expires_at > $2)),
 		(SELECT count(*) FROM sessions WHERE issuer = $1 AND expires_at > $2)`, s.issuer, now).Scan(&c.Clients, &c.Sessions)
-	return c, err
+	return c, storage.Answer(err)
 }
 
 // DeleteExpired implements storage.Store, on one node at a time (an
@@ -324,7 +327,7 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (storage.Swept, e
 		} {
 			tag, err := tx.Exec(ctx, stmt, now)
 			if err != nil {
-				return fmt.Errorf("%s: %v", stmt, err)
+				return fmt.Errorf("%s: %w", stmt, err)
 			}
 			if !strings.Contains(stmt, "rate_events") {
 				deleted += int(tag.RowsAffected())
@@ -405,7 +408,7 @@ func (d *DB) Import(ctx context.Context, r io.Reader) (int, error) {
 				return fmt.Errorf("record %d (%s): %w", i+1, rec.Type, err)
 			}
 			if err != nil {
-				return fmt.Errorf("record %d (%s): %v", i+1, rec.Type, err)
+				return fmt.Errorf("record %d (%s): %w", i+1, rec.Type, err)
 			}
 			if ok {
 				added++
