@@ -55,6 +55,19 @@ func storeCode(t *testing.T, s *Server, mutate func(*storage.AuthorizationCode))
 	return code
 }
 
+// withFields sets the fields of f named in extra (name, value pairs); an
+// empty value removes the field.
+func withFields(f url.Values, extra ...string) url.Values {
+	for i := 0; i+1 < len(extra); i += 2 {
+		if extra[i+1] == "" {
+			f.Del(extra[i])
+		} else {
+			f.Set(extra[i], extra[i+1])
+		}
+	}
+	return f
+}
+
 // wantAnswer checks status, error and (for a success) the fields.
 func wantAnswer(t *testing.T, name string, status int, out map[string]any, header http.Header, wantStatus int, wantError string) {
 	t.Helper()
@@ -69,15 +82,7 @@ func wantAnswer(t *testing.T, name string, status int, out map[string]any, heade
 func TestAuthorizationCodeGrant(t *testing.T) {
 	s := grantServer(t)
 	redeem := func(code string, extra ...string) url.Values {
-		f := url.Values{"grant_type": {"authorization_code"}, "client_id": {"app"}, "code": {code}, "code_verifier": {testVerifier}}
-		for i := 0; i+1 < len(extra); i += 2 {
-			if extra[i+1] == "" {
-				f.Del(extra[i])
-			} else {
-				f.Set(extra[i], extra[i+1])
-			}
-		}
-		return f
+		return withFields(url.Values{"grant_type": {"authorization_code"}, "client_id": {"app"}, "code": {code}, "code_verifier": {testVerifier}}, extra...)
 	}
 	for _, tc := range []struct {
 		name       string
@@ -131,11 +136,7 @@ func TestRefreshTokenGrant(t *testing.T) {
 		return out["refresh_token"].(string)
 	}
 	refresh := func(token string, extra ...string) url.Values {
-		f := url.Values{"grant_type": {"refresh_token"}, "client_id": {"app"}, "refresh_token": {token}}
-		for i := 0; i+1 < len(extra); i += 2 {
-			f.Set(extra[i], extra[i+1])
-		}
-		return f
+		return withFields(url.Values{"grant_type": {"refresh_token"}, "client_id": {"app"}, "refresh_token": {token}}, extra...)
 	}
 	for _, tc := range []struct {
 		name       string
