@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
-	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -295,9 +293,8 @@ func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
 	}
 }
 
-// TestCaddyfileCoversEveryField: every JSON field of the handler, its
-// users, clients, logins, registration, scopes and rate limits, and of the
-// storage modules, is set by some Caddyfile the tests above parse: the
+// TestCaddyfileCoversEveryField: every configuration field (see
+// configFields) is set by some Caddyfile the tests above parse: the
 // Caddyfile can say everything the JSON can.
 func TestCaddyfileCoversEveryField(t *testing.T) {
 	set := map[string]bool{}
@@ -317,17 +314,11 @@ func TestCaddyfileCoversEveryField(t *testing.T) {
 		json.Unmarshal(h.StorageRaw, &storage)
 		collectKeys(storage, set)
 	}
-	for _, v := range []any{Handler{}, User{}, Client{}, Login{}, ClaimRule{}, DynamicRegistration{}, ScopeDefinition{}, RateLimit{}, ScopeRequirement{},
-		bolt.Module{}, postgres.Module{}} {
-		typ := reflect.TypeOf(v)
-		for i := range typ.NumField() {
-			f := typ.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if f.IsExported() && name != "" && name != "-" && !set[name] {
-				t.Errorf("no Caddyfile of the tests sets %s.%s (JSON %q)", typ.Name(), f.Name, name)
-			}
+	configFields(func(typ, field, name string) {
+		if !set[name] {
+			t.Errorf("no Caddyfile of the tests sets %s.%s (JSON %q)", typ, field, name)
 		}
-	}
+	})
 }
 
 // collectKeys adds every object key in v, at any depth, to set.

@@ -105,11 +105,12 @@ func authMethodNamed(name string) *authMethod {
 	return nil
 }
 
-// authMethodNames are the offered methods for which keep reports true.
+// authMethodNames are the offered methods for which keep reports true
+// (every one, with keep nil).
 func authMethodNames(keep func(*authMethod) bool) []string {
 	var out []string
 	for i := range authMethods {
-		if m := &authMethods[i]; m.offered && keep(m) {
+		if m := &authMethods[i]; m.offered && (keep == nil || keep(m)) {
 			out = append(out, m.name)
 		}
 	}

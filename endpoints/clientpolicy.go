@@ -19,7 +19,7 @@ func checkAuthMethod(name string) (clientKind, error) {
 	m := authMethodNamed(name)
 	if m == nil {
 		return 0, fmt.Errorf("token_endpoint_auth_method %q is not supported (%s)", name,
-			strings.Join(authMethodNames(func(*authMethod) bool { return true }), ", "))
+			strings.Join(authMethodNames(nil), ", "))
 	}
 	return m.kind, nil
 }

@@ -42,7 +42,7 @@ type protectedResourceMetadata struct {
 var codeChallengeMethods = []string{"S256"}
 
 func (s *Server) authorizationServerMetadata() ([]byte, error) {
-	methods := authMethodNames(func(*authMethod) bool { return true })
+	methods := authMethodNames(nil)
 	doc := authorizationServer{
 		Issuer:                                     s.cfg.Issuer,
 		AuthorizationEndpoint:                      s.endpoint("/oauth/authorize"),

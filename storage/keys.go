@@ -27,7 +27,7 @@ func SigningNow(keys []SigningKey, now time.Time) *SigningKey {
 	var cur *SigningKey
 	for i := range keys {
 		k := &keys[i]
-		if now.Before(k.from()) || !k.RetiredAt.IsZero() && !now.Before(k.RetiredAt) || !k.VerifyUntil.IsZero() && !now.Before(k.VerifyUntil) {
+		if now.Before(k.from()) || Expired(k.RetiredAt, now) || Expired(k.VerifyUntil, now) {
 			continue
 		}
 		if cur == nil || k.from().After(cur.from()) {
@@ -97,7 +97,7 @@ func PlanRetirement(keys []SigningKey, kid string, now time.Time) (put []Signing
 			stays := *cur // it was to hand over to the dropped key
 			stays.RetiredAt, stays.VerifyUntil = time.Time{}, time.Time{}
 			return []SigningKey{stays}, []string{kid}, nil
-		case !k.VerifyUntil.IsZero() && !now.Before(k.VerifyUntil):
+		case Expired(k.VerifyUntil, now):
 			return nil, nil, ErrNotFound
 		default:
 			if k.RetiredAt.IsZero() || now.Before(k.RetiredAt) {

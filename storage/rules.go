@@ -27,8 +27,9 @@ func Earliest(a, b time.Time) time.Time {
 // transaction, at r.Now. An error (ErrWrongClient, ErrRevoked,
 // ErrNotFound, or Narrow's, as a Refusal) changes nothing. reused: the family is
 // revoked at r.Now; the backend stores fam and answers ErrReused.
-// Otherwise fam, cur (rotated, with the next token's hash among its
-// successors) and next are what the backend stores. successorUsed is
+// Otherwise fam, cur (rotated, with the next token's hash as its last
+// successor: the key to store next under) and next are what the backend
+// stores. successorUsed is
 // called only when the rules need to know whether one of cur's successors
 // has been used.
 func (r Rotation) Judge(fam *RefreshFamily, cur *RefreshToken, successorUsed func() (bool, error)) (next RefreshToken, reused bool, err error) {

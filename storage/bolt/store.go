@@ -251,7 +251,7 @@ func (s *issuerStore) RotateRefreshToken(ctx context.Context, r storage.Rotation
 		if err := putRefreshToken(tx, key, &cur, &fam); err != nil {
 			return err
 		}
-		return putRefreshToken(tx, storage.Hash(r.NextToken), &next, &fam)
+		return putRefreshToken(tx, cur.Successors[len(cur.Successors)-1], &next, &fam)
 	})
 	switch {
 	case err != nil:

