@@ -213,6 +213,7 @@ func TestMetadataFetcherDefaultRefusesLocalTargets(t *testing.T) {
 }
 
 func TestMetadataFetcherTimeout(t *testing.T) {
+	t.Parallel() // it waits for the fetcher's five seconds
 	f := newFixture(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })

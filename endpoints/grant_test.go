@@ -27,16 +27,16 @@ func challengeOf(verifier string) string {
 // grantServer is a test server with two public clients that may refresh
 // ("app", "app2") and a machine client ("m", secret
 // "m-secret-0123456789").
-func grantServer(t *testing.T) *Server {
+func grantServer(t *testing.T, mutate ...func(*Config)) *Server {
 	t.Helper()
-	return newTestServer(t, func(c *Config) {
+	return newTestServer(t, append([]func(*Config){func(c *Config) {
 		c.Tokens.RefreshTokenLifetime, c.Tokens.RefreshFamilyLifetime = time.Hour, 24*time.Hour
 		c.Tokens.RefreshReuseGrace = 10 * time.Second
 		c.Clients.Static = append(c.Clients.Static,
 			storage.Client{ID: "app", RedirectURIs: []string{"https://app.test/cb"}, GrantTypes: DefaultGrantTypes(), TokenEndpointAuthMethod: "none"},
 			storage.Client{ID: "app2", RedirectURIs: []string{"https://app2.test/cb"}, GrantTypes: DefaultGrantTypes(), TokenEndpointAuthMethod: "none"},
 			storage.Client{ID: "m", SecretHash: storage.Hash("m-secret-0123456789"), GrantTypes: []string{grantClientCredentials}, Scope: "mcp:read mcp:write"})
-	})
+	}}, mutate...)...)
 }
 
 // storeCode stores an authorization code for app and returns it.

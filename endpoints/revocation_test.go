@@ -15,21 +15,25 @@ import (
 // after it in the same second (a token's iat has whole seconds), on both
 // backends.
 func TestRevocationWithinTheSecond(t *testing.T) {
-	backends := map[string]func(*Config){
-		"bolt": func(*Config) {},
-		"postgres": func(c *Config) {
-			pg := pgtest.Shared(t)
-			db, err := postgres.Open(context.Background(), postgres.Config{DSN: pg.DSN, Schema: pg.Schema(t)})
-			if err != nil {
-				t.Fatal(err)
+	t.Parallel() // it waits for seconds to begin
+	backends := map[string]func(*testing.T) func(*Config){
+		"bolt": func(*testing.T) func(*Config) { return func(*Config) {} },
+		"postgres": func(t *testing.T) func(*Config) {
+			return func(c *Config) {
+				pg := pgtest.Shared(t)
+				db, err := postgres.Open(context.Background(), postgres.Config{DSN: pg.DSN, Schema: pg.Schema(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				c.Storage.Store = db.ForIssuer("https://auth.test")
 			}
-			t.Cleanup(func() { db.Close() })
-			c.Storage.Store = db.ForIssuer("https://auth.test")
 		},
 	}
 	for name, backend := range backends {
 		t.Run(name, func(t *testing.T) {
-			s := newTestServer(t, backend, func(c *Config) { c.Tokens.RefreshFamilyLifetime, c.Tokens.RefreshTokenLifetime = time.Hour, time.Hour })
+			t.Parallel()
+			s := newTestServer(t, backend(t), func(c *Config) { c.Tokens.RefreshFamilyLifetime, c.Tokens.RefreshTokenLifetime = time.Hour, time.Hour })
 			ctx := context.Background()
 			g := grant{clientID: "pub1", subject: "alice", scope: "mcp:read", resource: "https://auth.test/mcp"}
 			for _, filter := range []storage.GrantFilter{{Subject: "alice"}, {ClientID: "pub1"}, {Subject: "alice", ClientID: "pub1", Resource: "https://auth.test/mcp"}} {

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
@@ -99,17 +98,6 @@ func TestTokenCodeChecks(t *testing.T) {
 	if revoked, err := sharedStore(t, storagePath).AccessTokenRevoked(context.Background(), storage.AccessTokenRef{ID: jti}); err != nil || !revoked {
 		t.Fatalf("the access token of a replayed code is not revoked: %v %v", revoked, err)
 	}
-}
-
-func TestTokenExpiredCode(t *testing.T) {
-	flowServer(t, "authorization_code_lifetime 1s")
-	b := newBrowser(t)
-	b.signIn("alice", alicePassword)
-	p := newPKCE()
-	code := codeFor(t, b, p, nil)
-	time.Sleep(1100 * time.Millisecond)
-	resp, body := tokenRequest(t, redeemForm(code, p))
-	wantError(t, "expired code", resp, body, 400, "invalid_grant")
 }
 
 func TestTokenConfidentialClient(t *testing.T) {

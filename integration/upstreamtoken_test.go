@@ -22,7 +22,7 @@ const testStorageKey = "dGVzdC1vbmx5LXN0b3JhZ2Uta2V5LTAxMjM0NTY3ODk="
 // again), and revoking the grant deletes them. No token reaches the log.
 func TestUpstreamTokenForTheMCPServer(t *testing.T) {
 	corp := newOIDCStub(t, corpClientID, corpSecret)
-	corp.expiresIn = 8 // short-lived: refreshed two seconds before expiry, not a minute
+	corp.expiresIn = 4 // short-lived: refreshed a second before expiry, not a minute
 	up := newUpstream(t, nil)
 	logPath := upstreamSite(t, corpLogin(corp, "corp", "allow_domains example.com\n pass_upstream_token")+"\n storage_key "+testStorageKey,
 		`reverse_proxy `+up.address()+` {
@@ -55,15 +55,15 @@ func TestUpstreamTokenForTheMCPServer(t *testing.T) {
 		t.Fatalf("first call: %d, upstream got %q, want %q", p.resp.StatusCode, upstreamToken(), first)
 	}
 
-	// Fresh for six seconds: no refresh.
+	// Fresh for three seconds: no refresh.
 	if p := callAPI(t, access, "/mcp"); p.resp.StatusCode != http.StatusOK || upstreamToken() != first {
 		t.Fatalf("a second call: %d", p.resp.StatusCode)
 	}
 	if _, refreshes, _ := corp.state(); refreshes != 0 {
 		t.Fatalf("%d refreshes of a fresh token", refreshes)
 	}
-	// Within two seconds of its expiry: a burst of ten calls, one refresh.
-	time.Sleep(6500 * time.Millisecond)
+	// Within a second of its expiry: a burst of ten calls, one refresh.
+	time.Sleep(3300 * time.Millisecond)
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
@@ -83,7 +83,7 @@ func TestUpstreamTokenForTheMCPServer(t *testing.T) {
 	corp.mu.Lock()
 	corp.refuseRefresh = true
 	corp.mu.Unlock()
-	time.Sleep(6500 * time.Millisecond)
+	time.Sleep(3300 * time.Millisecond)
 	p := callAPI(t, access, "/mcp")
 	const challenge = `Bearer resource_metadata="` + base + `/.well-known/oauth-protected-resource/mcp", error="invalid_token", error_description="the identity provider's token for this grant is gone (refused or revoked there); authorize again"`
 	if p.resp.StatusCode != http.StatusUnauthorized || p.resp.Header.Get("WWW-Authenticate") != challenge {
