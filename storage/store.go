@@ -46,6 +46,8 @@ var (
 	// ErrConflict: the state changed under the caller (a key rotation
 	// raced another); nothing changed.
 	ErrConflict = errors.New("changed concurrently")
+	// ErrReplayed: an assertion's jti was used before (see AssertionStore).
+	ErrReplayed = errors.New("assertion already used")
 )
 
 // Backend keeps the state of one or more authorization servers (a bbolt
@@ -86,6 +88,7 @@ type Store interface {
 	PendingAuthorizationStore
 	SessionStore
 	UpstreamStore
+	AssertionStore
 	KeyStore
 	Expirer
 }
@@ -240,6 +243,26 @@ type UpstreamStore interface {
 	// DeleteClient and RevokeRefreshFamily delete those of the grants
 	// they revoke, in the same step.
 	DeleteUpstreamToken(ctx context.Context, subject, clientID, resource string) error
+}
+
+// AssertionStore remembers the signed assertions that were used (a
+// client's private_key_jwt assertion, an identity provider's grant), so
+// that each is accepted once, on every node.
+type AssertionStore interface {
+	// UseAssertion records that the assertion signer (a client id, an
+	// identity provider's issuer) identified by jti was used, until
+	// expiresAt (the assertion's own expiry). ErrReplayed when it was used
+	// before and had not expired at now; nothing changes then. One step:
+	// of two requests presenting the same assertion at once, on any
+	// nodes, one gets nil.
+	UseAssertion(ctx context.Context, signer, jti string, expiresAt, now time.Time) error
+}
+
+// AssertionKey is the key under which an issuer records a signer's jti:
+// a hash, so that what an unauthenticated caller sends is stored in a
+// bounded size.
+func AssertionKey(issuer, signer, jti string) []byte {
+	return Hash(issuer + "\x00" + signer + "\x00" + jti)
 }
 
 // KeyStore keeps the signing keys. The keys are the backend's, shared by

@@ -50,10 +50,13 @@ var (
 	// bucketUpstreamTokens holds the sealed upstream tokens of grants:
 	// issuer NUL sub NUL client NUL resource.
 	bucketUpstreamTokens = []byte("upstream_tokens")
+	// bucketAssertions holds the used assertions (usedAssertion) under
+	// storage.AssertionKey.
+	bucketAssertions = []byte("used_assertions")
 
 	allBuckets = [][]byte{bucketMeta, bucketClients, bucketCodes, bucketFamilies,
 		bucketRefresh, bucketRevokedAccess, bucketConsents, bucketSessions, bucketPending, bucketKeys,
-		bucketFamiliesByClient, bucketTokenRevocations, bucketFamiliesBySubject, bucketClientConsents, bucketUpstream, bucketUpstreamTokens}
+		bucketFamiliesByClient, bucketTokenRevocations, bucketFamiliesBySubject, bucketClientConsents, bucketUpstream, bucketUpstreamTokens, bucketAssertions}
 
 	// schema3Indexes are the family indexes of version 3 files, keyed by
 	// issuer NUL client NUL family id and by issuer NUL subject NUL client

@@ -98,6 +98,10 @@ func sweeps(now time.Time) []sweep {
 			var u storage.UpstreamToken
 			return decodes(raw, &u) && storage.Expired(u.ExpiresAt, now)
 		}, nil},
+		{bucketAssertions, func(raw []byte) bool {
+			var u usedAssertion
+			return decodes(raw, &u) && storage.Expired(u.ExpiresAt, now)
+		}, nil},
 		{bucketPending, func(raw []byte) bool {
 			var p storage.PendingAuthorization
 			return decodes(raw, &p) && storage.Expired(p.ExpiresAt, now)

@@ -28,7 +28,7 @@ import (
 
 // SchemaVersion is the number of migrations this build applies; a
 // database schema with more is refused.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 //go:embed migrations/*.sql
 var migrations embed.FS

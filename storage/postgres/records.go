@@ -570,3 +570,21 @@ func (s *issuerStore) TakeUpstreamSignIn(ctx context.Context, state string, brow
 	}
 	return &u, nil
 }
+
+// UseAssertion implements storage.AssertionStore: the insert either
+// creates the record, replaces one that has expired, or does nothing (a
+// replay), in one statement.
+func (s *issuerStore) UseAssertion(ctx context.Context, signer, jti string, expiresAt, now time.Time) error {
+	return s.view(ctx, "use_assertion", func() error {
+		tag, err := s.pool.Exec(ctx, `INSERT INTO used_assertions (hash, issuer, expires_at) VALUES ($1, $2, $3)
+			ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at WHERE used_assertions.expires_at <= $4`,
+			storage.AssertionKey(s.issuer, signer, jti), s.issuer, expiresAt, now)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return storage.ErrReplayed
+		}
+		return nil
+	})
+}

@@ -322,6 +322,7 @@ func (d *DB) DeleteExpired(ctx context.Context, now time.Time) (storage.Swept, e
 			"DELETE FROM upstream_sign_ins WHERE expires_at <= $1",
 			"DELETE FROM upstream_tokens WHERE expires_at <= $1",
 			"DELETE FROM pending_authorizations WHERE expires_at <= $1",
+			"DELETE FROM used_assertions WHERE expires_at <= $1",
 			"DELETE FROM signing_keys WHERE verify_until <= $1",
 			"DELETE FROM rate_events WHERE expires_at <= $1",
 		} {

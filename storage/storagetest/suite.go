@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"StrictRotation", testStrictRotation},
 		{"UpstreamTokens", testUpstreamTokens},
 		{"RotationNarrow", testRotationNarrow},
+		{"AssertionUsedOnce", testAssertionUsedOnce},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
