@@ -2,22 +2,15 @@ package endpoints
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net"
-	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,22 +28,12 @@ const (
 	maxCachedDocuments   = 10_000
 )
 
-// testAllowedHosts and testRootCAs are set only by test builds (the
-// oauth2test build tag): host:port pairs the fetcher may reach although
-// they are local, and the roots their certificates chain to. Production
-// builds have no way to weaken the fetcher.
-var (
-	testAllowedHosts map[string]bool
-	testRootCAs      *x509.CertPool
-)
-
-// metadataFetcher fetches client ID metadata documents over an
-// SSRF-hardened HTTP client and caches the clients they describe.
+// metadataFetcher fetches client ID metadata documents with a
+// safeFetcher and caches the clients they describe.
 type metadataFetcher struct {
-	client  *http.Client
-	allowed map[string]bool // test-only: host:port exempt from the address rules
-	mu      sync.Mutex
-	cache   map[string]cachedClient
+	*safeFetcher
+	mu    sync.Mutex
+	cache map[string]cachedClient
 }
 
 type cachedClient struct {
@@ -59,89 +42,7 @@ type cachedClient struct {
 }
 
 func newMetadataFetcher(allowed map[string]bool, roots *x509.CertPool) *metadataFetcher {
-	f := &metadataFetcher{allowed: allowed, cache: map[string]cachedClient{}}
-	dialer := &net.Dialer{Timeout: metadataFetchTimeout, Control: f.checkDial}
-	f.client = &http.Client{
-		Timeout: metadataFetchTimeout,
-		Transport: &http.Transport{
-			Proxy:                  nil, // never through an environment proxy
-			DialContext:            dialer.DialContext,
-			TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-			TLSHandshakeTimeout:    metadataFetchTimeout,
-			ResponseHeaderTimeout:  metadataFetchTimeout,
-			MaxResponseHeaderBytes: 16 << 10,
-			DisableKeepAlives:      true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return errors.New("redirects are not followed")
-		},
-	}
-	return f
-}
-
-// checkDial runs on the address actually dialed, after DNS resolution, so a
-// name that resolves (or re-resolves) to an internal address is refused.
-func (f *metadataFetcher) checkDial(network, address string, _ syscall.RawConn) error {
-	if f.allowed[address] {
-		return nil
-	}
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("unexpected address %q", address)
-	}
-	if ap.Port() != 443 {
-		return fmt.Errorf("port %d is not allowed (443 only)", ap.Port())
-	}
-	if !publicAddress(ap.Addr()) {
-		return fmt.Errorf("address %s is not a public address", ap.Addr())
-	}
-	return nil
-}
-
-// nonPublic are the ranges a metadata fetch may never reach.
-var nonPublic = func() []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range []string{
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-		"192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
-		"203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-		"::/128", "::1/128", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
-	} {
-		out = append(out, netip.MustParsePrefix(p))
-	}
-	return out
-}()
-
-// publicAddress reports whether a is a public unicast address. IPv4
-// addresses embedded in IPv6 (mapped, compatible, NAT64, 6to4, Teredo)
-// are judged by the embedded address.
-func publicAddress(a netip.Addr) bool {
-	a = a.WithZone("")
-	if a.Is4In6() {
-		a = a.Unmap()
-	}
-	if a.Is6() {
-		b := a.As16()
-		switch {
-		case b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0 && b[4] == 0 && b[5] == 0 && b[6] == 0 && b[7] == 0 && b[8] == 0 && b[9] == 0 && b[10] == 0 && b[11] == 0:
-			return publicAddress(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})) && !a.IsUnspecified() // ::a.b.c.d
-		case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b: // 64:ff9b::/96 and 64:ff9b:1::/48 (NAT64)
-			return publicAddress(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
-		case b[0] == 0x20 && b[1] == 0x02: // 2002::/16 (6to4)
-			return publicAddress(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}))
-		case b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0: // 2001::/32 (Teredo): tunnels to anywhere
-			return false
-		}
-	}
-	if !a.IsGlobalUnicast() || a.IsPrivate() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
+	return &metadataFetcher{safeFetcher: newSafeFetcher(allowed, roots), cache: map[string]cachedClient{}}
 }
 
 // isMetadataDocumentURL reports whether a client_id names a metadata
@@ -197,31 +98,14 @@ func (s *clients) fetchMetadataClient(ctx context.Context, id string) (client *s
 	if err != nil {
 		return nil, false, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	body, header, err := f.getJSON(ctx, u, maxMetadataBytes, "the metadata document")
+	if cause := errors.Unwrap(err); cause != nil {
+		// The cause goes to the log, not to the person looking at the
+		// error page.
+		s.cfg.Logger.Debug("client ID metadata document: fetch failed", zap.String("client_id", id), zap.Error(cause))
+	}
 	if err != nil {
-		return nil, false, errors.New("the client_id URL cannot be fetched")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := f.client.Do(req)
-	if err != nil {
-		// The cause (say, which address a name resolved to) goes to the
-		// log, not to the person looking at the error page.
-		s.cfg.Logger.Debug("client ID metadata document: fetch failed", zap.String("client_id", id), zap.Error(unwrapURLError(err)))
-		return nil, false, errors.New("the metadata document could not be fetched")
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, false, fmt.Errorf("the metadata document answered %d, not 200", resp.StatusCode)
-	}
-	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return nil, false, errors.New("the metadata document is not JSON (Content-Type)")
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))
-	if err != nil {
-		return nil, false, errors.New("reading the metadata document failed")
-	}
-	if len(body) > maxMetadataBytes {
-		return nil, false, errors.New("the metadata document is larger than 5 KiB")
+		return nil, false, err
 	}
 	client, err = s.clientFromDocument(id, body, now)
 	if err != nil {
@@ -235,18 +119,9 @@ func (s *clients) fetchMetadataClient(ctx context.Context, id string) (client *s
 			}
 		}
 	}
-	f.cache[id] = cachedClient{client: client, until: now.Add(cacheLifetime(resp.Header.Get("Cache-Control")))}
+	f.cache[id] = cachedClient{client: client, until: now.Add(cacheLifetime(header.Get("Cache-Control")))}
 	f.mu.Unlock()
 	return client, false, nil
-}
-
-// unwrapURLError keeps the cause of a failed fetch, not the URL again.
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // clientFromDocument validates a metadata document for the URL id.
