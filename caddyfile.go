@@ -78,7 +78,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        public
 //	        trusted
 //	        introspect
-//	        token_endpoint_auth_method client_secret_basic|client_secret_post
+//	        token_endpoint_auth_method client_secret_basic|client_secret_post|private_key_jwt
+//	        jwks_file    <path>
+//	        jwks_uri     <url>
 //	    }
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
@@ -253,6 +255,10 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 			err = noArgs(d, &c.Trusted)
 		case "token_endpoint_auth_method":
 			err = oneArg(d, &c.TokenEndpointAuthMethod)
+		case "jwks_file":
+			err = oneArg(d, &c.JWKSFile)
+		case "jwks_uri":
+			err = oneArg(d, &c.JWKSURI)
 		default:
 			return d.Errf("client %q: %s", c.ID, unknownOption(opt, clientOptions))
 		}

@@ -259,7 +259,8 @@ func TestSuggestedOptionsExist(t *testing.T) {
 }
 
 // moreOptions uses the options everyOption leaves out: key rotation, the
-// refresh policy, the guard's switches, a machine client.
+// refresh policy, the guard's switches, machine clients with a secret
+// and with keys.
 const moreOptions = `oauth2_server {
 	signing_key_rotation 720h
 	signing_key_prepublish 2h
@@ -271,6 +272,15 @@ const moreOptions = `oauth2_server {
 		secret {env.RS_SECRET}
 		grant_types client_credentials
 		introspect
+	}
+	client agent {
+		jwks_file /etc/caddy/agent.jwks.json
+		grant_types client_credentials
+	}
+	client chatgpt {
+		token_endpoint_auth_method private_key_jwt
+		jwks_uri https://chatgpt.example/jwks.json
+		redirect_uri https://chatgpt.example/cb
 	}
 }`
 
@@ -284,7 +294,9 @@ func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
 		SigningKeyRotation: caddy.Duration(720 * time.Hour), SigningKeyPrepublish: &prepublish,
 		RefreshReuseGrace: &zero, RefreshFamilyLifetime: caddy.Duration(30 * 24 * time.Hour),
 		PassToken: true, CORS: new(false),
-		Clients: []Client{{ID: "rs", Secret: "{env.RS_SECRET}", GrantTypes: []string{"client_credentials"}, Introspect: true}},
+		Clients: []Client{{ID: "rs", Secret: "{env.RS_SECRET}", GrantTypes: []string{"client_credentials"}, Introspect: true},
+			{ID: "agent", JWKSFile: "/etc/caddy/agent.jwks.json", GrantTypes: []string{"client_credentials"}},
+			{ID: "chatgpt", TokenEndpointAuthMethod: "private_key_jwt", JWKSURI: "https://chatgpt.example/jwks.json", RedirectURIs: []string{"https://chatgpt.example/cb"}}},
 	}
 	if !reflect.DeepEqual(h, want) {
 		got, _ := json.MarshalIndent(h, "", " ")

@@ -296,9 +296,21 @@ type Client struct {
 	// token, not only its own.
 	Introspect bool `json:"introspect,omitempty"`
 	// How a confidential client authenticates at the token, revocation and
-	// introspection endpoints: client_secret_basic or client_secret_post.
-	// Default: either (one per request). A public client uses none.
+	// introspection endpoints: client_secret_basic or client_secret_post
+	// for a client with a secret (default: either, one per request);
+	// private_key_jwt for a client with keys (jwks_file or jwks_uri). A
+	// public client uses none.
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// A file holding the client's public keys as a JWK Set (RFC 7517),
+	// read at load (placeholders such as {env.X} are resolved): the client authenticates with private_key_jwt,
+	// assertions signed by one of these keys (RS256, PS256, ES256, EdDSA).
+	JWKSFile string `json:"jwks_file,omitempty"`
+	// The https URL where the client publishes its JWK Set, for
+	// private_key_jwt: fetched when needed (cached for five minutes; an
+	// unknown kid fetches it again, at most once a minute).
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	jwks []byte // what JWKSFile holds, read by validate
 }
 
 // DynamicRegistration configures RFC 7591 registration.
@@ -626,10 +638,14 @@ func (h *Handler) staticClients() []storage.Client {
 		if len(sc.GrantTypes) == 0 {
 			sc.GrantTypes = endpoints.DefaultGrantTypes()
 		}
-		if c.Secret != "" {
+		switch {
+		case c.Secret != "":
 			sc.SecretHash = storage.Hash(c.Secret)
 			sc.TokenEndpointAuthMethod = c.TokenEndpointAuthMethod // "" accepts basic and post
-		} else {
+		case c.jwks != nil || c.JWKSURI != "":
+			sc.JWKS, sc.JWKSURI = c.jwks, c.JWKSURI
+			sc.TokenEndpointAuthMethod = "private_key_jwt"
+		default:
 			sc.TokenEndpointAuthMethod = "none"
 		}
 		out = append(out, sc)

@@ -100,6 +100,8 @@ func TestLoadTimeValidation(t *testing.T) {
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	dir := t.TempDir()
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwksFile, privateJWKS := writeJWKS(t, "agent.jwks.json", ec.Public()), writeJWKS(t, "private.jwks.json", ec)
 
 	base := func(extra string) string {
 		return "oauth2_server {\n issuer https://mcp.example.com\n resource https://mcp.example.com/mcp\n storage " +
@@ -159,7 +161,17 @@ func TestLoadTimeValidation(t *testing.T) {
 		{"duplicate user", base("user alice " + bcryptHash + "\n user alice " + bcryptHash), `user "alice" is defined twice`},
 		{"duplicate client", base("client c1 {\n public\n redirect_uri https://c.test/cb\n }\n client c1 {\n public\n redirect_uri https://c.test/cb\n }"), `client "c1" is defined twice`},
 		{"client secret unset", base("client c1 {\n secret {env.OAUTH2_TEST_UNSET}\n redirect_uri https://c.test/cb\n }"), `client "c1": secret: evaluated placeholder {env.OAUTH2_TEST_UNSET} is empty`},
-		{"client no secret", base("client c1 {\n redirect_uri https://c.test/cb\n }"), `client "c1": needs a secret, or 'public'`},
+		{"client no secret", base("client c1 {\n redirect_uri https://c.test/cb\n }"), `client "c1": needs a secret, keys (jwks_file or jwks_uri, for private_key_jwt), or 'public'`},
+		{"client keys and secret", base("client c1 {\n secret " + secret + "\n jwks_file " + jwksFile + "\n grant_types client_credentials\n }"), `client "c1": a client with keys (jwks_file, jwks_uri) authenticates with them`},
+		{"client keys and public", base("client c1 {\n public\n jwks_uri https://c.test/jwks.json\n redirect_uri https://c.test/cb\n }"), `client "c1": a client with keys (jwks_file, jwks_uri) authenticates with them`},
+		{"client jwks_file and jwks_uri", base("client c1 {\n jwks_file " + jwksFile + "\n jwks_uri https://c.test/jwks.json\n grant_types client_credentials\n }"), `client "c1": use jwks_file or jwks_uri, not both`},
+		{"client jwks_file missing", base("client c1 {\n jwks_file /nonexistent/jwks.json\n grant_types client_credentials\n }"), `client "c1": jwks_file: open /nonexistent/jwks.json`},
+		{"client private key", base("client c1 {\n jwks_file " + privateJWKS + "\n grant_types client_credentials\n }"), `client "c1": key 1 of the set: a private or symmetric key must not be registered`},
+		{"client jwks_uri http", base("client c1 {\n jwks_uri http://c.test/jwks.json\n grant_types client_credentials\n }"), `client "c1": jwks_uri must be an https URL`},
+		{"client keys, secret method", base("client c1 {\n jwks_file " + jwksFile + "\n grant_types client_credentials\n token_endpoint_auth_method client_secret_basic\n }"),
+			`client "c1": token_endpoint_auth_method "client_secret_basic": a client that has keys uses private_key_jwt`},
+		{"secret client, key method", base("client c1 {\n secret " + secret + "\n redirect_uri https://c.test/cb\n token_endpoint_auth_method private_key_jwt\n }"),
+			`client "c1": token_endpoint_auth_method "private_key_jwt": a client that has a secret uses client_secret_basic or client_secret_post`},
 		{"client no redirect", base("client c1 {\n public\n }"), `client "c1": needs at least one redirect_uri`},
 		{"client js redirect", base("client c1 {\n public\n redirect_uri javascript:alert(1)\n }"), `client "c1": redirect_uri "javascript:alert(1)": scheme "javascript" is not allowed`},
 		{"client http redirect", base("client c1 {\n public\n redirect_uri http://c.test/cb\n }"), `plain http is allowed only for localhost`},
@@ -191,8 +203,8 @@ func TestLoadTimeValidation(t *testing.T) {
 			`client "alice": the client_id is also the name of a user`},
 		{"public client with secret method", base("client c1 {\n public\n redirect_uri https://c.test/cb\n token_endpoint_auth_method client_secret_post\n }"),
 			`client "c1": token_endpoint_auth_method "client_secret_post": a public client uses none`},
-		{"unknown auth method", base("client c1 {\n secret " + secret + "\n redirect_uri https://c.test/cb\n token_endpoint_auth_method private_key_jwt\n }"),
-			`client "c1": token_endpoint_auth_method "private_key_jwt" is not supported (client_secret_basic, client_secret_post)`},
+		{"unknown auth method", base("client c1 {\n secret " + secret + "\n redirect_uri https://c.test/cb\n token_endpoint_auth_method client_secret_jwt\n }"),
+			`client "c1": token_endpoint_auth_method "client_secret_jwt" is not supported (client_secret_basic, client_secret_post)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, _ := newConfigContext(t)
@@ -227,6 +239,7 @@ func TestLoadAcceptsGoodConfigs(t *testing.T) {
 		{"SEC1 EC key", "signing_key " + sec1, "ES256"},
 		{"argon2id user", "user carol " + argon, "ES256"},
 		{"loopback http", "", "ES256"},
+		{"a client with keys", "client agent {\n jwks_file " + writeJWKS(t, "agent.jwks.json", ec.Public()) + "\n grant_types client_credentials\n }", "ES256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, _ := newConfigContext(t)
@@ -418,4 +431,14 @@ func TestUpgradeTakesClientCredentialsFromSelfRegisteredClients(t *testing.T) {
 			t.Errorf("%s after the upgrade: %+v, %v", id, c, err)
 		}
 	}
+}
+
+// writeJWKS writes a JWK Set of one key (kid k1) to a file.
+func writeJWKS(t *testing.T, name string, key any) string {
+	t.Helper()
+	raw, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: "k1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, name, string(raw))
 }

@@ -12,7 +12,7 @@ var (
 		"dynamic_registration", "unused_client_ttl", "client_id_metadata_documents", "public", "require_scope", "allow_tools",
 		"rate_limit_per_user", "ipv6_limit_prefix", "root_aliases", "pass_token", "cors", "templates"}
 	clientOptions = []string{"secret", "name", "redirect_uri", "scopes", "grant_types", "introspect", "public", "trusted",
-		"token_endpoint_auth_method"}
+		"token_endpoint_auth_method", "jwks_file", "jwks_uri"}
 	loginOptions = []string{"issuer", "client_id", "client_secret", "label", "api_url", "web_url", "scopes", "allow_domains",
 		"allow_emails", "allow_orgs", "allow_teams", "allow_users", "pass_upstream_token", "allow_claim"}
 	registrationOptions = []string{"initial_access_token", "allow_client_credentials", "always_return_client_secret", "rate_limit"}

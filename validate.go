@@ -3,7 +3,9 @@ package oauth2server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -49,8 +51,14 @@ func (h *Handler) resolvePlaceholders() error {
 		}
 	}
 	for i := range h.Clients {
-		if err := resolve(fmt.Sprintf("client %q: secret", h.Clients[i].ID), &h.Clients[i].Secret); err != nil {
-			return err
+		c := &h.Clients[i]
+		for _, f := range []struct {
+			name  string
+			value *string
+		}{{"secret", &c.Secret}, {"jwks_file", &c.JWKSFile}, {"jwks_uri", &c.JWKSURI}} {
+			if err := resolve(fmt.Sprintf("client %q: %s", c.ID, f.name), f.value); err != nil {
+				return err
+			}
 		}
 	}
 	if dr := h.DynamicRegistration; dr != nil {
@@ -268,7 +276,8 @@ func checkPasswordHash(hash string) error {
 
 func (h *Handler) validateClients() error {
 	seen := map[string]bool{}
-	for _, c := range h.Clients {
+	for i := range h.Clients {
+		c := &h.Clients[i]
 		if c.ID == "" {
 			return errors.New("client: empty client_id")
 		}
@@ -276,11 +285,17 @@ func (h *Handler) validateClients() error {
 			return fmt.Errorf("client %q is defined twice", c.ID)
 		}
 		seen[c.ID] = true
+		keys := c.JWKSFile != "" || c.JWKSURI != ""
 		switch {
 		case c.Public && c.Secret != "":
 			return fmt.Errorf("client %q: a public client has no secret", c.ID)
-		case !c.Public && c.Secret == "":
-			return fmt.Errorf("client %q: needs a secret, or 'public' for a client without one", c.ID)
+		case keys && (c.Public || c.Secret != ""):
+			return fmt.Errorf("client %q: a client with keys (jwks_file, jwks_uri) authenticates with them: it has no secret and is not public", c.ID)
+		case !c.Public && c.Secret == "" && !keys:
+			return fmt.Errorf("client %q: needs a secret, keys (jwks_file or jwks_uri, for private_key_jwt), or 'public' for a client without either", c.ID)
+		}
+		if err := c.readKeys(); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
 		}
 		for _, u := range c.RedirectURIs {
 			if err := endpoints.ValidateRedirectURI(u); err != nil {
@@ -290,11 +305,12 @@ func (h *Handler) validateClients() error {
 		if err := checkScopes(fmt.Sprintf("client %q: scopes", c.ID), c.Scopes); err != nil {
 			return err
 		}
-		if err := endpoints.CheckConfiguredClient(c.Public, c.TokenEndpointAuthMethod, c.GrantTypes, len(c.RedirectURIs)); err != nil {
+		if err := endpoints.CheckConfiguredClient(endpoints.ConfiguredClient{Public: c.Public, JWKS: c.jwks, JWKSURI: c.JWKSURI,
+			Method: c.TokenEndpointAuthMethod, GrantTypes: c.GrantTypes, Redirects: len(c.RedirectURIs)}); err != nil {
 			return fmt.Errorf("client %q: %w", c.ID, err)
 		}
 		if c.Introspect && c.Public {
-			return fmt.Errorf("client %q: introspect needs a confidential client (with a secret)", c.ID)
+			return fmt.Errorf("client %q: introspect needs a confidential client (with a secret or keys)", c.ID)
 		}
 		if slices.ContainsFunc(h.Users, func(u User) bool { return u.Username == c.ID }) {
 			return fmt.Errorf("client %q: the client_id is also the name of a user: tokens of the one would be taken for the other's", c.ID)
@@ -350,6 +366,27 @@ func checkScopes(option string, scopes []string) error {
 func checkPathPattern(option, p string) error {
 	if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "*") {
 		return fmt.Errorf("%s %q: must be a path starting with '/'", option, p)
+	}
+	return nil
+}
+
+// readKeys reads a client's jwks_file (at most 64 KiB: a JWK Set of a
+// few public keys is a few KiB).
+func (c *Client) readKeys() error {
+	if c.JWKSFile == "" {
+		return nil
+	}
+	if c.JWKSURI != "" {
+		return errors.New("use jwks_file or jwks_uri, not both")
+	}
+	f, err := os.Open(c.JWKSFile)
+	if err != nil {
+		return fmt.Errorf("jwks_file: %w", err)
+	}
+	defer f.Close()
+	c.jwks, err = io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return fmt.Errorf("jwks_file: reading %s: %w", c.JWKSFile, err)
 	}
 	return nil
 }

@@ -99,8 +99,25 @@ func addCommands(root *cobra.Command) {
 	addCmd.Flags().StringArrayVar(&add.RedirectURIs, "redirect-uri", nil, "A redirect URI (with authorization_code)")
 	var scopes []string
 	addCmd.Flags().StringArrayVar(&scopes, "scope", nil, "A scope the client may use")
-	addCmd.Flags().StringVar(&add.AuthMethod, "auth-method", "", "client_secret_basic (default), client_secret_post, or none")
-	addCmd.PreRun = func(*cobra.Command, []string) { add.Scope = strings.Join(scopes, " ") }
+	addCmd.Flags().StringVar(&add.AuthMethod, "auth-method", "", "client_secret_basic (default), client_secret_post, private_key_jwt (default with keys), or none")
+	var jwksFile string
+	addCmd.Flags().StringVar(&jwksFile, "jwks-file", "", "A file holding the client's public keys (a JWK Set), for private_key_jwt")
+	addCmd.Flags().StringVar(&add.JWKSURI, "jwks-uri", "", "The https URL where the client publishes its public keys, for private_key_jwt")
+	addCmd.PreRunE = func(*cobra.Command, []string) error {
+		add.Scope = strings.Join(scopes, " ")
+		if jwksFile == "" {
+			return nil
+		}
+		raw, err := os.ReadFile(jwksFile)
+		if err != nil {
+			return fmt.Errorf("--jwks-file: %w", err)
+		}
+		if !json.Valid(raw) {
+			return fmt.Errorf("--jwks-file: %s is not JSON", jwksFile)
+		}
+		add.JWKS = raw
+		return nil
+	}
 	clients.AddCommand(addCmd)
 	clients.AddCommand(&cobra.Command{Use: "delete <client_id>", Short: "Deletes a client, revoking its grants and live tokens", Args: cobra.ExactArgs(1),
 		RunE: run(true, func(args []string) error { return c.deleteClient(args[0]) })})

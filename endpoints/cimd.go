@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -138,16 +139,15 @@ func (s *clients) clientFromDocument(id string, body []byte, now time.Time) (*st
 	case doc.ClientSecret != nil:
 		return nil, errors.New("a metadata document must not carry a client_secret")
 	}
-	// Negotiate client authentication: this server has no key for the
-	// client, so it must be able to act as a public client.
-	switch {
-	case doc.TokenEndpointAuthMethod == "" || doc.TokenEndpointAuthMethod == "none",
-		slices.Contains(doc.TokenEndpointAuthMethodsSupported, "none"):
-		doc.TokenEndpointAuthMethod = "none"
-	default:
-		return nil, fmt.Errorf("token_endpoint_auth_method %q is not supported for metadata documents (none)", doc.TokenEndpointAuthMethod)
+	method, err := documentAuthMethod(&doc)
+	if err != nil {
+		return nil, err
 	}
 	md := doc.clientMetadata
+	md.TokenEndpointAuthMethod = method
+	if method != "private_key_jwt" {
+		md.JWKS, md.JWKSURI = nil, ""
+	}
 	if slices.Contains(md.GrantTypes, grantClientCredentials) {
 		// A document is not trusted: its client never acts alone.
 		md.GrantTypes = slices.DeleteFunc(slices.Clone(md.GrantTypes), func(g string) bool { return g == grantClientCredentials })
@@ -165,7 +165,9 @@ func (s *clients) clientFromDocument(id string, body []byte, now time.Time) (*st
 		GrantTypes:              md.GrantTypes,
 		ResponseTypes:           md.ResponseTypes,
 		Scope:                   md.Scope,
-		TokenEndpointAuthMethod: "none",
+		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
+		JWKS:                    md.JWKS,
+		JWKSURI:                 md.JWKSURI,
 		ApplicationType:         md.ApplicationType,
 		ClientURI:               md.ClientURI,
 		LogoURI:                 md.LogoURI,
@@ -173,6 +175,31 @@ func (s *clients) clientFromDocument(id string, body []byte, now time.Time) (*st
 		ExpiresAt:               now.Add(s.cfg.Tokens.RefreshFamilyLifetime),
 		Origin:                  storage.OriginDocument,
 	}, nil
+}
+
+// documentMethods are the methods a metadata-document client may use,
+// strongest first: this server holds no secret for it, so it proves
+// itself with its keys or not at all.
+var documentMethods = []string{"private_key_jwt", "none"}
+
+// documentAuthMethod negotiates a document's client authentication
+// (OpenID RP Metadata Choices): the strongest of documentMethods that the
+// document supports — its token_endpoint_auth_methods_supported, and its
+// token_endpoint_auth_method (none when it names neither) — and can use:
+// private_key_jwt needs its keys (jwks or jwks_uri) in the document.
+func documentAuthMethod(doc *metadataDocument) (string, error) {
+	supported := slices.Clone(doc.TokenEndpointAuthMethodsSupported)
+	if doc.TokenEndpointAuthMethod != "" || len(supported) == 0 {
+		supported = append(supported, cmp.Or(doc.TokenEndpointAuthMethod, "none"))
+	}
+	hasKeys := len(doc.JWKS) > 0 && string(doc.JWKS) != "null" || doc.JWKSURI != ""
+	for _, m := range documentMethods {
+		if slices.Contains(supported, m) && (m != "private_key_jwt" || hasKeys) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("the metadata document supports no client authentication this server accepts for metadata documents (%s; private_key_jwt with jwks or jwks_uri)",
+		strings.Join(documentMethods, ", "))
 }
 
 // cacheLifetime is how long a document is cached: its max-age, within

@@ -28,8 +28,11 @@ const (
 // kindOf is the kind of a client's registration: the one place that
 // reads it from the record.
 func kindOf(c *storage.Client) clientKind {
-	if len(c.SecretHash) > 0 {
+	switch {
+	case len(c.SecretHash) > 0:
 		return secretClient
+	case len(c.JWKS) > 0 || c.JWKSURI != "":
+		return keyClient
 	}
 	return publicClient
 }
@@ -61,8 +64,9 @@ func (k clientKind) wants() string {
 
 // clientCredential is what a request presents to prove which client it is.
 type clientCredential struct {
-	clientID string
-	secret   string
+	clientID  string
+	secret    string
+	assertion *parsedAssertion // private_key_jwt's, not yet verified
 }
 
 // authMethod is one client authentication method (a
@@ -77,10 +81,10 @@ type authMethod struct {
 	// read returns the method's credential when the request carries it
 	// (ok), or why what it carries is malformed.
 	read func(a authRequest) (cred clientCredential, ok bool, err error)
-	// verify checks a credential against the client's registration: ""
-	// when it holds, else why not. It may use what the clients part holds
-	// (a key set's cache, say).
-	verify func(ctx context.Context, s *clients, c *storage.Client, cred clientCredential) string
+	// verify checks a credential against the client's registration: nil
+	// when it holds, else why not (a storage failure marked as such). It
+	// may use what the clients part holds (the key sets, say).
+	verify func(ctx context.Context, s *clients, c *storage.Client, cred clientCredential) error
 }
 
 // authMethods are the client authentication methods, strongest last.
@@ -90,9 +94,7 @@ var authMethods = []authMethod{
 	{name: "none", kind: publicClient, offered: true, read: readBasicNone, verify: verifyNone},
 	{name: "client_secret_basic", kind: secretClient, offered: true, read: readBasicSecret, verify: verifySecret},
 	{name: "client_secret_post", kind: secretClient, offered: true, read: readPostSecret, verify: verifySecret},
-	// No client registers keys yet: an assertion is recognised, so that it
-	// counts as a method and is refused as the wrong kind of credential.
-	{name: "private_key_jwt", kind: keyClient, read: readAssertion, verify: refuseAssertion},
+	{name: "private_key_jwt", kind: keyClient, offered: true, read: readAssertion, verify: verifyAssertion},
 }
 
 // authMethodNamed is the offered method called name, or nil.
@@ -154,8 +156,10 @@ func readBasicNone(a authRequest) (clientCredential, bool, error) {
 	return a.basic, a.hasBasic && (a.basicErr != nil || a.basic.secret == ""), a.basicErr
 }
 
+// readBasicSecret: a Basic password is a secret (malformed Basic
+// credentials are none's to report).
 func readBasicSecret(a authRequest) (clientCredential, bool, error) {
-	return a.basic, a.hasBasic && (a.basicErr != nil || a.basic.secret != ""), a.basicErr
+	return a.basic, a.hasBasic && a.basicErr == nil && a.basic.secret != "", nil
 }
 
 func readPostSecret(a authRequest) (clientCredential, bool, error) {
@@ -163,46 +167,40 @@ func readPostSecret(a authRequest) (clientCredential, bool, error) {
 	return clientCredential{clientID: a.form.Get("client_id"), secret: secret}, secret != "", nil
 }
 
-func readAssertion(a authRequest) (clientCredential, bool, error) {
-	present := a.form.Get("client_assertion") != "" || a.form.Get("client_assertion_type") != ""
-	return clientCredential{clientID: a.form.Get("client_id")}, present, nil
-}
+func verifyNone(context.Context, *clients, *storage.Client, clientCredential) error { return nil }
 
-func verifyNone(context.Context, *clients, *storage.Client, clientCredential) string { return "" }
-
-func refuseAssertion(context.Context, *clients, *storage.Client, clientCredential) string {
-	return "client assertions are not accepted"
-}
-
-func verifySecret(_ context.Context, _ *clients, c *storage.Client, cred clientCredential) string {
+func verifySecret(_ context.Context, _ *clients, c *storage.Client, cred clientCredential) error {
 	if !equalSecretHash(cred.secret, c.SecretHash) {
-		return "wrong client secret"
+		return errors.New("wrong client secret")
 	}
-	return ""
+	return nil
 }
 
 // errTwoMethods refuses a request carrying two authentication methods.
 var errTwoMethods = errors.New("use one client authentication method per request (RFC 6749 §2.3)")
 
-// presentedMethod finds the one method a request carries: none, with the
+// presentedMethod finds the one method a request carries (two:
+// errTwoMethods, whether or not they are well formed): none, with the
 // form's client_id, when it carries no other.
 func presentedMethod(a authRequest) (*authMethod, clientCredential, error) {
 	var found *authMethod
 	var cred clientCredential
+	var malformed error
 	for i := range authMethods {
 		m := &authMethods[i]
 		c, ok, err := m.read(a)
 		switch {
-		case err != nil:
-			return nil, clientCredential{}, err
 		case !ok:
 			continue
 		case found != nil:
 			return nil, clientCredential{}, errTwoMethods
 		}
-		found, cred = m, c
+		found, cred, malformed = m, c, err
 	}
-	if found == nil {
+	switch {
+	case malformed != nil:
+		return nil, clientCredential{}, malformed
+	case found == nil:
 		return &authMethods[0], clientCredential{clientID: a.form.Get("client_id")}, nil
 	}
 	return found, cred, nil
@@ -262,8 +260,11 @@ func (s *clients) authenticateClient(w http.ResponseWriter, r *http.Request, for
 	if pinned := s.pinnedMethod(client); pinned != "" && pinned != method.name {
 		return fail("this client authenticates with " + pinned + ", not " + method.name)
 	}
-	if why := method.verify(r.Context(), s, client, cred); why != "" {
-		return fail(why)
+	if err := method.verify(r.Context(), s, client, cred); storageDown(err) {
+		s.unavailable(w, "client authentication", err)
+		return nil, "temporarily_unavailable"
+	} else if err != nil {
+		return fail(err.Error())
 	}
 	return client, ""
 }

@@ -49,25 +49,45 @@ func (t grantTable) needsRedirect(grants []string) bool {
 	})
 }
 
-// CheckConfiguredClient applies the policy to a Caddyfile client: public
-// or with a secret, its token_endpoint_auth_method ("" for any of its
-// kind), its grant types (none: the defaults) and how many redirect URIs
-// it has.
-func CheckConfiguredClient(public bool, method string, grants []string, redirects int) error {
+// ConfiguredClient is what CheckConfiguredClient judges of a Caddyfile
+// client.
+type ConfiguredClient struct {
+	// Public: no secret, no keys.
+	Public bool
+	// JWKS (a JWK Set) or JWKSURI: the keys of a private_key_jwt client.
+	JWKS    []byte
+	JWKSURI string
+	// Method is the token_endpoint_auth_method ("" for any of its kind).
+	Method string
+	// GrantTypes (none: the defaults) and how many redirect URIs it has.
+	GrantTypes []string
+	Redirects  int
+}
+
+// CheckConfiguredClient applies the policy to a Caddyfile client: public,
+// with keys, or else with a secret.
+func CheckConfiguredClient(c ConfiguredClient) error {
 	kind := secretClient
-	if public {
+	switch {
+	case len(c.JWKS) > 0 || c.JWKSURI != "":
+		kind = keyClient
+	case c.Public:
 		kind = publicClient
 	}
-	if method != "" {
-		switch k, err := checkAuthMethod(method); {
+	if c.Method != "" {
+		switch k, err := checkAuthMethod(c.Method); {
 		case err == nil && k != kind:
-			return fmt.Errorf("token_endpoint_auth_method %q: a %s uses %s", method, kind, strings.Join(methodsOfKind(kind), " or "))
+			return fmt.Errorf("token_endpoint_auth_method %q: a %s uses %s", c.Method, kind, strings.Join(methodsOfKind(kind), " or "))
 		case err != nil:
-			return fmt.Errorf("token_endpoint_auth_method %q is not supported (%s)", method, strings.Join(methodsOfKind(kind), ", "))
+			return fmt.Errorf("token_endpoint_auth_method %q is not supported (%s)", c.Method, strings.Join(methodsOfKind(kind), ", "))
 		}
 	}
+	if err := checkClientKeys(kind, c.JWKS, c.JWKSURI); err != nil {
+		return err
+	}
+	grants := c.GrantTypes
 	if len(grants) == 0 {
 		grants = DefaultGrantTypes()
 	}
-	return grantTable(grantTypes).checkGrantTypes(grants, kind, redirects)
+	return grantTable(grantTypes).checkGrantTypes(grants, kind, c.Redirects)
 }

@@ -23,6 +23,7 @@ type clients struct {
 	staticClients map[string]*storage.Client
 	grants        grantTable       // the grants the server offers
 	fetcher       *metadataFetcher // nil unless client ID metadata documents are on
+	keySets       *keySets         // the keys of private_key_jwt clients
 	registerLimit *keyedLimiter    // registrations per IP; nil when off
 }
 
@@ -31,8 +32,10 @@ func newClients(c *core, cfg *Config) *clients {
 	for i := range cfg.Clients.Static {
 		cl.staticClients[cfg.Clients.Static[i].ID] = &cfg.Clients.Static[i]
 	}
+	safe := newSafeFetcher(testAllowedHosts, testRootCAs)
+	cl.keySets = newKeySets(safe)
 	if cfg.Clients.ClientIDMetadataDocuments {
-		cl.fetcher = newMetadataFetcher(testAllowedHosts, testRootCAs)
+		cl.fetcher = &metadataFetcher{safeFetcher: safe, cache: map[string]cachedClient{}}
 	}
 	if cfg.Clients.DynamicRegistration && cfg.Clients.RegistrationRateLimit > 0 {
 		cl.registerLimit = newKeyedLimiter(cfg.Clients.RegistrationRateLimit, cfg.Clients.RegistrationRateWindow)

@@ -172,10 +172,11 @@ func TestMetadataListsFromTables(t *testing.T) {
 	var md map[string]any
 	json.Unmarshal(doc, &md)
 	for field, want := range map[string]string{
-		"grant_types_supported":                         `["authorization_code","refresh_token","client_credentials"]`,
-		"token_endpoint_auth_methods_supported":         `["none","client_secret_basic","client_secret_post"]`,
-		"revocation_endpoint_auth_methods_supported":    `["none","client_secret_basic","client_secret_post"]`,
-		"introspection_endpoint_auth_methods_supported": `["client_secret_basic","client_secret_post"]`,
+		"grant_types_supported":                            `["authorization_code","refresh_token","client_credentials"]`,
+		"token_endpoint_auth_methods_supported":            `["none","client_secret_basic","client_secret_post","private_key_jwt"]`,
+		"revocation_endpoint_auth_methods_supported":       `["none","client_secret_basic","client_secret_post","private_key_jwt"]`,
+		"introspection_endpoint_auth_methods_supported":    `["client_secret_basic","client_secret_post","private_key_jwt"]`,
+		"token_endpoint_auth_signing_alg_values_supported": `["RS256","PS256","ES256","EdDSA"]`,
 	} {
 		if got, _ := json.Marshal(md[field]); string(got) != want {
 			t.Errorf("%s: %s, want %s", field, got, want)

@@ -76,6 +76,9 @@ func vetImportedClient(c *storage.Client, keepPrivileges bool) error {
 			return fmt.Errorf("token_endpoint_auth_method %s is for a %s, and this is a %s", m, registered, kind)
 		}
 	}
+	if err := checkClientKeys(kind, c.JWKS, c.JWKSURI); err != nil {
+		return err
+	}
 	all := grantTable(grantTypes)
 	if all.needsRedirect(c.GrantTypes) && len(c.RedirectURIs) == 0 || len(c.RedirectURIs) > maxRedirectURIs {
 		return fmt.Errorf("authorization_code needs between 1 and %d redirect_uris", maxRedirectURIs)

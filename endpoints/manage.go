@@ -47,16 +47,20 @@ type ClientInfo struct {
 	Scope        string   `json:"scope,omitempty"`
 	AuthMethod   string   `json:"token_endpoint_auth_method,omitempty"`
 	// AuthMethods are the client authentication methods it may use now.
-	AuthMethods []string  `json:"token_endpoint_auth_methods"`
-	Origin      string    `json:"origin"`
-	Trusted     bool      `json:"trusted,omitempty"`
-	CreatedAt   time.Time `json:"created_at,omitzero"`
-	LastUsedAt  time.Time `json:"last_used_at,omitzero"`
+	AuthMethods []string `json:"token_endpoint_auth_methods"`
+	// The public keys of a private_key_jwt client, or where it publishes
+	// them.
+	JWKS       json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI    string          `json:"jwks_uri,omitempty"`
+	Origin     string          `json:"origin"`
+	Trusted    bool            `json:"trusted,omitempty"`
+	CreatedAt  time.Time       `json:"created_at,omitzero"`
+	LastUsedAt time.Time       `json:"last_used_at,omitzero"`
 }
 
 func (s *operator) clientInfo(c *storage.Client, origin string) ClientInfo {
 	return ClientInfo{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scope: c.Scope,
-		AuthMethod: c.TokenEndpointAuthMethod, AuthMethods: s.clientAuthMethods(c), Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
+		AuthMethod: c.TokenEndpointAuthMethod, AuthMethods: s.clientAuthMethods(c), JWKS: c.JWKS, JWKSURI: c.JWKSURI, Origin: origin, Trusted: c.Trusted, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt}
 }
 
 // Issuer is the server's issuer identifier.
@@ -97,9 +101,13 @@ type NewClient struct {
 	GrantTypes   []string `json:"grant_types,omitempty"`
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	Scope        string   `json:"scope,omitempty"`
-	// AuthMethod: client_secret_basic (default), client_secret_post, or
-	// none for a public client.
+	// AuthMethod: client_secret_basic (default), client_secret_post,
+	// private_key_jwt (default with keys), or none for a public client.
 	AuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// JWKS (a JWK Set of public keys) or JWKSURI: the keys of a
+	// private_key_jwt client.
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI string          `json:"jwks_uri,omitempty"`
 }
 
 // ErrInvalid is a request the operator must correct; its text says why.
@@ -120,9 +128,15 @@ func (s *operator) CreateClient(ctx context.Context, n NewClient) (ClientInfo, s
 		n.GrantTypes = DefaultGrantTypes()
 	}
 	n.GrantTypes = dedupe(n.GrantTypes)
+	if len(n.JWKS) > 0 || n.JWKSURI != "" {
+		n.AuthMethod = cmp.Or(n.AuthMethod, "private_key_jwt")
+	}
 	n.AuthMethod = cmp.Or(n.AuthMethod, "client_secret_basic")
 	kind, err := checkAuthMethod(n.AuthMethod)
 	if err != nil {
+		return ClientInfo{}, "", invalid("%v", err)
+	}
+	if err := checkClientKeys(kind, n.JWKS, n.JWKSURI); err != nil {
 		return ClientInfo{}, "", invalid("%v", err)
 	}
 	code := s.grants.needsRedirect(n.GrantTypes)
@@ -144,7 +158,7 @@ func (s *operator) CreateClient(ctx context.Context, n NewClient) (ClientInfo, s
 	}
 	c := &storage.Client{
 		ID: randomID(), Name: n.Name, RedirectURIs: n.RedirectURIs, GrantTypes: n.GrantTypes, Scope: joinScope(splitScope(n.Scope)),
-		TokenEndpointAuthMethod: n.AuthMethod, CreatedAt: time.Now(), Origin: storage.OriginAdmin,
+		TokenEndpointAuthMethod: n.AuthMethod, JWKS: n.JWKS, JWKSURI: n.JWKSURI, CreatedAt: time.Now(), Origin: storage.OriginAdmin,
 	}
 	if code {
 		c.ResponseTypes = []string{"code"}

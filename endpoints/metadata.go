@@ -11,23 +11,27 @@ import (
 // authorizationServer is the RFC 8414 document. Optional fields are
 // omitted, never null or empty: several MCP clients reject either.
 type authorizationServer struct {
-	Issuer                                     string   `json:"issuer"`
-	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
-	TokenEndpoint                              string   `json:"token_endpoint"`
-	RevocationEndpoint                         string   `json:"revocation_endpoint"`
-	IntrospectionEndpoint                      string   `json:"introspection_endpoint"`
-	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
-	JWKSURI                                    string   `json:"jwks_uri"`
-	ResponseTypesSupported                     []string `json:"response_types_supported"`
-	ResponseModesSupported                     []string `json:"response_modes_supported"`
-	GrantTypesSupported                        []string `json:"grant_types_supported"`
-	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
-	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
-	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported"`
-	IntrospectionEndpointAuthMethodsSupported  []string `json:"introspection_endpoint_auth_methods_supported"`
-	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
-	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
-	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
+	Issuer                                    string   `json:"issuer"`
+	AuthorizationEndpoint                     string   `json:"authorization_endpoint"`
+	TokenEndpoint                             string   `json:"token_endpoint"`
+	RevocationEndpoint                        string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
+	RegistrationEndpoint                      string   `json:"registration_endpoint,omitempty"`
+	JWKSURI                                   string   `json:"jwks_uri"`
+	ResponseTypesSupported                    []string `json:"response_types_supported"`
+	ResponseModesSupported                    []string `json:"response_modes_supported"`
+	GrantTypesSupported                       []string `json:"grant_types_supported"`
+	CodeChallengeMethodsSupported             []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethodsSupported         []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	// The algorithms of private_key_jwt assertions, at each endpoint.
+	TokenEndpointAuthSigningAlgValuesSupported         []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	ScopesSupported                                    []string `json:"scopes_supported,omitempty"`
+	AuthorizationResponseIssParameterSupported         bool     `json:"authorization_response_iss_parameter_supported"`
+	ClientIDMetadataDocumentSupported                  bool     `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // protectedResourceMetadata is the RFC 9728 document.
@@ -44,22 +48,25 @@ var codeChallengeMethods = []string{"S256"}
 func (s *Server) authorizationServerMetadata() ([]byte, error) {
 	methods := authMethodNames(nil)
 	doc := authorizationServer{
-		Issuer:                                     s.cfg.Issuer,
-		AuthorizationEndpoint:                      s.endpoint("/oauth/authorize"),
-		TokenEndpoint:                              s.endpoint("/oauth/token"),
-		RevocationEndpoint:                         s.endpoint("/oauth/revoke"),
-		IntrospectionEndpoint:                      s.endpoint("/oauth/introspect"),
-		JWKSURI:                                    s.endpoint("/.well-known/jwks.json"),
-		ResponseTypesSupported:                     []string{"code"},
-		ResponseModesSupported:                     []string{"query"},
-		GrantTypesSupported:                        s.grants.names(),
-		CodeChallengeMethodsSupported:              codeChallengeMethods,
-		TokenEndpointAuthMethodsSupported:          methods,
-		RevocationEndpointAuthMethodsSupported:     methods,
-		IntrospectionEndpointAuthMethodsSupported:  authMethodNames(func(m *authMethod) bool { return m.kind.confidential() }),
-		ScopesSupported:                            s.cfg.Scopes,
-		AuthorizationResponseIssParameterSupported: true,
-		ClientIDMetadataDocumentSupported:          s.cfg.Clients.ClientIDMetadataDocuments,
+		Issuer:                                             s.cfg.Issuer,
+		AuthorizationEndpoint:                              s.endpoint("/oauth/authorize"),
+		TokenEndpoint:                                      s.endpoint("/oauth/token"),
+		RevocationEndpoint:                                 s.endpoint("/oauth/revoke"),
+		IntrospectionEndpoint:                              s.endpoint("/oauth/introspect"),
+		JWKSURI:                                            s.endpoint("/.well-known/jwks.json"),
+		ResponseTypesSupported:                             []string{"code"},
+		ResponseModesSupported:                             []string{"query"},
+		GrantTypesSupported:                                s.grants.names(),
+		CodeChallengeMethodsSupported:                      codeChallengeMethods,
+		TokenEndpointAuthMethodsSupported:                  methods,
+		RevocationEndpointAuthMethodsSupported:             methods,
+		IntrospectionEndpointAuthMethodsSupported:          authMethodNames(func(m *authMethod) bool { return m.kind.confidential() }),
+		TokenEndpointAuthSigningAlgValuesSupported:         assertionAlgNames(),
+		RevocationEndpointAuthSigningAlgValuesSupported:    assertionAlgNames(),
+		IntrospectionEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
+		ScopesSupported:                                    s.cfg.Scopes,
+		AuthorizationResponseIssParameterSupported:         true,
+		ClientIDMetadataDocumentSupported:                  s.cfg.Clients.ClientIDMetadataDocuments,
 	}
 	if s.cfg.Clients.DynamicRegistration {
 		doc.RegistrationEndpoint = s.endpoint("/oauth/register")

@@ -42,27 +42,33 @@ type clientMetadata struct {
 	ClientURI               string   `json:"client_uri"`
 	LogoURI                 string   `json:"logo_uri"`
 	ApplicationType         string   `json:"application_type"`
+	// The keys of a private_key_jwt client: a JWK Set, or where it is
+	// published.
+	JWKS    json.RawMessage `json:"jwks"`
+	JWKSURI string          `json:"jwks_uri"`
 }
 
 // registrationResponse is the RFC 7591 §3.2.1 / RFC 7592 response: the
 // stored metadata plus credentials. Nothing is null or an empty string,
 // except client_secret for a public client when the operator asks for it.
 type registrationResponse struct {
-	ClientID                string   `json:"client_id"`
-	ClientSecret            *string  `json:"client_secret,omitempty"`
-	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at,omitempty"`
-	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
-	RedirectURIs            []string `json:"redirect_uris"`
-	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
-	GrantTypes              []string `json:"grant_types"`
-	ResponseTypes           []string `json:"response_types"`
-	Scope                   string   `json:"scope,omitempty"`
-	ClientName              string   `json:"client_name,omitempty"`
-	ClientURI               string   `json:"client_uri,omitempty"`
-	LogoURI                 string   `json:"logo_uri,omitempty"`
-	ApplicationType         string   `json:"application_type,omitempty"`
-	RegistrationAccessToken string   `json:"registration_access_token,omitempty"`
-	RegistrationClientURI   string   `json:"registration_client_uri"`
+	ClientID                string          `json:"client_id"`
+	ClientSecret            *string         `json:"client_secret,omitempty"`
+	ClientSecretExpiresAt   *int64          `json:"client_secret_expires_at,omitempty"`
+	ClientIDIssuedAt        int64           `json:"client_id_issued_at"`
+	RedirectURIs            []string        `json:"redirect_uris"`
+	TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method"`
+	GrantTypes              []string        `json:"grant_types"`
+	ResponseTypes           []string        `json:"response_types"`
+	Scope                   string          `json:"scope,omitempty"`
+	ClientName              string          `json:"client_name,omitempty"`
+	ClientURI               string          `json:"client_uri,omitempty"`
+	LogoURI                 string          `json:"logo_uri,omitempty"`
+	ApplicationType         string          `json:"application_type,omitempty"`
+	JWKS                    json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI                 string          `json:"jwks_uri,omitempty"`
+	RegistrationAccessToken string          `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   string          `json:"registration_client_uri"`
 }
 
 // metadataError is an RFC 7591 §3.2.2 error.
@@ -125,6 +131,8 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 		ResponseTypes:           md.ResponseTypes,
 		Scope:                   md.Scope,
 		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
+		JWKS:                    md.JWKS,
+		JWKSURI:                 md.JWKSURI,
 		ApplicationType:         md.ApplicationType,
 		ClientURI:               md.ClientURI,
 		LogoURI:                 md.LogoURI,
@@ -172,6 +180,8 @@ func (s *clients) registrationResponse(c *storage.Client) registrationResponse {
 		ClientURI:               c.ClientURI,
 		LogoURI:                 c.LogoURI,
 		ApplicationType:         c.ApplicationType,
+		JWKS:                    c.JWKS,
+		JWKSURI:                 c.JWKSURI,
 		RegistrationClientURI:   s.endpoint("/oauth/register/" + url.PathEscape(c.ID)),
 	}
 }
@@ -229,6 +239,12 @@ func (s *clients) validateMetadata(md *clientMetadata) *metadataError {
 	}
 	if len(md.GrantTypes) == 0 {
 		md.GrantTypes = DefaultGrantTypes()
+	}
+	if string(md.JWKS) == "null" {
+		md.JWKS = nil
+	}
+	if err := checkClientKeys(kind, md.JWKS, md.JWKSURI); err != nil {
+		return badMetadata("%v", err)
 	}
 	if err := s.grants.checkGrantTypes(md.GrantTypes, kind, len(md.RedirectURIs)); err != nil {
 		return badMetadata("%v", err)

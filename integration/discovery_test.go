@@ -20,9 +20,12 @@ const fullASMetadata = `{"issuer":"https://mcp.example.com",` +
 	`"response_modes_supported":["query"],` +
 	`"grant_types_supported":["authorization_code","refresh_token","client_credentials"],` +
 	`"code_challenge_methods_supported":["S256"],` +
-	`"token_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post"],` +
-	`"revocation_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post"],` +
-	`"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post"],` +
+	`"token_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post","private_key_jwt"],` +
+	`"revocation_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post","private_key_jwt"],` +
+	`"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","private_key_jwt"],` +
+	`"token_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
+	`"revocation_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
+	`"introspection_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
 	`"scopes_supported":["mcp:read","mcp:write"],` +
 	`"authorization_response_iss_parameter_supported":true,` +
 	`"client_id_metadata_document_supported":true}`
@@ -153,9 +156,12 @@ func TestDiscoveryWithIssuerPath(t *testing.T) {
 		`"response_types_supported":["code"],"response_modes_supported":["query"],` +
 		`"grant_types_supported":["authorization_code","refresh_token","client_credentials"],` +
 		`"code_challenge_methods_supported":["S256"],` +
-		`"token_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post"],` +
-		`"revocation_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post"],` +
-		`"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post"],` +
+		`"token_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post","private_key_jwt"],` +
+		`"revocation_endpoint_auth_methods_supported":["none","client_secret_basic","client_secret_post","private_key_jwt"],` +
+		`"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","private_key_jwt"],` +
+		`"token_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
+		`"revocation_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
+		`"introspection_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
 		`"authorization_response_iss_parameter_supported":true}`
 	for _, path := range []string{
 		"/.well-known/oauth-authorization-server/tenant1", // RFC 8414 §3.1

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -296,10 +297,15 @@ type Client struct {
 	ResponseTypes           []string `json:"response_types,omitempty"`
 	Scope                   string   `json:"scope,omitempty"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method,omitempty"`
-	ApplicationType         string   `json:"application_type,omitempty"`
-	ClientURI               string   `json:"client_uri,omitempty"`
-	LogoURI                 string   `json:"logo_uri,omitempty"`
-	RegistrationTokenHash   []byte   `json:"registration_token_hash,omitempty"`
+	// JWKS (a JWK Set of public keys) or JWKSURI (where the client
+	// publishes one) are the keys of a client that authenticates with
+	// private_key_jwt; never both.
+	JWKS                  json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI               string          `json:"jwks_uri,omitempty"`
+	ApplicationType       string          `json:"application_type,omitempty"`
+	ClientURI             string          `json:"client_uri,omitempty"`
+	LogoURI               string          `json:"logo_uri,omitempty"`
+	RegistrationTokenHash []byte          `json:"registration_token_hash,omitempty"`
 	// Trusted (first-party) clients skip the consent screen.
 	Trusted bool `json:"trusted,omitempty"`
 	// IntrospectAll lets a confidential client (a resource server)
