@@ -21,8 +21,13 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres"
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres/pgtest"
 )
 
 // testKeys are generated once per test binary: RSA generation is slow.
@@ -108,7 +113,8 @@ func keyServer(t *testing.T, mutate ...func(*Config)) *Server {
 // TestPrivateKeyJWT: every check of a client assertion, each refusal a
 // 401 invalid_client whose description names the check.
 func TestPrivateKeyJWT(t *testing.T) {
-	s := keyServer(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	s := keyServer(t, func(c *Config) { c.Logger, c.Audit = zap.New(core), zap.New(core) })
 	now := time.Now()
 	replayed := assertion(t, "ec", jose.ES256, clientClaims("kc"))
 	if status, out, _ := tokenCall(t, s, assertionForm(replayed)); status != http.StatusOK {
@@ -191,9 +197,46 @@ func TestPrivateKeyJWT(t *testing.T) {
 		case h.Get("WWW-Authenticate") != "":
 			t.Errorf("%s: a Basic challenge for an assertion: %q", tc.name, h.Get("WWW-Authenticate"))
 		}
-		if strings.Contains(fmt.Sprint(out), tc.form.Get("client_assertion")) && tc.form.Get("client_assertion") != "" {
-			t.Errorf("%s: the answer echoes the assertion", tc.name)
+		if raw := tc.form.Get("client_assertion"); raw != "" {
+			if strings.Contains(fmt.Sprint(out), raw) {
+				t.Errorf("%s: the answer echoes the assertion", tc.name)
+			}
+			parts := strings.Split(raw, ".")
+			payload := parts[min(1, len(parts)-1)]
+			for _, e := range logs.All() {
+				if line := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(line, raw) || len(payload) > 16 && strings.Contains(line, payload) {
+					t.Errorf("%s: the log holds the assertion: %s", tc.name, line)
+				}
+			}
 		}
+	}
+	if logs.FilterMessage("client authentication failed").Len() == 0 {
+		t.Error("no refusal was logged")
+	}
+}
+
+// TestPrivateKeyJWTReplayAtAnotherNode: two servers sharing a PostgreSQL
+// schema, as two nodes of a cluster: an assertion used at one is refused
+// at the other.
+func TestPrivateKeyJWTReplayAtAnotherNode(t *testing.T) {
+	pg := pgtest.Shared(t)
+	schema := pg.Schema(t)
+	node := func() *Server {
+		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pg.DSN, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return keyServer(t, func(c *Config) { c.Storage.Store = db.ForIssuer("https://auth.test") })
+	}
+	a, b := node(), node()
+	raw := assertion(t, "ec", jose.ES256, clientClaims("kc"))
+	if status, out, _ := tokenCall(t, a, assertionForm(raw)); status != http.StatusOK {
+		t.Fatalf("node a: %d %v", status, out)
+	}
+	status, out, _ := tokenCall(t, b, assertionForm(raw))
+	if status != http.StatusUnauthorized || out["error_description"] != "client_assertion: this assertion (its jti) was used before" {
+		t.Fatalf("the replay at node b: %d %v", status, out)
 	}
 }
 

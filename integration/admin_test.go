@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // TestAdminAPI exercises every route against a running Caddy, a subtest
@@ -59,6 +61,27 @@ func TestAdminAPI(t *testing.T) {
 		wantStatus(t, "delete an unknown client", status, body, http.StatusNotFound)
 		status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "x", "grant_types": []string{"implicit"}})
 		wantStatus(t, "bad client", status, body, http.StatusBadRequest)
+		// A client with keys, and what is refused of keys.
+		key := newClientKey(t)
+		status, body = adminCall(t, http.MethodPost, "clients", map[string]any{"client_name": "Agent", "grant_types": []string{"client_credentials"}, "jwks": json.RawMessage(key.jwks(t))})
+		var agent map[string]any
+		json.Unmarshal(body, &agent)
+		if status != http.StatusCreated || agent["client_secret"] != nil || agent["token_endpoint_auth_method"] != "private_key_jwt" || agent["jwks"] == nil {
+			t.Fatalf("POST a client with keys: %d %s", status, body)
+		}
+		if resp, body := tokenRequest(t, key.assertionForm(t, agent["client_id"].(string))); resp.StatusCode != 200 {
+			t.Fatalf("the client with keys: %d %v", resp.StatusCode, body)
+		}
+		for name, extra := range map[string]map[string]any{
+			"jwks and jwks_uri":  {"jwks": json.RawMessage(key.jwks(t)), "jwks_uri": "https://agent.test/jwks.json"},
+			"a private key":      {"jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.private}}}},
+			"keys with a secret": {"jwks": json.RawMessage(key.jwks(t)), "token_endpoint_auth_method": "client_secret_basic"},
+		} {
+			req := map[string]any{"client_name": "x", "grant_types": []string{"client_credentials"}}
+			maps.Copy(req, extra)
+			status, body = adminCall(t, http.MethodPost, "clients", req)
+			wantStatus(t, name, status, body, http.StatusBadRequest)
+		}
 		req, _ := http.NewRequest(http.MethodPost, adminBase+"clients", strings.NewReader("{"))
 		if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("bad JSON: %d", resp.StatusCode)
@@ -190,6 +213,28 @@ func TestCLI(t *testing.T) {
 	}
 	if resp, _ := tokenRequest(t, url.Values{"grant_type": {"client_credentials"}}, "Authorization", basicAuth(added["client_id"].(string), added["client_secret"].(string))); resp.StatusCode != 200 {
 		t.Errorf("the client the CLI created: %d", resp.StatusCode)
+	}
+	// A client with keys: no secret; it gets tokens with assertions, each
+	// once.
+	key := newClientKey(t)
+	jwksPath := filepath.Join(t.TempDir(), "agent.jwks.json")
+	if err := os.WriteFile(jwksPath, key.jwks(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = cli("clients", "add", "--name", "Agent", "--grant-type", "client_credentials", "--jwks-file", jwksPath, "--json")
+	var agent map[string]any
+	if err := json.Unmarshal([]byte(out), &agent); err != nil || agent["client_secret"] != nil {
+		t.Fatalf("clients add --jwks-file --json: %s", out)
+	}
+	form := key.assertionForm(t, agent["client_id"].(string))
+	if resp, body := tokenRequest(t, form); resp.StatusCode != 200 {
+		t.Errorf("the client with keys: %d %v", resp.StatusCode, body)
+	}
+	if resp, body := tokenRequest(t, form); resp.StatusCode != 401 || body["error_description"] != "client_assertion: this assertion (its jti) was used before" {
+		t.Errorf("its assertion again: %d %v", resp.StatusCode, body)
+	}
+	if out := cli("clients"); !strings.Contains(out, agent["client_id"].(string)) || !strings.Contains(out, "private_key_jwt") {
+		t.Errorf("clients after adding one with keys: %s", out)
 	}
 	if out := cli("grants", "--user", "alice"); !strings.Contains(out, "alice") || !strings.Contains(out, "Public One (pub1)") {
 		t.Errorf("grants: %s", out)

@@ -2,13 +2,18 @@ package integration
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -219,3 +224,46 @@ func wantStatus(t *testing.T, name string, got int, body []byte, want int) {
 }
 
 const adminBase = "http://localhost:2999/oauth2/"
+
+// clientKey is a private_key_jwt client's key pair, as a client holds it.
+type clientKey struct {
+	private *ecdsa.PrivateKey
+	kid     string
+}
+
+func newClientKey(t *testing.T) clientKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientKey{k, fmt.Sprintf("k-%d", time.Now().UnixNano())}
+}
+
+// jwks is the public half as a JWK Set.
+func (k clientKey) jwks(t *testing.T) []byte {
+	t.Helper()
+	raw, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.private.Public(), KeyID: k.kid, Algorithm: "ES256", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// assertionForm is a client_credentials request authenticated with a
+// fresh private_key_jwt assertion of client id (aud the issuer, as
+// rfc7523bis says).
+func (k clientKey) assertionForm(t *testing.T, id string) url.Values {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.private, KeyID: k.kid}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	raw, err := jwt.Signed(signer).Claims(map[string]any{"iss": id, "sub": id, "aud": base, "jti": fmt.Sprint(now.UnixNano()),
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {raw}}
+}

@@ -3,12 +3,15 @@
 // client_secret_post; it checks the authorization response's iss (RFC
 // 9207) and refreshes. Authlib's OAuth2Session, registered for
 // client_secret_post, introspects and revokes with client_secret_basic.
-// Run by e2e/run, which starts everything.
+// openid-client (on panva's oauth4webapi) registers a public key and
+// authenticates with private_key_jwt throughout. Run by e2e/run, which
+// starts everything.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
+import { randomUUID } from 'node:crypto';
 import * as client from 'openid-client';
 import { BASE, MCP_URL, REDIRECT, Browser, callbacks } from './harness.js';
 
@@ -80,4 +83,45 @@ test('Authlib on its defaults: registered for client_secret_post, introspects an
     revoke: { status: 200, sent_basic: true },
     refresh_after_revoke: 'invalid_grant',
   });
+});
+
+test('openid-client with private_key_jwt: registers its public key, code flow with PKCE, refresh and revocation, each with a fresh assertion', async () => {
+  const options = { execute: [client.allowInsecureRequests] };
+  const ecdsa = { name: 'ECDSA', namedCurve: 'P-256' };
+  const { privateKey, publicKey } = await crypto.subtle.generateKey(ecdsa, false, ['sign', 'verify']);
+  const kid = randomUUID();
+  const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', publicKey);
+  const jwk = { kty, crv, x, y, kid, alg: 'ES256', use: 'sig' };
+  const auth = client.PrivateKeyJwt({ key: privateKey, kid });
+  const config = await client.dynamicClientRegistration(new URL(BASE), {
+    client_name: 'openid-client with keys',
+    redirect_uris: [REDIRECT],
+    grant_types: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: [jwk] },
+  }, auth, options);
+  assert.equal(config.clientMetadata().token_endpoint_auth_method, 'private_key_jwt');
+  assert.equal(config.clientMetadata().client_secret, undefined, 'a secret for a client with keys');
+
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT, scope: 'mcp:read', resource: MCP_URL.href, state,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const { callback } = await browser.authorize(url);
+  const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state },
+    { resource: MCP_URL.href });
+  assert.ok(tokens.access_token && tokens.refresh_token, 'no tokens');
+
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+  assert.ok(refreshed.access_token && refreshed.refresh_token !== tokens.refresh_token, 'the refresh did not rotate');
+  await client.tokenRevocation(config, refreshed.refresh_token);
+  await assert.rejects(client.refreshTokenGrant(config, refreshed.refresh_token), (err) => err.error === 'invalid_grant');
+
+  // Another key than the registered one is refused: 401 invalid_client.
+  const stranger = client.PrivateKeyJwt({ key: (await crypto.subtle.generateKey(ecdsa, false, ['sign', 'verify'])).privateKey, kid });
+  const impostor = new client.Configuration(config.serverMetadata(), config.clientMetadata().client_id, {}, stranger);
+  client.allowInsecureRequests(impostor);
+  await assert.rejects(client.refreshTokenGrant(impostor, tokens.refresh_token), (err) => err.error === 'invalid_client' && err.status === 401);
 });
