@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/postgres/pgtest"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // Benchmarks of the token endpoint through its HTTP handler, with a real
@@ -219,5 +220,47 @@ func BenchmarkClientCredentials(b *testing.B) {
 		if w.Code != http.StatusOK {
 			b.Fatalf("%d %s", w.Code, w.Body)
 		}
+	}
+}
+
+// BenchmarkClientAuthentication: client_credentials tokens for a machine
+// client with a secret, and for one with keys (private_key_jwt: the
+// assertion's signature verified and its jti recorded once, a write to
+// the bbolt file); the assertions are signed before the clock starts, as
+// the client's cost:
+//
+//	go test ./endpoints -run '^$' -bench ClientAuthentication -benchmem
+func BenchmarkClientAuthentication(b *testing.B) {
+	s := benchServer(b)
+	s.staticClients["m"] = &storage.Client{ID: "m", SecretHash: storage.Hash("m-secret-0123456789"), GrantTypes: []string{grantClientCredentials}, Scope: "mcp:read"}
+	s.staticClients["kc"] = &storage.Client{ID: "kc", JWKS: publicSet(b, "ec", "rsa", "ed"), GrantTypes: []string{grantClientCredentials},
+		TokenEndpointAuthMethod: "private_key_jwt", Scope: "mcp:read"}
+	issue := func(b *testing.B, forms []url.Values) {
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if w := postToken(s, forms[i]); w.Code != http.StatusOK {
+				b.Fatalf("%d %s", w.Code, w.Body)
+			}
+		}
+	}
+	b.Run("client_secret", func(b *testing.B) {
+		forms := make([]url.Values, b.N)
+		for i := range forms {
+			forms[i] = url.Values{"grant_type": {"client_credentials"}, "client_id": {"m"}, "client_secret": {"m-secret-0123456789"}}
+		}
+		issue(b, forms)
+	})
+	for _, c := range []struct {
+		key string
+		alg jose.SignatureAlgorithm
+	}{{"ec", jose.ES256}, {"ed", jose.EdDSA}, {"rsa", jose.RS256}} {
+		b.Run("private_key_jwt-"+string(c.alg), func(b *testing.B) {
+			forms := make([]url.Values, b.N)
+			for i := range forms {
+				forms[i] = assertionForm(assertion(b, c.key, c.alg, clientClaims("kc")))
+			}
+			issue(b, forms)
+		})
 	}
 }
