@@ -82,6 +82,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        jwks_file    <path>
 //	        jwks_uri     <url>
 //	    }
+//	    enterprise_idp <name> {
+//	        issuer   <url>
+//	        jwks_uri <url>
+//	        clients  <client_id>...
+//	        subject  sub|email
+//	    }
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
 //	        allow_client_credentials
@@ -115,7 +121,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "resource", "scopes", "scope", "user", "client", "public", "require_scope", "allow_tools", "login":
+		case "resource", "scopes", "scope", "user", "client", "public", "require_scope", "allow_tools", "login", "enterprise_idp":
 		default:
 			if seen[opt] {
 				return d.Errf("%s already specified", opt)
@@ -194,6 +200,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalClient(d)
 		case "login":
 			err = h.unmarshalLogin(d)
+		case "enterprise_idp":
+			err = h.unmarshalEnterpriseIDP(d)
 		case "dynamic_registration":
 			err = h.unmarshalDynamicRegistration(d)
 		case "client_id_metadata_documents":

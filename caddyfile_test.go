@@ -282,6 +282,12 @@ const moreOptions = `oauth2_server {
 		jwks_uri https://chatgpt.example/jwks.json
 		redirect_uri https://chatgpt.example/cb
 	}
+	enterprise_idp okta {
+		issuer https://example.okta.com
+		jwks_uri https://example.okta.com/oauth2/v1/keys
+		clients agent
+		subject email
+	}
 }`
 
 func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
@@ -297,6 +303,7 @@ func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
 		Clients: []Client{{ID: "rs", Secret: "{env.RS_SECRET}", GrantTypes: []string{"client_credentials"}, Introspect: true},
 			{ID: "agent", JWKSFile: "/etc/caddy/agent.jwks.json", GrantTypes: []string{"client_credentials"}},
 			{ID: "chatgpt", TokenEndpointAuthMethod: "private_key_jwt", JWKSURI: "https://chatgpt.example/jwks.json", RedirectURIs: []string{"https://chatgpt.example/cb"}}},
+		EnterpriseIDPs: []EnterpriseIDP{{Name: "okta", Issuer: "https://example.okta.com", JWKSURI: "https://example.okta.com/oauth2/v1/keys", Clients: []string{"agent"}, Subject: "email"}},
 	}
 	if !reflect.DeepEqual(h, want) {
 		got, _ := json.MarshalIndent(h, "", " ")

@@ -183,6 +183,11 @@ type Handler struct {
 	// issuers, GitHub), offered as buttons on the sign-in page.
 	Logins []Login `json:"logins,omitempty"`
 
+	// Company identity providers whose ID-JAGs (enterprise-managed
+	// authorization) clients redeem for access tokens with the jwt-bearer
+	// grant, without a consent screen and without refresh tokens.
+	EnterpriseIDPs []EnterpriseIDP `json:"enterprise_idps,omitempty"`
+
 	// A placeholder holding the identity an earlier handler established,
 	// e.g. `{http.auth.user.id}` from basic_auth or a header copied by
 	// forward_auth. When non-empty at /oauth/authorize it names the user.
@@ -441,6 +446,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RootAliases:      *h.RootAliases,
 		HealthPath:       h.HealthPath,
 		Tokens:           h.tokenConfig(),
+		Grants:           endpoints.GrantConfig{EnterpriseIDPs: h.enterpriseIDPs()},
 		Signing:          h.signingConfig(keys, backend),
 		Clients:          h.clientConfig(),
 		SignIn:           h.signInConfig(providers),

@@ -155,6 +155,9 @@ func (h *Handler) validate() error {
 	if err := h.validateLogins(); err != nil {
 		return err
 	}
+	if err := h.validateEnterpriseIDPs(); err != nil {
+		return err
+	}
 	if h.UserFrom != "" && !(strings.HasPrefix(h.UserFrom, "{") && strings.HasSuffix(h.UserFrom, "}")) {
 		return fmt.Errorf("user_from %q: must be a placeholder such as {http.auth.user.id}", h.UserFrom)
 	}

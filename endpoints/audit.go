@@ -38,6 +38,7 @@ const (
 	eventMCPRefused         = "mcp_request_refused"
 	eventUpstreamRefreshed  = "upstream_token_refreshed"
 	eventUpstreamEnded      = "upstream_token_ended"
+	eventAssertionRefused   = "assertion_refused"
 )
 
 // Why a refresh-token family was revoked: the `by` of a family_revoked
@@ -76,7 +77,7 @@ func (s *core) grantsRevoked(grants []storage.Grant, by string) {
 var auditEvents = []string{eventSignIn, eventSignInFailed, eventSignInThrottled, eventSignInRefused, eventSignOut, eventConsentGranted,
 	eventConsentDenied, eventConsentRevoked, eventClientRegistered, eventClientDeleted, eventTokenIssued, eventRefreshRotated,
 	eventReuseDetected, eventCodeReplayed, eventFamilyRevoked, eventAccessTokenRevoked, eventKeyRotated, eventKeyRetired, eventGrantFirstUsed,
-	eventTokenNeverUsed, eventToolCall, eventMCPRefused, eventUpstreamRefreshed, eventUpstreamEnded}
+	eventTokenNeverUsed, eventToolCall, eventMCPRefused, eventUpstreamRefreshed, eventUpstreamEnded, eventAssertionRefused}
 
 // unusedAfter is how long an issued grant may go without reaching the
 // guard before it is reported once: the commonest symptom of a client

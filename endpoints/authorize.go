@@ -337,7 +337,7 @@ func (s *authorization) needsConsent(ctx context.Context, req *authorizeRequest,
 		return true
 	}
 	c, err := s.cfg.Storage.Store.GetConsent(ctx, subject, req.client.ID, req.resource)
-	if err != nil {
+	if err != nil || c.Via != "" {
 		return true
 	}
 	granted := strings.Fields(c.Scope)

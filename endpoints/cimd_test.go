@@ -56,7 +56,7 @@ type fixture struct {
 	pages map[string]func(w http.ResponseWriter, url string)
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{pages: map[string]func(http.ResponseWriter, string){}}
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.hits.Add(1)

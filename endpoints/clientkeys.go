@@ -135,13 +135,13 @@ func checkClientKeys(k clientKind, jwks json.RawMessage, jwksURI string) error {
 	return err
 }
 
-// keySets holds clients' key sets parsed: those registered inline by
-// their content, those of a jwks_uri as last fetched.
+// keySets holds key sets parsed: those registered inline by their
+// content, those of a URL as last fetched (by fetch).
 type keySets struct {
-	fetcher *safeFetcher
-	mu      sync.Mutex
-	inline  map[[sha256.Size]byte][]jose.JSONWebKey
-	remote  map[string]*remoteKeySet
+	fetch  func(ctx context.Context, uri string) ([]jose.JSONWebKey, error)
+	mu     sync.Mutex
+	inline map[[sha256.Size]byte][]jose.JSONWebKey
+	remote map[string]*remoteKeySet
 }
 
 // remoteKeySet is the key set of one jwks_uri.
@@ -153,8 +153,28 @@ type remoteKeySet struct {
 	err     error     // why it failed, when it did
 }
 
-func newKeySets(f *safeFetcher) *keySets {
-	return &keySets{fetcher: f, inline: map[[sha256.Size]byte][]jose.JSONWebKey{}, remote: map[string]*remoteKeySet{}}
+func newKeySets(fetch func(ctx context.Context, uri string) ([]jose.JSONWebKey, error)) *keySets {
+	return &keySets{fetch: fetch, inline: map[[sha256.Size]byte][]jose.JSONWebKey{}, remote: map[string]*remoteKeySet{}}
+}
+
+// clientKeySets are the key sets of private_key_jwt clients, their
+// jwks_uri fetched by f.
+func clientKeySets(f *safeFetcher) *keySets {
+	return newKeySets(func(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
+		u, err := f.checkKeySetURL(uri)
+		if err != nil {
+			return nil, err
+		}
+		body, _, err := f.getJSON(ctx, u, maxKeySetBytes, "the client's jwks_uri")
+		if err != nil {
+			return nil, err
+		}
+		keys, err := parseKeySet(body)
+		if err != nil {
+			return nil, fmt.Errorf("the client's jwks_uri: %w", err)
+		}
+		return keys, nil
+	})
 }
 
 // clientKeys are the keys of a client that authenticates with
@@ -225,23 +245,6 @@ func (k *keySets) fetched(ctx context.Context, uri, kid string, now time.Time) (
 		return nil, err
 	}
 	set.keys, set.fetched, set.err = keys, now, nil
-	return keys, nil
-}
-
-// fetch gets and parses the set at uri.
-func (k *keySets) fetch(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
-	u, err := k.fetcher.checkKeySetURL(uri)
-	if err != nil {
-		return nil, err
-	}
-	body, _, err := k.fetcher.getJSON(ctx, u, maxKeySetBytes, "the client's jwks_uri")
-	if err != nil {
-		return nil, err
-	}
-	keys, err := parseKeySet(body)
-	if err != nil {
-		return nil, fmt.Errorf("the client's jwks_uri: %w", err)
-	}
 	return keys, nil
 }
 

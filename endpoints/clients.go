@@ -33,7 +33,7 @@ func newClients(c *core, cfg *Config) *clients {
 		cl.staticClients[cfg.Clients.Static[i].ID] = &cfg.Clients.Static[i]
 	}
 	safe := newSafeFetcher(testAllowedHosts, testRootCAs)
-	cl.keySets = newKeySets(safe)
+	cl.keySets = clientKeySets(safe)
 	if cfg.Clients.ClientIDMetadataDocuments {
 		cl.fetcher = &metadataFetcher{safeFetcher: safe, cache: map[string]cachedClient{}}
 	}

@@ -31,6 +31,7 @@ type Config struct {
 	HealthPath string
 
 	Tokens  TokenConfig
+	Grants  GrantConfig
 	Signing SigningConfig
 	Clients ClientConfig
 	SignIn  SignInConfig
@@ -53,6 +54,12 @@ type TokenConfig struct {
 	RefreshReuseGrace         time.Duration
 	AuthorizationCodeLifetime time.Duration
 	ClockSkew                 time.Duration
+}
+
+// GrantConfig is whom the token endpoint's assertion grants trust.
+type GrantConfig struct {
+	// EnterpriseIDPs issue the ID-JAGs of the jwt-bearer grant.
+	EnterpriseIDPs []EnterpriseIDP
 }
 
 // SigningConfig is the issuer's signing keys.

@@ -179,7 +179,7 @@ func consentCode(csrf, requestID string) string {
 // the resource.
 func (s *authorization) rememberConsent(r *http.Request, subject, clientID, resource, scope string) error {
 	granted := splitScope(scope)
-	if old, err := s.cfg.Storage.Store.GetConsent(r.Context(), subject, clientID, resource); err == nil {
+	if old, err := s.cfg.Storage.Store.GetConsent(r.Context(), subject, clientID, resource); err == nil && old.Via == "" {
 		granted = dedupe(append(splitScope(old.Scope), granted...))
 	}
 	return s.cfg.Storage.Store.PutConsent(r.Context(), &storage.Consent{

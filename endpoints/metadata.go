@@ -30,8 +30,10 @@ type authorizationServer struct {
 	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
 	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
 	ScopesSupported                                    []string `json:"scopes_supported,omitempty"`
-	AuthorizationResponseIssParameterSupported         bool     `json:"authorization_response_iss_parameter_supported"`
-	ClientIDMetadataDocumentSupported                  bool     `json:"client_id_metadata_document_supported,omitempty"`
+	// The assertion profiles the jwt-bearer grant accepts (the ID-JAG's).
+	AuthorizationGrantProfilesSupported        []string `json:"authorization_grant_profiles_supported,omitempty"`
+	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // protectedResourceMetadata is the RFC 9728 document.
@@ -70,6 +72,9 @@ func (s *Server) authorizationServerMetadata() ([]byte, error) {
 	}
 	if s.cfg.Clients.DynamicRegistration {
 		doc.RegistrationEndpoint = s.endpoint("/oauth/register")
+	}
+	if len(s.cfg.Grants.EnterpriseIDPs) > 0 {
+		doc.AuthorizationGrantProfilesSupported = []string{idJAGProfile}
 	}
 	return json.Marshal(doc)
 }

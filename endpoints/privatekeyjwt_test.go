@@ -100,7 +100,7 @@ func assertionForm(raw string, extra ...string) url.Values {
 
 // keyServer has machine clients with keys: kc (an inline set of an EC and
 // an RSA key), ked (Ed25519), and m (a secret).
-func keyServer(t *testing.T, mutate ...func(*Config)) *Server {
+func keyServer(t testing.TB, mutate ...func(*Config)) *Server {
 	t.Helper()
 	return newTestServer(t, append([]func(*Config){func(c *Config) {
 		c.Clients.Static = append(c.Clients.Static,
@@ -291,7 +291,7 @@ func TestPrivateKeyJWTFromAKeySetURL(t *testing.T) {
 		c.Clients.Static = append(c.Clients.Static, storage.Client{ID: "ku", JWKSURI: f.srv.URL + "/jwks.json", GrantTypes: []string{grantClientCredentials}, TokenEndpointAuthMethod: "private_key_jwt"})
 	})
 	pool := f.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	s.keySets = newKeySets(newSafeFetcher(map[string]bool{strings.TrimPrefix(f.srv.URL, "https://"): true}, pool))
+	s.keySets = clientKeySets(newSafeFetcher(map[string]bool{strings.TrimPrefix(f.srv.URL, "https://"): true}, pool))
 	use := func(key string, alg jose.SignatureAlgorithm) (int, map[string]any) {
 		status, out, _ := tokenCall(t, s, assertionForm(assertion(t, key, alg, clientClaims("ku"))))
 		return status, out

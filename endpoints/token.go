@@ -17,8 +17,9 @@ import (
 // introspection.
 type tokenEndpoints struct {
 	*core
-	*issuer  // signs and verifies the tokens
-	*clients // authenticates the callers
+	*issuer                  // signs and verifies the tokens
+	*clients                 // authenticates the callers
+	trusted  *trustedIssuers // the issuers of assertion grants
 }
 
 // mount serves the token, revocation and introspection endpoints.
@@ -136,8 +137,12 @@ func (s *tokenEndpoints) respondWithTokens(w http.ResponseWriter, grantType, jti
 		return
 	}
 	s.metrics.tokensIssued.WithLabelValues(grantType).Inc()
-	s.audit.info(eventTokenIssued, zap.String("grant_type", grantType), zap.String("client_id", g.clientID), zap.String("sub", g.subject),
-		zap.String("resource", g.resource), zap.String("scope", g.scope), zap.String("jti", jti), zap.String("family_id", g.familyID))
+	fields := []zap.Field{zap.String("grant_type", grantType), zap.String("client_id", g.clientID), zap.String("sub", g.subject),
+		zap.String("resource", g.resource), zap.String("scope", g.scope), zap.String("jti", jti), zap.String("family_id", g.familyID)}
+	if grantType == grantJWTBearer {
+		fields = append(fields, zap.String("idp", g.profile.Provider))
+	}
+	s.audit.info(eventTokenIssued, fields...)
 	if grantType != "refresh_token" {
 		s.audit.issued(cmp.Or(g.familyID, jti), g, grantType, now)
 	}

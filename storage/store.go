@@ -494,6 +494,10 @@ type Consent struct {
 	Resource  string    `json:"resource"`
 	Scope     string    `json:"scope,omitempty"`
 	GrantedAt time.Time `json:"granted_at"`
+	// Via names the enterprise identity provider that granted it (an
+	// ID-JAG): the user never saw a consent screen, so it answers no
+	// authorization request's consent. "" for the user's own.
+	Via string `json:"via,omitempty"`
 }
 
 // AccessTokenRef is what the guard knows of an access token when it asks
