@@ -88,6 +88,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        clients  <client_id>...
 //	        subject  sub|email
 //	    }
+//	    workload_issuer <name> {
+//	        issuer      <url>
+//	        jwks_uri    <url> | jwks_file <path>
+//	        audience    <value>
+//	        allow_claim <claim> <value>...
+//	        scopes      <scope>...
+//	    }
 //	    dynamic_registration [{
 //	        initial_access_token <secret>
 //	        allow_client_credentials
@@ -121,7 +128,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "resource", "scopes", "scope", "user", "client", "public", "require_scope", "allow_tools", "login", "enterprise_idp":
+		case "resource", "scopes", "scope", "user", "client", "public", "require_scope", "allow_tools", "login", "enterprise_idp", "workload_issuer":
 		default:
 			if seen[opt] {
 				return d.Errf("%s already specified", opt)
@@ -202,6 +209,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalLogin(d)
 		case "enterprise_idp":
 			err = h.unmarshalEnterpriseIDP(d)
+		case "workload_issuer":
+			err = h.unmarshalWorkloadIssuer(d)
 		case "dynamic_registration":
 			err = h.unmarshalDynamicRegistration(d)
 		case "client_id_metadata_documents":

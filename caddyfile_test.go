@@ -288,6 +288,23 @@ const moreOptions = `oauth2_server {
 		clients agent
 		subject email
 	}
+	workload_issuer github {
+		issuer https://token.actions.githubusercontent.com
+		audience https://mcp.example.com
+		allow_claim repository acme/agents acme/tools
+		allow_claim ref refs/heads/main
+		scopes mcp:read
+	}
+	workload_issuer cluster {
+		issuer https://kubernetes.default.svc
+		jwks_file /etc/caddy/cluster.jwks.json
+		allow_claim sub system:serviceaccount:agents:*
+	}
+	workload_issuer spiffe {
+		issuer https://spire.example
+		jwks_uri https://spire.example/keys
+		allow_claim sub spiffe://example.org/agent
+	}
 }`
 
 func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
@@ -304,6 +321,14 @@ func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
 			{ID: "agent", JWKSFile: "/etc/caddy/agent.jwks.json", GrantTypes: []string{"client_credentials"}},
 			{ID: "chatgpt", TokenEndpointAuthMethod: "private_key_jwt", JWKSURI: "https://chatgpt.example/jwks.json", RedirectURIs: []string{"https://chatgpt.example/cb"}}},
 		EnterpriseIDPs: []EnterpriseIDP{{Name: "okta", Issuer: "https://example.okta.com", JWKSURI: "https://example.okta.com/oauth2/v1/keys", Clients: []string{"agent"}, Subject: "email"}},
+		WorkloadIssuers: []WorkloadIssuer{
+			{Name: "github", Issuer: "https://token.actions.githubusercontent.com", Audience: "https://mcp.example.com", Scopes: []string{"mcp:read"},
+				AllowClaims: []WorkloadClaimRule{{Claim: "repository", Values: []string{"acme/agents", "acme/tools"}}, {Claim: "ref", Values: []string{"refs/heads/main"}}}},
+			{Name: "cluster", Issuer: "https://kubernetes.default.svc", JWKSFile: "/etc/caddy/cluster.jwks.json",
+				AllowClaims: []WorkloadClaimRule{{Claim: "sub", Values: []string{"system:serviceaccount:agents:*"}}}},
+			{Name: "spiffe", Issuer: "https://spire.example", JWKSURI: "https://spire.example/keys",
+				AllowClaims: []WorkloadClaimRule{{Claim: "sub", Values: []string{"spiffe://example.org/agent"}}}},
+		},
 	}
 	if !reflect.DeepEqual(h, want) {
 		got, _ := json.MarshalIndent(h, "", " ")

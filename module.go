@@ -188,6 +188,11 @@ type Handler struct {
 	// grant, without a consent screen and without refresh tokens.
 	EnterpriseIDPs []EnterpriseIDP `json:"enterprise_idps,omitempty"`
 
+	// Platforms whose workload tokens (Kubernetes, GitHub Actions, SPIFFE)
+	// workloads exchange for access tokens with the jwt-bearer grant, with
+	// no secret of this server and no refresh token.
+	WorkloadIssuers []WorkloadIssuer `json:"workload_issuers,omitempty"`
+
 	// A placeholder holding the identity an earlier handler established,
 	// e.g. `{http.auth.user.id}` from basic_auth or a header copied by
 	// forward_auth. When non-empty at /oauth/authorize it names the user.
@@ -446,7 +451,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RootAliases:      *h.RootAliases,
 		HealthPath:       h.HealthPath,
 		Tokens:           h.tokenConfig(),
-		Grants:           endpoints.GrantConfig{EnterpriseIDPs: h.enterpriseIDPs()},
+		Grants:           endpoints.GrantConfig{EnterpriseIDPs: h.enterpriseIDPs(), WorkloadIssuers: h.workloadIssuers()},
 		Signing:          h.signingConfig(keys, backend),
 		Clients:          h.clientConfig(),
 		SignIn:           h.signInConfig(providers),

@@ -3,9 +3,7 @@ package oauth2server
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -59,6 +57,11 @@ func (h *Handler) resolvePlaceholders() error {
 			if err := resolve(fmt.Sprintf("client %q: %s", c.ID, f.name), f.value); err != nil {
 				return err
 			}
+		}
+	}
+	for i := range h.WorkloadIssuers {
+		if err := resolve("workload_issuer "+h.WorkloadIssuers[i].Name+": jwks_file", &h.WorkloadIssuers[i].JWKSFile); err != nil {
+			return err
 		}
 	}
 	if dr := h.DynamicRegistration; dr != nil {
@@ -156,6 +159,9 @@ func (h *Handler) validate() error {
 		return err
 	}
 	if err := h.validateEnterpriseIDPs(); err != nil {
+		return err
+	}
+	if err := h.validateWorkloadIssuers(); err != nil {
 		return err
 	}
 	if h.UserFrom != "" && !(strings.HasPrefix(h.UserFrom, "{") && strings.HasSuffix(h.UserFrom, "}")) {
@@ -373,8 +379,7 @@ func checkPathPattern(option, p string) error {
 	return nil
 }
 
-// readKeys reads a client's jwks_file (at most 64 KiB: a JWK Set of a
-// few public keys is a few KiB).
+// readKeys reads a client's jwks_file.
 func (c *Client) readKeys() error {
 	if c.JWKSFile == "" {
 		return nil
@@ -382,14 +387,10 @@ func (c *Client) readKeys() error {
 	if c.JWKSURI != "" {
 		return errors.New("use jwks_file or jwks_uri, not both")
 	}
-	f, err := os.Open(c.JWKSFile)
+	raw, err := readSmallFile(c.JWKSFile)
 	if err != nil {
 		return fmt.Errorf("jwks_file: %w", err)
 	}
-	defer f.Close()
-	c.jwks, err = io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return fmt.Errorf("jwks_file: reading %s: %w", c.JWKSFile, err)
-	}
+	c.jwks = raw
 	return nil
 }

@@ -39,7 +39,9 @@ func (s *issuer) Keys() *KeySet { return s.keys.Load() }
 // names the refresh-token family the token was issued from, so revoking
 // the family denies the token at once. `gty` is "client_credentials" on
 // a token a client obtained for itself, whose `sub` is the client id
-// (RFC 9068 §2.2), so that it is never taken for a user's. A user who
+// (RFC 9068 §2.2), and "workload" on a workload's (its `sub` and
+// `client_id` are `<workload_issuer>:<sub>`), so that neither is ever
+// taken for a user's. A user who
 // signed in through an identity provider also has `idp` (the provider's
 // name) and, when known, `email` (verified only), `name` and
 // `preferred_username`.
@@ -69,6 +71,21 @@ func (c *accessTokenClaims) prepare(scopes scopeCatalogue) {
 // forClient reports whether the token's subject is its client itself.
 func (c *accessTokenClaims) forClient() bool { return c.GrantType == grantClientCredentials }
 
+// gtyWorkload is the gty of a workload's token (see accessTokenClaims).
+const gtyWorkload = "workload"
+
+// subjectType is what the token's subject is: a user, a client or a
+// workload ({http.oauth2.subject_type}).
+func (c *accessTokenClaims) subjectType() string {
+	switch c.GrantType {
+	case grantClientCredentials:
+		return "client"
+	case gtyWorkload:
+		return gtyWorkload
+	}
+	return "user"
+}
+
 const grantClientCredentials = "client_credentials"
 
 // grant is what an access token is issued for.
@@ -76,8 +93,9 @@ type grant struct {
 	clientID, subject, scope, resource, familyID string
 	profile                                      storage.Profile
 	authTime                                     time.Time
-	// clientCredentials marks a client acting on its own behalf.
-	clientCredentials bool
+	// gty is the token's gty: grantClientCredentials for a client acting
+	// on its own behalf, gtyWorkload for a workload; "" for a user's.
+	gty string
 }
 
 // accessToken is a signed access token and what the response says of it.
@@ -108,9 +126,7 @@ func (s *issuer) mintAccessToken(jti string, g grant, now time.Time) (accessToke
 		Name:              g.profile.Name,
 		PreferredUsername: g.profile.PreferredUsername,
 	}
-	if g.clientCredentials {
-		claims.GrantType = grantClientCredentials
-	}
+	claims.GrantType = g.gty
 	if !g.authTime.IsZero() {
 		claims.AuthTime = g.authTime.Unix()
 	}

@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -47,6 +48,8 @@ type parsedAssertion struct {
 	// iss and sub as the JWT claims them, unverified: used only to find
 	// the keys it must be signed with.
 	iss, sub string
+	// typ is its header's typ, lower-case, without "application/".
+	typ string
 }
 
 // parseAssertion parses a compact JWS JWT signed with one of
@@ -61,7 +64,8 @@ func parseAssertion(raw string, typs ...string) (*parsedAssertion, error) {
 	}
 	h := tok.Headers[0]
 	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
-	if !slices.Contains(typs, strings.TrimPrefix(strings.ToLower(typ), "application/")) {
+	typ = strings.TrimPrefix(strings.ToLower(typ), "application/")
+	if !slices.Contains(typs, typ) {
 		return nil, fmt.Errorf("the JWT's typ is not %s", strings.Join(slices.DeleteFunc(slices.Clone(typs), func(t string) bool { return t == "" }), " or "))
 	}
 	if h.JSONWebKey != nil || h.ExtraHeaders["jku"] != nil || h.ExtraHeaders["x5u"] != nil {
@@ -74,7 +78,7 @@ func parseAssertion(raw string, typs ...string) (*parsedAssertion, error) {
 	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
 		return nil, errors.New("the JWT's claims are not a JSON object of the registered types")
 	}
-	return &parsedAssertion{token: tok, iss: claims.Issuer, sub: claims.Subject}, nil
+	return &parsedAssertion{token: tok, iss: claims.Issuer, sub: claims.Subject, typ: typ}, nil
 }
 
 // assertionRules are what one kind of assertion must claim.
@@ -85,6 +89,8 @@ type assertionRules struct {
 	audiences []string
 	// skew is the clock skew allowed on exp, iat and nbf.
 	skew time.Duration
+	// maxLifetime bounds exp after iat (or now); 0: maxAssertionLifetime.
+	maxLifetime time.Duration
 }
 
 // verify checks the signature against keys (the signer's set) and the
@@ -108,6 +114,7 @@ func (p *parsedAssertion) verify(keys []jose.JSONWebKey, rules assertionRules, n
 		return nil, errors.New("jti is too long")
 	}
 	exp := claims.Expiry.Time()
+	maxLifetime := cmp.Or(rules.maxLifetime, maxAssertionLifetime)
 	switch {
 	case !now.Before(exp.Add(rules.skew)):
 		return nil, errors.New("the JWT has expired (exp)")
@@ -115,9 +122,9 @@ func (p *parsedAssertion) verify(keys []jose.JSONWebKey, rules assertionRules, n
 		return nil, errors.New("the JWT is not valid yet (nbf)")
 	case claims.IssuedAt != nil && now.Add(rules.skew).Before(claims.IssuedAt.Time()):
 		return nil, errors.New("the JWT was issued in the future (iat)")
-	case claims.IssuedAt != nil && exp.Sub(claims.IssuedAt.Time()) > maxAssertionLifetime,
-		exp.Sub(now) > maxAssertionLifetime+rules.skew:
-		return nil, fmt.Errorf("the JWT is valid for longer than %s (exp)", maxAssertionLifetime)
+	case claims.IssuedAt != nil && exp.Sub(claims.IssuedAt.Time()) > maxLifetime,
+		exp.Sub(now) > maxLifetime+rules.skew:
+		return nil, fmt.Errorf("the JWT is valid for longer than %s (exp)", maxLifetime)
 	}
 	return &claims, nil
 }

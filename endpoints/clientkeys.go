@@ -63,6 +63,13 @@ func parseKeySet(raw []byte) ([]jose.JSONWebKey, error) {
 	return set.Keys, nil
 }
 
+// CheckKeySet checks a JWK Set an operator configures (a workload
+// issuer's jwks_file): as a client's (see parseKeySet).
+func CheckKeySet(raw []byte) error {
+	_, err := parseKeySet(raw)
+	return err
+}
+
 // checkPublicKey checks one key of a client's set.
 func checkPublicKey(k jose.JSONWebKey) error {
 	if !k.IsPublic() {

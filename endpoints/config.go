@@ -60,6 +60,8 @@ type TokenConfig struct {
 type GrantConfig struct {
 	// EnterpriseIDPs issue the ID-JAGs of the jwt-bearer grant.
 	EnterpriseIDPs []EnterpriseIDP
+	// WorkloadIssuers issue the workload tokens of the jwt-bearer grant.
+	WorkloadIssuers []WorkloadIssuer
 }
 
 // SigningConfig is the issuer's signing keys.

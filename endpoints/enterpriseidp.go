@@ -45,12 +45,13 @@ const (
 	providerFetchTimeout     = 5 * time.Second
 )
 
-// trustedIssuers are the identity providers the assertion grants trust,
-// and their keys. An operator configured them, so they are fetched with a
+// trustedIssuers are the identity providers and workload platforms the
+// jwt-bearer grant trusts, and their keys. An operator configured them, so they are fetched with a
 // plain HTTP client (a provider on the company network is fine), https
 // (or loopback http), no redirects, bounded in time and size.
 type trustedIssuers struct {
-	idps   []EnterpriseIDP
+	idps      []EnterpriseIDP
+	workloads []WorkloadIssuer
 	client *http.Client
 	keys   *keySets // by jwks_uri
 	mu     sync.Mutex
@@ -58,7 +59,7 @@ type trustedIssuers struct {
 }
 
 func newTrustedIssuers(cfg *Config) *trustedIssuers {
-	t := &trustedIssuers{idps: cfg.Grants.EnterpriseIDPs, found: map[string]string{},
+	t := &trustedIssuers{idps: cfg.Grants.EnterpriseIDPs, workloads: cfg.Grants.WorkloadIssuers, found: map[string]string{},
 		client: &http.Client{
 			Timeout:       providerFetchTimeout,
 			Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: testRootCAs, MinVersion: tls.VersionTLS12}},

@@ -38,8 +38,7 @@ var grantTypes = []grantType{
 	{name: "authorization_code", redirect: true, byDefault: true, handle: (*tokenEndpoints).exchangeCode},
 	{name: "refresh_token", byDefault: true, handle: (*tokenEndpoints).refreshGrant},
 	{name: grantClientCredentials, confidentialOnly: true, handle: (*tokenEndpoints).clientCredentials},
-	{name: grantJWTBearer, clientAuthOptional: true, enabled: func(c *Config) bool { return len(c.Grants.EnterpriseIDPs) > 0 },
-		handle: (*tokenEndpoints).jwtBearer},
+	{name: grantJWTBearer, clientAuthOptional: true, enabled: jwtBearerEnabled, handle: (*tokenEndpoints).jwtBearer},
 }
 
 // grantTable is a set of grants: every one implemented (grantTypes), or

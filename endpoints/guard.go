@@ -81,10 +81,10 @@ var noIdentity = func() []any {
 // order of identityPlaceholders; made once per token (see prepare), so a
 // cached token's request sets them without allocating.
 func identityValues(c *accessTokenClaims) []any {
-	user, kind := c.Subject, "user"
-	if c.forClient() {
-		// A machine client is nobody's user, whatever its id.
-		user, kind = "", "client"
+	user, kind := c.Subject, c.subjectType()
+	if kind != "user" {
+		// A machine client or a workload is nobody's user, whatever its id.
+		user = ""
 	}
 	return []any{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10),
 		c.Email, c.Name, c.PreferredUsername, c.IDP}
@@ -286,11 +286,14 @@ func (s *guard) upstreamRefused(w http.ResponseWriter, res resource, call *mcpCa
 }
 
 // limitSubject is who rate_limit_per_user counts: the user, whatever
-// client the token was issued to (more clients buy no more requests), or
-// the machine client of a client_credentials token.
+// client the token was issued to (more clients buy no more requests), the
+// machine client of a client_credentials token, or the workload.
 func limitSubject(c *accessTokenClaims) string {
-	if c.forClient() {
+	switch c.subjectType() {
+	case "client":
 		return "client:" + c.ClientID
+	case gtyWorkload:
+		return "workload:" + c.Subject
 	}
 	return "user:" + c.Subject
 }

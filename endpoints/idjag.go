@@ -81,7 +81,11 @@ func (s *tokenEndpoints) redeemIDJAG(w http.ResponseWriter, r *http.Request, cli
 		refuse(why)
 		return
 	}
-	scope, why := s.idJAGScope(jag.Scope, form)
+	var limit []string
+	if jag.Scope != "" {
+		limit = s.grantable(jag.Scope)
+	}
+	scope, why := s.grantedScope(limit, form)
 	if why != "" {
 		refuse(why)
 		return
@@ -135,15 +139,16 @@ func (s *tokenEndpoints) idJAGResource(claimed string, requested []string) (stri
 	return resource, ""
 }
 
-// idJAGScope is the token's scope: what the request asks (the ID-JAG's
-// when it asks nothing), within the ID-JAG's scope (when it has one) and
-// the catalogue.
-func (s *tokenEndpoints) idJAGScope(claimed string, form url.Values) (string, string) {
-	available := s.grantable(claimed)
-	if claimed == "" {
-		available = s.cfg.Scopes
-	} else if s.cfg.EnforceScopes {
-		available = slices.DeleteFunc(available, func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) })
+// grantedScope is the token's scope for an assertion grant: what the
+// request asks (all that may be granted when it asks nothing), within
+// limit (nil: no limit) and the catalogue.
+func (s *tokenEndpoints) grantedScope(limit []string, form url.Values) (string, string) {
+	available := s.cfg.Scopes
+	if limit != nil {
+		available = limit
+		if s.cfg.EnforceScopes {
+			available = slices.DeleteFunc(available, func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) })
+		}
 	}
 	requested := s.requestedScopes(form)
 	if len(requested) == 0 {

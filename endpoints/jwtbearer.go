@@ -8,27 +8,47 @@ import (
 )
 
 // grantJWTBearer is the JWT bearer grant (RFC 7523 §2.1): an assertion
-// issued by someone this server trusts. Today that is an enterprise
-// identity provider's ID-JAG (idjag.go).
+// issued by someone this server trusts: an enterprise identity
+// provider's ID-JAG (idjag.go), or a workload's token (workload.go).
 const grantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
+// jwtBearerEnabled: the grant is offered while someone is trusted.
+func jwtBearerEnabled(c *Config) bool {
+	return len(c.Grants.EnterpriseIDPs)+len(c.Grants.WorkloadIssuers) > 0
+}
+
 // jwtBearer answers the jwt-bearer grant: the assertion is parsed once,
-// and its typ and issuer say which kind it is.
+// and its typ and issuer say which kind it is (an ID-JAG is typed
+// oauth-id-jag+jwt; a workload token is not).
 func (s *tokenEndpoints) jwtBearer(w http.ResponseWriter, r *http.Request, client *storage.Client, form url.Values) {
 	raw := form.Get("assertion")
 	if raw == "" {
 		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "assertion is missing")
 		return
 	}
-	p, err := parseAssertion(raw, idJAGType)
+	typs := workloadTypes
+	if len(s.trusted.idps) > 0 {
+		typs = append([]string{idJAGType}, typs...)
+	}
+	if len(s.trusted.workloads) == 0 {
+		typs = []string{idJAGType}
+	}
+	p, err := parseAssertion(raw, typs...)
 	if err != nil {
 		s.tokenFail(w, http.StatusBadRequest, "invalid_grant", "assertion: "+err.Error())
 		return
 	}
-	idp := s.trusted.enterpriseIDP(p.iss)
-	if idp == nil {
+	if p.typ == idJAGType {
+		if idp := s.trusted.enterpriseIDP(p.iss); idp != nil {
+			s.redeemIDJAG(w, r, client, form, idp, p)
+			return
+		}
 		s.tokenFail(w, http.StatusBadRequest, "invalid_grant", "assertion: iss is not an enterprise_idp of this server")
 		return
 	}
-	s.redeemIDJAG(w, r, client, form, idp, p)
+	if wl := s.trusted.workloadIssuer(p.iss); wl != nil {
+		s.redeemWorkload(w, r, form, wl, p)
+		return
+	}
+	s.tokenFail(w, http.StatusBadRequest, "invalid_grant", "assertion: iss is not a workload_issuer of this server")
 }

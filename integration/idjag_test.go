@@ -51,19 +51,60 @@ func newEnterpriseIdP(t *testing.T) *enterpriseIdP {
 
 // idJAG is what the provider issues client for user sub.
 func (idp *enterpriseIdP) idJAG(t *testing.T, client, sub string) string {
+	now := time.Now()
+	return idp.sign(t, "oauth-id-jag+jwt", map[string]any{"iss": idp.srv.URL, "sub": sub, "aud": base, "client_id": client,
+		"jti": fmt.Sprint(now.UnixNano()), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "resource": base + "/mcp",
+		"scope": "mcp:read", "email": sub + "@corp.example"})
+}
+
+// sign signs claims with the provider's key, with the header's typ.
+func (idp *enterpriseIdP) sign(t *testing.T, typ string, claims map[string]any) string {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: idp.key, KeyID: "idp-1"}},
-		(&jose.SignerOptions{}).WithType("oauth-id-jag+jwt"))
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	raw, err := jwt.Signed(signer).Claims(map[string]any{"iss": idp.srv.URL, "sub": sub, "aud": base, "client_id": client,
-		"jti": fmt.Sprint(now.UnixNano()), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "resource": base + "/mcp",
-		"scope": "mcp:read", "email": sub + "@corp.example"}).Serialize()
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// TestWorkloadIdentityFederation: through Caddy, a workload presents its
+// platform's token (a stand-in for GitHub Actions' OIDC issuer, its keys
+// found through its metadata) with no client authentication, and gets an
+// access token naming the workload; the MCP server is told it is a
+// workload, not a user.
+func TestWorkloadIdentityFederation(t *testing.T) {
+	ci := newEnterpriseIdP(t)
+	up := newUpstream(t, nil)
+	upstreamSite(t, `workload_issuer ci {
+			issuer `+ci.srv.URL+`
+			allow_claim repository acme/agents
+			scopes mcp:read
+		}`, `reverse_proxy `+up.address()+` {
+		header_up X-User {http.auth.user.id}
+		header_up X-Sub {http.oauth2.sub}
+		header_up X-Subject-Type {http.oauth2.subject_type}
+	}`)
+	now := time.Now()
+	token := func(repo string) string {
+		return ci.sign(t, "JWT", map[string]any{"iss": ci.srv.URL, "sub": "repo:" + repo + ":ref:refs/heads/main", "aud": base, "repository": repo,
+			"jti": fmt.Sprint(time.Now().UnixNano()), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
+	}
+	resp, tokens := tokenRequest(t, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {token("acme/agents")}})
+	if resp.StatusCode != http.StatusOK || tokens["refresh_token"] != nil || tokens["scope"] != "mcp:read" {
+		t.Fatalf("the workload's token: %d %v", resp.StatusCode, tokens)
+	}
+	if p := callAPI(t, tokens["access_token"].(string), "/mcp"); p.resp.StatusCode != http.StatusOK || up.header().Get("X-User") != "" ||
+		up.header().Get("X-Sub") != "ci:repo:acme/agents:ref:refs/heads/main" || up.header().Get("X-Subject-Type") != "workload" {
+		t.Fatalf("the MCP server: %d, %v", p.resp.StatusCode, up.header())
+	}
+	resp, body := tokenRequest(t, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {token("evil/agents")}})
+	if resp.StatusCode != http.StatusBadRequest || body["error_description"] != "assertion: claim repository is not one workload_issuer ci allows" {
+		t.Errorf("another repository: %d %v", resp.StatusCode, body)
+	}
 }
 
 // TestEnterpriseManagedAuthorization: through Caddy, a confidential client
