@@ -52,10 +52,10 @@ const (
 type trustedIssuers struct {
 	idps      []EnterpriseIDP
 	workloads []WorkloadIssuer
-	client *http.Client
-	keys   *keySets // by jwks_uri
-	mu     sync.Mutex
-	found  map[string]string // issuer -> discovered jwks_uri
+	client    *http.Client
+	keys      *keySets // by jwks_uri
+	mu        sync.Mutex
+	found     map[string]string // issuer -> discovered jwks_uri
 }
 
 func newTrustedIssuers(cfg *Config) *trustedIssuers {
