@@ -85,10 +85,11 @@ func (f *fixture) document(path, cacheControl string, body func(id string) strin
 func cimdServer(t *testing.T, f *fixture) *Server {
 	s := newTestServer(t, func(c *Config) {
 		c.Clients.ClientIDMetadataDocuments = true
-		c.Tokens.RefreshFamilyLifetime = 24 * time.Hour
+		c.Tokens.RefreshFamilyLifetime, c.Tokens.RefreshTokenLifetime = 24*time.Hour, time.Hour
 	})
 	pool := f.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	s.fetcher = newMetadataFetcher(map[string]bool{strings.TrimPrefix(f.srv.URL, "https://"): true}, pool)
+	s.keySets = clientKeySets(s.fetcher.safeFetcher)
 	return s
 }
 

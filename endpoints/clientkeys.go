@@ -122,9 +122,10 @@ func (f *safeFetcher) checkKeySetURL(raw string) (*url.URL, error) {
 }
 
 // checkClientKeys checks the keys of a client of kind k: a key client
-// registers exactly one of jwks and jwks_uri; other clients none. (Part
-// of the client policy: see clientpolicy.go.)
-func checkClientKeys(k clientKind, jwks json.RawMessage, jwksURI string) error {
+// registers exactly one of jwks and jwks_uri; other clients none. allowed
+// are the test-only host:port pairs a jwks_uri may name (see
+// testAllowedHosts). (Part of the client policy: see clientpolicy.go.)
+func checkClientKeys(k clientKind, jwks json.RawMessage, jwksURI string, allowed map[string]bool) error {
 	switch {
 	case k != keyClient && (len(jwks) > 0 || jwksURI != ""):
 		return errors.New("jwks and jwks_uri are for clients that use private_key_jwt")
@@ -135,7 +136,7 @@ func checkClientKeys(k clientKind, jwks json.RawMessage, jwksURI string) error {
 	case len(jwks) == 0 && jwksURI == "":
 		return errors.New("private_key_jwt needs the client's public keys: jwks or jwks_uri")
 	case jwksURI != "":
-		_, err := (&safeFetcher{allowed: testAllowedHosts}).checkKeySetURL(jwksURI)
+		_, err := (&safeFetcher{allowed: allowed}).checkKeySetURL(jwksURI)
 		return err
 	}
 	_, err := parseKeySet(jwks)

@@ -82,7 +82,7 @@ func CheckConfiguredClient(c ConfiguredClient) error {
 			return fmt.Errorf("token_endpoint_auth_method %q is not supported (%s)", c.Method, strings.Join(methodsOfKind(kind), ", "))
 		}
 	}
-	if err := checkClientKeys(kind, c.JWKS, c.JWKSURI); err != nil {
+	if err := checkClientKeys(kind, c.JWKS, c.JWKSURI, testAllowedHosts); err != nil {
 		return err
 	}
 	grants := c.GrantTypes

@@ -62,6 +62,15 @@ func (s *clients) route(path string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { s.registrationClient(w, r, id) }
 }
 
+// fetchAllowed are the test-only host:port pairs the fetcher may reach
+// (see testAllowedHosts): none in a release build.
+func (s *clients) fetchAllowed() map[string]bool {
+	if s.fetcher != nil {
+		return s.fetcher.allowed
+	}
+	return testAllowedHosts
+}
+
 // lookupClient finds a client configured in the Caddyfile, then a
 // registered one (including the clients of metadata documents seen at
 // the authorization endpoint). It never fetches anything.

@@ -76,7 +76,7 @@ func vetImportedClient(c *storage.Client, keepPrivileges bool) error {
 			return fmt.Errorf("token_endpoint_auth_method %s is for a %s, and this is a %s", m, registered, kind)
 		}
 	}
-	if err := checkClientKeys(kind, c.JWKS, c.JWKSURI); err != nil {
+	if err := checkClientKeys(kind, c.JWKS, c.JWKSURI, testAllowedHosts); err != nil {
 		return err
 	}
 	all := grantTable(grantTypes)

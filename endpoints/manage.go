@@ -136,7 +136,7 @@ func (s *operator) CreateClient(ctx context.Context, n NewClient) (ClientInfo, s
 	if err != nil {
 		return ClientInfo{}, "", invalid("%v", err)
 	}
-	if err := checkClientKeys(kind, n.JWKS, n.JWKSURI); err != nil {
+	if err := checkClientKeys(kind, n.JWKS, n.JWKSURI, s.fetchAllowed()); err != nil {
 		return ClientInfo{}, "", invalid("%v", err)
 	}
 	code := s.grants.needsRedirect(n.GrantTypes)

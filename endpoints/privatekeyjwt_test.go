@@ -387,7 +387,7 @@ func TestClientKeySets(t *testing.T) {
 		"a secret, no keys":   {secretClient, nil, "", ""},
 		"a private key there": {keyClient, priv, "", "key 1 of the set: a private or symmetric key"},
 	} {
-		err := checkClientKeys(tc.kind, tc.jwks, tc.uri)
+		err := checkClientKeys(tc.kind, tc.jwks, tc.uri, nil)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
 		}
@@ -461,9 +461,13 @@ func TestMetadataDocumentWithKeys(t *testing.T) {
 	s := cimdServer(t, f)
 	// The shape of ChatGPT's document: private_key_jwt with a jwks_uri,
 	// loopback and https redirect URIs.
+	f.pages["/chatgpt-jwks.json"] = func(w http.ResponseWriter, _ string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(publicSet(t, "ed"))
+	}
 	chatgpt := f.document("/chatgpt.json", "", func(id string) string {
 		return `{"client_id":"` + id + `","client_name":"ChatGPT","redirect_uris":["https://chatgpt.com/connector_platform_oauth_redirect","http://127.0.0.1/cb"],` +
-			`"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://chatgpt.example/jwks.json","grant_types":["authorization_code","refresh_token"],"response_types":["code"]}`
+			`"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"` + f.srv.URL + `/chatgpt-jwks.json","grant_types":["authorization_code","refresh_token"],"response_types":["code"]}`
 	})
 	inline := f.document("/inline.json", "", func(id string) string {
 		return `{"client_id":"` + id + `","client_name":"Inline","redirect_uris":["https://agent.test/cb"],` +
@@ -490,8 +494,21 @@ func TestMetadataDocumentWithKeys(t *testing.T) {
 			t.Errorf("%s: %v, want %q", id, err, want)
 		}
 	}
+	// ChatGPT's client redeems its code (a loopback redirect, any port)
+	// and refreshes with assertions its jwks_uri verifies.
+	code := storeCode(t, s, func(ac *storage.AuthorizationCode) { ac.ClientID, ac.RedirectURI = chatgpt, "http://127.0.0.1:43117/cb" })
+	status, out, _ := tokenCall(t, s, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {testVerifier},
+		"client_assertion_type": {jwtBearerAssertionType}, "client_assertion": {assertion(t, "ed", jose.EdDSA, clientClaims(chatgpt))}})
+	if status != http.StatusOK {
+		t.Fatalf("ChatGPT's code: %d %v", status, out)
+	}
+	status, out, _ = tokenCall(t, s, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {out["refresh_token"].(string)},
+		"client_assertion_type": {jwtBearerAssertionType}, "client_assertion": {assertion(t, "ed", jose.EdDSA, clientClaims(chatgpt, "aud", "https://auth.test/oauth/token"))}})
+	if status != http.StatusOK {
+		t.Fatalf("ChatGPT's refresh: %d %v", status, out)
+	}
 	// The inline document's client authenticates with its key, not alone.
-	code := storeCode(t, s, func(ac *storage.AuthorizationCode) { ac.ClientID, ac.RedirectURI = inline, "https://agent.test/cb" })
+	code = storeCode(t, s, func(ac *storage.AuthorizationCode) { ac.ClientID, ac.RedirectURI = inline, "https://agent.test/cb" })
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {testVerifier}, "client_id": {inline}}
 	if status, out, _ := tokenCall(t, s, form); status != http.StatusUnauthorized || !strings.Contains(fmt.Sprint(out["error_description"]), "private_key_jwt") {
 		t.Fatalf("a key client alone: %d %v", status, out)

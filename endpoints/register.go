@@ -243,7 +243,7 @@ func (s *clients) validateMetadata(md *clientMetadata) *metadataError {
 	if string(md.JWKS) == "null" {
 		md.JWKS = nil
 	}
-	if err := checkClientKeys(kind, md.JWKS, md.JWKSURI); err != nil {
+	if err := checkClientKeys(kind, md.JWKS, md.JWKSURI, s.fetchAllowed()); err != nil {
 		return badMetadata("%v", err)
 	}
 	if err := s.grants.checkGrantTypes(md.GrantTypes, kind, len(md.RedirectURIs)); err != nil {
