@@ -68,9 +68,6 @@ func (c *accessTokenClaims) prepare(scopes scopeCatalogue) {
 	c.placeholders = identityValues(c)
 }
 
-// forClient reports whether the token's subject is its client itself.
-func (c *accessTokenClaims) forClient() bool { return c.GrantType == grantClientCredentials }
-
 // gtyWorkload is the gty of a workload's token (see accessTokenClaims).
 const gtyWorkload = "workload"
 

@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 )
 
 // A third-party JWT presented to this server (a client's private_key_jwt
@@ -164,3 +167,18 @@ var errKeyNotFound = errors.New("the signer has no key with the JWT's kid")
 
 // keyID is the kid of the JWT's header.
 func (p *parsedAssertion) keyID() string { return p.token.Headers[0].KeyID }
+
+// errAssertionReplayed: an assertion's jti was used before.
+var errAssertionReplayed = errors.New("this assertion (its jti) was used before")
+
+// useUp records the jti of an assertion of signer, verified as claims,
+// once until it expires (clock skew included), on every node:
+// errAssertionReplayed when it was used before; a storage failure as it
+// is.
+func (s *core) useUp(ctx context.Context, signer string, claims *jwt.Claims, now time.Time) error {
+	err := s.cfg.Storage.Store.UseAssertion(ctx, signer, claims.ID, claims.Expiry.Time().Add(s.cfg.Tokens.ClockSkew), now)
+	if errors.Is(err, storage.ErrReplayed) {
+		return errAssertionReplayed
+	}
+	return err
+}

@@ -90,9 +90,9 @@ func (s *tokenEndpoints) redeemIDJAG(w http.ResponseWriter, r *http.Request, cli
 		refuse(why)
 		return
 	}
-	switch err := s.cfg.Storage.Store.UseAssertion(ctx, idp.Issuer, claims.ID, claims.Expiry.Time().Add(s.cfg.Tokens.ClockSkew), now); {
-	case errors.Is(err, storage.ErrReplayed):
-		refuse("this assertion (its jti) was used before")
+	switch err := s.useUp(ctx, idp.Issuer, claims, now); {
+	case err == errAssertionReplayed:
+		refuse(err.Error())
 		return
 	case err != nil:
 		s.tokenUnavailable(w, err)

@@ -50,22 +50,18 @@ func verifyAssertion(ctx context.Context, s *clients, c *storage.Client, cred cl
 	if err != nil {
 		return err
 	}
-	skew := s.cfg.Tokens.ClockSkew
 	claims, err := p.verify(keys, assertionRules{
 		issuer: c.ID,
 		// The issuer identifier (rfc7523bis); the token endpoint URL, which
 		// RFC 7523 clients send.
 		audiences: []string{s.cfg.Issuer, s.endpoint("/oauth/token")},
-		skew:      skew,
+		skew:      s.cfg.Tokens.ClockSkew,
 	}, now)
-	if err != nil {
+	if err == nil {
+		err = s.useUp(ctx, c.ID, claims, now)
+	}
+	if err != nil && !storageDown(err) {
 		return errors.New("client_assertion: " + err.Error())
 	}
-	switch err := s.cfg.Storage.Store.UseAssertion(ctx, c.ID, claims.ID, claims.Expiry.Time().Add(skew), now); {
-	case errors.Is(err, storage.ErrReplayed):
-		return errors.New("client_assertion: this assertion (its jti) was used before")
-	case err != nil:
-		return err
-	}
-	return nil
+	return err
 }

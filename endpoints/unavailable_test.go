@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage/bolt"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // TestStorageDownAnswers503 closes the server's bbolt file under it (the
@@ -30,7 +31,10 @@ func TestStorageDownAnswers503(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
 		c.Storage.Store = file.ForIssuer(c.Issuer)
 		c.Clients.DynamicRegistration = true
-		c.Clients.Static = append(c.Clients.Static, storage.Client{ID: "rt", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}})
+		c.Clients.Static = append(c.Clients.Static, storage.Client{ID: "rt", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}},
+			storage.Client{ID: "kc", JWKS: publicSet(t, "ec"), GrantTypes: []string{grantClientCredentials}, TokenEndpointAuthMethod: "private_key_jwt"})
+		c.Grants.WorkloadIssuers = []WorkloadIssuer{{Name: "cluster", Issuer: "https://kubernetes.default.svc", JWKS: publicSet(t, "rsa"),
+			AllowClaims: []WorkloadClaimRule{{Claim: "sub", Values: []string{"system:serviceaccount:agents:*"}}}}}
 	})
 	ctx := context.Background()
 	if err := s.cfg.Storage.Store.PutClient(ctx, &storage.Client{ID: "dyn", RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"}}); err != nil {
@@ -68,6 +72,8 @@ func TestStorageDownAnswers503(t *testing.T) {
 	check("refresh_token", post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"rt"}, "refresh_token": {"r"}}), body)
 	check("client lookup", post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"dyn"}, "refresh_token": {"r"}}), body)
 	check("revoke", post("/oauth/revoke", url.Values{"client_id": {"pub1"}, "token": {"r"}}), body)
+	check("private_key_jwt", post("/oauth/token", assertionForm(assertion(t, "ec", jose.ES256, clientClaims("kc")))), body)
+	check("a workload token", post("/oauth/token", workloadForm(k8sToken(t))), body)
 	check("revoke access token", post("/oauth/revoke", url.Values{"client_id": {"pub1"}, "token": {uncached.token}, "token_type_hint": {"access_token"}}), body)
 
 	reg := httptest.NewRequest(http.MethodPost, "https://auth.test/oauth/register", strings.NewReader(`{"redirect_uris":["https://c.test/cb"],"token_endpoint_auth_method":"none"}`))

@@ -2,7 +2,6 @@ package endpoints
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -110,9 +109,9 @@ func (s *tokenEndpoints) redeemWorkload(w http.ResponseWriter, r *http.Request, 
 		refuse(why)
 		return
 	}
-	switch err := s.cfg.Storage.Store.UseAssertion(ctx, wl.Issuer, claims.ID, claims.Expiry.Time().Add(s.cfg.Tokens.ClockSkew), now); {
-	case errors.Is(err, storage.ErrReplayed):
-		refuse("this token (its jti) was used before")
+	switch err := s.useUp(ctx, wl.Issuer, claims, now); {
+	case err == errAssertionReplayed:
+		refuse(err.Error())
 		return
 	case err != nil:
 		s.tokenUnavailable(w, err)

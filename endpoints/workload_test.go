@@ -100,7 +100,7 @@ func TestWorkloadIdentity(t *testing.T) {
 		form url.Values
 		want string
 	}{
-		{"replayed", workloadForm(replayed), "assertion: this token (its jti) was used before"},
+		{"replayed", workloadForm(replayed), "assertion: this assertion (its jti) was used before"},
 		{"aud the token endpoint", workloadForm(k8sToken(t, "aud", "https://auth.test/oauth/token")), ""},
 		{"aud another", workloadForm(k8sToken(t, "aud", "https://other.test")), "assertion: aud must be this server alone"},
 		{"the issuer URL where an audience is configured", workloadForm(githubToken(t, idp, "aud", "https://auth.test")), "assertion: aud must be this server alone (mcp-prod or https://auth.test/oauth/token)"},
