@@ -496,7 +496,9 @@ func TestMetadataDocumentWithKeys(t *testing.T) {
 	}
 	// ChatGPT's client redeems its code (a loopback redirect, any port)
 	// and refreshes with assertions its jwks_uri verifies.
-	code := storeCode(t, s, func(ac *storage.AuthorizationCode) { ac.ClientID, ac.RedirectURI = chatgpt, "http://127.0.0.1:43117/cb" })
+	code := storeCode(t, s, func(ac *storage.AuthorizationCode) {
+		ac.ClientID, ac.RedirectURI = chatgpt, "http://127.0.0.1:43117/cb"
+	})
 	status, out, _ := tokenCall(t, s, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {testVerifier},
 		"client_assertion_type": {jwtBearerAssertionType}, "client_assertion": {assertion(t, "ed", jose.EdDSA, clientClaims(chatgpt))}})
 	if status != http.StatusOK {
