@@ -55,11 +55,12 @@ type trustedIssuers struct {
 	client    *http.Client
 	keys      *keySets // by jwks_uri
 	mu        sync.Mutex
-	found     map[string]string // issuer -> discovered jwks_uri
+	found     map[string]string    // issuer -> discovered jwks_uri
+	failed    map[string]time.Time // issuer -> when discovery last failed
 }
 
 func newTrustedIssuers(cfg *Config) *trustedIssuers {
-	t := &trustedIssuers{idps: cfg.Grants.EnterpriseIDPs, workloads: cfg.Grants.WorkloadIssuers, found: map[string]string{},
+	t := &trustedIssuers{idps: cfg.Grants.EnterpriseIDPs, workloads: cfg.Grants.WorkloadIssuers, found: map[string]string{}, failed: map[string]time.Time{},
 		client: &http.Client{
 			Timeout:       providerFetchTimeout,
 			Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: testRootCAs, MinVersion: tls.VersionTLS12}},
@@ -92,14 +93,33 @@ func (t *trustedIssuers) providerKeys(ctx context.Context, issuer, jwksURI, kid 
 }
 
 // discover finds a provider's jwks_uri in its metadata (RFC 8414, then
-// OpenID Connect Discovery), whose issuer must be the one configured.
+// OpenID Connect Discovery), whose issuer must be the one configured; a
+// failed discovery is not tried again for keySetRefetchFloor, so that
+// assertions naming a provider that is down cost it one request a minute.
 func (t *trustedIssuers) discover(ctx context.Context, issuer string) (string, error) {
 	t.mu.Lock()
 	uri, ok := t.found[issuer]
+	failed := t.failed[issuer]
 	t.mu.Unlock()
-	if ok {
+	switch {
+	case ok:
 		return uri, nil
+	case time.Since(failed) < keySetRefetchFloor:
+		return "", fmt.Errorf("the metadata of %s could not be fetched a moment ago", issuer)
 	}
+	uri, err := t.fetchMetadata(ctx, issuer)
+	t.mu.Lock()
+	if err != nil {
+		t.failed[issuer] = time.Now()
+	} else {
+		t.found[issuer] = uri
+	}
+	t.mu.Unlock()
+	return uri, err
+}
+
+// fetchMetadata reads a provider's jwks_uri from its metadata.
+func (t *trustedIssuers) fetchMetadata(ctx context.Context, issuer string) (string, error) {
 	base := strings.TrimSuffix(issuer, "/")
 	var last error
 	for _, doc := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
@@ -121,9 +141,6 @@ func (t *trustedIssuers) discover(ctx context.Context, issuer string) (string, e
 		case !strings.HasPrefix(md.JWKSURI, "https://") && !strings.HasPrefix(md.JWKSURI, "http://"):
 			return "", fmt.Errorf("the metadata of %s has no jwks_uri", issuer)
 		}
-		t.mu.Lock()
-		t.found[issuer] = md.JWKSURI
-		t.mu.Unlock()
 		return md.JWKSURI, nil
 	}
 	return "", last

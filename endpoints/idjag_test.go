@@ -277,3 +277,21 @@ func FuzzJWTBearerAssertion(f *testing.F) {
 		}
 	})
 }
+
+// TestProviderDownCostsOneFetch: while a provider's metadata cannot be
+// fetched, assertions naming it (a workload's need no client
+// authentication) cost it one try a minute, not one per request.
+func TestProviderDownCostsOneFetch(t *testing.T) {
+	idp := newStandInIdP(t)
+	delete(idp.pages, "/.well-known/oauth-authorization-server")
+	s, _ := idJAGServer(t, idp)
+	for range 5 {
+		status, out, _ := tokenCall(t, s, jagForm(idp.idJAG(t, "m")))
+		if status != http.StatusBadRequest || out["error_description"] != "assertion: the keys of enterprise_idp corp could not be fetched" {
+			t.Fatalf("%d %v", status, out)
+		}
+	}
+	if hits := idp.hits.Load(); hits != 2 { // the RFC 8414 document, then OpenID Connect's
+		t.Errorf("%d requests to the provider, want 2", hits)
+	}
+}
