@@ -75,9 +75,6 @@ type authMethod struct {
 	name string
 	// kind is the kind of client that uses the method.
 	kind clientKind
-	// offered: listed in the metadata, accepted in registrations and
-	// client configuration.
-	offered bool
 	// read returns the method's credential when the request carries it
 	// (ok), or why what it carries is malformed.
 	read func(a authRequest) (cred clientCredential, ok bool, err error)
@@ -91,35 +88,35 @@ type authMethod struct {
 // none is also what a request presents when it carries no other method:
 // its client_id in the form.
 var authMethods = []authMethod{
-	{name: "none", kind: publicClient, offered: true, read: readBasicNone, verify: verifyNone},
-	{name: "client_secret_basic", kind: secretClient, offered: true, read: readBasicSecret, verify: verifySecret},
-	{name: "client_secret_post", kind: secretClient, offered: true, read: readPostSecret, verify: verifySecret},
-	{name: "private_key_jwt", kind: keyClient, offered: true, read: readAssertion, verify: verifyAssertion},
+	{name: "none", kind: publicClient, read: readBasicNone, verify: verifyNone},
+	{name: "client_secret_basic", kind: secretClient, read: readBasicSecret, verify: verifySecret},
+	{name: "client_secret_post", kind: secretClient, read: readPostSecret, verify: verifySecret},
+	{name: "private_key_jwt", kind: keyClient, read: readAssertion, verify: verifyAssertion},
 }
 
-// authMethodNamed is the offered method called name, or nil.
+// authMethodNamed is the method called name, or nil.
 func authMethodNamed(name string) *authMethod {
 	for i := range authMethods {
-		if m := &authMethods[i]; m.offered && m.name == name {
+		if m := &authMethods[i]; m.name == name {
 			return m
 		}
 	}
 	return nil
 }
 
-// authMethodNames are the offered methods for which keep reports true
+// authMethodNames are the methods for which keep reports true
 // (every one, with keep nil).
 func authMethodNames(keep func(*authMethod) bool) []string {
 	var out []string
 	for i := range authMethods {
-		if m := &authMethods[i]; m.offered && (keep == nil || keep(m)) {
+		if m := &authMethods[i]; keep == nil || keep(m) {
 			out = append(out, m.name)
 		}
 	}
 	return out
 }
 
-// methodsOfKind are the offered methods of clients of kind k.
+// methodsOfKind are the methods of clients of kind k.
 func methodsOfKind(k clientKind) []string {
 	return authMethodNames(func(m *authMethod) bool { return m.kind == k })
 }
