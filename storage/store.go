@@ -392,6 +392,9 @@ type RefreshFamily struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// LastUsedAt is the family's last rotation (or its creation).
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// JKT binds the family's refresh tokens to a DPoP key (RFC 9449 §5,
+	// a public client's): its RFC 7638 thumbprint; "" for none.
+	JKT string `json:"jkt,omitempty"`
 }
 
 // NewRefreshFamily is a family to start, with its first token.

@@ -28,7 +28,8 @@ import (
 // the tag is even (optional: a hint it may ignore), and refuses the record
 // when it is odd (required: a field whose loss would change a decision,
 // such as a key binding), so that a build that does not know a binding
-// never ignores it. No extension is defined yet.
+// never ignores it. A family's DPoP key binding (its JKT) is extension
+// tagJKT.
 const (
 	// recordFormat is the first byte of a compact record: a refresh
 	// token, or a refresh family written by schema 3, which held its id.
@@ -37,6 +38,10 @@ const (
 	// familyFormat is the first byte of a refresh family from schema 4
 	// on: the fields of recordFormat but the id.
 	familyFormat = 2
+
+	// tagJKT is the extension of a family's DPoP key thumbprint: odd, a
+	// binding no build may ignore.
+	tagJKT = 1
 
 	// Flags of a refresh token record: which fields it holds itself.
 	ownScope    = 1 << 0
@@ -59,6 +64,9 @@ func appendFamily(b []byte, f *storage.RefreshFamily) []byte {
 	}
 	for _, t := range []time.Time{f.AuthTime, f.CreatedAt, f.ExpiresAt, f.RevokedAt, f.LastUsedAt} {
 		b = appendTime(b, t)
+	}
+	if f.JKT != "" {
+		b = appendString(binary.AppendUvarint(b, tagJKT), f.JKT)
 	}
 	return b
 }
@@ -88,7 +96,7 @@ func decodeFamily(id, raw []byte, f *storage.RefreshFamily) error {
 	for _, t := range []*time.Time{&f.AuthTime, &f.CreatedAt, &f.ExpiresAt, &f.RevokedAt, &f.LastUsedAt} {
 		*t = d.time()
 	}
-	d.extensions()
+	d.extensions(map[uint64]*string{tagJKT: &f.JKT})
 	return d.done()
 }
 
@@ -172,7 +180,7 @@ func decodeRefreshToken(raw []byte, t *storage.RefreshToken) (inherited, error) 
 			t.Successors[i] = []byte(d.string())
 		}
 	}
-	d.extensions()
+	d.extensions(nil)
 	if err := d.done(); err != nil {
 		return 0, err
 	}
@@ -269,14 +277,17 @@ func (d *decoder) time() time.Time {
 	return time.Unix(sec, int64(nsec)).UTC()
 }
 
-// extensions reads the extensions after a record's fixed fields: none is
-// known yet, so an optional (even) one is skipped and a required (odd)
-// one refuses the record.
-func (d *decoder) extensions() {
+// extensions reads the extensions after a record's fixed fields into
+// known (by tag); an unknown optional (even) one is skipped and an
+// unknown required (odd) one refuses the record.
+func (d *decoder) extensions(known map[uint64]*string) {
 	for d.err == nil && len(d.rest) > 0 {
 		tag := d.uvarint()
-		d.string()
-		if tag%2 == 1 {
+		v := d.string()
+		switch field, ok := known[tag]; {
+		case ok:
+			*field = v
+		case tag%2 == 1:
 			d.err = errRecordFormat
 		}
 	}

@@ -121,7 +121,7 @@ func TestRecordExtensions(t *testing.T) {
 	}{
 		{"optional", func(b []byte) []byte { return ext(b, 2, "a hint") }, true},
 		{"two optional", func(b []byte) []byte { return ext(ext(b, 2, "x"), 1000, "") }, true},
-		{"required", func(b []byte) []byte { return ext(b, 1, "jkt") }, false},
+		{"required", func(b []byte) []byte { return ext(b, 5, "a binding") }, false},
 		{"optional, then required", func(b []byte) []byte { return ext(ext(b, 2, "x"), 3, "y") }, false},
 		{"truncated", func(b []byte) []byte { return ext(b, 2, "value")[:len(b)+3] }, false},
 	} {
@@ -138,6 +138,27 @@ func TestRecordExtensions(t *testing.T) {
 		if (err == nil) != tc.ok || tc.ok && !reflect.DeepEqual(got, tok) {
 			t.Errorf("token, %s: %v %+v", tc.name, err, got)
 		}
+	}
+}
+
+// TestFamilyKeyBinding: a family's DPoP binding is its required
+// extension tagJKT: it round-trips, and a build reading a refresh token
+// (which has no such field) refuses the tag.
+func TestFamilyKeyBinding(t *testing.T) {
+	bound := recordFamily
+	bound.JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+	var f storage.RefreshFamily
+	if err := decodeFamily([]byte(bound.ID), appendFamily(nil, &bound), &f); err != nil || !reflect.DeepEqual(f, bound) {
+		t.Fatalf("a bound family: %+v %v", f, err)
+	}
+	if err := decodeFamily([]byte(recordFamily.ID), appendFamily(nil, &recordFamily), &f); err != nil || f.JKT != "" {
+		t.Fatalf("an unbound family: %+v %v", f, err)
+	}
+	tok := storage.RefreshToken{FamilyID: "f1", Scope: recordFamily.Scope, Resource: recordFamily.Resource}
+	raw := appendString(binary.AppendUvarint(appendRefreshToken(nil, &tok, &recordFamily), tagJKT), bound.JKT)
+	var got storage.RefreshToken
+	if _, err := decodeRefreshToken(raw, &got); err == nil {
+		t.Error("a refresh token with tag 1 was read")
 	}
 }
 

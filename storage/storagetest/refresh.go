@@ -208,3 +208,19 @@ func testRotationNarrow(t *testing.T, open Opener) {
 		t.Fatalf("the refused rotation's successor exists: %v", err)
 	}
 }
+
+// testFamilyKeyBinding: a family's DPoP key binding is kept with it, and
+// every rotation's decision (Narrow) sees it.
+func testFamilyKeyBinding(t *testing.T, open Opener) {
+	s := open(t).ForIssuer(testIssuer)
+	StartFamily(t, s, storage.RefreshFamily{ID: "bound", ClientID: "c1", Subject: "alice", Resource: "https://r.test", CreatedAt: t0,
+		ExpiresAt: t0.Add(time.Hour), JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+		"rt-bound", storage.RefreshToken{Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+	var seen string
+	fam, _, err := s.RotateRefreshToken(context.Background(), storage.Rotation{Presented: "rt-bound", ClientID: "c1", NextToken: "rt-next",
+		Next: storage.RefreshToken{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)}, Now: t0.Add(time.Minute),
+		Narrow: func(f *storage.RefreshFamily) (string, error) { seen = f.JKT; return f.Scope, nil }})
+	if err != nil || fam.JKT != "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" || seen != fam.JKT {
+		t.Fatalf("rotating a bound family: %+v (Narrow saw %q) %v", fam, seen, err)
+	}
+}

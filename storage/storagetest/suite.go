@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"UpstreamTokens", testUpstreamTokens},
 		{"RotationNarrow", testRotationNarrow},
 		{"AssertionUsedOnce", testAssertionUsedOnce},
+		{"FamilyKeyBinding", testFamilyKeyBinding},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
