@@ -112,6 +112,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ipv6_limit_prefix <bits>
 //	    root_aliases <bool>
 //	    pass_token
+//	    require_dpop
 //	    cors        <bool>
 //	    templates   <folder>
 //	}
@@ -193,6 +194,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.RootAliases, err = boolArg(d)
 		case "cors":
 			h.CORS, err = boolArg(d)
+		case "require_dpop":
+			err = noArgs(d, &h.RequireDPoP)
 		case "pass_token":
 			err = noArgs(d, &h.PassToken)
 		case "enforce_scopes":

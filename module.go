@@ -259,6 +259,12 @@ type Handler struct {
 	// the upstream learns the identity from placeholders.
 	PassToken bool `json:"pass_token,omitempty"`
 
+	// Refuse bearer tokens on protected paths: every token must be bound
+	// to a DPoP key (RFC 9449) and come with a proof. Tokens are DPoP-bound
+	// when the client sends a proof to the token endpoint; DPoP is accepted
+	// beside Bearer without this option.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
+
 	// Answer CORS preflight on protected paths without a token and let any
 	// origin read the guard's answers (browser-hosted MCP clients need
 	// this). Default: true.
@@ -589,6 +595,7 @@ func (h *Handler) guardConfig(public caddyhttp.MatchPath, rules []endpoints.Scop
 		MCPRules:     mcpRules,
 		AllowTools:   h.AllowTools,
 		PassToken:    h.PassToken,
+		RequireDPoP:  h.RequireDPoP,
 		CORS:         *h.CORS,
 	}
 	if rl := h.RateLimitPerUser; rl != nil {

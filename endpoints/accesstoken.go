@@ -47,15 +47,17 @@ func (s *issuer) Keys() *KeySet { return s.keys.Load() }
 // `preferred_username`.
 type accessTokenClaims struct {
 	jwt.Claims
-	ClientID          string `json:"client_id"`
-	Scope             string `json:"scope,omitempty"`
-	AuthTime          int64  `json:"auth_time,omitempty"`
-	FamilyID          string `json:"sid,omitempty"`
-	GrantType         string `json:"gty,omitempty"`
-	IDP               string `json:"idp,omitempty"`
-	Email             string `json:"email,omitempty"`
-	Name              string `json:"name,omitempty"`
-	PreferredUsername string `json:"preferred_username,omitempty"`
+	ClientID  string `json:"client_id"`
+	Scope     string `json:"scope,omitempty"`
+	AuthTime  int64  `json:"auth_time,omitempty"`
+	FamilyID  string `json:"sid,omitempty"`
+	GrantType string `json:"gty,omitempty"`
+	// Cnf binds the token to a DPoP key (RFC 9449 §6).
+	Cnf               *confirmation `json:"cnf,omitempty"`
+	IDP               string        `json:"idp,omitempty"`
+	Email             string        `json:"email,omitempty"`
+	Name              string        `json:"name,omitempty"`
+	PreferredUsername string        `json:"preferred_username,omitempty"`
 
 	// Made once a token is verified (prepare), before it is shared.
 	satisfies    []string // Scope and every scope it implies
@@ -66,6 +68,12 @@ type accessTokenClaims struct {
 func (c *accessTokenClaims) prepare(scopes scopeCatalogue) {
 	c.satisfies = scopes.effective(splitScope(c.Scope))
 	c.placeholders = identityValues(c)
+}
+
+// confirmation is a token's cnf claim: the thumbprint of the DPoP key it
+// is bound to.
+type confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // gtyWorkload is the gty of a workload's token (see accessTokenClaims).
@@ -93,6 +101,8 @@ type grant struct {
 	// gty is the token's gty: grantClientCredentials for a client acting
 	// on its own behalf, gtyWorkload for a workload; "" for a user's.
 	gty string
+	// jkt binds the token to a DPoP key (cnf.jkt); "" for a bearer token.
+	jkt string
 }
 
 // accessToken is a signed access token and what the response says of it.
@@ -124,6 +134,9 @@ func (s *issuer) mintAccessToken(jti string, g grant, now time.Time) (accessToke
 		PreferredUsername: g.profile.PreferredUsername,
 	}
 	claims.GrantType = g.gty
+	if g.jkt != "" {
+		claims.Cnf = &confirmation{JKT: g.jkt}
+	}
 	if !g.authTime.IsZero() {
 		claims.AuthTime = g.authTime.Unix()
 	}

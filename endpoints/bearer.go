@@ -10,7 +10,11 @@ import (
 // bearerToken returns the token of an `Authorization: Bearer` header; ""
 // when there is none. Tokens in the query string or a form body are never
 // looked at.
-func bearerToken(h http.Header) (string, error) {
+func bearerToken(h http.Header) (string, error) { return schemeToken(h, "Bearer") }
+
+// schemeToken returns the token of an `Authorization: <scheme>` header;
+// "" when there is none, or another scheme's.
+func schemeToken(h http.Header, want string) (string, error) {
 	values := h.Values("Authorization")
 	switch len(values) {
 	case 0:
@@ -20,8 +24,8 @@ func bearerToken(h http.Header) (string, error) {
 		return "", errors.New("more than one Authorization header")
 	}
 	scheme, token, found := strings.Cut(strings.TrimSpace(values[0]), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", nil // another scheme: no bearer token
+	if !strings.EqualFold(scheme, want) {
+		return "", nil // another scheme
 	}
 	token = strings.TrimLeft(token, " ")
 	if !found || token == "" || !validTokenSyntax(token) {
@@ -54,8 +58,13 @@ func validTokenSyntax(t string) bool {
 }
 
 // bearerCredential is an access token in `Authorization: Bearer`
-// (RFC 6750), verified against the signing keys and the revocations.
-type bearerCredential struct{ s *issuer }
+// (RFC 6750), verified against the signing keys and the revocations. A
+// token bound to a DPoP key is refused as a bearer token; with
+// requireDPoP every bearer token is (and no Bearer challenge is offered).
+type bearerCredential struct {
+	s           *issuer
+	requireDPoP bool
+}
 
 func (bearerCredential) read(r *http.Request) (string, error) { return bearerToken(r.Header) }
 
@@ -66,10 +75,20 @@ func (b bearerCredential) authenticate(ctx context.Context, _ *http.Request, raw
 		return principal{}, errRevocationUnknown
 	}
 	claims, fresh, err := b.s.verifyCached(ctx, raw, true)
-	if err != nil {
+	switch {
+	case err != nil:
 		return principal{}, err
+	case claims.Cnf != nil:
+		return principal{}, errBoundAsBearer
+	case b.requireDPoP:
+		return principal{}, errDPoPRequired
 	}
 	return principal{scheme: "Bearer", token: claims, fresh: fresh}, nil
 }
 
-func (bearerCredential) challenge(params string) string { return "Bearer " + params }
+func (b bearerCredential) challenge(params string) string {
+	if b.requireDPoP {
+		return ""
+	}
+	return "Bearer " + params
+}

@@ -168,6 +168,7 @@ func (s *clients) clientFromDocument(id string, body []byte, now time.Time) (*st
 		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
 		JWKS:                    md.JWKS,
 		JWKSURI:                 md.JWKSURI,
+		DPoPBoundAccessTokens:   md.DPoPBoundAccessTokens,
 		ApplicationType:         md.ApplicationType,
 		ClientURI:               md.ClientURI,
 		LogoURI:                 md.LogoURI,

@@ -37,6 +37,6 @@ func (s *tokenEndpoints) clientCredentials(w http.ResponseWriter, r *http.Reques
 	}
 	now := time.Now()
 	s.markUsed(r, client, now)
-	g := grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource, gty: grantClientCredentials}
+	g := grant{clientID: client.ID, subject: client.ID, scope: scope, resource: resource, gty: grantClientCredentials, jkt: proofJKT(r)}
 	s.respondWithTokens(w, "client_credentials", storage.NewAccessTokenID(now), g, "", now)
 }

@@ -138,6 +138,8 @@ type GuardConfig struct {
 	RateLimitPerUserWindow time.Duration
 	// PassToken keeps the Authorization header for the upstream.
 	PassToken bool
+	// RequireDPoP refuses bearer tokens: every token must be DPoP-bound.
+	RequireDPoP bool
 	// CORS answers preflight on protected paths and lets any origin read
 	// the guard's answers.
 	CORS bool

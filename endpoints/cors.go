@@ -9,7 +9,7 @@ import (
 )
 
 // corsAllowHeaders are the request headers browser-hosted clients send.
-const corsAllowHeaders = "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+const corsAllowHeaders = "Authorization, DPoP, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
 
 // corsExposeHeaders are the response headers browser-hosted clients read.
 var corsExposeHeaders = []string{"WWW-Authenticate", "Mcp-Session-Id"}

@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
@@ -53,13 +54,12 @@ type dpopProof struct {
 
 // dpopClaims are a proof's claims.
 type dpopClaims struct {
-	JTI   string           `json:"jti"`
-	HTM   string           `json:"htm"`
-	HTU   string           `json:"htu"`
-	IAT   *json.Number     `json:"iat"`
-	ATH   string           `json:"ath"`
-	Nonce string           `json:"nonce"`
-	_     *json.RawMessage // other claims are ignored
+	JTI   string       `json:"jti"`
+	HTM   string       `json:"htm"`
+	HTU   string       `json:"htu"`
+	IAT   *json.Number `json:"iat"`
+	ATH   string       `json:"ath"`
+	Nonce string       `json:"nonce"`
 }
 
 // errNoProof: the request carries no DPoP header.
@@ -207,4 +207,43 @@ func (d *dpopReplays) use(p *dpopProof, skew time.Duration, now time.Time) error
 	}
 	d.seen[key] = p.iat.Add(dpopProofWindow + skew)
 	return nil
+}
+
+// proofKey is the context key of a token request's verified DPoP proof.
+type proofKey struct{}
+
+// proofJKT is the thumbprint of the key of the request's verified DPoP
+// proof; "" when it carries none.
+func proofJKT(r *http.Request) string {
+	if p, ok := r.Context().Value(proofKey{}).(*dpopProof); ok {
+		return p.jkt
+	}
+	return ""
+}
+
+// tokenProof verifies a token request's DPoP proof, if it carries one
+// (htm POST, htu this endpoint's URL as clients see it: the issuer's
+// origin and the request's path), and uses its jti up; the request goes
+// on with the proof in its context. A bad proof is answered 400
+// invalid_dpop_proof (RFC 9449 §5); ok is false then.
+func (s *tokenEndpoints) tokenProof(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	if len(r.Header.Values("DPoP")) == 0 {
+		return r, true
+	}
+	now := time.Now()
+	skew := s.cfg.Tokens.ClockSkew
+	p, err := checkDPoPProof(r, originOf(s.cfg.Issuer)+r.URL.EscapedPath(), "", skew, now)
+	if err == nil {
+		err = s.replays.use(p, skew, now)
+	}
+	switch {
+	case err == errReplaysFull:
+		w.Header().Set("Retry-After", "1")
+		s.tokenFail(w, http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		return r, false
+	case err != nil:
+		s.tokenFail(w, http.StatusBadRequest, "invalid_dpop_proof", err.Error())
+		return r, false
+	}
+	return r.WithContext(context.WithValue(r.Context(), proofKey{}, p)), true
 }

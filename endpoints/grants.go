@@ -105,6 +105,9 @@ func (s *tokenEndpoints) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r, ok = s.tokenProof(w, r); !ok {
+		return
+	}
 	name := form.Get("grant_type")
 	grant := s.grants.named(name)
 	var client *storage.Client
@@ -116,6 +119,8 @@ func (s *tokenEndpoints) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
+	case client != nil && client.DPoPBoundAccessTokens && proofJKT(r) == "":
+		s.tokenFail(w, http.StatusBadRequest, "invalid_dpop_proof", "this client registered dpop_bound_access_tokens: send a DPoP proof")
 	case name == "":
 		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "grant_type is missing")
 	case grant == nil:

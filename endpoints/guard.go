@@ -37,6 +37,7 @@ var identityPlaceholders = []string{
 	"http.oauth2.name",
 	"http.oauth2.preferred_username",
 	"http.oauth2.idp",
+	"http.oauth2.dpop_jkt",
 }
 
 // ClearIdentity sets every identity placeholder to "" (public paths).
@@ -86,8 +87,12 @@ func identityValues(c *accessTokenClaims) []any {
 		// A machine client or a workload is nobody's user, whatever its id.
 		user = ""
 	}
+	jkt := ""
+	if c.Cnf != nil {
+		jkt = c.Cnf.JKT
+	}
 	return []any{user, c.Subject, kind, c.ClientID, c.Scope, strings.Join(c.Audience, " "), c.ID, strconv.FormatInt(c.Expiry.Time().Unix(), 10),
-		c.Email, c.Name, c.PreferredUsername, c.IDP}
+		c.Email, c.Name, c.PreferredUsername, c.IDP, jkt}
 }
 
 // guard is the part in front of every protected path: it judges requests
@@ -102,7 +107,10 @@ type guard struct {
 }
 
 func newGuard(c *core, is *issuer, k *custody) *guard {
-	g := &guard{core: c, issuer: is, custody: k, credentials: []guardCredential{bearerCredential{is}}}
+	g := &guard{core: c, issuer: is, custody: k, credentials: []guardCredential{
+		bearerCredential{s: is, requireDPoP: c.cfg.Guard.RequireDPoP},
+		dpopCredential{s: is, replays: newDPoPReplays()},
+	}}
 	if c.cfg.Guard.RateLimitPerUser > 0 {
 		g.userLimit = newKeyedLimiter(c.cfg.Guard.RateLimitPerUser, c.cfg.Guard.RateLimitPerUserWindow)
 		g.userLimit.shareAcrossNodes(c, "user")
@@ -158,6 +166,7 @@ func (s *guard) Guard(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	setUpstreamToken(r, upstreamToken)
 	if !s.cfg.Guard.PassToken {
 		delete(r.Header, "Authorization")
+		delete(r.Header, "Dpop") // the proof goes with its token
 	}
 	if s.cfg.Guard.CORS {
 		w = newCORSWriter(w)
@@ -206,7 +215,7 @@ func (s *guard) authenticateRequest(w http.ResponseWriter, r *http.Request, t *g
 		var err error
 		if raw, err = c.read(r); err != nil {
 			s.decided(t.res, t.call, nil, decisionInvalid, err.Error())
-			s.challenge(w, http.StatusBadRequest, t.res, t.required, "invalid_request", err.Error())
+			s.challenge(w, http.StatusBadRequest, t.res, t.required, c, "invalid_request", err.Error())
 			return principal{}, false
 		}
 		if raw != "" {
@@ -216,21 +225,26 @@ func (s *guard) authenticateRequest(w http.ResponseWriter, r *http.Request, t *g
 	}
 	if cred == nil {
 		s.decided(t.res, t.call, nil, decisionMissingToken, "no access token")
-		s.challenge(w, http.StatusUnauthorized, t.res, t.required, "", "")
+		s.challenge(w, http.StatusUnauthorized, t.res, t.required, nil, "", "")
 		return principal{}, false
 	}
 	p, err := cred.authenticate(r.Context(), r, raw)
 	if err == nil && (!t.inResource || !slices.Contains(p.token.Audience, t.res.id)) {
 		err = errWrongAudience
 	}
+	_, badProof := err.(proofError)
 	switch {
 	case err == errRevocationUnknown:
 		s.guardUnavailable(w, t.res, t.call, nil, err)
 		return principal{}, false
+	case badProof:
+		s.decided(t.res, t.call, nil, decisionInvalid, err.Error())
+		s.challenge(w, http.StatusUnauthorized, t.res, t.required, cred, "invalid_dpop_proof", err.Error())
+		return principal{}, false
 	case err != nil:
 		s.decided(t.res, t.call, nil, refusalDecision(err), err.Error())
 		s.cfg.Logger.Debug("guard: refused", zap.String("path", r.URL.Path), zap.String("reason", err.Error()))
-		s.challenge(w, http.StatusUnauthorized, t.res, t.required, "invalid_token", err.Error())
+		s.challenge(w, http.StatusUnauthorized, t.res, t.required, cred, "invalid_token", err.Error())
 		return principal{}, false
 	}
 	return p, true
@@ -248,7 +262,7 @@ func (s *guard) authorizePrincipal(w http.ResponseWriter, r *http.Request, t *gu
 		s.decided(t.res, t.call, p.token, decisionInsufficientScope, "missing "+strings.Join(missing, " "))
 		s.cfg.Logger.Debug("guard: insufficient scope", zap.String("client_id", p.token.ClientID), zap.String("sub", p.token.Subject),
 			zap.String("scheme", p.scheme), zap.Strings("required", t.required))
-		s.challenge(w, http.StatusForbidden, t.res, t.required, "insufficient_scope", "the access token lacks a required scope")
+		s.challenge(w, http.StatusForbidden, t.res, t.required, nil, "insufficient_scope", "the access token lacks a required scope")
 		return false
 	}
 	if s.userLimit != nil {
@@ -282,7 +296,7 @@ func (s *guard) upstreamRefused(w http.ResponseWriter, res resource, call *mcpCa
 		return
 	}
 	s.decided(res, call, claims, decisionInvalid, err.Error())
-	s.challenge(w, http.StatusUnauthorized, res, required, "invalid_token", err.Error())
+	s.challenge(w, http.StatusUnauthorized, res, required, nil, "invalid_token", err.Error())
 }
 
 // limitSubject is who rate_limit_per_user counts: the user, whatever
@@ -376,7 +390,7 @@ func pathView(r *http.Request) *http.Request {
 // challenge answers 401/403 with an RFC 6750 + RFC 9728 challenge and a
 // JSON body; errCode "" is the no-token case (no error attribute). The
 // body of a 403 names the required scopes too, as the header does.
-func (s *guard) challenge(w http.ResponseWriter, status int, res resource, required []string, errCode, description string) {
+func (s *guard) challenge(w http.ResponseWriter, status int, res resource, required []string, by guardCredential, errCode, description string) {
 	if s.cfg.Guard.CORS {
 		allowCORS(w)
 	}
@@ -385,11 +399,21 @@ func (s *guard) challenge(w http.ResponseWriter, status int, res resource, requi
 	if scope != "" {
 		params += `, scope="` + scope + `"`
 	}
+	withError := params
 	if errCode != "" {
-		params += `, error="` + errCode + `", error_description="` + description + `"`
+		withError += `, error="` + errCode + `", error_description="` + description + `"`
+	}
+	if by != nil && by.challenge(params) == "" {
+		by = nil // a credential that offers no challenge: every one says why
 	}
 	for _, c := range s.credentials {
-		w.Header().Add("WWW-Authenticate", c.challenge(params))
+		p := withError
+		if by != nil && c != by {
+			p = params // the error is the credential's the request used
+		}
+		if ch := c.challenge(p); ch != "" {
+			w.Header().Add("WWW-Authenticate", ch)
+		}
 	}
 	if errCode == "" {
 		// No token: no error code, in the body as in the header (RFC 6750 §3.1).

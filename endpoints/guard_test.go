@@ -201,15 +201,17 @@ func TestGuardCredentialSeam(t *testing.T) {
 	}
 	const params = `resource_metadata="https://auth.test/.well-known/oauth-protected-resource/mcp"`
 	w, _ := serve("/mcp/tools", "")
-	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || len(got) != 2 || got[0] != "Bearer "+params || got[1] != "Test "+params {
+	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || len(got) != 3 || got[0] != "Bearer "+params ||
+		got[1] != "DPoP "+params+`, algs="ES256 EdDSA RS256 PS256"` || got[2] != "Test "+params {
 		t.Fatalf("no credential: %d %q", w.Code, got)
 	}
 	if w, seen := serve("/mcp/tools", "alice"); w.Code != http.StatusNoContent || seen != "alice" {
 		t.Fatalf("the test credential: %d, user %q", w.Code, seen)
 	}
 	w, _ = serve("/mcp/tools", "mallory")
-	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || len(got) != 2 ||
-		got[1] != "Test "+params+`, error="invalid_token", error_description="the access token has been revoked"` {
+	// The error is the challenge of the credential the request used.
+	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || len(got) != 3 || got[0] != "Bearer "+params ||
+		got[2] != "Test "+params+`, error="invalid_token", error_description="the access token has been revoked"` {
 		t.Fatalf("a refused credential: %d %q", w.Code, got)
 	}
 	if w, _ := serve("/mcp/admin", "alice"); w.Code != http.StatusForbidden {

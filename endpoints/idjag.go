@@ -99,7 +99,7 @@ func (s *tokenEndpoints) redeemIDJAG(w http.ResponseWriter, r *http.Request, cli
 		return
 	}
 	g := grant{clientID: client.ID, subject: subject, scope: scope, resource: resource,
-		profile: storage.Profile{Provider: idp.Name, Email: jag.Email}}
+		profile: storage.Profile{Provider: idp.Name, Email: jag.Email}, jkt: proofJKT(r)}
 	if jag.AuthTime > 0 {
 		g.authTime = time.Unix(jag.AuthTime, 0)
 	}

@@ -18,6 +18,8 @@ type introspection struct {
 	Expiry    int64  `json:"exp,omitempty"`
 	IssuedAt  int64  `json:"iat,omitempty"`
 	TokenType string `json:"token_type,omitempty"`
+	// Cnf is a DPoP-bound token's key (RFC 9449 §6.2).
+	Cnf *confirmation `json:"cnf,omitempty"`
 }
 
 var inactive = introspection{Active: false}
@@ -65,9 +67,13 @@ func (s *tokenEndpoints) introspectAccessToken(r *http.Request, token string) (i
 	if err != nil || len(c.Audience) == 0 {
 		return inactive, nil
 	}
+	tokenType := "Bearer"
+	if c.Cnf != nil {
+		tokenType = "DPoP"
+	}
 	return introspection{
 		Active: true, Scope: c.Scope, ClientID: c.ClientID, Subject: c.Subject, Audience: c.Audience[0],
-		Issuer: c.Issuer, Expiry: c.Expiry.Time().Unix(), IssuedAt: c.IssuedAt.Time().Unix(), TokenType: "Bearer",
+		Issuer: c.Issuer, Expiry: c.Expiry.Time().Unix(), IssuedAt: c.IssuedAt.Time().Unix(), TokenType: tokenType, Cnf: c.Cnf,
 	}, nil
 }
 

@@ -31,7 +31,9 @@ type authorizationServer struct {
 	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
 	ScopesSupported                                    []string `json:"scopes_supported,omitempty"`
 	// The assertion profiles the jwt-bearer grant accepts (the ID-JAG's).
-	AuthorizationGrantProfilesSupported        []string `json:"authorization_grant_profiles_supported,omitempty"`
+	AuthorizationGrantProfilesSupported []string `json:"authorization_grant_profiles_supported,omitempty"`
+	// The algorithms of DPoP proofs (RFC 9449 §5.1).
+	DPoPSigningAlgValuesSupported              []string `json:"dpop_signing_alg_values_supported"`
 	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
 }
@@ -43,6 +45,9 @@ type protectedResourceMetadata struct {
 	ScopesSupported        []string `json:"scopes_supported,omitempty"`
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
 	ResourceName           string   `json:"resource_name,omitempty"`
+	// DPoP (RFC 9449 §7.1 and RFC 9728 §2).
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
+	DPoPRequired    bool     `json:"dpop_bound_access_tokens_required,omitempty"`
 }
 
 var codeChallengeMethods = []string{"S256"}
@@ -67,6 +72,7 @@ func (s *Server) authorizationServerMetadata() ([]byte, error) {
 		RevocationEndpointAuthSigningAlgValuesSupported:    assertionAlgNames(),
 		IntrospectionEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
 		ScopesSupported:                                    s.cfg.Scopes,
+		DPoPSigningAlgValuesSupported:                      dpopAlgNames(),
 		AuthorizationResponseIssParameterSupported:         true,
 		ClientIDMetadataDocumentSupported:                  s.cfg.Clients.ClientIDMetadataDocuments,
 	}
@@ -91,6 +97,8 @@ func (s *Server) protectedResource(id string) (resource, error) {
 		ScopesSupported:        resourceScopes(s.cfg.Scopes),
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           s.cfg.ResourceName,
+		DPoPSigningAlgs:        dpopAlgNames(),
+		DPoPRequired:           s.cfg.Guard.RequireDPoP,
 	})
 	if err != nil {
 		return resource{}, err

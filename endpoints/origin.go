@@ -26,6 +26,21 @@ func (s *Server) CheckOrigin(r *http.Request) {
 	if _, done := warnedOrigins.Load(s.cfg.Issuer); done {
 		return
 	}
+	origin := requestOrigin(r)
+	if origin == s.issuerOrigin {
+		return
+	}
+	if _, done := warnedOrigins.LoadOrStore(s.cfg.Issuer, true); done {
+		return
+	}
+	s.cfg.Logger.Warn("a request reached the authorization server at another origin than its issuer: clients will fail to validate its documents (often seen as \"fetch failed\"); make the issuer the URL clients use, or the site serve it",
+		zap.String("issuer", s.cfg.Issuer), zap.String("request_origin", origin))
+}
+
+// requestOrigin is the scheme://host:port a client sent r to: behind a
+// proxy Caddy trusts (trusted_proxies), as its X-Forwarded-Proto and
+// X-Forwarded-Host say.
+func requestOrigin(r *http.Request) string {
 	scheme, host := "http", r.Host
 	if r.TLS != nil {
 		scheme = "https"
@@ -38,14 +53,7 @@ func (s *Server) CheckOrigin(r *http.Request) {
 			host = h
 		}
 	}
-	if scheme+"://"+hostPort(host, scheme) == s.issuerOrigin {
-		return
-	}
-	if _, done := warnedOrigins.LoadOrStore(s.cfg.Issuer, true); done {
-		return
-	}
-	s.cfg.Logger.Warn("a request reached the authorization server at another origin than its issuer: clients will fail to validate its documents (often seen as \"fetch failed\"); make the issuer the URL clients use, or the site serve it",
-		zap.String("issuer", s.cfg.Issuer), zap.String("request_origin", scheme+"://"+host))
+	return scheme + "://" + hostPort(host, scheme)
 }
 
 // originOf is an issuer's scheme://host:port, as CheckOrigin compares it

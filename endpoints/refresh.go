@@ -42,7 +42,11 @@ func (s *tokenEndpoints) refreshGrant(w http.ResponseWriter, r *http.Request, cl
 	// What is asked for is checked inside the rotation, before anything
 	// is written, so a bad request does not use the token up; one step
 	// reads the token and rotates it.
+	jkt := proofJKT(r)
 	narrow := func(fam *storage.RefreshFamily) (string, error) {
+		if fam.JKT != "" && fam.JKT != jkt {
+			return "", &tokenRefusal{"invalid_dpop_proof", "this refresh token is bound to a DPoP key: send a proof signed by that key"}
+		}
 		scope := fam.Scope
 		if requested := s.requestedScopes(form); len(requested) > 0 {
 			for _, sc := range requested {
@@ -98,7 +102,8 @@ func (s *tokenEndpoints) refreshGrant(w http.ResponseWriter, r *http.Request, cl
 		return
 	}
 	scope := issued.Scope
-	g := grant{clientID: client.ID, subject: fam.Subject, profile: fam.Profile, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID}
+	g := grant{clientID: client.ID, subject: fam.Subject, profile: fam.Profile, scope: scope, resource: fam.Resource, authTime: fam.AuthTime, familyID: fam.ID,
+		jkt: jkt}
 	s.metrics.refreshes.WithLabelValues("rotated").Inc()
 	s.audit.info(eventRefreshRotated, zap.String("client_id", client.ID), zap.String("family_id", fam.ID))
 	s.respondWithTokens(w, "refresh_token", storage.NewAccessTokenID(now), g, next, now)

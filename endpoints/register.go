@@ -46,6 +46,8 @@ type clientMetadata struct {
 	// published.
 	JWKS    json.RawMessage `json:"jwks"`
 	JWKSURI string          `json:"jwks_uri"`
+	// DPoPBoundAccessTokens: the client always uses DPoP (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens"`
 }
 
 // registrationResponse is the RFC 7591 §3.2.1 / RFC 7592 response: the
@@ -67,6 +69,7 @@ type registrationResponse struct {
 	ApplicationType         string          `json:"application_type,omitempty"`
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
 	JWKSURI                 string          `json:"jwks_uri,omitempty"`
+	DPoPBoundAccessTokens   bool            `json:"dpop_bound_access_tokens,omitempty"`
 	RegistrationAccessToken string          `json:"registration_access_token,omitempty"`
 	RegistrationClientURI   string          `json:"registration_client_uri"`
 }
@@ -133,6 +136,7 @@ func (s *clients) register(w http.ResponseWriter, r *http.Request) {
 		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
 		JWKS:                    md.JWKS,
 		JWKSURI:                 md.JWKSURI,
+		DPoPBoundAccessTokens:   md.DPoPBoundAccessTokens,
 		ApplicationType:         md.ApplicationType,
 		ClientURI:               md.ClientURI,
 		LogoURI:                 md.LogoURI,
@@ -182,6 +186,7 @@ func (s *clients) registrationResponse(c *storage.Client) registrationResponse {
 		ApplicationType:         c.ApplicationType,
 		JWKS:                    c.JWKS,
 		JWKSURI:                 c.JWKSURI,
+		DPoPBoundAccessTokens:   c.DPoPBoundAccessTokens,
 		RegistrationClientURI:   s.endpoint("/oauth/register/" + url.PathEscape(c.ID)),
 	}
 }

@@ -87,7 +87,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.issuer = newIssuer(s.core, cfg.Signing.Keys)
 	s.clients = newClients(s.core, &cfg)
-	s.tokenEndpoints = &tokenEndpoints{core: s.core, issuer: s.issuer, clients: s.clients, trusted: newTrustedIssuers(&cfg)}
+	s.tokenEndpoints = &tokenEndpoints{core: s.core, issuer: s.issuer, clients: s.clients, trusted: newTrustedIssuers(&cfg),
+		replays: newDPoPReplays()}
 	s.custody = newCustody(s.core, cfg.SignIn.Providers)
 	s.guard = newGuard(s.core, s.issuer, s.custody)
 	s.operator = &operator{core: s.core, issuer: s.issuer, clients: s.clients}

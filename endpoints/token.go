@@ -20,6 +20,7 @@ type tokenEndpoints struct {
 	*issuer                  // signs and verifies the tokens
 	*clients                 // authenticates the callers
 	trusted  *trustedIssuers // the issuers of assertion grants
+	replays  *dpopReplays    // the DPoP proofs seen in their window
 }
 
 // mount serves the token, revocation and introspection endpoints.
@@ -87,11 +88,17 @@ func (s *tokenEndpoints) exchangeCode(w http.ResponseWriter, r *http.Request, cl
 		return
 	}
 
-	g := grant{clientID: client.ID, subject: ac.Subject, profile: ac.Profile, scope: ac.Scope, resource: ac.Resource, authTime: ac.AuthTime}
+	g := grant{clientID: client.ID, subject: ac.Subject, profile: ac.Profile, scope: ac.Scope, resource: ac.Resource, authTime: ac.AuthTime,
+		jkt: proofJKT(r)}
 	var refresh *storage.NewRefreshFamily
 	if allowsGrant(client, "refresh_token") {
 		refresh = s.newRefreshFamily(g, now)
 		g.familyID = refresh.Family.ID
+		if !kindOf(client).confidential() {
+			// A public client's refresh tokens are bound to its DPoP key
+			// for the family's life (RFC 9449 §5).
+			refresh.Family.JKT = g.jkt
+		}
 	}
 	jti := storage.NewAccessTokenID(now)
 	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.Tokens.AccessTokenLifetime)}
@@ -142,13 +149,20 @@ func (s *tokenEndpoints) respondWithTokens(w http.ResponseWriter, grantType, jti
 	if grantType == grantJWTBearer {
 		fields = append(fields, zap.String("idp", g.profile.Provider))
 	}
+	if g.jkt != "" {
+		fields = append(fields, zap.String("dpop_jkt", g.jkt))
+	}
 	s.audit.info(eventTokenIssued, fields...)
 	if grantType != "refresh_token" {
 		s.audit.issued(cmp.Or(g.familyID, jti), g, grantType, now)
 	}
+	tokenType := "Bearer"
+	if g.jkt != "" {
+		tokenType = "DPoP"
+	}
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken:  at.token,
-		TokenType:    "Bearer",
+		TokenType:    tokenType,
 		ExpiresIn:    int64(s.cfg.Tokens.AccessTokenLifetime / time.Second),
 		Scope:        g.scope,
 		RefreshToken: refreshToken,

@@ -118,7 +118,7 @@ func (s *tokenEndpoints) redeemWorkload(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	subject := wl.Name + ":" + claims.Subject
-	g := grant{clientID: subject, subject: subject, scope: scope, resource: resource, gty: gtyWorkload, profile: storage.Profile{Provider: wl.Name}}
+	g := grant{clientID: subject, subject: subject, scope: scope, resource: resource, gty: gtyWorkload, profile: storage.Profile{Provider: wl.Name}, jkt: proofJKT(r)}
 	s.respondWithTokens(w, grantJWTBearer, storage.NewAccessTokenID(now), g, "", now)
 }
 

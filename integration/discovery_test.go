@@ -27,6 +27,7 @@ const fullASMetadata = `{"issuer":"https://mcp.example.com",` +
 	`"revocation_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
 	`"introspection_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
 	`"scopes_supported":["mcp:read","mcp:write"],` +
+	`"dpop_signing_alg_values_supported":["ES256","EdDSA","RS256","PS256"],` +
 	`"authorization_response_iss_parameter_supported":true,` +
 	`"client_id_metadata_document_supported":true}`
 
@@ -59,9 +60,11 @@ func TestDiscoveryDocuments(t *testing.T) {
 
 	// One document per resource; the path-inserted form for a path.
 	mcpDoc := `{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://mcp.example.com"],` +
-		`"scopes_supported":["mcp:read","mcp:write"],"bearer_methods_supported":["header"],"resource_name":"Example MCP"}`
+		`"scopes_supported":["mcp:read","mcp:write"],"bearer_methods_supported":["header"],"resource_name":"Example MCP",` +
+		`"dpop_signing_alg_values_supported":["ES256","EdDSA","RS256","PS256"]}`
 	rootDoc := `{"resource":"https://mcp.example.com","authorization_servers":["https://mcp.example.com"],` +
-		`"scopes_supported":["mcp:read","mcp:write"],"bearer_methods_supported":["header"],"resource_name":"Example MCP"}`
+		`"scopes_supported":["mcp:read","mcp:write"],"bearer_methods_supported":["header"],"resource_name":"Example MCP",` +
+		`"dpop_signing_alg_values_supported":["ES256","EdDSA","RS256","PS256"]}`
 	for path, want := range map[string]string{
 		"/.well-known/oauth-protected-resource/mcp": mcpDoc,
 		"/.well-known/oauth-protected-resource":     rootDoc, // https://MCP.example.com/ is the origin resource
@@ -116,7 +119,7 @@ func TestDiscoveryPreflight(t *testing.T) {
 		want := map[string]string{
 			"Access-Control-Allow-Origin":  "*",
 			"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-			"Access-Control-Allow-Headers": "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID",
+			"Access-Control-Allow-Headers": "Authorization, DPoP, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID",
 			"Access-Control-Max-Age":       "86400",
 		}
 		if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
@@ -162,6 +165,7 @@ func TestDiscoveryWithIssuerPath(t *testing.T) {
 		`"token_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
 		`"revocation_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
 		`"introspection_endpoint_auth_signing_alg_values_supported":["RS256","PS256","ES256","EdDSA"],` +
+		`"dpop_signing_alg_values_supported":["ES256","EdDSA","RS256","PS256"],` +
 		`"authorization_response_iss_parameter_supported":true}`
 	for _, path := range []string{
 		"/.well-known/oauth-authorization-server/tenant1", // RFC 8414 §3.1

@@ -89,7 +89,7 @@ func TestGuardPreflight(t *testing.T) {
 	want := map[string]string{
 		"Access-Control-Allow-Origin":   "*",
 		"Access-Control-Allow-Methods":  "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-		"Access-Control-Allow-Headers":  "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID",
+		"Access-Control-Allow-Headers":  "Authorization, DPoP, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID",
 		"Access-Control-Expose-Headers": "WWW-Authenticate, Mcp-Session-Id",
 	}
 	if p.resp.StatusCode != http.StatusNoContent {
@@ -391,7 +391,7 @@ func TestGuardPreflightMcpParamHeaders(t *testing.T) {
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,mcp-param-city,MCP-PARAM-Units,x-evil")
 	p := newBrowser(t).do(req)
-	want := "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID, mcp-param-city, MCP-PARAM-Units"
+	want := "Authorization, DPoP, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID, mcp-param-city, MCP-PARAM-Units"
 	if p.resp.StatusCode != http.StatusNoContent || p.resp.Header.Get("Access-Control-Allow-Headers") != want {
 		t.Fatalf("preflight: %d Allow-Headers %q\nwant %q", p.resp.StatusCode, p.resp.Header.Get("Access-Control-Allow-Headers"), want)
 	}

@@ -300,12 +300,15 @@ type Client struct {
 	// JWKS (a JWK Set of public keys) or JWKSURI (where the client
 	// publishes one) are the keys of a client that authenticates with
 	// private_key_jwt; never both.
-	JWKS                  json.RawMessage `json:"jwks,omitempty"`
-	JWKSURI               string          `json:"jwks_uri,omitempty"`
-	ApplicationType       string          `json:"application_type,omitempty"`
-	ClientURI             string          `json:"client_uri,omitempty"`
-	LogoURI               string          `json:"logo_uri,omitempty"`
-	RegistrationTokenHash []byte          `json:"registration_token_hash,omitempty"`
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	// DPoPBoundAccessTokens: the client always sends DPoP proofs, and a
+	// token request without one is refused (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool   `json:"dpop_bound_access_tokens,omitempty"`
+	ApplicationType       string `json:"application_type,omitempty"`
+	ClientURI             string `json:"client_uri,omitempty"`
+	LogoURI               string `json:"logo_uri,omitempty"`
+	RegistrationTokenHash []byte `json:"registration_token_hash,omitempty"`
 	// Trusted (first-party) clients skip the consent screen.
 	Trusted bool `json:"trusted,omitempty"`
 	// IntrospectAll lets a confidential client (a resource server)
