@@ -4,7 +4,8 @@
 // 9207) and refreshes. Authlib's OAuth2Session, registered for
 // client_secret_post, introspects and revokes with client_secret_basic.
 // openid-client (on panva's oauth4webapi) registers a public key and
-// authenticates with private_key_jwt throughout. Run by e2e/run, which
+// authenticates with private_key_jwt throughout, and, as a public client,
+// uses DPoP through the code flow, refresh and the guarded MCP server. Run by e2e/run, which
 // starts everything.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -124,4 +125,52 @@ test('openid-client with private_key_jwt: registers its public key, code flow wi
   const impostor = new client.Configuration(config.serverMetadata(), config.clientMetadata().client_id, {}, stranger);
   client.allowInsecureRequests(impostor);
   await assert.rejects(client.refreshTokenGrant(impostor, tokens.refresh_token), (err) => err.error === 'invalid_client' && err.status === 401);
+});
+
+test('openid-client with DPoP: a public client runs the code flow, refresh and MCP requests, each with a proof; the bound token is refused as Bearer', async () => {
+  const options = { execute: [client.allowInsecureRequests] };
+  const config = await client.dynamicClientRegistration(new URL(BASE), {
+    client_name: 'openid-client with DPoP',
+    redirect_uris: [REDIRECT],
+    grant_types: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_method: 'none',
+    dpop_bound_access_tokens: true,
+  }, client.None(), options);
+  const dpop = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
+
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT, scope: 'mcp:read', resource: MCP_URL.href, state,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const { callback } = await browser.authorize(url);
+  const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state },
+    { resource: MCP_URL.href }, { DPoP: dpop });
+  assert.equal(tokens.token_type.toLowerCase(), 'dpop');
+
+  const call = (token) => client.fetchProtectedResource(config, token, MCP_URL, 'POST',
+    JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    new Headers({ 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' }), { DPoP: dpop });
+  let answer = await call(tokens.access_token);
+  assert.equal(answer.status, 200, await answer.text());
+  answer = await call(tokens.access_token); // a new proof for each request
+  assert.equal(answer.status, 200, await answer.text());
+
+  // The refresh token is bound to the key: another key is refused.
+  const stranger = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
+  await assert.rejects(client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP: stranger }), (err) => err.error === 'invalid_dpop_proof');
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP: dpop });
+  assert.equal(refreshed.token_type.toLowerCase(), 'dpop');
+  answer = await call(refreshed.access_token);
+  assert.equal(answer.status, 200, await answer.text());
+
+  // Stolen and sent as a bearer token, it is refused.
+  const bearer = await fetch(MCP_URL, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${refreshed.access_token}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  assert.equal(bearer.status, 401);
+  assert.match(bearer.headers.get('www-authenticate'), /error="invalid_token", error_description="the access token is bound to a DPoP key/);
 });
