@@ -23,6 +23,7 @@ type authorizeRequest struct {
 	redirectGiven bool
 	state         string
 	challenge     string
+	dpopJKT       string // the DPoP key the code is bound to (dpop_jkt)
 	scope         string
 	resource      string
 	prompt        prompt
@@ -119,6 +120,12 @@ func (s *clients) parseAuthorizeRequest(ctx context.Context, q url.Values) (*aut
 		return req, redirectError("invalid_request", "code_challenge must be 43 base64url characters (S256)")
 	}
 	req.challenge = challenge
+	if jkt, ok := q["dpop_jkt"]; ok {
+		if len(jkt) != 1 || !validChallenge(jkt[0]) {
+			return req, redirectError("invalid_request", "dpop_jkt must be the key's SHA-256 thumbprint: 43 base64url characters")
+		}
+		req.dpopJKT = jkt[0]
+	}
 
 	scope, aerr := s.requestedScope(client, q)
 	if aerr != nil {
@@ -361,6 +368,7 @@ func (s *authorization) issueCode(w http.ResponseWriter, r *http.Request, req *a
 		RedirectURI:      req.redirectURI,
 		RedirectURIGiven: req.redirectGiven,
 		CodeChallenge:    req.challenge,
+		DPoPJKT:          req.dpopJKT,
 		Scope:            req.scope,
 		Resource:         req.resource,
 		Subject:          user.subject,

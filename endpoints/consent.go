@@ -43,6 +43,7 @@ func (s *authorization) showConsent(w http.ResponseWriter, r *http.Request, req 
 		RedirectURIGiven: req.redirectGiven,
 		State:            req.state,
 		CodeChallenge:    req.challenge,
+		DPoPJKT:          req.dpopJKT,
 		Scope:            req.scope,
 		Resource:         req.resource,
 		Subject:          user.subject,
@@ -138,7 +139,7 @@ func (s *authorization) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	req := &authorizeRequest{
 		client: client, redirectURI: pending.RedirectURI, redirectGiven: pending.RedirectURIGiven,
-		state: pending.State, challenge: pending.CodeChallenge, scope: pending.Scope, resource: pending.Resource,
+		state: pending.State, challenge: pending.CodeChallenge, dpopJKT: pending.DPoPJKT, scope: pending.Scope, resource: pending.Resource,
 	}
 	who := []zap.Field{zap.String("client_id", client.ID), zap.String("sub", pending.Subject), zap.String("resource", req.resource)}
 	answerer := identity{subject: pending.Subject, authTime: pending.AuthTime, profile: pending.Profile}

@@ -440,3 +440,43 @@ func BenchmarkCeilingES256Verify(b *testing.B) {
 		}
 	}
 }
+
+// TestDPoPBindsTheCode: dpop_jkt at the authorization endpoint binds the
+// code to a key (RFC 9449 §10); a malformed one is refused to the client.
+func TestDPoPBindsTheCode(t *testing.T) {
+	s := dpopServer(t)
+	q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "code_challenge": {challengeOf(testVerifier)},
+		"code_challenge_method": {"S256"}, "state": {"xyz"}, "dpop_jkt": {"not-a-thumbprint"}}
+	w := httptest.NewRecorder()
+	s.authorize(w, httptest.NewRequest(http.MethodGet, "https://auth.test/oauth/authorize?"+q.Encode(), nil))
+	if loc, _ := url.Parse(w.Header().Get("Location")); w.Code != http.StatusFound || loc.Query().Get("error") != "invalid_request" ||
+		loc.Query().Get("error_description") != "dpop_jkt must be the key's SHA-256 thumbprint: 43 base64url characters" {
+		t.Fatalf("a malformed dpop_jkt: %d %s", w.Code, w.Header().Get("Location"))
+	}
+
+	c, _ := s.lookupClient(context.Background(), "app")
+	issue := func() string {
+		code := randomToken()
+		req := &authorizeRequest{client: c, redirectURI: "https://app.test/cb", challenge: challengeOf(testVerifier), dpopJKT: thumbprintOf("ec"),
+			scope: "mcp:read", resource: "https://auth.test/mcp"}
+		if err := s.issueCode(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "https://auth.test/oauth/authorize", nil), req,
+			identity{subject: "alice", authTime: time.Now()}, code); err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	redeem := func(code string, header ...string) (int, map[string]any) {
+		status, out, _ := tokenCall(t, s, url.Values{"grant_type": {"authorization_code"}, "client_id": {"app"}, "code": {code}, "code_verifier": {testVerifier}}, header...)
+		return status, out
+	}
+	code := issue()
+	for name, header := range map[string][]string{"no proof": nil, "another key": {"DPoP", dpopProofOf(t, "ec2", jose.ES256, "POST", tokenURL)}} {
+		if status, out := redeem(code, header...); status != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" ||
+			out["error_description"] != "the authorization code is bound to a DPoP key (dpop_jkt): send a proof signed by that key" {
+			t.Errorf("a bound code with %s: %d %v", name, status, out)
+		}
+	}
+	if status, out := redeem(code, "DPoP", dpopProofOf(t, "ec", jose.ES256, "POST", tokenURL)); status != http.StatusOK || out["token_type"] != "DPoP" {
+		t.Errorf("a bound code with its key (the refused attempts did not use it up): %d %v", status, out)
+	}
+}

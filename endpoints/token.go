@@ -76,6 +76,10 @@ func (s *tokenEndpoints) exchangeCode(w http.ResponseWriter, r *http.Request, cl
 		invalidGrant("code_verifier is missing or does not match the code_challenge")
 		return
 	}
+	if ac.DPoPJKT != "" && proofJKT(r) != ac.DPoPJKT {
+		s.tokenFail(w, http.StatusBadRequest, "invalid_dpop_proof", "the authorization code is bound to a DPoP key (dpop_jkt): send a proof signed by that key")
+		return
+	}
 	if res := form["resource"]; len(res) > 0 {
 		if canonical, ok := s.matchResource(res[0]); len(res) != 1 || !ok || canonical != ac.Resource {
 			s.tokenFail(w, http.StatusBadRequest, "invalid_target", "resource does not match the authorization request")

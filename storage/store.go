@@ -358,16 +358,19 @@ type AuthorizationCode struct {
 	RedirectURI string `json:"redirect_uri"`
 	// RedirectURIGiven records whether the authorization request named the
 	// redirect URI; the token request must then repeat it.
-	RedirectURIGiven bool      `json:"redirect_uri_given,omitempty"`
-	CodeChallenge    string    `json:"code_challenge"`
-	Scope            string    `json:"scope,omitempty"`
-	Resource         string    `json:"resource"`
-	Subject          string    `json:"sub"`
-	Profile          Profile   `json:"profile,omitzero"`
-	AuthTime         time.Time `json:"auth_time"`
-	IssuedAt         time.Time `json:"issued_at"`
-	ExpiresAt        time.Time `json:"expires_at"`
-	UsedAt           time.Time `json:"used_at,omitzero"`
+	RedirectURIGiven bool   `json:"redirect_uri_given,omitempty"`
+	CodeChallenge    string `json:"code_challenge"`
+	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10): redeeming it
+	// needs a proof by that key.
+	DPoPJKT   string    `json:"dpop_jkt,omitempty"`
+	Scope     string    `json:"scope,omitempty"`
+	Resource  string    `json:"resource"`
+	Subject   string    `json:"sub"`
+	Profile   Profile   `json:"profile,omitzero"`
+	AuthTime  time.Time `json:"auth_time"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	UsedAt    time.Time `json:"used_at,omitzero"`
 	// Issued records what the redemption produced, for revocation on replay.
 	Issued Issuance `json:"issued,omitzero"`
 }
@@ -462,16 +465,19 @@ type PendingAuthorization struct {
 	RedirectURI string `json:"redirect_uri"`
 	// RedirectURIGiven records whether the request named the redirect URI
 	// (the token request must then repeat it).
-	RedirectURIGiven bool      `json:"redirect_uri_given,omitempty"`
-	State            string    `json:"state,omitempty"`
-	CodeChallenge    string    `json:"code_challenge"`
-	Scope            string    `json:"scope,omitempty"`
-	Resource         string    `json:"resource"`
-	Subject          string    `json:"sub"`
-	Profile          Profile   `json:"profile,omitzero"`
-	AuthTime         time.Time `json:"auth_time"`
-	CSRFHash         []byte    `json:"csrf_hash"`
-	ExpiresAt        time.Time `json:"expires_at"`
+	RedirectURIGiven bool   `json:"redirect_uri_given,omitempty"`
+	State            string `json:"state,omitempty"`
+	CodeChallenge    string `json:"code_challenge"`
+	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10): redeeming it
+	// needs a proof by that key.
+	DPoPJKT   string    `json:"dpop_jkt,omitempty"`
+	Scope     string    `json:"scope,omitempty"`
+	Resource  string    `json:"resource"`
+	Subject   string    `json:"sub"`
+	Profile   Profile   `json:"profile,omitzero"`
+	AuthTime  time.Time `json:"auth_time"`
+	CSRFHash  []byte    `json:"csrf_hash"`
+	ExpiresAt time.Time `json:"expires_at"`
 	// Decision ("allow" or "deny") and AnsweredAt are set by the first
 	// answer.
 	Decision   string    `json:"decision,omitempty"`
