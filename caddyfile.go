@@ -113,6 +113,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    root_aliases <bool>
 //	    pass_token
 //	    require_dpop
+//	    dpop_nonce
 //	    cors        <bool>
 //	    templates   <folder>
 //	}
@@ -196,6 +197,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.CORS, err = boolArg(d)
 		case "require_dpop":
 			err = noArgs(d, &h.RequireDPoP)
+		case "dpop_nonce":
+			err = noArgs(d, &h.DPoPNonce)
 		case "pass_token":
 			err = noArgs(d, &h.PassToken)
 		case "enforce_scopes":

@@ -268,6 +268,7 @@ const moreOptions = `oauth2_server {
 	refresh_family_lifetime 30d
 	pass_token
 	require_dpop
+	dpop_nonce
 	cors off
 	client rs {
 		secret {env.RS_SECRET}
@@ -317,7 +318,7 @@ func TestUnmarshalCaddyfileMoreOptions(t *testing.T) {
 	want := &Handler{
 		SigningKeyRotation: caddy.Duration(720 * time.Hour), SigningKeyPrepublish: &prepublish,
 		RefreshReuseGrace: &zero, RefreshFamilyLifetime: caddy.Duration(30 * 24 * time.Hour),
-		PassToken: true, RequireDPoP: true, CORS: new(false),
+		PassToken: true, RequireDPoP: true, DPoPNonce: true, CORS: new(false),
 		Clients: []Client{{ID: "rs", Secret: "{env.RS_SECRET}", GrantTypes: []string{"client_credentials"}, Introspect: true},
 			{ID: "agent", JWKSFile: "/etc/caddy/agent.jwks.json", GrantTypes: []string{"client_credentials"}},
 			{ID: "chatgpt", TokenEndpointAuthMethod: "private_key_jwt", JWKSURI: "https://chatgpt.example/jwks.json", RedirectURIs: []string{"https://chatgpt.example/cb"}}},

@@ -265,6 +265,14 @@ type Handler struct {
 	// beside Bearer without this option.
 	RequireDPoP bool `json:"require_dpop,omitempty"`
 
+	// Require DPoP proofs to carry a recent server nonce (RFC 9449 §8), at
+	// the token endpoint and on protected paths: a client without one is
+	// answered use_dpop_nonce with a DPoP-Nonce header and retries. It
+	// bounds a captured proof's replay on every node of a cluster, at the
+	// cost of that first round trip. Nonces are stateless (made from the
+	// signing key every node shares).
+	DPoPNonce bool `json:"dpop_nonce,omitempty"`
+
 	// Answer CORS preflight on protected paths without a token and let any
 	// origin read the guard's answers (browser-hosted MCP clients need
 	// this). Default: true.
@@ -542,6 +550,7 @@ func (h *Handler) tokenConfig() endpoints.TokenConfig {
 		RefreshReuseGrace:         time.Duration(*h.RefreshReuseGrace),
 		AuthorizationCodeLifetime: time.Duration(h.AuthorizationCodeLifetime),
 		ClockSkew:                 time.Duration(h.ClockSkew),
+		DPoPNonce:                 h.DPoPNonce,
 	}
 }
 

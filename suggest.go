@@ -10,7 +10,7 @@ var (
 		"access_token_lifetime", "refresh_token_lifetime", "authorization_code_lifetime", "clock_skew", "session_lifetime",
 		"refresh_reuse_grace", "refresh_family_lifetime", "user", "login", "user_from", "sign_in_path", "client",
 		"dynamic_registration", "unused_client_ttl", "client_id_metadata_documents", "public", "require_scope", "allow_tools",
-		"rate_limit_per_user", "ipv6_limit_prefix", "root_aliases", "pass_token", "require_dpop", "cors", "templates", "enterprise_idp", "workload_issuer"}
+		"rate_limit_per_user", "ipv6_limit_prefix", "root_aliases", "pass_token", "require_dpop", "dpop_nonce", "cors", "templates", "enterprise_idp", "workload_issuer"}
 	clientOptions = []string{"secret", "name", "redirect_uri", "scopes", "grant_types", "introspect", "public", "trusted",
 		"token_endpoint_auth_method", "jwks_file", "jwks_uri"}
 	loginOptions = []string{"issuer", "client_id", "client_secret", "label", "api_url", "web_url", "scopes", "allow_domains",

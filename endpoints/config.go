@@ -53,7 +53,10 @@ type TokenConfig struct {
 	// presented again (retries, parallel refreshes); 0 is strict.
 	RefreshReuseGrace         time.Duration
 	AuthorizationCodeLifetime time.Duration
-	ClockSkew                 time.Duration
+	// DPoPNonce: DPoP proofs must carry a recent server nonce (RFC 9449
+	// §8), at the token endpoint and at the guard.
+	DPoPNonce bool
+	ClockSkew time.Duration
 }
 
 // GrantConfig is whom the token endpoint's assertion grants trust.

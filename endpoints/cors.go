@@ -12,7 +12,7 @@ import (
 const corsAllowHeaders = "Authorization, DPoP, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
 
 // corsExposeHeaders are the response headers browser-hosted clients read.
-var corsExposeHeaders = []string{"WWW-Authenticate", "Mcp-Session-Id"}
+var corsExposeHeaders = []string{"WWW-Authenticate", "Mcp-Session-Id", "DPoP-Nonce"}
 
 // mcpParamPrefix starts the headers into which MCP clients mirror tool
 // parameters (Mcp-Param-<Name>, MCP transport 2026-07-28); a preflight

@@ -47,9 +47,10 @@ const maxProofBytes = 8 << 10
 
 // dpopProof is a verified proof: the thumbprint of its key, its jti, iat.
 type dpopProof struct {
-	jkt string
-	jti string
-	iat time.Time
+	jkt   string
+	jti   string
+	iat   time.Time
+	nonce string // the server nonce it carries, if any
 }
 
 // dpopClaims are a proof's claims.
@@ -61,6 +62,10 @@ type dpopClaims struct {
 	ATH   string       `json:"ath"`
 	Nonce string       `json:"nonce"`
 }
+
+// errStaleNonce: dpop_nonce is on and the proof has no fresh nonce of
+// ours (answered with one in DPoP-Nonce).
+var errStaleNonce = errors.New("use the DPoP-Nonce this server gives in the proof's nonce")
 
 // errNoProof: the request carries no DPoP header.
 var errNoProof = errors.New("a DPoP proof is required")
@@ -113,7 +118,7 @@ func checkDPoPProof(r *http.Request, htu, accessToken string, skew time.Duration
 		return nil, errors.New("the DPoP proof's jwk has no thumbprint")
 	}
 	iat, _ := c.IAT.Int64()
-	return &dpopProof{jkt: base64.RawURLEncoding.EncodeToString(thumb), jti: c.JTI, iat: time.Unix(iat, 0)}, nil
+	return &dpopProof{jkt: base64.RawURLEncoding.EncodeToString(thumb), jti: c.JTI, iat: time.Unix(iat, 0), nonce: c.Nonce}, nil
 }
 
 // checkProofClaims checks what a proof says of the request.
@@ -233,6 +238,14 @@ func (s *tokenEndpoints) tokenProof(w http.ResponseWriter, r *http.Request) (*ht
 	now := time.Now()
 	skew := s.cfg.Tokens.ClockSkew
 	p, err := checkDPoPProof(r, originOf(s.cfg.Issuer)+r.URL.EscapedPath(), "", skew, now)
+	if s.cfg.Tokens.DPoPNonce {
+		// Every answer gives the client the nonce to use next.
+		w.Header().Set("DPoP-Nonce", s.Keys().DPoPNonce(now))
+		if err == nil && !s.Keys().validDPoPNonce(p.nonce, skew, now) {
+			s.tokenFail(w, http.StatusBadRequest, "use_dpop_nonce", errStaleNonce.Error())
+			return r, false
+		}
+	}
 	if err == nil {
 		err = s.replays.use(p, skew, now)
 	}

@@ -63,12 +63,14 @@ const tokenURL = "https://auth.test/oauth/token"
 // dpopServer is grantServer with conf, a client with a secret that
 // refreshes, and bound, a machine client that registered
 // dpop_bound_access_tokens.
-func dpopServer(t *testing.T) *Server {
-	return grantServer(t, func(c *Config) {
+func dpopServer(t *testing.T) *Server { return dpopServerWith(t) }
+
+func dpopServerWith(t *testing.T, mutate ...func(*Config)) *Server {
+	return grantServer(t, append([]func(*Config){func(c *Config) {
 		c.Clients.Static = append(c.Clients.Static,
 			storage.Client{ID: "conf", SecretHash: storage.Hash("conf-secret-0123456789"), RedirectURIs: []string{"https://conf.test/cb"}, GrantTypes: DefaultGrantTypes()},
 			storage.Client{ID: "bound", SecretHash: storage.Hash("bound-secret-0123456789"), GrantTypes: []string{grantClientCredentials}, DPoPBoundAccessTokens: true})
-	})
+	}}, mutate...)...)
 }
 
 func TestDPoPAtTheTokenEndpoint(t *testing.T) {
@@ -478,5 +480,70 @@ func TestDPoPBindsTheCode(t *testing.T) {
 	}
 	if status, out := redeem(code, "DPoP", dpopProofOf(t, "ec", jose.ES256, "POST", tokenURL)); status != http.StatusOK || out["token_type"] != "DPoP" {
 		t.Errorf("a bound code with its key (the refused attempts did not use it up): %d %v", status, out)
+	}
+}
+
+// TestDPoPNonces: with dpop_nonce, a proof without a fresh nonce of ours
+// is answered use_dpop_nonce with one in DPoP-Nonce, at the token
+// endpoint and at the guard; the nonce is stateless, so another node
+// with the same keys takes it, and it ages out.
+func TestDPoPNonces(t *testing.T) {
+	key, err := GenerateSigningKey(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func() *Server {
+		return dpopServerWith(t, func(c *Config) {
+			c.Tokens.DPoPNonce = true
+			c.Signing.Keys, _ = NewKeySet([]storage.SigningKey{*key}, time.Now())
+		})
+	}
+	a, b := node(), node()
+	now := time.Now()
+	nonce := a.Keys().DPoPNonce(now)
+	if !b.Keys().validDPoPNonce(nonce, 0, now) {
+		t.Fatal("another node refused the nonce")
+	}
+	for name, n := range map[string]string{
+		"stale":           a.Keys().DPoPNonce(now.Add(-dpopNonceLifetime - time.Second)),
+		"from the future": a.Keys().DPoPNonce(now.Add(time.Minute)),
+		"tampered":        nonce[:len(nonce)-2] + "AA",
+		"another kid":     "other" + nonce[strings.Index(nonce, "~"):],
+		"garbage":         "x",
+	} {
+		if a.Keys().validDPoPNonce(n, 0, now) {
+			t.Errorf("%s nonce accepted", name)
+		}
+	}
+	if other, _ := NewHMACKeySet([]byte("0123456789abcdef0123456789abcdef")); other.validDPoPNonce(nonce, 0, now) {
+		t.Error("a nonce of other keys accepted")
+	}
+
+	machine := url.Values{"grant_type": {"client_credentials"}, "client_id": {"m"}, "client_secret": {"m-secret-0123456789"}}
+	status, out, h := tokenCall(t, a, machine, "DPoP", dpopProofOf(t, "ec", jose.ES256, "POST", tokenURL))
+	given := h.Get("DPoP-Nonce")
+	if status != http.StatusBadRequest || out["error"] != "use_dpop_nonce" || given == "" {
+		t.Fatalf("no nonce: %d %v, DPoP-Nonce %q", status, out, given)
+	}
+	status, out, _ = tokenCall(t, b, machine, "DPoP", dpopProofOf(t, "ec", jose.ES256, "POST", tokenURL, "nonce", a.Keys().DPoPNonce(now.Add(-10*time.Minute))))
+	if status != http.StatusBadRequest || out["error"] != "use_dpop_nonce" {
+		t.Fatalf("a stale nonce: %d %v", status, out)
+	}
+	status, out, h = tokenCall(t, b, machine, "DPoP", dpopProofOf(t, "ec", jose.ES256, "POST", tokenURL, "nonce", given))
+	if status != http.StatusOK || out["token_type"] != "DPoP" || h.Get("DPoP-Nonce") == "" {
+		t.Fatalf("the nonce given by another node: %d %v", status, out)
+	}
+	at := out["access_token"].(string)
+
+	w, r := guardDPoP(t, at, "ec")
+	a.Guard(w, r, okNext)
+	const params = `resource_metadata="https://auth.test/.well-known/oauth-protected-resource/mcp"`
+	if got := w.Header().Values("WWW-Authenticate"); w.Code != http.StatusUnauthorized || w.Header().Get("DPoP-Nonce") == "" || len(got) != 2 ||
+		got[1] != "DPoP "+params+`, error="use_dpop_nonce", error_description="use the DPoP-Nonce this server gives in the proof's nonce", algs="ES256 EdDSA RS256 PS256"` {
+		t.Fatalf("the guard, no nonce: %d %q", w.Code, got)
+	}
+	w, r = guardDPoP(t, at, "ec", "nonce", w.Header().Get("DPoP-Nonce"))
+	if a.Guard(w, r, okNext); w.Code != http.StatusNoContent || w.Header().Get("DPoP-Nonce") == "" {
+		t.Fatalf("the guard, with the nonce: %d %s", w.Code, w.Body)
 	}
 }

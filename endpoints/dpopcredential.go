@@ -22,8 +22,19 @@ type dpopCredential struct {
 func (dpopCredential) read(r *http.Request) (string, error) { return schemeToken(r.Header, "DPoP") }
 
 // proofError is a refusal of the proof rather than of the token: its
-// challenge says invalid_dpop_proof.
-type proofError struct{ error }
+// challenge says invalid_dpop_proof, or use_dpop_nonce (nonce).
+type proofError struct {
+	error
+	nonce bool
+}
+
+// code is the challenge's error code.
+func (e proofError) code() string {
+	if e.nonce {
+		return "use_dpop_nonce"
+	}
+	return "invalid_dpop_proof"
+}
 
 func (d dpopCredential) authenticate(ctx context.Context, r *http.Request, raw string) (principal, error) {
 	if !d.s.synced() {
@@ -41,14 +52,16 @@ func (d dpopCredential) authenticate(ctx context.Context, r *http.Request, raw s
 	proof, err := checkDPoPProof(r, requestOrigin(r)+r.URL.EscapedPath(), raw, skew, now)
 	switch {
 	case err != nil:
-		return principal{}, proofError{err}
+		return principal{}, proofError{error: err}
 	case proof.jkt != claims.Cnf.JKT:
-		return principal{}, proofError{errors.New("the DPoP proof is not signed by the key the access token is bound to")}
+		return principal{}, proofError{error: errors.New("the DPoP proof is not signed by the key the access token is bound to")}
+	case d.s.cfg.Tokens.DPoPNonce && !d.s.Keys().validDPoPNonce(proof.nonce, skew, now):
+		return principal{}, proofError{error: errStaleNonce, nonce: true}
 	}
 	if err := d.replays.use(proof, skew, now); err == errReplaysFull {
 		return principal{}, errRevocationUnknown
 	} else if err != nil {
-		return principal{}, proofError{err}
+		return principal{}, proofError{error: err}
 	}
 	return principal{scheme: "DPoP", token: claims, fresh: fresh}, nil
 }

@@ -232,14 +232,18 @@ func (s *guard) authenticateRequest(w http.ResponseWriter, r *http.Request, t *g
 	if err == nil && (!t.inResource || !slices.Contains(p.token.Audience, t.res.id)) {
 		err = errWrongAudience
 	}
-	_, badProof := err.(proofError)
+	badProof, isProof := err.(proofError)
+	if s.cfg.Tokens.DPoPNonce && (isProof || err == nil && p.scheme == "DPoP") {
+		// The nonce to use next, with the refusal or the answer.
+		w.Header().Set("DPoP-Nonce", s.Keys().DPoPNonce(time.Now()))
+	}
 	switch {
 	case err == errRevocationUnknown:
 		s.guardUnavailable(w, t.res, t.call, nil, err)
 		return principal{}, false
-	case badProof:
+	case isProof:
 		s.decided(t.res, t.call, nil, decisionInvalid, err.Error())
-		s.challenge(w, http.StatusUnauthorized, t.res, t.required, cred, "invalid_dpop_proof", err.Error())
+		s.challenge(w, http.StatusUnauthorized, t.res, t.required, cred, badProof.code(), err.Error())
 		return principal{}, false
 	case err != nil:
 		s.decided(t.res, t.call, nil, refusalDecision(err), err.Error())

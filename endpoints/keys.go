@@ -40,6 +40,7 @@ type signer struct {
 	kid, alg  string
 	key       jose.SigningKey
 	prepared  *sync.Map // typ -> jose.Signer, made once per key and typ
+	nonceKey  []byte    // the DPoP nonces' HMAC key, derived from the key
 }
 
 type verifyKey struct {
@@ -57,9 +58,10 @@ func NewHMACKeySet(secret []byte) (*KeySet, error) {
 	sum := sha256.Sum256(append([]byte("caddy-oauth2-server kid\x00"), secret...))
 	kid := "hs256-" + base64.RawURLEncoding.EncodeToString(sum[:12])
 	return &KeySet{
-		signers: []signer{{kid: kid, alg: string(jose.HS256), key: jose.SigningKey{Algorithm: jose.HS256, Key: secret}, prepared: &sync.Map{}}},
-		verify:  map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
-		jwks:    []byte(`{"keys":[]}`),
+		signers: []signer{{kid: kid, alg: string(jose.HS256), key: jose.SigningKey{Algorithm: jose.HS256, Key: secret}, prepared: &sync.Map{},
+			nonceKey: nonceKeyOf(secret)}},
+		verify: map[string]verifyKey{kid: {alg: jose.HS256, key: secret}},
+		jwks:   []byte(`{"keys":[]}`),
 	}, nil
 }
 
@@ -93,7 +95,8 @@ func NewKeySet(keys []storage.SigningKey, now time.Time) (*KeySet, error) {
 			from = k.CreatedAt
 		}
 		ks.signers = append(ks.signers, signer{from: from, createdAt: k.CreatedAt, kid: k.ID, alg: k.Algorithm,
-			key: jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: sig, KeyID: k.ID, Algorithm: k.Algorithm}}, prepared: &sync.Map{}})
+			key: jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: sig, KeyID: k.ID, Algorithm: k.Algorithm}}, prepared: &sync.Map{},
+			nonceKey: nonceKeyOf(k.PKCS8)})
 	}
 	if len(ks.signers) == 0 {
 		return nil, errors.New("no signing key is active")

@@ -53,7 +53,7 @@ func TestGuardChallenges(t *testing.T) {
 			t.Errorf("%s:\n got %d %q %s\nwant %d %q %s", tc.name, p.resp.StatusCode, h.Get("WWW-Authenticate"), p.body, tc.status, tc.challenge, tc.body)
 		}
 		if h.Get("Cache-Control") != "no-store" || h.Get("Access-Control-Allow-Origin") != "*" ||
-			h.Get("Access-Control-Expose-Headers") != "WWW-Authenticate, Mcp-Session-Id" || h.Get("Content-Type") != "application/json" {
+			h.Get("Access-Control-Expose-Headers") != "WWW-Authenticate, Mcp-Session-Id, DPoP-Nonce" || h.Get("Content-Type") != "application/json" {
 			t.Errorf("%s: headers %v", tc.name, h)
 		}
 	}
@@ -90,7 +90,7 @@ func TestGuardPreflight(t *testing.T) {
 		"Access-Control-Allow-Origin":   "*",
 		"Access-Control-Allow-Methods":  "GET, POST, PUT, PATCH, DELETE, OPTIONS",
 		"Access-Control-Allow-Headers":  "Authorization, DPoP, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID",
-		"Access-Control-Expose-Headers": "WWW-Authenticate, Mcp-Session-Id",
+		"Access-Control-Expose-Headers": "WWW-Authenticate, Mcp-Session-Id, DPoP-Nonce",
 	}
 	if p.resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("preflight: %d", p.resp.StatusCode)
@@ -411,10 +411,10 @@ func TestGuardCORSWithCORSUpstreams(t *testing.T) {
 		expose   string
 		creds    string
 	}{
-		{"upstream sends *", http.Header{"Access-Control-Allow-Origin": {"*"}, "Access-Control-Expose-Headers": {"Mcp-Session-Id"}}, "*", "Mcp-Session-Id, WWW-Authenticate", ""},
+		{"upstream sends *", http.Header{"Access-Control-Allow-Origin": {"*"}, "Access-Control-Expose-Headers": {"Mcp-Session-Id"}}, "*", "Mcp-Session-Id, WWW-Authenticate, DPoP-Nonce", ""},
 		{"upstream sends an origin", http.Header{"Access-Control-Allow-Origin": {"https://app.example"}, "Access-Control-Allow-Credentials": {"true"}, "Vary": {"Origin"}},
-			"https://app.example", "WWW-Authenticate, Mcp-Session-Id", "true"},
-		{"upstream sends none", nil, "*", "WWW-Authenticate, Mcp-Session-Id", ""},
+			"https://app.example", "WWW-Authenticate, Mcp-Session-Id, DPoP-Nonce", "true"},
+		{"upstream sends none", nil, "*", "WWW-Authenticate, Mcp-Session-Id, DPoP-Nonce", ""},
 	} {
 		up := newUpstream(t, tc.upstream)
 		flowSite{upstream: "reverse_proxy " + up.address()}.start(t)

@@ -27,7 +27,7 @@ func TestTokenResponseHeadersAndCORS(t *testing.T) {
 		"Cache-Control":                 "no-store",
 		"Pragma":                        "no-cache",
 		"Access-Control-Allow-Origin":   "*",
-		"Access-Control-Expose-Headers": "WWW-Authenticate, Mcp-Session-Id",
+		"Access-Control-Expose-Headers": "WWW-Authenticate, Mcp-Session-Id, DPoP-Nonce",
 	} {
 		if resp.Header.Get(k) != v {
 			t.Errorf("%s = %q, want %q", k, resp.Header.Get(k), v)
