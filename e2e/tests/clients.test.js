@@ -174,3 +174,32 @@ test('openid-client with DPoP: a public client runs the code flow, refresh and M
   assert.equal(bearer.status, 401);
   assert.match(bearer.headers.get('www-authenticate'), /error="invalid_token", error_description="the access token is bound to a DPoP key/);
 });
+
+test('openid-client with DPoP and server nonces (dpop_nonce): use_dpop_nonce at the token endpoint and the guard, retried with the nonce given', async () => {
+  const options = { execute: [client.allowInsecureRequests] };
+  const config = await client.discovery(new URL('http://localhost:9715/tenant'), 'conformance', undefined, client.None(), options);
+  const dpop = client.getDPoPHandle(config, await client.randomDPoPKeyPair('PS256'));
+  const resource = 'http://localhost:9715/mcp';
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT, resource, state,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const { callback } = await browser.authorize(url);
+  // The first attempt has no nonce: use_dpop_nonce, and openid-client retries.
+  const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state }, { resource }, { DPoP: dpop });
+  assert.equal(tokens.token_type.toLowerCase(), 'dpop');
+  const answer = await client.fetchProtectedResource(config, tokens.access_token, new URL(resource), 'POST',
+    JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    new Headers({ 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' }), { DPoP: dpop });
+  assert.equal(answer.status, 200, await answer.text());
+  assert.ok(answer.headers.get('dpop-nonce'), 'no DPoP-Nonce with the answer');
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token, { resource }, { DPoP: dpop });
+  assert.equal(refreshed.token_type.toLowerCase(), 'dpop');
+
+  // A proof without a nonce at the guard: 401 use_dpop_nonce, with one.
+  const bare = await fetch(resource, { method: 'POST', headers: { Authorization: `DPoP ${refreshed.access_token}`, DPoP: 'x' } });
+  assert.equal(bare.status, 401);
+  assert.match(bare.headers.get('www-authenticate'), /DPoP resource_metadata="[^"]+", error="invalid_dpop_proof"/);
+});
