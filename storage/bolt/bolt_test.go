@@ -240,3 +240,28 @@ func TestFamiliesFillTheirPages(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKeyBindingSurvivesReopening: a family's DPoP binding is in the
+// file: after the file is closed and opened again (a restart), rotating
+// the family still sees it.
+func TestKeyBindingSurvivesReopening(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oauth.db")
+	file, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	storagetest.StartFamily(t, file.ForIssuer("https://auth.test"), storage.RefreshFamily{ID: "bound", ClientID: "c1", Subject: "alice",
+		Resource: "https://r.test", CreatedAt: now, ExpiresAt: now.Add(time.Hour), JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+		"rt", storage.RefreshToken{Resource: "https://r.test", IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+	file.Close()
+	if file, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	fam, _, err := file.ForIssuer("https://auth.test").RotateRefreshToken(context.Background(), storage.Rotation{Presented: "rt", ClientID: "c1", NextToken: "rt2",
+		Next: storage.RefreshToken{IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, Now: now})
+	if err != nil || fam.JKT != "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" {
+		t.Fatalf("after reopening: %+v %v", fam, err)
+	}
+}

@@ -111,6 +111,14 @@ func TestTwoNodes(t *testing.T) {
 	}
 	storagetest.RedeemRace(t, nodes, "the-code", 40, now, true)
 	storagetest.UseAssertionRace(t, nodes, "the-jti", 40, now)
+
+	// A family's DPoP binding made at node 0 holds at node 1.
+	storagetest.StartFamily(t, nodes[0], storage.RefreshFamily{ID: "bound", ClientID: "c1", Subject: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, "bound-rt", storage.RefreshToken{ExpiresAt: now.Add(time.Hour)})
+	if fam, _, err := nodes[1].RotateRefreshToken(ctx, storage.Rotation{Presented: "bound-rt", ClientID: "c1", NextToken: "bound-rt2",
+		Next: storage.RefreshToken{ExpiresAt: now.Add(time.Hour)}, Now: time.Now(), StoreClock: true}); err != nil || fam.JKT != "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" {
+		t.Fatalf("the binding at node 1: %+v %v", fam, err)
+	}
 	var wg sync.WaitGroup
 
 	// Strict rotation of one token from both nodes at once: one winner.
