@@ -28,9 +28,12 @@ import (
 var assertionAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.EdDSA}
 
 // assertionAlgNames are assertionAlgs as metadata lists them.
-func assertionAlgNames() []string {
-	out := make([]string, len(assertionAlgs))
-	for i, a := range assertionAlgs {
+func assertionAlgNames() []string { return algNames(assertionAlgs) }
+
+// algNames are algorithms as metadata and challenges list them.
+func algNames(algs []jose.SignatureAlgorithm) []string {
+	out := make([]string, len(algs))
+	for i, a := range algs {
 		out[i] = string(a)
 	}
 	return out

@@ -30,13 +30,7 @@ import (
 var dpopAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256, jose.PS256}
 
 // dpopAlgNames are dpopAlgs as metadata and challenges list them.
-func dpopAlgNames() []string {
-	out := make([]string, len(dpopAlgs))
-	for i, a := range dpopAlgs {
-		out[i] = string(a)
-	}
-	return out
-}
+func dpopAlgNames() []string { return algNames(dpopAlgs) }
 
 // dpopProofWindow is how far a proof's iat may be from now (clock_skew
 // added): proofs are made for each request.

@@ -67,9 +67,10 @@ func (d dpopCredential) authenticate(ctx context.Context, r *http.Request, raw s
 }
 
 // challenge is RFC 9449 §7.1's, with the algorithms proofs may use.
-func (dpopCredential) challenge(params string) string {
-	return "DPoP " + params + `, algs="` + strings.Join(dpopAlgNames(), " ") + `"`
-}
+func (dpopCredential) challenge(params string) string { return "DPoP " + params + dpopAlgsParam }
+
+// dpopAlgsParam is the challenge's algs parameter.
+var dpopAlgsParam = `, algs="` + strings.Join(dpopAlgNames(), " ") + `"`
 
 // errBoundAsBearer: a DPoP-bound token sent as a bearer token (a
 // downgrade: whoever stole it has no key).
