@@ -547,3 +547,24 @@ func TestDPoPNonces(t *testing.T) {
 		t.Fatalf("the guard, with the nonce: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestDPoPBoundRegistration: a client that registers
+// dpop_bound_access_tokens gets it back and must send proofs.
+func TestDPoPBoundRegistration(t *testing.T) {
+	s := dpopServerWith(t, func(c *Config) { c.Clients.DynamicRegistration, c.Clients.UnusedClientTTL = true, time.Hour })
+	status, out := registerRaw(t, s, `{"redirect_uris":["https://agent.test/cb"],"token_endpoint_auth_method":"none","dpop_bound_access_tokens":true}`, "")
+	if status != http.StatusCreated || out["dpop_bound_access_tokens"] != true {
+		t.Fatalf("registering: %d %v", status, out)
+	}
+	id := out["client_id"].(string)
+	form := func() url.Values {
+		code := storeCode(t, s, func(ac *storage.AuthorizationCode) { ac.ClientID, ac.RedirectURI = id, "https://agent.test/cb" })
+		return url.Values{"grant_type": {"authorization_code"}, "client_id": {id}, "code": {code}, "code_verifier": {testVerifier}}
+	}
+	if status, out, _ := tokenCall(t, s, form()); status != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+		t.Errorf("without a proof: %d %v", status, out)
+	}
+	if status, out, _ := tokenCall(t, s, form(), "DPoP", dpopProofOf(t, "ec", jose.ES256, "POST", tokenURL)); status != http.StatusOK || out["token_type"] != "DPoP" {
+		t.Errorf("with a proof: %d %v", status, out)
+	}
+}
