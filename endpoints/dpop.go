@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -99,7 +100,7 @@ func checkDPoPProof(r *http.Request, htu, accessToken string, skew time.Duration
 		return nil, errors.New("the DPoP proof's signature does not verify with its jwk")
 	}
 	var c dpopClaims
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(&c); err != nil {
 		return nil, errors.New("the DPoP proof's claims are not a JSON object of the registered types")
