@@ -188,8 +188,9 @@ func TestDPoPAtTheTokenEndpoint(t *testing.T) {
 func jsonNumber(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // TestDPoPBindsPublicRefreshTokens: a public client's refresh tokens are
-// bound to the key of the proof its code was redeemed with, for the
-// family's life; a confidential client's are not (it authenticates).
+// bound to the key of the first proof its family saw (at the code or a
+// refresh), for the family's life; a confidential client's are not (it
+// authenticates).
 func TestDPoPBindsPublicRefreshTokens(t *testing.T) {
 	s := dpopServer(t)
 	redeem := func(client string, code string, header ...string) map[string]any {
@@ -242,10 +243,18 @@ func TestDPoPBindsPublicRefreshTokens(t *testing.T) {
 		t.Errorf("a confidential client's refresh without a proof: %d %v", status, out)
 	}
 
-	// A family started without a proof stays unbound.
+	// A family started without a proof is bound by its first refresh with
+	// one: the refresh token issued then is bound (RFC 9449 §5).
 	out = redeem("app", storeCode(t, s, nil))
-	if status, out := refresh("app", out["refresh_token"].(string), proof("ed")...); status != http.StatusOK || out["token_type"] != "DPoP" {
-		t.Errorf("an unbound family refreshed with a proof: %d %v", status, out)
+	status, out = refresh("app", out["refresh_token"].(string), proof("ed")...)
+	if status != http.StatusOK || out["token_type"] != "DPoP" {
+		t.Fatalf("an unbound family refreshed with a proof: %d %v", status, out)
+	}
+	if status, out := refresh("app", out["refresh_token"].(string)); status != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+		t.Errorf("then without one: %d %v", status, out)
+	}
+	if status, out := refresh("app", out["refresh_token"].(string), proof("ed")...); status != http.StatusOK {
+		t.Errorf("then with its key: %d %v", status, out)
 	}
 }
 

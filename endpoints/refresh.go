@@ -75,6 +75,7 @@ func (s *tokenEndpoints) refreshGrant(w http.ResponseWriter, r *http.Request, cl
 		// Across nodes, one family's rotations are judged by the store's clock.
 		StoreClock: true,
 		Narrow:     narrow,
+		Bind:       publicBinding(client, jkt),
 	})
 	var refused *tokenRefusal
 	switch {
@@ -114,4 +115,14 @@ func (s *tokenEndpoints) refreshGrant(w http.ResponseWriter, r *http.Request, cl
 // nothing else, or leaves scope out or empty: then the grant's own.
 func (s *core) requestedScopes(form url.Values) []string {
 	return s.grantable(form.Get("scope"))
+}
+
+// publicBinding is the DPoP key a public client's refresh tokens are
+// bound to from this request on (RFC 9449 §5): its proof's, if any; a
+// confidential client's are never bound (it authenticates).
+func publicBinding(client *storage.Client, jkt string) string {
+	if kindOf(client).confidential() {
+		return ""
+	}
+	return jkt
 }

@@ -98,11 +98,9 @@ func (s *tokenEndpoints) exchangeCode(w http.ResponseWriter, r *http.Request, cl
 	if allowsGrant(client, "refresh_token") {
 		refresh = s.newRefreshFamily(g, now)
 		g.familyID = refresh.Family.ID
-		if !kindOf(client).confidential() {
-			// A public client's refresh tokens are bound to its DPoP key
-			// for the family's life (RFC 9449 §5).
-			refresh.Family.JKT = g.jkt
-		}
+		// A public client's refresh tokens are bound to its DPoP key for
+		// the family's life (RFC 9449 §5).
+		refresh.Family.JKT = publicBinding(client, g.jkt)
 	}
 	jti := storage.NewAccessTokenID(now)
 	issued := storage.Issuance{AccessTokenID: jti, AccessTokenExpiresAt: now.Add(s.cfg.Tokens.AccessTokenLifetime)}

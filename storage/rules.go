@@ -65,6 +65,9 @@ func (r Rotation) Judge(fam *RefreshFamily, cur *RefreshToken, successorUsed fun
 		}
 	}
 	fam.LastUsedAt = r.Now
+	if fam.JKT == "" {
+		fam.JKT = r.Bind
+	}
 	cur.Successors = append(cur.Successors, Hash(r.NextToken))
 	next.FamilyID = fam.ID
 	next.ExpiresAt = Earliest(next.ExpiresAt, fam.ExpiresAt)

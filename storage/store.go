@@ -452,6 +452,10 @@ type Rotation struct {
 	// family's resource; an error from it ends the rotation with nothing
 	// changed, and is returned as it is. It may be called more than once.
 	Narrow func(fam *RefreshFamily) (scope string, err error)
+	// Bind, when set, binds a family that is not yet bound to this DPoP
+	// key (JKT) with the rotation, for the family's life (a public
+	// client's first DPoP refresh). A bound family keeps its key.
+	Bind string
 }
 
 // PendingAuthorization is a validated authorization request shown on the

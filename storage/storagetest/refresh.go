@@ -223,4 +223,18 @@ func testFamilyKeyBinding(t *testing.T, open Opener) {
 	if err != nil || fam.JKT != "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" || seen != fam.JKT {
 		t.Fatalf("rotating a bound family: %+v (Narrow saw %q) %v", fam, seen, err)
 	}
+
+	// An unbound family is bound by a rotation that says so (Bind), and
+	// keeps the key: a later Bind does not change it.
+	StartFamily(t, s, storage.RefreshFamily{ID: "later", ClientID: "c1", Subject: "alice", Resource: "https://r.test", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		"rt-later", storage.RefreshToken{Resource: "https://r.test", IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+	for i, bind := range []string{"", "first-key", "second-key"} {
+		fam, _, err := s.RotateRefreshToken(context.Background(), storage.Rotation{Presented: []string{"rt-later", "rt-later-0", "rt-later-1"}[i],
+			ClientID: "c1", NextToken: fmt.Sprint("rt-later-", i), Next: storage.RefreshToken{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+			Now: t0.Add(time.Duration(i+1) * time.Minute), Bind: bind})
+		want := map[int]string{0: "", 1: "first-key", 2: "first-key"}[i]
+		if err != nil || fam.JKT != want {
+			t.Fatalf("rotation %d (Bind %q): %+v %v, want JKT %q", i, bind, fam, err, want)
+		}
+	}
 }
