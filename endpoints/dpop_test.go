@@ -577,3 +577,20 @@ func TestDPoPBoundRegistration(t *testing.T) {
 		t.Errorf("with a proof: %d %v", status, out)
 	}
 }
+
+// BenchmarkCeilingDPoPProofVerify: one DPoP proof verified by go-jose
+// alone (parsing it with its embedded key, then the signature): what
+// BenchmarkGuardDPoP should add to BenchmarkGuardCachedToken, and no more.
+func BenchmarkCeilingDPoPProofVerify(b *testing.B) {
+	proof := dpopProofOf(b, "ec", jose.ES256, "GET", "https://auth.test/mcp/tools")
+	b.ReportAllocs()
+	for b.Loop() {
+		sig, err := jose.ParseSigned(proof, dpopAlgs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sig.Verify(sig.Signatures[0].Protected.JSONWebKey); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
