@@ -104,7 +104,7 @@ func checkPublicKey(k jose.JSONWebKey) error {
 // checkKeySetURL applies the jwks_uri rules: https, a host, no user
 // information or fragment, port 443 (the address rules apply when it is
 // fetched).
-func (f *safeFetcher) checkKeySetURL(raw string) (*url.URL, error) {
+func checkKeySetURL(raw string, allowed map[string]bool) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
@@ -115,7 +115,7 @@ func (f *safeFetcher) checkKeySetURL(raw string) (*url.URL, error) {
 		return nil, errors.New("jwks_uri must not carry user information")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return nil, errors.New("jwks_uri must not have a fragment")
-	case u.Port() != "" && u.Port() != "443" && !f.allowed[u.Host]:
+	case u.Port() != "" && u.Port() != "443" && !allowed[u.Host]:
 		return nil, errors.New("jwks_uri must use port 443")
 	}
 	return u, nil
@@ -136,7 +136,7 @@ func checkClientKeys(k clientKind, jwks json.RawMessage, jwksURI string, allowed
 	case len(jwks) == 0 && jwksURI == "":
 		return errors.New("private_key_jwt needs the client's public keys: jwks or jwks_uri")
 	case jwksURI != "":
-		_, err := (&safeFetcher{allowed: allowed}).checkKeySetURL(jwksURI)
+		_, err := checkKeySetURL(jwksURI, allowed)
 		return err
 	}
 	_, err := parseKeySet(jwks)
@@ -169,7 +169,7 @@ func newKeySets(fetch func(ctx context.Context, uri string) ([]jose.JSONWebKey, 
 // jwks_uri fetched by f.
 func clientKeySets(f *safeFetcher) *keySets {
 	return newKeySets(func(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
-		u, err := f.checkKeySetURL(uri)
+		u, err := checkKeySetURL(uri, f.allowed)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-jose/go-jose/v4/jwt"
 	"go.uber.org/zap"
 
 	"github.com/caddy-oauth2/caddy-oauth2-server/storage"
@@ -85,17 +86,8 @@ func (s *tokenEndpoints) redeemIDJAG(w http.ResponseWriter, r *http.Request, cli
 	if jag.Scope != "" {
 		limit = s.grantable(jag.Scope)
 	}
-	scope, why := s.grantedScope(limit, form)
-	if why != "" {
-		refuse(why)
-		return
-	}
-	switch err := s.useUp(ctx, idp.Issuer, claims, now); {
-	case err == errAssertionReplayed:
-		refuse(err.Error())
-		return
-	case err != nil:
-		s.tokenUnavailable(w, err)
+	scope, ok := s.scopeAndUseUp(w, r, form, refuse, limit, idp.Issuer, claims, now)
+	if !ok {
 		return
 	}
 	g := grant{clientID: client.ID, subject: subject, scope: scope, resource: resource,
@@ -139,6 +131,26 @@ func (s *tokenEndpoints) idJAGResource(claimed string, requested []string) (stri
 	return resource, ""
 }
 
+// scopeAndUseUp ends the checks of an assertion grant: the token's scope
+// (see grantedScope), then the assertion of signer, verified as claims,
+// used up. ok is false when it answered (refused, or storage down).
+func (s *tokenEndpoints) scopeAndUseUp(w http.ResponseWriter, r *http.Request, form url.Values, refuse func(string), limit []string, signer string, claims *jwt.Claims, now time.Time) (string, bool) {
+	scope, why := s.grantedScope(limit, form)
+	if why != "" {
+		refuse(why)
+		return "", false
+	}
+	switch err := s.useUp(r.Context(), signer, claims, now); {
+	case err == errAssertionReplayed:
+		refuse(err.Error())
+		return "", false
+	case err != nil:
+		s.tokenUnavailable(w, err)
+		return "", false
+	}
+	return scope, true
+}
+
 // grantedScope is the token's scope for an assertion grant: what the
 // request asks (all that may be granted when it asks nothing), within
 // limit (nil: no limit) and the catalogue.
@@ -147,7 +159,7 @@ func (s *tokenEndpoints) grantedScope(limit []string, form url.Values) (string, 
 	if limit != nil {
 		available = limit
 		if s.cfg.EnforceScopes {
-			available = slices.DeleteFunc(available, func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) })
+			available = slices.DeleteFunc(slices.Clone(available), func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) })
 		}
 	}
 	requested := s.requestedScopes(form)

@@ -72,7 +72,6 @@ func (t *trustedIssuers) workloadIssuer(iss string) *WorkloadIssuer {
 // token whose subject is the workload. Every refusal is 400 invalid_grant
 // naming the check, never the token.
 func (s *tokenEndpoints) redeemWorkload(w http.ResponseWriter, r *http.Request, form url.Values, wl *WorkloadIssuer, p *parsedAssertion) {
-	ctx := r.Context()
 	now := time.Now()
 	refuse := func(why string) {
 		s.audit.warn(eventAssertionRefused, zap.String("grant_type", grantJWTBearer), zap.String("workload_issuer", wl.Name), zap.String("reason", why))
@@ -104,17 +103,8 @@ func (s *tokenEndpoints) redeemWorkload(w http.ResponseWriter, r *http.Request, 
 		s.tokenFail(w, http.StatusBadRequest, aerr.code, aerr.description)
 		return
 	}
-	scope, why := s.grantedScope(slices.Clone(wl.Scopes), form)
-	if why != "" {
-		refuse(why)
-		return
-	}
-	switch err := s.useUp(ctx, wl.Issuer, claims, now); {
-	case err == errAssertionReplayed:
-		refuse(err.Error())
-		return
-	case err != nil:
-		s.tokenUnavailable(w, err)
+	scope, ok := s.scopeAndUseUp(w, r, form, refuse, wl.Scopes, wl.Issuer, claims, now)
+	if !ok {
 		return
 	}
 	subject := wl.Name + ":" + claims.Subject
