@@ -232,7 +232,7 @@ func (s *tokenEndpoints) tokenProof(w http.ResponseWriter, r *http.Request) (*ht
 	}
 	now := time.Now()
 	skew := s.cfg.Tokens.ClockSkew
-	p, err := checkDPoPProof(r, originOf(s.cfg.Issuer)+r.URL.EscapedPath(), "", skew, now)
+	p, err := checkDPoPProof(r, s.issuerOrigin+r.URL.EscapedPath(), "", skew, now)
 	if s.cfg.Tokens.DPoPNonce {
 		// Every answer gives the client the nonce to use next.
 		w.Header().Set("DPoP-Nonce", s.Keys().DPoPNonce(now))

@@ -36,21 +36,21 @@ type Server struct {
 	*operator
 	*signIn
 	*authorization
-	routes       routeTable
-	issuerOrigin string // scheme://host:port, for CheckOrigin
-	closeOnce    sync.Once
+	routes    routeTable
+	closeOnce sync.Once
 }
 
 // core is what every part of the server shares: the configuration, the
 // metrics and the audit log.
 type core struct {
-	cfg        Config
-	issuerPath string // the issuer's URL path, without a trailing slash
-	metrics    *serverMetrics
-	audit      *auditor
-	scopes     scopeCatalogue
-	resources  []resource    // the protected resources; the first is the default
-	stop       chan struct{} // closed by Close: background work ends
+	cfg          Config
+	issuerPath   string // the issuer's URL path, without a trailing slash
+	issuerOrigin string // its scheme://host:port (CheckOrigin, DPoP's htu)
+	metrics      *serverMetrics
+	audit        *auditor
+	scopes       scopeCatalogue
+	resources    []resource    // the protected resources; the first is the default
+	stop         chan struct{} // closed by Close: background work ends
 }
 
 // resource is one protected resource and where its metadata lives.
@@ -74,10 +74,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		core: &core{cfg: cfg, issuerPath: issuerPath, metrics: newServerMetrics(cfg.Issuer, cfg.Resources), audit: newAuditor(cfg.Audit),
-			stop: make(chan struct{})},
-		routes:       routeTable{},
-		issuerOrigin: originOf(cfg.Issuer),
+		core: &core{cfg: cfg, issuerPath: issuerPath, issuerOrigin: originOf(cfg.Issuer), metrics: newServerMetrics(cfg.Issuer, cfg.Resources),
+			audit: newAuditor(cfg.Audit), stop: make(chan struct{})},
+		routes: routeTable{},
 	}
 	if s.scopes, err = NewScopeCatalogue(cfg.Scopes, cfg.ScopeDefinitions); err != nil {
 		return nil, err
