@@ -57,6 +57,7 @@ type trustedIssuers struct {
 	mu        sync.Mutex
 	found     map[string]string    // issuer -> discovered jwks_uri
 	failed    map[string]time.Time // issuer -> when discovery last failed
+	typs      []string             // the assertion typ values of those trusted
 }
 
 func newTrustedIssuers(cfg *Config) *trustedIssuers {
@@ -67,6 +68,12 @@ func newTrustedIssuers(cfg *Config) *trustedIssuers {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return errors.New("redirects are not followed") },
 		}}
 	t.keys = newKeySets(t.fetchKeys)
+	if len(t.idps) > 0 {
+		t.typs = append(t.typs, idJAGType)
+	}
+	if len(t.workloads) > 0 {
+		t.typs = append(t.typs, workloadTypes...)
+	}
 	return t
 }
 

@@ -26,14 +26,7 @@ func (s *tokenEndpoints) jwtBearer(w http.ResponseWriter, r *http.Request, clien
 		s.tokenFail(w, http.StatusBadRequest, "invalid_request", "assertion is missing")
 		return
 	}
-	typs := workloadTypes
-	if len(s.trusted.idps) > 0 {
-		typs = append([]string{idJAGType}, typs...)
-	}
-	if len(s.trusted.workloads) == 0 {
-		typs = []string{idJAGType}
-	}
-	p, err := parseAssertion(raw, typs...)
+	p, err := parseAssertion(raw, s.trusted.typs...)
 	if err != nil {
 		s.tokenFail(w, http.StatusBadRequest, "invalid_grant", "assertion: "+err.Error())
 		return
